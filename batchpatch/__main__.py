@@ -1,0 +1,5 @@
+import sys
+
+from batchpatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The one error tree of batchpatch.
+
+    BatchpatchError                 every error the library raises on purpose
+    ├── InputError                  the sheet or the options are wrong; nothing was sent (exit 2)
+    │   ├── SheetError              located problems in a sheet (file, row, column), all at once
+    │   └── OptionsError            a bad option or a missing setting (endpoint, token, file)
+    └── RunAborted                  the run stopped early; the report was still written (exit 3)
+
+A failed *row* is never an exception: it is data (see ``models.RowOutcome``).  Only
+problems that stop the whole run are raised, and every message says what went wrong and
+how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BatchpatchError(Exception):
+    """Base class of every error batchpatch raises on purpose."""
+
+
+class InputError(BatchpatchError):
+    """The input or the options are invalid; nothing was sent."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One located problem in a sheet, printed as ``FILE:ROW:COLUMN: what — how to fix``.
+
+    ``row`` is the spreadsheet row number a person sees (the header is row 1), or 0 when
+    the problem concerns the whole file.  ``column`` is the header name, or "" for a row
+    or file as a whole.
+    """
+
+    file: str
+    row: int
+    column: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.row}:{self.column}: {self.message} — {self.fix}"
+
+
+class SheetError(InputError):
+    """One or more located problems in a sheet, sorted by row."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.row, p.column, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class OptionsError(InputError):
+    """A command-line option or a setting is invalid or missing."""
+
+
+class RunAborted(BatchpatchError):
+    """The run stopped before every row was attempted."""

@@ -1,0 +1,30 @@
+"""A fake Huawei Cloud IMS API (UpdateImage, ListImages) for tests and demos.
+
+It follows the real service's documented rules and error bodies, and counts what it sees
+(concurrency, overlapping updates of one image) so tests can check a client's behaviour.  It
+imports nothing from the rest of batchpatch.
+"""
+
+from batchpatch.fake.app import make_app
+from batchpatch.fake.cli import main
+from batchpatch.fake.config import FakeConfig
+from batchpatch.fake.errors import FakeApiError
+from batchpatch.fake.harness import FakeServer, running_fake, serving_fake
+from batchpatch.fake.stats import FakeStats, LogEntry, StatsSnapshot
+from batchpatch.fake.store import ImageFileError, ImageStore, load_images
+
+__all__ = [
+    "FakeApiError",
+    "FakeConfig",
+    "FakeServer",
+    "FakeStats",
+    "ImageFileError",
+    "ImageStore",
+    "LogEntry",
+    "StatsSnapshot",
+    "load_images",
+    "main",
+    "make_app",
+    "running_fake",
+    "serving_fake",
+]

@@ -1,0 +1,142 @@
+"""What the fake saw: request counts, PATCH concurrency, and a log in arrival order.
+
+Written from the server's event loop thread, read by tests from theirs, so every access holds
+one lock; ``snapshot()`` gives a consistent view of everything at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+RequestKind = Literal["patch", "list"]
+
+
+class LogEntry(NamedTuple):
+    """One request; ``status`` is None while the request is still being handled."""
+
+    method: str
+    path: str
+    image_id: str | None
+    status: int | None
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """A consistent copy of FakeStats at one moment."""
+
+    total_requests: int
+    patch_requests: int
+    list_requests: int
+    in_flight: int
+    max_in_flight: int
+    overlaps: int
+    log: tuple[LogEntry, ...]
+    patches_by_image: Counter[str]
+
+
+class FakeStats:
+    """Thread-safe counters the server updates and tests read.
+
+    ``total_requests``, ``patch_requests``, ``list_requests``, ``patches_by_image`` and the
+    log count every request on arrival, whatever its outcome (a 401 included).
+    ``max_in_flight`` is the most PATCH requests handled at the same moment; ``overlaps``
+    counts the PATCH requests that arrived while another PATCH for the same image was still
+    being handled.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._log: list[LogEntry] = []
+        self._total = self._patches = self._lists = 0
+        self._in_flight = self._max_in_flight = self._overlaps = 0
+        self._in_flight_by_image: Counter[str] = Counter()
+        self._patches_by_image: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        s = self.snapshot()
+        return (
+            f"<FakeStats requests={s.total_requests} patches={s.patch_requests} "
+            f"lists={s.list_requests} max_in_flight={s.max_in_flight} overlaps={s.overlaps}>"
+        )
+
+    # --- written by the server -------------------------------------------------------------
+
+    def request_started(
+        self, method: str, path: str, kind: RequestKind | None, image_id: str | None
+    ) -> int:
+        """Count and log an arriving request; return its index for ``request_finished``."""
+        with self._lock:
+            self._total += 1
+            if kind == "list":
+                self._lists += 1
+            elif kind == "patch" and image_id is not None:
+                self._patches += 1
+                self._patches_by_image[image_id] += 1
+            self._log.append(LogEntry(method, path, image_id, None))
+            return len(self._log) - 1
+
+    def request_finished(self, index: int, status: int) -> None:
+        with self._lock:
+            self._log[index] = self._log[index]._replace(status=status)
+
+    def patch_started(self, image_id: str) -> None:
+        """An authenticated PATCH handler starts: it is in flight until ``patch_finished``."""
+        with self._lock:
+            if self._in_flight_by_image[image_id]:
+                self._overlaps += 1
+            self._in_flight_by_image[image_id] += 1
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def patch_finished(self, image_id: str) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._in_flight_by_image[image_id] -= 1
+            if not self._in_flight_by_image[image_id]:
+                del self._in_flight_by_image[image_id]
+
+    # --- read by tests ---------------------------------------------------------------------
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            return StatsSnapshot(
+                total_requests=self._total,
+                patch_requests=self._patches,
+                list_requests=self._lists,
+                in_flight=self._in_flight,
+                max_in_flight=self._max_in_flight,
+                overlaps=self._overlaps,
+                log=tuple(self._log),
+                patches_by_image=Counter(self._patches_by_image),
+            )
+
+    @property
+    def total_requests(self) -> int:
+        return self.snapshot().total_requests
+
+    @property
+    def patch_requests(self) -> int:
+        return self.snapshot().patch_requests
+
+    @property
+    def list_requests(self) -> int:
+        return self.snapshot().list_requests
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.snapshot().max_in_flight
+
+    @property
+    def overlaps(self) -> int:
+        return self.snapshot().overlaps
+
+    @property
+    def log(self) -> list[LogEntry]:
+        return list(self.snapshot().log)
+
+    @property
+    def patches_by_image(self) -> Counter[str]:
+        return self.snapshot().patches_by_image

@@ -1,0 +1,164 @@
+"""The fake's images: loading them, patching them atomically, listing them.
+
+The store is shared between the server's event loop thread and the tests reading the final
+state from another thread, so every access holds one lock and hands out deep copies.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batchpatch.fake.errors import FakeApiError, invalid_format
+from batchpatch.fake.rules import apply_ops, parse_ops
+
+Image = dict[str, Any]
+
+DEFAULT_LIMIT = 500
+
+#: ListImages parameters whose semantics the fake does not model; refusing them beats
+#: silently answering as if they had been applied.
+UNSUPPORTED_FILTERS = frozenset(
+    {"tag", "created_at", "updated_at", "sort_key", "sort_dir", "member_status", "flavor_id",
+     "architecture"}
+)  # fmt: skip
+
+
+class ImageFileError(ValueError):
+    """An images file that cannot be loaded; the message names the file and the problem."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ImageStore:
+    """Images keyed by id, in insertion order, with the UpdateImage and ListImages rules."""
+
+    def __init__(
+        self, images: Iterable[Mapping[str, Any]] = (), *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._images = {image["id"]: image for image in checked_images(images)}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ImageStore images={len(self._images)}>"
+
+    @property
+    def images(self) -> dict[str, Image]:
+        """A deep copy of every image, keyed by id, in insertion order."""
+        with self._lock:
+            return copy.deepcopy(self._images)
+
+    def get(self, image_id: str) -> Image | None:
+        """A deep copy of one image, or None."""
+        with self._lock:
+            return copy.deepcopy(self._images.get(image_id))
+
+    def apply_patch(self, image_id: str, body: object) -> Image:
+        """Apply a decoded UpdateImage body; return the whole updated image.
+
+        Raises FakeApiError for a malformed body, an unknown or inactive image, or the first
+        operation that fails, in which case the image is left untouched.
+        """
+        ops = parse_ops(body)
+        with self._lock:
+            image = self._images.get(image_id)
+            if image is None:
+                raise FakeApiError.ims("IMG.0027", status=404)
+            if image.get("status") != "active":
+                raise FakeApiError.ims("IMG.0046")
+            patched = apply_ops(image, ops)
+            patched["updated_at"] = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._images[image_id] = patched
+            return copy.deepcopy(patched)
+
+    def list_images(
+        self,
+        filters: Mapping[str, str] | None = None,
+        limit: int = DEFAULT_LIMIT,
+        marker: str | None = None,
+    ) -> list[Image]:
+        """One page of ListImages: the images after ``marker`` that match every filter.
+
+        A filter is an exact match on the attribute's text (JSON text for numbers and
+        booleans), so ``id``, ``name``, ``status``, ``__imagetype`` and the like all work.
+        Two forms are special: ``enterprise_project_id=all_granted_eps`` matches every image,
+        and ``id=in:ID1,ID2`` matches any of the listed ids (an assumption: the fake accepts
+        the ``in:`` form for ``id`` only).
+        """
+        filters = dict(filters or {})
+        unsupported = sorted(UNSUPPORTED_FILTERS.intersection(filters))
+        if unsupported:
+            raise invalid_format(f"the fake does not support the query parameter {unsupported[0]}")
+        if limit < 1:
+            raise invalid_format("limit must be a positive integer")
+        with self._lock:
+            ids = list(self._images)
+            if marker is not None:
+                if marker not in self._images:
+                    raise invalid_format("marker is not the id of an image")
+                ids = ids[ids.index(marker) + 1 :]
+            page = []
+            for image_id in ids:
+                image = self._images[image_id]
+                if all(_matches(image, key, wanted) for key, wanted in filters.items()):
+                    page.append(copy.deepcopy(image))
+                    if len(page) == limit:
+                        break
+            return page
+
+
+def _matches(image: Image, key: str, wanted: str) -> bool:
+    if key == "id" and wanted.startswith("in:"):
+        return image["id"] in wanted[len("in:") :].split(",")
+    if key == "enterprise_project_id" and wanted == "all_granted_eps":
+        return True
+    if key not in image:
+        return False
+    value = image[key]
+    return (value if isinstance(value, str) else json.dumps(value)) == wanted
+
+
+def checked_images(images: Iterable[object]) -> list[Image]:
+    """Deep copies of ``images``, each checked to be an object with a unique string id."""
+    checked: list[Image] = []
+    seen: set[str] = set()
+    for number, image in enumerate(images, start=1):
+        if not isinstance(image, Mapping):
+            raise ValueError(f"image {number} is not a JSON object")
+        image_id = image.get("id")
+        if not isinstance(image_id, str) or not image_id:
+            raise ValueError(f'image {number} has no "id" string')
+        if image_id in seen:
+            raise ValueError(f"image {number} repeats the id {image_id!r}")
+        seen.add(image_id)
+        checked.append(copy.deepcopy(dict(image)))
+    return checked
+
+
+def load_images(path: str | Path) -> list[Image]:
+    """Read a JSON file holding a list of images or ``{"images": [...]}``.
+
+    Raises ImageFileError naming the file and what is wrong with it.
+    """
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ImageFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ImageFileError(f"{path}: not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("images"), list):
+        data = data["images"]
+    if not isinstance(data, list):
+        raise ImageFileError(f'{path}: expected a JSON list of images or {{"images": [...]}}')
+    try:
+        return checked_images(data)
+    except ValueError as exc:
+        raise ImageFileError(f"{path}: {exc}") from exc

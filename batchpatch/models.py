@@ -1,0 +1,95 @@
+"""Plain, frozen data shared by every layer: patches, outcomes, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+JsonValue = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One JSON-patch operation of an IMS UpdateImage body."""
+
+    op: str
+    path: str
+    value: JsonValue | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.op == "remove":
+            return {"op": self.op, "path": self.path}
+        return {"op": self.op, "path": self.path, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePatch:
+    """Every change a sheet asks of one image, in sheet order: sent as one atomic PATCH.
+
+    ``rows`` are the 0-based positions of the source rows that asked for these changes;
+    they all share the image's outcome.
+    """
+
+    image_id: str
+    operations: tuple[Operation, ...]
+    rows: tuple[int, ...]
+
+    def body(self) -> list[dict[str, Any]]:
+        return [operation.to_json() for operation in self.operations]
+
+
+class Status(StrEnum):
+    """What happened to a row, as written in the report's ``status`` column."""
+
+    SUCCEEDED = "succeeded"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INVALID = "invalid"
+    NOT_ATTEMPTED = "not_attempted"
+
+    @property
+    def done(self) -> bool:
+        """True when the row now is as the sheet asks."""
+        return self in (Status.SUCCEEDED, Status.UNCHANGED)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The recorded fate of one image (and so of every row that asked for it)."""
+
+    image_id: str
+    status: Status
+    http_status: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    request_id: str = ""
+    attempts: int = 0
+    elapsed_ms: int | None = None
+
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_RATE = 10.0
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How hard the run may push the service.
+
+    ``rate`` caps request *starts* per second with no burst (the first start is immediate,
+    each next one at least ``1/rate`` later); ``concurrency`` caps requests in flight.
+    """
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: float = DEFAULT_RATE
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be a whole number of at least 1")
+        if not self.rate > 0:
+            raise ValueError("rate must be greater than 0 requests per second")
+        if not self.timeout > 0:
+            raise ValueError("timeout must be greater than 0 seconds")

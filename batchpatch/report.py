@@ -1,0 +1,74 @@
+"""Writing the results report: the input's rows and columns, in its format, plus outcomes."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from batchpatch.models import Outcome
+from batchpatch.sheet import RESULT_COLUMNS, Sheet
+
+#: Leading characters that make Excel or LibreOffice treat a cell as a formula (OWASP CSV
+#: injection): the cell gets a leading apostrophe so it is shown as text, never run.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def default_report_path(sheet_path: Path) -> Path:
+    """``changes.csv`` → ``changes.results.csv``, beside the input."""
+    return sheet_path.with_name(f"{sheet_path.stem}.results{sheet_path.suffix}")
+
+
+def neutralise(cell: str) -> str:
+    """``cell`` made safe to open in a spreadsheet program (numbers stay as they are)."""
+    if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def report_frame(sheet: Sheet, outcomes: Sequence[Outcome]) -> pd.DataFrame:
+    """The source columns (made safe), then one result column set; ``outcomes[i]`` is row i."""
+    source = sheet.frame.drop(
+        columns=[column for column in sheet.frame.columns if column.lower() in RESULT_COLUMNS]
+    )
+    frame = pd.DataFrame(
+        {column: source[column].astype(str).map(neutralise) for column in source.columns},
+        index=range(len(source)),
+    )
+    frame["status"] = [str(outcome.status) for outcome in outcomes]
+    frame["http_status"] = pd.array([o.http_status for o in outcomes], dtype="Int64")
+    frame["error_code"] = [neutralise(o.error_code) for o in outcomes]
+    frame["error_message"] = [neutralise(o.error_message) for o in outcomes]
+    frame["request_id"] = [neutralise(o.request_id) for o in outcomes]
+    frame["attempts"] = pd.array([o.attempts for o in outcomes], dtype="Int64")
+    frame["elapsed_ms"] = pd.array([o.elapsed_ms for o in outcomes], dtype="Int64")
+    return frame
+
+
+def write_report(sheet: Sheet, outcomes: Sequence[Outcome], path: Path) -> Path:
+    """Write the report atomically (a crash never leaves half a file) and return its path."""
+    if len(outcomes) != sheet.row_count:
+        raise ValueError("a report needs exactly one outcome per source row")
+    frame = report_frame(sheet, outcomes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(handle)
+    try:
+        if sheet.format == "xlsx":
+            frame.to_excel(temporary, index=False, sheet_name=sheet.sheet_name or "results",
+                           engine="openpyxl")
+        else:
+            frame.to_csv(temporary, index=False, sep="\t" if sheet.format == "tsv" else ",",
+                         encoding=sheet.encoding or "utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,325 @@
+"""Reading a CSV, TSV or XLSX sheet into validated, per-image patches.
+
+Every cell is read as text (ids never become floats, ``1024`` never ``1024.0``), then typed
+by its attribute.  Work is vectorised with pandas; the only per-row Python is building the
+operation objects themselves.
+
+Two shapes, told apart by the header:
+
+* long: ``image_id, op, path, value``: one change a row, several rows an image allowed;
+* wide: ``image_id`` plus a column an attribute; a blank cell means "no change" and the
+  cell ``<remove>`` means "remove this attribute".
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from batchpatch.errors import OptionsError, Problem, SheetError
+from batchpatch.models import ImagePatch, JsonValue, Operation
+from batchpatch.schema import ALWAYS_PRESENT, OPS, REMOVE_MARKER, typed_value
+
+SheetFormat = Literal["csv", "tsv", "xlsx"]
+Shape = Literal["long", "wide"]
+
+_FORMATS: dict[str, SheetFormat] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+}
+
+#: Columns batchpatch writes into a report.  A report fed back in as input keeps them, but
+#: they are never taken for attributes to change.
+RESULT_COLUMNS = (
+    "status",
+    "http_status",
+    "error_code",
+    "error_message",
+    "request_id",
+    "attempts",
+    "elapsed_ms",
+)
+
+#: The first data row of a sheet is row 2 for a person looking at it: row 1 is the header.
+FIRST_DATA_ROW = 2
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A loaded sheet: its source rows as text, and the patches they ask for.
+
+    ``frame`` keeps the source columns exactly as read, for the report.  ``idle_rows`` are
+    rows that ask for no change at all (a wide row with every cell blank).
+    """
+
+    path: Path
+    format: SheetFormat
+    encoding: str | None
+    sheet_name: str | None
+    shape: Shape
+    frame: pd.DataFrame
+    patches: tuple[ImagePatch, ...]
+    idle_rows: tuple[int, ...]
+
+    @property
+    def row_count(self) -> int:
+        return len(self.frame)
+
+
+def sheet_format(path: Path) -> SheetFormat:
+    """The format of ``path`` by its extension, or an ``OptionsError`` saying which work."""
+    try:
+        return _FORMATS[path.suffix.lower()]
+    except KeyError:
+        known = ", ".join(sorted(_FORMATS))
+        raise OptionsError(
+            f"{path}: unsupported sheet type {path.suffix or '(no extension)'!r}"
+            f" — save the sheet as one of {known}"
+        ) from None
+
+
+def read_sheet(path: str | Path, *, sheet_name: str | None = None) -> Sheet:
+    """Load ``path`` and turn it into one patch per image.
+
+    Raises ``SheetError`` with every located problem at once, or ``OptionsError`` when the
+    file itself cannot be used.
+    """
+    path = Path(path)
+    fmt = sheet_format(path)
+    if not path.is_file():
+        raise OptionsError(f"{path}: no such file — check the path to the sheet")
+    encoding: str | None = None
+    if fmt == "xlsx":
+        frame, chosen = _read_xlsx(path, sheet_name)
+    else:
+        if sheet_name is not None:
+            raise OptionsError(f"--sheet {sheet_name!r} applies only to Excel workbooks")
+        frame, encoding = _read_delimited(path, "\t" if fmt == "tsv" else ",")
+        chosen = None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    shape, changes = _changes(path, frame)
+    patches, idle = _group(changes, len(frame))
+    return Sheet(path, fmt, encoding, chosen, shape, frame, patches, idle)
+
+
+def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str]:
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise SheetError(
+            [_whole_file(path, "the file holds NUL bytes, so it is not a text sheet",
+                         "export the sheet again as CSV (UTF-8)")]
+        )
+    encoding, text = _decode(path, raw)
+    if not text.strip():
+        raise SheetError([_whole_file(path, "the sheet is empty",
+                                      "add a header row and at least one change")])
+    data = text.encode("utf-8")
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data), sep=separator, dtype=str, keep_default_na=False,
+            engine="pyarrow",
+        )
+    except Exception:  # pyarrow's messages do not say where; ask the C parser, which does
+        frame = _read_delimited_located(path, data, separator)
+    return frame, encoding
+
+
+def _read_delimited_located(path: Path, data: bytes, separator: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(
+            io.BytesIO(data), sep=separator, dtype=str, keep_default_na=False, engine="c"
+        )
+    except (pd.errors.ParserError, ValueError) as error:
+        line = re.search(r"line (\d+)", str(error))
+        _raise(
+            Problem(str(path), int(line.group(1)) if line else 0, "",
+                    f"the row does not fit the header ({_first_line(error)})",
+                    "make every row have as many cells as the header, quoting cells "
+                    "that contain the separator")
+        )
+
+
+def _decode(path: Path, raw: bytes) -> tuple[str, str]:
+    """Decode as Excel saves CSV: UTF-8 (with or without BOM), else GB18030 (covers GBK)."""
+    encodings = ("utf-8-sig",) if raw.startswith(b"\xef\xbb\xbf") else ("utf-8", "gb18030")
+    for encoding in encodings:
+        try:
+            return encoding, raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise SheetError(
+        [_whole_file(path, "the file is neither UTF-8 nor GB18030/GBK text",
+                     "save it again as 'CSV UTF-8' from your spreadsheet program")]
+    )
+
+
+def _read_xlsx(path: Path, sheet_name: str | None) -> tuple[pd.DataFrame, str]:
+    from python_calamine import CalamineWorkbook  # read-only sheet list, no cell parsing
+
+    try:
+        names = CalamineWorkbook.from_path(str(path)).sheet_names
+    except Exception as error:
+        raise SheetError(
+            [_whole_file(path, f"not a readable Excel workbook ({_first_line(error)})",
+                         "open it in Excel and save it again as .xlsx")]
+        ) from None
+    chosen = sheet_name if sheet_name is not None else names[0]
+    if chosen not in names:
+        raise OptionsError(
+            f"{path}: no sheet named {chosen!r} — choose one of: "
+            + ", ".join(repr(name) for name in names)
+        )
+    frame = pd.read_excel(
+        path, sheet_name=chosen, dtype=str, keep_default_na=False, engine="calamine"
+    )
+    if frame.empty and len(frame.columns) == 0:
+        raise SheetError([_whole_file(path, f"sheet {chosen!r} is empty",
+                                      "add a header row and at least one change")])
+    return frame.fillna(""), chosen
+
+
+def _changes(path: Path, frame: pd.DataFrame) -> tuple[Shape, pd.DataFrame]:
+    """One row per requested change: ``row, image_id, op, attribute, value, column``."""
+    lowered = {column.lower(): column for column in frame.columns}
+    if "image_id" not in lowered:
+        _raise(Problem(str(path), 1, "", "no image_id column",
+                       "name the column holding the image ids 'image_id' in the header row"))
+    if "op" in lowered and "path" in lowered:
+        return "long", _long_changes(path, frame, lowered)
+    return "wide", _wide_changes(path, frame, lowered)
+
+
+def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> pd.DataFrame:
+    id_column, op_column, path_column = lowered["image_id"], lowered["op"], lowered["path"]
+    value_column = lowered.get("value")
+    values = frame[value_column] if value_column else pd.Series("", index=frame.index)
+    changes = pd.DataFrame(
+        {
+            "row": np.arange(len(frame)),
+            "image_id": frame[id_column].str.strip().str.lower(),
+            "op": frame[op_column].str.strip().str.lower(),
+            "attribute": frame[path_column].str.strip().str.lstrip("/"),
+            "value": values.astype(str),
+            "column": value_column or "value",
+        }
+    )
+    problems = _common_problems(path, changes, id_column)
+    problems += _located(path, changes, ~changes["op"].isin(OPS), op_column,
+                         "op must be add, replace or remove",
+                         "write one of add, replace, remove")
+    problems += _located(path, changes, changes["attribute"] == "", path_column,
+                         "path is empty", "write the attribute to change, e.g. /name")
+    needs_value = changes["op"].isin(("add", "replace")) & (changes["value"] == "")
+    problems += _located(path, changes, needs_value, value_column or "value",
+                         "add and replace need a value",
+                         "fill in the value, or use op remove to delete the attribute")
+    return _typed(path, changes, problems)
+
+
+def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> pd.DataFrame:
+    id_column = lowered["image_id"]
+    attributes = [
+        column for column in frame.columns
+        if column != id_column and column.lower() not in RESULT_COLUMNS
+    ]
+    if not attributes:
+        _raise(Problem(str(path), 1, "", "no attribute columns next to image_id",
+                       "add a column per attribute to change, e.g. name or __description"))
+    melted = (
+        frame[attributes]
+        .assign(row=np.arange(len(frame)), image_id=frame[id_column].str.strip().str.lower())
+        .melt(id_vars=["row", "image_id"], value_vars=attributes,
+              var_name="column", value_name="value")
+    )
+    blank = melted["value"].str.strip() == ""
+    order = {column: index for index, column in enumerate(attributes)}
+    melted = melted[~blank].assign(order=melted["column"].map(order))
+    melted = melted.sort_values(["row", "order"], kind="stable").drop(columns="order")
+    removing = melted["value"].str.strip() == REMOVE_MARKER
+    melted["attribute"] = melted["column"].str.lstrip("/")
+    melted["op"] = np.where(
+        removing, "remove",
+        np.where(melted["attribute"].isin(ALWAYS_PRESENT), "replace", "add"),
+    )
+    melted.loc[removing, "value"] = ""
+    changes = melted.reset_index(drop=True)
+    problems = _common_problems(path, changes, id_column)
+    return _typed(path, changes, problems)
+
+
+def _common_problems(path: Path, changes: pd.DataFrame, id_column: str) -> list[Problem]:
+    return _located(path, changes, changes["image_id"] == "", id_column,
+                    "image_id is empty", "fill in the image's id, or delete the row")
+
+
+def _typed(path: Path, changes: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
+    """Add the ``typed`` column (the JSON value to send), or raise every problem found."""
+    typed: list[JsonValue | None] = [None] * len(changes)
+    for position, (row, op, attribute, value, column) in enumerate(
+        zip(changes["row"], changes["op"], changes["attribute"], changes["value"],
+            changes["column"], strict=True)
+    ):
+        if op == "remove" or op not in OPS or not attribute:
+            continue
+        try:
+            typed[position] = typed_value(attribute, value)
+        except ValueError as error:
+            message, _, fix = str(error).partition(" — ")
+            problems.append(Problem(str(path), int(row) + FIRST_DATA_ROW, column, message, fix))
+    if problems:
+        raise SheetError(problems)
+    return changes.assign(typed=typed)
+
+
+def _group(changes: pd.DataFrame, row_count: int) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
+    """One patch per image, images in order of first appearance, changes in sheet order."""
+    ops = [
+        Operation(op, "/" + attribute, value)
+        for op, attribute, value in zip(
+            changes["op"], changes["attribute"], changes["typed"], strict=True
+        )
+    ]
+    rows = changes["row"].to_numpy()
+    patches = []
+    for image_id, positions in changes.groupby("image_id", sort=False).indices.items():
+        patches.append(
+            ImagePatch(
+                str(image_id),
+                tuple(ops[position] for position in positions),
+                tuple(int(row) for row in np.unique(rows[positions])),
+            )
+        )
+    patches.sort(key=lambda patch: patch.rows[0])
+    busy = np.zeros(row_count, dtype=bool)
+    busy[rows] = True
+    return tuple(patches), tuple(int(row) for row in np.flatnonzero(~busy))
+
+
+def _located(
+    path: Path, changes: pd.DataFrame, mask: pd.Series, column: str, message: str, fix: str
+) -> list[Problem]:
+    return [
+        Problem(str(path), int(row) + FIRST_DATA_ROW, column, message, fix)
+        for row in changes.loc[mask, "row"]
+    ]
+
+
+def _whole_file(path: Path, message: str, fix: str) -> Problem:
+    return Problem(str(path), 0, "", message, fix)
+
+
+def _raise(problem: Problem) -> NoReturn:
+    raise SheetError([problem])
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,203 @@
+"""The CLI end to end: real files, a real subprocess, the fake IMS over real sockets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from batchpatch.fake import FakeConfig, running_fake
+from tests.e2e import TOKEN, run_cli, sample_images
+from tests.sheets import write_sheet
+
+IMAGES = sample_images()
+A, B, C, D = (image["id"] for image in IMAGES[:4])
+FORMATS = [pytest.param(".csv", id="csv"), pytest.param(".tsv", id="tsv"),
+           pytest.param(".xlsx", id="xlsx")]
+RESULT_COLUMNS = ["status", "http_status", "error_code", "error_message", "request_id",
+                  "attempts", "elapsed_ms"]
+
+
+def read_report(path: Path) -> pd.DataFrame:
+    if path.suffix == ".xlsx":
+        return pd.read_excel(path, dtype=str, keep_default_na=False, engine="calamine")
+    return pd.read_csv(path, dtype=str, keep_default_na=False,
+                       sep="\t" if path.suffix == ".tsv" else ",")
+
+
+def images_with(**changes: dict[str, object]) -> list[dict[str, object]]:
+    """The sample images, with some images' attributes overridden (by id)."""
+    return [{**image, **changes.get(image["id"], {})} for image in IMAGES]
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_long_sheet_is_applied_and_reported(tmp_path: Path, suffix: str) -> None:
+    sheet = write_sheet(tmp_path / f"changes{suffix}", ["image_id", "op", "path", "value"], [
+        [A, "replace", "/name", "web-2026"],
+        [B, "add", "__description", "db tier"],
+        [A, "replace", "min_ram", "2048"],
+        [A, "add", "/cost_center", "cc-1"],
+    ])
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        state = {image["id"]: image for image in list(fake.store.images.values())}
+        stats = fake.stats.snapshot()
+    assert done.returncode == 0, done.stderr
+    assert state[A]["name"] == "web-2026"
+    assert state[A]["min_ram"] == 2048
+    assert state[A]["cost_center"] == "cc-1"
+    assert state[B]["__description"] == "db tier"
+    assert stats.patch_requests == 2  # one PATCH per image
+    report = read_report(tmp_path / f"changes.results{suffix}")
+    assert list(report.columns) == ["image_id", "op", "path", "value", *RESULT_COLUMNS]
+    assert report["image_id"].tolist() == [A, B, A, A]
+    assert report["status"].tolist() == ["succeeded"] * 4
+    assert report["http_status"].tolist() == ["200"] * 4
+    assert report["attempts"].tolist() == ["1"] * 4
+    assert all(len(request_id) == 32 for request_id in report["request_id"])
+    assert "4 rows: 4 succeeded" in done.stdout
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_wide_sheet_is_applied_and_reported(tmp_path: Path, suffix: str) -> None:
+    sheet = write_sheet(tmp_path / f"wide{suffix}",
+                        ["image_id", "name", "min_ram", "hw_firmware_type", "owner_team"], [
+        [A, "web-2026", 1024, "uefi", "<remove>"],
+        [B, "", "", "", ""],
+        [C, "ci-2026", "", "", "ci"],
+    ])
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--report",
+                        str(tmp_path / f"out{suffix}")])
+        state = {image["id"]: image for image in list(fake.store.images.values())}
+        stats = fake.stats.snapshot()
+    assert done.returncode == 0, done.stderr
+    assert (state[A]["name"], state[A]["min_ram"], state[A]["hw_firmware_type"]) == (
+        "web-2026", 1024, "uefi")
+    assert "owner_team" not in state[A]
+    assert state[B] == next(image for image in IMAGES if image["id"] == B)
+    assert (state[C]["name"], state[C]["owner_team"]) == ("ci-2026", "ci")
+    assert stats.patch_requests == 2
+    report = read_report(tmp_path / f"out{suffix}")
+    assert report["status"].tolist() == ["succeeded", "unchanged", "succeeded"]
+    assert report["min_ram"].tolist() == ["1024", "", ""]
+
+
+def test_failures_in_both_error_shapes_and_skips_are_reported(tmp_path: Path) -> None:
+    missing = "99999999-9999-4999-8999-999999999999"
+    sheet = write_sheet(tmp_path / "mixed.csv", ["image_id", "op", "path", "value"], [
+        [A, "replace", "/name", "ok-name"],
+        [B, "replace", "/never_set", "x"],
+        [C, "replace", "/name", "frozen"],
+        [missing, "replace", "/name", "ghost"],
+        [D, "add", "/__description", "bad <tag>"],
+    ])
+    images = images_with(**{C: {"status": "saving"}})
+    with running_fake(images, FakeConfig(token=TOKEN)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        state = {image["id"]: image for image in list(fake.store.images.values())}
+    assert done.returncode == 1, done.stderr
+    report = read_report(tmp_path / "mixed.results.csv")
+    assert report["status"].tolist() == ["succeeded", "failed", "skipped", "failed", "failed"]
+    assert report["http_status"].tolist() == ["200", "400", "400", "404", "400"]
+    assert report["error_code"].tolist() == ["", "IMG.0035", "IMG.0046", "IMG.0027", "IMG.0054"]
+    assert report.loc[1, "error_message"] == (
+        "An attribute conflict occurred during the modification.")
+    assert state[A]["name"] == "ok-name"
+    assert state[D]["__description"] == next(i for i in IMAGES if i["id"] == D)["__description"]
+
+
+def test_gateway_error_body_and_request_id_are_recorded(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "x1"], [B, "x2"]])
+    with running_fake(IMAGES, FakeConfig(token="the-right-token")) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url], token="a-wrong-token")
+        assert list(fake.store.images.values()) == IMAGES
+    assert done.returncode == 1
+    report = read_report(tmp_path / "s.results.csv")
+    assert report["http_status"].tolist() == ["401", "401"]
+    assert report["error_code"].tolist() == ["APIGW.0301", "APIGW.0301"]
+    assert report["error_message"].str.startswith("Incorrect IAM authentication").all()
+    assert all(len(request_id) == 32 for request_id in report["request_id"])
+    assert "a-wrong-token" not in done.stdout + done.stderr
+    assert "a-wrong-token" not in (tmp_path / "s.results.csv").read_text()
+
+
+@pytest.mark.parametrize("concurrency", [pytest.param(1, id="serial"), pytest.param(3, id="3"),
+                                         pytest.param(6, id="6")])
+def test_concurrency_cap_holds_at_the_server(tmp_path: Path, concurrency: int) -> None:
+    rows = [[image["id"], "op", f"renamed-{n}"] for n, image in enumerate(IMAGES)]
+    rows = [[image_id, "replace", "/name", name] for image_id, _, name in rows]
+    rows += [[image["id"], "add", "/wave", "2"] for image in IMAGES]  # same images again
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "op", "path", "value"], rows)
+    with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.2)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url,
+                        "--concurrency", str(concurrency), "--rate", "1000"])
+        stats = fake.stats.snapshot()
+    assert done.returncode == 0, done.stderr
+    assert stats.patch_requests == len(IMAGES)
+    assert set(stats.patches_by_image.values()) == {1}
+    assert stats.overlaps == 0
+    assert stats.max_in_flight == min(concurrency, len(IMAGES))
+
+
+def test_gb18030_sheet_gets_a_gb18030_report_with_formulas_neutralised(tmp_path: Path) -> None:
+    sheet = tmp_path / "中文.csv"
+    sheet.write_bytes(f"image_id,name,note\n{A},镜像-web,=HYPERLINK(1)\n".encode("gb18030"))
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        state = {image["id"]: image for image in list(fake.store.images.values())}
+    assert done.returncode == 0, done.stderr
+    assert state[A]["note"] == "=HYPERLINK(1)"  # sent exactly as written
+    text = (tmp_path / "中文.results.csv").read_bytes().decode("gb18030")
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[1][:3] == [A, "镜像-web", "'=HYPERLINK(1)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "token", "message"),
+    [
+        pytest.param(["apply", "{sheet}"], TOKEN, "give --endpoint URL or --region",
+                     id="no-target"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9"], None,
+                     "BATCHPATCH_AUTH_TOKEN is not set", id="no-token"),
+        pytest.param(["apply", "{sheet}", "--region", "mars-1"], TOKEN, "unknown region",
+                     id="bad-region"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "ftp://x"], TOKEN, "not an http(s) URL",
+                     id="bad-endpoint"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--concurrency",
+                      "0"], TOKEN, "at least 1", id="bad-concurrency"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--rate", "-1"],
+                     TOKEN, "greater than 0", id="bad-rate"),
+        pytest.param(["apply", "{bad}", "--endpoint", "http://127.0.0.1:9"], TOKEN,
+                     "bad.csv:3:min_ram: min_ram must be a whole number", id="bad-sheet"),
+        pytest.param(["apply", "{dir}/missing.csv", "--endpoint", "http://127.0.0.1:9"],
+                     TOKEN, "no such file", id="missing-file"),
+    ],
+)
+def test_invalid_input_exits_2_with_a_message_and_sends_nothing(
+    tmp_path: Path, args: list[str], token: str | None, message: str
+) -> None:
+    sheet = write_sheet(tmp_path / "ok.csv", ["image_id", "name"], [[A, "x"]])
+    bad = write_sheet(tmp_path / "bad.csv", ["image_id", "min_ram"], [[A, "1"], [B, "lots"]])
+    filled = [a.format(sheet=sheet, bad=bad, dir=tmp_path) for a in args]
+    with running_fake(IMAGES) as fake:
+        filled = [a.replace("http://127.0.0.1:9", fake.url) for a in filled]
+        done = run_cli(filled, token=token, cwd=tmp_path)
+        assert fake.stats.total_requests == 0
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("*.results.*"))
+
+
+def test_fake_flag_runs_the_samples_end_to_end(tmp_path: Path) -> None:
+    report = tmp_path / "report.csv"
+    done = run_cli(["apply", "samples/changes.csv", "--fake", "--report", str(report)],
+                   token=None)
+    assert done.returncode == 0, done.stderr
+    assert "fake IMS at http://127.0.0.1:" in done.stderr
+    frame = read_report(report)
+    assert set(frame["status"]) == {"succeeded"}
+    assert f"report: {report}" in done.stdout
