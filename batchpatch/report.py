@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from batchpatch.checks import RESULT_COLUMNS
 from batchpatch.models import Outcome
-from batchpatch.sheet import RESULT_COLUMNS, Sheet
+from batchpatch.sheet import Sheet
 
 #: Leading characters that make Excel or LibreOffice treat a cell as a formula (OWASP CSV
 #: injection): the cell gets a leading apostrophe so it is shown as text, never run.

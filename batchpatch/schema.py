@@ -75,3 +75,101 @@ def typed_value(attribute: str, text: str) -> JsonValue:
             return "false"
         raise ValueError(f"{attribute} must be true or false, got {text!r} — write true or false")
     return text
+
+
+#: The attributes a user may change besides their own extension keys (IMS UpdateImage).
+UPDATABLE = frozenset(
+    {"name", "__description", "enterprise_project_id", "min_ram", "max_ram",
+     "hw_firmware_type", "__support_xen_gpu_type", "__support_kvm_gpu_type"}
+) | FLAG_ATTRIBUTES
+
+#: Attributes IMS reports but does not let a user change.
+READ_ONLY = frozenset(
+    {
+        "id", "status", "visibility", "owner", "file", "self", "schema", "checksum", "size",
+        "virtual_size", "protected", "container_format", "disk_format", "min_disk",
+        "created_at", "updated_at", "active_at", "virtual_env_type", "__os_bit", "__os_type",
+        "__os_version", "__platform", "__imagetype", "__isregistered", "__originalimagename",
+        "__backup_id", "__productcode", "__image_size", "__image_source_type",
+        "__data_origin", "__whole_image", "__system__cmkid", "__os_feature_list",
+        "__account_code", "__is_offshelved", "__lazyloading", "__root_origin",
+        "__sequence_num", "__support_agent_list", "__image_displayname",
+        "__system_support_market", "__support_arm", "tags",
+    }
+)
+
+#: GPU-type attributes cannot coexist with these on one image.
+GPU_TYPES = frozenset({"__support_xen_gpu_type", "__support_kvm_gpu_type"})
+GPU_EXCLUDES = frozenset({"__support_kvm", "__support_xen"})
+
+#: Base attributes every image keeps: they can be changed, never removed.
+NOT_REMOVABLE = frozenset({"name", "min_ram"})
+
+_NAME = re.compile(r"[A-Za-z0-9\-._ \u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{1,128}")
+_CUSTOM_KEY = re.compile(r"[a-z0-9_][a-z0-9_.:\-]*")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SCIENTIFIC = re.compile(r"[0-9](\.[0-9]+)?e\+?[0-9]+", re.IGNORECASE)
+
+
+def check_image_id(image_id: str) -> str | None:
+    """Why ``image_id`` (already trimmed and lower-cased) cannot be an IMS id, or None."""
+    if _UUID.fullmatch(image_id):
+        return None
+    if _SCIENTIFIC.fullmatch(image_id):
+        return (f"image_id {image_id!r} looks like a number Excel turned into scientific "
+                "notation — format the column as Text and paste the ids again")
+    return (f"image_id {image_id!r} is not an image id (a UUID such as "
+            "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01) — copy the id from the console or ListImages")
+
+
+def check_attribute(attribute: str, op: str) -> str | None:
+    """Why ``op`` may not touch ``attribute``, or None."""
+    if attribute in READ_ONLY:
+        return (f"{attribute} is read-only — remove this change; IMS does not let users "
+                "change it")
+    if op == "remove" and attribute in NOT_REMOVABLE:
+        return f"{attribute} cannot be removed — replace it with a new value instead"
+    if attribute in UPDATABLE:
+        return None
+    if attribute.lower() in UPDATABLE:
+        return f"unknown attribute {attribute!r} — did you mean {attribute.lower()!r}?"
+    if attribute.startswith("__"):
+        return (f"unknown system attribute {attribute!r} — check the spelling; "
+                "your own keys must not start with __")
+    if not _CUSTOM_KEY.fullmatch(attribute):
+        return (f"custom attribute {attribute!r} must be lower-case letters, digits, _ . : -"
+                " — rename it in lower case")
+    return None
+
+
+def check_value(attribute: str, value: JsonValue) -> str | None:
+    """Why IMS would refuse ``value`` for ``attribute`` (already typed), or None."""
+    if attribute == "name":
+        text = str(value)
+        if len(text) > 128:
+            return f"name is {len(text)} characters long — shorten it to 128 at most"
+        if text != text.strip():
+            return "name starts or ends with a space — remove the space"
+        if not _NAME.fullmatch(text):
+            return ("name may hold only letters, digits, - . _, spaces and Chinese characters"
+                    " — remove the other characters")
+    elif attribute == "__description":
+        text = str(value)
+        if len(text) > 1024:
+            return f"__description is {len(text)} characters long — shorten it to 1024 at most"
+        if any(character in text for character in "\r\n<>"):
+            return ("__description contains a line break, < or > — remove them")
+    elif attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
+        return f"hw_firmware_type must be bios or uefi, got {value!r} — write bios or uefi"
+    elif attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
+        return f"max_ram must be a whole number of MB, got {value!r} — write digits only"
+    return None
+
+
+def check_combination(attributes: set[str]) -> str | None:
+    """Why one image cannot end up with all of ``attributes`` set, or None."""
+    gpu, excluded = attributes & GPU_TYPES, attributes & GPU_EXCLUDES
+    if gpu and excluded:
+        return (f"{', '.join(sorted(gpu))} cannot coexist with {', '.join(sorted(excluded))}"
+                " on one image — keep only one of them")
+    return None

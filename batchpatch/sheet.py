@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn
 
 import numpy as np
 import pandas as pd
 
+from batchpatch.checks import (
+    FIRST_DATA_ROW,
+    change_problems,
+    column_problems,
+    invalid_rows,
+    is_passive_column,
+    workbook_problems,
+)
 from batchpatch.errors import OptionsError, Problem, SheetError
 from batchpatch.models import ImagePatch, JsonValue, Operation
 from batchpatch.schema import ALWAYS_PRESENT, OPS, REMOVE_MARKER, typed_value
@@ -37,20 +46,6 @@ _FORMATS: dict[str, SheetFormat] = {
     ".xlsm": "xlsx",
 }
 
-#: Columns batchpatch writes into a report.  A report fed back in as input keeps them, but
-#: they are never taken for attributes to change.
-RESULT_COLUMNS = (
-    "status",
-    "http_status",
-    "error_code",
-    "error_message",
-    "request_id",
-    "attempts",
-    "elapsed_ms",
-)
-
-#: The first data row of a sheet is row 2 for a person looking at it: row 1 is the header.
-FIRST_DATA_ROW = 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,9 @@ class Sheet:
     """A loaded sheet: its source rows as text, and the patches they ask for.
 
     ``frame`` keeps the source columns exactly as read, for the report.  ``idle_rows`` are
-    rows that ask for no change at all (a wide row with every cell blank).
+    rows that ask for no change at all (a wide row with every cell blank).  ``invalid`` maps
+    the rows left out (only with ``skip_invalid``) to the reason; an image with one invalid
+    row is left out whole, since its patch is applied as one.
     """
 
     path: Path
@@ -69,6 +66,7 @@ class Sheet:
     frame: pd.DataFrame
     patches: tuple[ImagePatch, ...]
     idle_rows: tuple[int, ...]
+    invalid: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def row_count(self) -> int:
@@ -87,28 +85,40 @@ def sheet_format(path: Path) -> SheetFormat:
         ) from None
 
 
-def read_sheet(path: str | Path, *, sheet_name: str | None = None) -> Sheet:
-    """Load ``path`` and turn it into one patch per image.
+def read_sheet(path: str | Path, *, sheet_name: str | None = None,
+               skip_invalid: bool = False) -> Sheet:
+    """Load ``path``, check every row, and turn it into one patch per image.
 
     Raises ``SheetError`` with every located problem at once, or ``OptionsError`` when the
-    file itself cannot be used.
+    file itself cannot be used.  With ``skip_invalid``, problems confined to rows leave
+    those rows' images out (see ``Sheet.invalid``) instead.
     """
     path = Path(path)
     fmt = sheet_format(path)
     if not path.is_file():
         raise OptionsError(f"{path}: no such file — check the path to the sheet")
     encoding: str | None = None
+    problems: list[Problem] = []
     if fmt == "xlsx":
         frame, chosen = _read_xlsx(path, sheet_name)
+        problems += workbook_problems(path, chosen, [str(c).strip() for c in frame.columns])
     else:
         if sheet_name is not None:
             raise OptionsError(f"--sheet {sheet_name!r} applies only to Excel workbooks")
         frame, encoding = _read_delimited(path, "\t" if fmt == "tsv" else ",")
         chosen = None
     frame.columns = [str(column).strip() for column in frame.columns]
-    shape, changes = _changes(path, frame)
-    patches, idle = _group(changes, len(frame))
-    return Sheet(path, fmt, encoding, chosen, shape, frame, patches, idle)
+    if frame.empty:
+        _raise(Problem(str(path), 0, "", "the sheet has a header but no rows",
+                       "add at least one change under the header"))
+    shape, changes = _changes(path, frame, problems)
+    problems += change_problems(str(path), changes, long=shape == "long")
+    if problems and (not skip_invalid or any(p.row < FIRST_DATA_ROW for p in problems)):
+        raise SheetError(problems)
+    invalid = invalid_rows(changes, problems)
+    valid = changes[~changes["row"].isin(list(invalid))]
+    patches, idle = _group(valid, len(frame), invalid)
+    return Sheet(path, fmt, encoding, chosen, shape, frame, patches, idle, invalid)
 
 
 def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str]:
@@ -187,18 +197,25 @@ def _read_xlsx(path: Path, sheet_name: str | None) -> tuple[pd.DataFrame, str]:
     return frame.fillna(""), chosen
 
 
-def _changes(path: Path, frame: pd.DataFrame) -> tuple[Shape, pd.DataFrame]:
-    """One row per requested change: ``row, image_id, op, attribute, value, column``."""
+def _changes(path: Path, frame: pd.DataFrame,
+             problems: list[Problem]) -> tuple[Shape, pd.DataFrame]:
+    """One row per requested change: ``row, image_id, op, attribute, value, column, typed``.
+
+    Problems found on the way are added to ``problems``.
+    """
     lowered = {column.lower(): column for column in frame.columns}
     if "image_id" not in lowered:
         _raise(Problem(str(path), 1, "", "no image_id column",
                        "name the column holding the image ids 'image_id' in the header row"))
-    if "op" in lowered and "path" in lowered:
-        return "long", _long_changes(path, frame, lowered)
-    return "wide", _wide_changes(path, frame, lowered)
+    long = "op" in lowered and "path" in lowered
+    problems += column_problems(str(path), list(frame.columns), long)
+    if long:
+        return "long", _long_changes(path, frame, lowered, problems)
+    return "wide", _wide_changes(path, frame, lowered, problems)
 
 
-def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> pd.DataFrame:
+def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
+                  problems: list[Problem]) -> pd.DataFrame:
     id_column, op_column, path_column = lowered["image_id"], lowered["op"], lowered["path"]
     value_column = lowered.get("value")
     values = frame[value_column] if value_column else pd.Series("", index=frame.index)
@@ -210,9 +227,11 @@ def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> p
             "attribute": frame[path_column].str.strip().str.lstrip("/"),
             "value": values.astype(str),
             "column": value_column or "value",
+            "id_column": id_column,
+            "attribute_column": path_column,
         }
     )
-    problems = _common_problems(path, changes, id_column)
+    problems += _common_problems(path, changes, id_column)
     problems += _located(path, changes, ~changes["op"].isin(OPS), op_column,
                          "op must be add, replace or remove",
                          "write one of add, replace, remove")
@@ -225,11 +244,12 @@ def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> p
     return _typed(path, changes, problems)
 
 
-def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> pd.DataFrame:
+def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
+                  problems: list[Problem]) -> pd.DataFrame:
     id_column = lowered["image_id"]
     attributes = [
         column for column in frame.columns
-        if column != id_column and column.lower() not in RESULT_COLUMNS
+        if column != id_column and not is_passive_column(column)
     ]
     if not attributes:
         _raise(Problem(str(path), 1, "", "no attribute columns next to image_id",
@@ -251,8 +271,9 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str]) -> p
         np.where(melted["attribute"].isin(ALWAYS_PRESENT), "replace", "add"),
     )
     melted.loc[removing, "value"] = ""
-    changes = melted.reset_index(drop=True)
-    problems = _common_problems(path, changes, id_column)
+    changes = melted.reset_index(drop=True).assign(id_column=id_column)
+    changes["attribute_column"] = changes["column"]
+    problems += _common_problems(path, changes, id_column)
     return _typed(path, changes, problems)
 
 
@@ -262,26 +283,27 @@ def _common_problems(path: Path, changes: pd.DataFrame, id_column: str) -> list[
 
 
 def _typed(path: Path, changes: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
-    """Add the ``typed`` column (the JSON value to send), or raise every problem found."""
+    """Add the ``typed`` column: the JSON value to send (None where it cannot be typed)."""
     typed: list[JsonValue | None] = [None] * len(changes)
     for position, (row, op, attribute, value, column) in enumerate(
         zip(changes["row"], changes["op"], changes["attribute"], changes["value"],
             changes["column"], strict=True)
     ):
-        if op == "remove" or op not in OPS or not attribute:
+        if op == "remove" or op not in OPS or not attribute or value == "":
             continue
         try:
             typed[position] = typed_value(attribute, value)
         except ValueError as error:
             message, _, fix = str(error).partition(" — ")
             problems.append(Problem(str(path), int(row) + FIRST_DATA_ROW, column, message, fix))
-    if problems:
-        raise SheetError(problems)
     return changes.assign(typed=typed)
 
 
-def _group(changes: pd.DataFrame, row_count: int) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
-    """One patch per image, images in order of first appearance, changes in sheet order."""
+def _group(
+    changes: pd.DataFrame, row_count: int, invalid: Mapping[int, str]
+) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
+    """One patch per image, images in order of first appearance, changes in sheet order;
+    and the rows that ask for nothing (neither a change nor invalid)."""
     ops = [
         Operation(op, "/" + attribute, value)
         for op, attribute, value in zip(
@@ -301,6 +323,7 @@ def _group(changes: pd.DataFrame, row_count: int) -> tuple[tuple[ImagePatch, ...
     patches.sort(key=lambda patch: patch.rows[0])
     busy = np.zeros(row_count, dtype=bool)
     busy[rows] = True
+    busy[list(invalid)] = True
     return tuple(patches), tuple(int(row) for row in np.flatnonzero(~busy))
 
 

@@ -92,7 +92,7 @@ def test_failures_in_both_error_shapes_and_skips_are_reported(tmp_path: Path) ->
         [B, "replace", "/never_set", "x"],
         [C, "replace", "/name", "frozen"],
         [missing, "replace", "/name", "ghost"],
-        [D, "add", "/__description", "bad <tag>"],
+        [D, "remove", "/never_there", ""],
     ])
     images = images_with(**{C: {"status": "saving"}})
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
@@ -102,11 +102,11 @@ def test_failures_in_both_error_shapes_and_skips_are_reported(tmp_path: Path) ->
     report = read_report(tmp_path / "mixed.results.csv")
     assert report["status"].tolist() == ["succeeded", "failed", "skipped", "failed", "failed"]
     assert report["http_status"].tolist() == ["200", "400", "400", "404", "400"]
-    assert report["error_code"].tolist() == ["", "IMG.0035", "IMG.0046", "IMG.0027", "IMG.0054"]
+    assert report["error_code"].tolist() == ["", "IMG.0035", "IMG.0046", "IMG.0027", "IMG.0035"]
     assert report.loc[1, "error_message"] == (
         "An attribute conflict occurred during the modification.")
     assert state[A]["name"] == "ok-name"
-    assert state[D]["__description"] == next(i for i in IMAGES if i["id"] == D)["__description"]
+    assert state[D] == next(i for i in IMAGES if i["id"] == D)
 
 
 def test_gateway_error_body_and_request_id_are_recorded(tmp_path: Path) -> None:

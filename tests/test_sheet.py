@@ -24,7 +24,7 @@ def test_long_sheet_groups_changes_per_image_in_sheet_order(tmp_path: Path, suff
         [A, "replace", "/name", "web"],
         [B, "add", "__description", "db tier"],
         [A, "replace", "min_ram", "1024"],
-        [A, "remove", "/owner", ""],
+        [A, "remove", "/team", ""],
     ])
     sheet = read_sheet(path)
     assert sheet.shape == "long"
@@ -32,7 +32,7 @@ def test_long_sheet_groups_changes_per_image_in_sheet_order(tmp_path: Path, suff
     assert sheet.patches[0].operations == (
         Operation("replace", "/name", "web"),
         Operation("replace", "/min_ram", 1024),
-        Operation("remove", "/owner"),
+        Operation("remove", "/team"),
     )
     assert sheet.patches[0].rows == (0, 2, 3)
     assert sheet.patches[1].body() == [
@@ -80,12 +80,13 @@ def test_csv_encodings_excel_saves(tmp_path: Path, encoding: str, prefix: bytes)
 
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_ids_and_numbers_stay_text(tmp_path: Path, suffix: str) -> None:
+    zero_led = "00012345-0000-4000-8000-000000000001"
     path = write_sheet(tmp_path / f"s{suffix}", ["image_id", "name", "min_ram", "note"], [
-        ["00012345", "007", "1024", "1e5"],
+        [zero_led, "007", "1024", "1e5"],
     ])
     sheet = read_sheet(path)
-    assert sheet.patches[0].image_id == "00012345"
-    assert sheet.frame["image_id"].tolist() == ["00012345"]
+    assert sheet.patches[0].image_id == zero_led
+    assert sheet.frame["image_id"].tolist() == [zero_led]
     body = sheet.patches[0].body()
     assert body[0]["value"] == "007"
     assert body[1]["value"] == 1024

@@ -66,7 +66,7 @@ class PatchOp:
 
     op: str
     attribute: str
-    value: Any = None
+    value: object
 
 
 def parse_ops(body: object) -> list[PatchOp]:

@@ -1,0 +1,231 @@
+"""Local checks of a sheet, before anything is sent: every problem, located, at once.
+
+Works on the table of changes ``sheet`` builds (one row per requested change: ``row``,
+``image_id``, ``op``, ``attribute``, ``value``, ``column``, ``typed``), vectorised where
+the check allows.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree
+
+import pandas as pd
+
+from batchpatch.errors import Problem
+from batchpatch.schema import (
+    FLAG_ATTRIBUTES,
+    GPU_TYPES,
+    NOT_REMOVABLE,
+    check_attribute,
+    check_combination,
+    check_image_id,
+    check_value,
+)
+
+#: The first data row of a sheet is row 2 for a person looking at it: row 1 is the header.
+FIRST_DATA_ROW = 2
+
+#: Columns batchpatch writes into a report.  A report fed back in as input keeps them, but
+#: they are never taken for attributes to change.
+RESULT_COLUMNS = frozenset(
+    {"status", "http_status", "error_code", "error_message", "request_id", "attempts",
+     "elapsed_ms", "before", "after"}
+)
+LONG_COLUMNS = frozenset({"image_id", "op", "path", "value"})
+
+_MANGLED_DUPLICATE = re.compile(r"(.+)\.[0-9]+")
+_UNNAMED = re.compile(r"Unnamed: [0-9]+|")
+_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_RELATIONSHIP = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+
+
+def is_passive_column(column: str) -> bool:
+    """Carried into the report, never sent: result columns and ``#comment`` columns."""
+    return column.lower() in RESULT_COLUMNS or column.startswith("#")
+
+
+def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
+    """Problems with the header row itself (reported at row 1)."""
+    problems = []
+    for position, column in enumerate(columns, start=1):
+        duplicate = _MANGLED_DUPLICATE.fullmatch(column)
+        if _UNNAMED.fullmatch(column):
+            problems.append(Problem(file, 1, f"#{position}", "a column has no header",
+                                    "name the column, or delete it"))
+        elif duplicate and duplicate.group(1) in columns:
+            problems.append(Problem(file, 1, column,
+                                    f"column {duplicate.group(1)!r} appears more than once",
+                                    "keep one column per attribute"))
+        elif is_passive_column(column) or column.lower() in ("image_id",):
+            continue
+        elif long and column.lower() not in LONG_COLUMNS:
+            problems.append(Problem(file, 1, column, f"unknown column {column!r}",
+                                    "delete it, or start its header with # to keep it as "
+                                    "a comment"))
+        elif not long:
+            reason = check_attribute(column.lstrip("/"), "add")
+            if reason:
+                message, _, fix = reason.partition(" — ")
+                problems.append(Problem(file, 1, column, message,
+                                        fix + ", or start the header with # for a comment"))
+    return problems
+
+
+def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Problem]:
+    """Problems of single changes, and of changes that clash within one image."""
+    problems: list[Problem] = []
+
+    def add(row: object, column: str, reason: str) -> None:
+        message, _, fix = reason.partition(" — ")
+        problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))  # type: ignore[call-overload]
+
+    id_reasons = {image_id: check_image_id(image_id)
+                  for image_id in changes["image_id"].unique() if image_id}
+    for row, image_id, column in _columns(changes, "row", "image_id", "id_column"):
+        reason = id_reasons.get(image_id)
+        if reason:
+            add(row, column, reason)
+    for row, op, attribute, column, attribute_column, typed in _columns(
+        changes, "row", "op", "attribute", "column", "attribute_column", "typed"
+    ):
+        if not attribute or op not in ("add", "replace", "remove"):
+            continue
+        reason = check_attribute(attribute, op) if long else (
+            f"{attribute} cannot be removed — replace it with a new value instead"
+            if op == "remove" and attribute in NOT_REMOVABLE else None)
+        if reason:
+            add(row, str(attribute_column), reason)
+        elif typed is not None and (reason := check_value(attribute, typed)):
+            add(row, column, reason)
+    problems += _clashes(file, changes)
+    return problems
+
+
+def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
+    """Two changes to one attribute of one image, and attributes that cannot coexist."""
+    problems = []
+    key = ["image_id", "attribute"]
+    first = changes.groupby(key, sort=False)[["row", "op", "value"]].transform("first")
+    repeated = changes.duplicated(key, keep="first") & (changes["image_id"] != "")
+    for (row, column, op, value), (first_row, first_op, first_value) in zip(
+        _columns(changes[repeated], "row", "column", "op", "value"),
+        _columns(first[repeated], "row", "op", "value"), strict=True,
+    ):
+        if (op, value) == (first_op, first_value):
+            message = f"the same change as row {first_row + FIRST_DATA_ROW}"
+            fix = "delete one of the two rows"
+        else:
+            message = (f"conflicts with row {first_row + FIRST_DATA_ROW}, which changes the "
+                       "same attribute of the same image")
+            fix = "keep only the change you want"
+        problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
+    setting = changes[changes["op"].isin(("add", "replace"))
+                      & changes["attribute"].isin(GPU_TYPES | FLAG_ATTRIBUTES)]
+    setting = setting[~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true")]
+    for _, group in setting.groupby("image_id", sort=False):
+        reason = check_combination(set(group["attribute"]))
+        if reason:
+            message, _, fix = reason.partition(" — ")
+            last = group.iloc[-1]
+            problems.append(Problem(file, int(last["row"]) + FIRST_DATA_ROW,
+                                    str(last["column"]), message, fix))
+    return problems
+
+
+def invalid_rows(changes: pd.DataFrame, problems: list[Problem]) -> dict[int, str]:
+    """Row → reason for every row with a problem, and for every other row of its image."""
+    reasons: dict[int, str] = {}
+    for problem in problems:
+        row = problem.row - FIRST_DATA_ROW
+        if row >= 0 and row not in reasons:
+            reasons[row] = f"{problem.column}: {problem.message} — {problem.fix}"
+    culprits: dict[object, int] = {}
+    for row, image_id in _columns(changes[changes["row"].isin(list(reasons))],
+                                  "row", "image_id"):
+        if image_id:
+            culprits[image_id] = min(culprits.get(image_id, int(row)), int(row))  # type: ignore[call-overload]
+    for row, image_id in _columns(changes[changes["image_id"].isin(list(culprits))],
+                                  "row", "image_id"):
+        reasons.setdefault(
+            int(row),  # type: ignore[call-overload]
+            f"row {culprits[image_id] + FIRST_DATA_ROW} of the same image is invalid; "
+            "an image's changes are sent together or not at all",
+        )
+    return reasons
+
+
+def workbook_problems(path: Path, sheet_name: str, header: list[str]) -> list[Problem]:
+    """Merged and formula cells in an XLSX sheet: pandas would read them as blanks."""
+    from python_calamine import CalamineWorkbook
+
+    problems = []
+    sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet_name)
+    for (first_row, first_column), (last_row, last_column) in sheet.merged_cell_ranges or []:
+        problems.append(Problem(
+            str(path), first_row + 1, _header_at(header, first_column),
+            f"merged cells {_cell(first_row, first_column)}:{_cell(last_row, last_column)}",
+            "unmerge them and fill in every cell"))
+    for row, column in _formula_cells(path, sheet_name):
+        problems.append(Problem(str(path), row, _header_at(header, column),
+                                f"cell {_cell(row - 1, column)} holds a formula",
+                                "paste the values only (Paste Special → Values)"))
+    return problems
+
+
+def _formula_cells(path: Path, sheet_name: str) -> Iterator[tuple[int, int]]:
+    """``(row, 0-based column)`` of every formula cell in the named worksheet."""
+    with zipfile.ZipFile(path) as archive:
+        target = _worksheet_path(archive, sheet_name)
+        if target is None:
+            return
+        data = archive.read(target)
+        if b"<f" not in data:
+            return
+        for _, element in ElementTree.iterparse(io.BytesIO(data)):
+            if element.tag == f"{_MAIN}c" and element.find(f"{_MAIN}f") is not None:
+                reference = element.get("r", "")
+                letters = reference.rstrip("0123456789")
+                yield int(reference[len(letters):]), _column_index(letters)
+            if element.tag == f"{_MAIN}row":
+                element.clear()
+
+
+def _worksheet_path(archive: zipfile.ZipFile, sheet_name: str) -> str | None:
+    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    relation = next((sheet.get(_RELATIONSHIP) for sheet in workbook.iter(f"{_MAIN}sheet")
+                     if sheet.get("name") == sheet_name), None)
+    relations = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    for entry in relations:
+        if entry.get("Id") == relation:
+            target = entry.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else str(
+                PurePosixPath("xl") / target)
+    return None
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index - 1
+
+
+def _cell(row: int, column: int) -> str:
+    letters, column = "", column + 1
+    while column:
+        column, remainder = divmod(column - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return f"{letters}{row + 1}"
+
+
+def _header_at(header: list[str], column: int) -> str:
+    return header[column] if column < len(header) else f"#{column + 1}"
+
+
+def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[object, ...]]:
+    return zip(*(frame[name] for name in names), strict=True)
