@@ -16,8 +16,9 @@ TOKEN_VARIABLE = "BATCHPATCH_AUTH_TOKEN"
 class Auth(Protocol):
     """Adds the authentication headers to one request, given the exact bytes sent."""
 
-    #: Where the credentials came from, for messages (never the secret itself).
-    source: str
+    @property
+    def source(self) -> str:
+        """Where the credentials came from, for messages (never the secret itself)."""
 
     async def headers(self, method: str, url: str, body: bytes) -> Mapping[str, str]: ...
 

@@ -12,6 +12,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 from xml.etree import ElementTree
 
 import pandas as pd
@@ -80,9 +81,9 @@ def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Proble
     """Problems of single changes, and of changes that clash within one image."""
     problems: list[Problem] = []
 
-    def add(row: object, column: str, reason: str) -> None:
+    def add(row: Any, column: str, reason: str) -> None:
         message, _, fix = reason.partition(" — ")
-        problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))  # type: ignore[call-overload]
+        problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
 
     id_reasons = {image_id: check_image_id(image_id)
                   for image_id in changes["image_id"].unique() if image_id}
@@ -144,15 +145,15 @@ def invalid_rows(changes: pd.DataFrame, problems: list[Problem]) -> dict[int, st
         row = problem.row - FIRST_DATA_ROW
         if row >= 0 and row not in reasons:
             reasons[row] = f"{problem.column}: {problem.message} — {problem.fix}"
-    culprits: dict[object, int] = {}
+    culprits: dict[str, int] = {}
     for row, image_id in _columns(changes[changes["row"].isin(list(reasons))],
                                   "row", "image_id"):
         if image_id:
-            culprits[image_id] = min(culprits.get(image_id, int(row)), int(row))  # type: ignore[call-overload]
+            culprits[image_id] = min(culprits.get(image_id, int(row)), int(row))
     for row, image_id in _columns(changes[changes["image_id"].isin(list(culprits))],
                                   "row", "image_id"):
         reasons.setdefault(
-            int(row),  # type: ignore[call-overload]
+            int(row),
             f"row {culprits[image_id] + FIRST_DATA_ROW} of the same image is invalid; "
             "an image's changes are sent together or not at all",
         )
@@ -227,5 +228,5 @@ def _header_at(header: list[str], column: int) -> str:
     return header[column] if column < len(header) else f"#{column + 1}"
 
 
-def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[object, ...]]:
+def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
     return zip(*(frame[name] for name in names), strict=True)

@@ -1,6 +1,7 @@
 """The command line: parse options, call the library, show progress, map errors to exit codes.
 
-Everything it does is available from Python through ``batchpatch.apply_sheet``.
+Everything it does is available from Python through ``batchpatch.apply_sheet`` and
+``batchpatch.make_plan``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,25 @@ import anyio
 from tqdm import tqdm
 
 from batchpatch.auth import Auth, TokenAuth, token_from_environment
-from batchpatch.errors import InputError, OptionsError, SheetError
-from batchpatch.job import EXIT_INVALID, RunResult, apply_sheet
+from batchpatch.errors import InputError, OptionsError, RunAborted, SheetError
+from batchpatch.job import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_ROWS_NOT_DONE,
+    EXIT_STOPPED,
+    RunResult,
+    apply_sheet,
+    make_plan,
+)
 from batchpatch.models import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE,
     DEFAULT_TIMEOUT,
     Limits,
     Outcome,
+    Status,
 )
+from batchpatch.plan import ImagePlan, describe
 from batchpatch.regions import ims_endpoint
 from batchpatch.sheet import Sheet, read_sheet
 
@@ -59,39 +70,78 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"Error: {message} — see '{self.prog} --help'\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="batchpatch",
-        description="Apply a CSV or Excel sheet of metadata changes to Huawei Cloud IMS images.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _sheet_options() -> _Parser:
+    options = _Parser(add_help=False)
+    options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
+    options.add_argument("--sheet", dest="sheet_name", metavar="NAME",
+                         help="the worksheet of an XLSX file (default: the first)")
+    return options
 
-    apply = commands.add_parser(
-        "apply", help="send the sheet's changes, one PATCH per image, and write a report",
-        description="Send the sheet's changes (one PATCH per image) and write a results report."
-        " The IAM token is read from the environment variable BATCHPATCH_AUTH_TOKEN.",
-    )
-    apply.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
-    where = apply.add_mutually_exclusive_group()
+
+def _service_options() -> _Parser:
+    options = _Parser(add_help=False)
+    where = options.add_mutually_exclusive_group()
     where.add_argument("--endpoint", metavar="URL", help="IMS endpoint, e.g. "
                        "https://ims.ap-southeast-1.myhuaweicloud.com")
     where.add_argument("--region", metavar="REGION",
                        help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com")
     where.add_argument("--fake", action="store_true",
                        help="start the embedded fake IMS, seeded from --fake-images, and use it")
-    apply.add_argument("--fake-images", type=Path, metavar="FILE",
-                       help="images for --fake (default: images.json beside the sheet)")
-    apply.add_argument("--sheet", dest="sheet_name", metavar="NAME",
-                       help="the worksheet of an XLSX file (default: the first)")
+    options.add_argument("--fake-images", type=Path, metavar="FILE",
+                         help="images for --fake (default: images.json beside the sheet)")
+    options.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
+                         metavar="N", help="requests in flight at most (default: %(default)s)")
+    options.add_argument("--rate", type=_positive_float, default=DEFAULT_RATE, metavar="R",
+                         help="request starts per second at most, no burst "
+                         "(default: %(default)s)")
+    options.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+                         metavar="SECONDS", help="per-request timeout (default: %(default)s)")
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="batchpatch",
+        description="Apply a CSV or Excel sheet of metadata changes to Huawei Cloud IMS images.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sheet, service = _sheet_options(), _service_options()
+
+    apply = commands.add_parser(
+        "apply", parents=[sheet, service],
+        help="plan, then send the changes that are not in place yet; write a report",
+        description="Read the images the sheet names, send one PATCH per image for the "
+        "changes not in place yet, and write a results report. The IAM token is read from "
+        "the environment variable BATCHPATCH_AUTH_TOKEN.",
+    )
     apply.add_argument("--report", type=Path, metavar="PATH",
                        help="where to write the report (default: SHEET_STEM.results.EXT)")
-    apply.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
-                       metavar="N", help="requests in flight at most (default: %(default)s)")
-    apply.add_argument("--rate", type=_positive_float, default=DEFAULT_RATE, metavar="R",
-                       help="request starts per second at most, no burst (default: %(default)s)")
-    apply.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
-                       metavar="SECONDS", help="per-request timeout (default: %(default)s)")
+    how = apply.add_mutually_exclusive_group()
+    how.add_argument("--plan", type=Path, metavar="PLAN.json", dest="plan_file",
+                     help="send exactly the patches saved by 'batchpatch plan --out'")
+    how.add_argument("--no-plan", action="store_true",
+                     help="skip the read pass; send the sheet as written, retrying a "
+                     "replace refused with IMG.0035 as add")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="print every request that would be sent; send no write")
+    apply.add_argument("--skip-invalid", action="store_true",
+                       help="send the valid images; report the others as invalid")
     apply.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plan = commands.add_parser(
+        "plan", parents=[sheet, service],
+        help="show what apply would change, image by image; send nothing",
+        description="Read the images the sheet names and print a per-image diff. "
+        "Sends no write.",
+    )
+    plan.add_argument("--out", type=Path, metavar="PLAN.json",
+                      help="save the exact patches, for 'apply --plan PLAN.json'")
+
+    commands.add_parser(
+        "validate", parents=[sheet],
+        help="check every row locally (no network); exit 0 when valid, 2 when not",
+        description="Check every row of the sheet locally, without any network access.",
+    )
 
     fake = commands.add_parser(
         "fake-ims", add_help=False,
@@ -108,8 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return fake_main(arguments[1:])
     options = build_parser().parse_args(arguments)
+    command = {"apply": _apply, "plan": _plan, "validate": _validate}[options.command]
     try:
-        return _apply(options)
+        return command(options)
     except SheetError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -119,15 +170,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except RunAborted as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def _validate(options: argparse.Namespace) -> int:
+    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    print(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
+          f"{sheet.shape} sheet")
+    return EXIT_OK
+
+
+def _plan(options: argparse.Namespace) -> int:
+    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    with _target(options) as (endpoint, auth):
+        plans = anyio.run(_make_plan, options, sheet, endpoint, auth)
+    for plan in plans:
+        print("\n".join(describe(plan)))
+    counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
+    print(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+          + (f" | plan saved to {options.out}" if options.out else ""))
+    blocked = any(plan.status in (Status.FAILED, Status.SKIPPED) for plan in plans)
+    return EXIT_ROWS_NOT_DONE if blocked else EXIT_OK
+
+
+async def _make_plan(options: argparse.Namespace, sheet: Sheet, endpoint: str,
+                     auth: Auth) -> list[ImagePlan]:
+    return await make_plan(sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
+                           out=options.out)
 
 
 def _apply(options: argparse.Namespace) -> int:
-    limits = Limits(options.concurrency, options.rate, options.timeout)
-    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
+                       skip_invalid=options.skip_invalid)
+    for row, reason in sorted(sheet.invalid.items()):
+        print(f"{options.sheet}:{row + 2}: skipped as invalid: {reason}", file=sys.stderr)
     with _target(options) as (endpoint, auth):
-        result = anyio.run(_run, options, sheet, endpoint, auth, limits)
+        result = anyio.run(_run, options, sheet, endpoint, auth)
+    if result.stop_reason:
+        print(f"Stopped early: {result.stop_reason}", file=sys.stderr)
     print(result.summary())
     return result.exit_code
+
+
+def _limits(options: argparse.Namespace) -> Limits:
+    return Limits(options.concurrency, options.rate, options.timeout)
 
 
 @contextmanager
@@ -160,11 +248,11 @@ def _target(options: argparse.Namespace) -> Iterator[tuple[str, Auth]]:
     yield endpoint, token_from_environment()
 
 
-async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str, auth: Auth,
-               limits: Limits) -> RunResult:
+async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str,
+               auth: Auth) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     counts: Counter[str] = Counter()
-    hidden = options.quiet or not sys.stderr.isatty()
+    hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
     bar = nullcontext() if hidden else tqdm(unit="image", file=sys.stderr, dynamic_ncols=True)
 
     def progress(outcome: Outcome) -> None:
@@ -173,18 +261,19 @@ async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str, auth: A
             bar.update(1)
             bar.set_postfix(counts, refresh=False)
 
+    def show(request: str) -> None:
+        print(request + "\n")
+
     with bar:
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, stop, abort)
             result = await apply_sheet(
-                sheet, endpoint=endpoint, auth=auth, limits=limits,
-                report_path=options.report,
-                on_outcome=progress, stop=stop, abort=abort,
+                sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
+                report_path=options.report, plan=options.plan_file or not options.no_plan,
+                dry_run=options.dry_run, on_request=show, on_outcome=progress,
+                stop=stop, abort=abort,
             )
             group.cancel_scope.cancel()
-    if stop.is_set():
-        print("Stopped by signal: in-flight requests finished, the rest are not_attempted",
-              file=sys.stderr)
     return result
 
 

@@ -20,6 +20,9 @@ from batchpatch.auth import Auth
 CONTENT_TYPE = "application/json;charset=utf-8"
 USER_AGENT = "batchpatch/0.1"
 
+#: Header names whose values are secrets: masked wherever a request is shown.
+SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"})
+
 #: ``error_code`` values for failures that never got an HTTP answer.
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
@@ -80,7 +83,6 @@ class ImsClient:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._connections),
             timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT},
         )
         return self
 
@@ -107,10 +109,23 @@ class ImsClient:
                                   for k, v in sorted(query.items()))
         return await self._send("GET", url, b"")
 
+    async def preview_update(self, image_id: str, operations: list[dict[str, Any]]) -> str:
+        """The PATCH that ``update_image`` would send, as text, with secrets masked."""
+        url, body = self.image_url(image_id), encode_body(operations)
+        headers = await self._headers("PATCH", url, body)
+        lines = [f"PATCH {url}"]
+        lines += [f"{name}: {'***' if name.lower() in SECRET_HEADERS else value}"
+                  for name, value in sorted(headers.items())]
+        return "\n".join([*lines, "", body.decode("utf-8")])
+
+    async def _headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        return {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT,
+                **await self._auth.headers(method, url, body)}
+
     async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
         if self._session is None:
             raise RuntimeError("use ImsClient as an async context manager")
-        headers = {"Content-Type": CONTENT_TYPE, **await self._auth.headers(method, url, body)}
+        headers = await self._headers(method, url, body)
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, allow_redirects=False

@@ -5,6 +5,7 @@
     │   ├── SheetError              located problems in a sheet (file, row, column), all at once
     │   └── OptionsError            a bad option or a missing setting (endpoint, token, file)
     └── RunAborted                  the run stopped early; the report was still written (exit 3)
+        └── ReadFailed              the current images could not be read, so nothing was planned
 
 A failed *row* is never an exception: it is data (see ``models.RowOutcome``).  Only
 problems that stop the whole run are raised, and every message says what went wrong and
@@ -57,3 +58,17 @@ class OptionsError(InputError):
 
 class RunAborted(BatchpatchError):
     """The run stopped before every row was attempted."""
+
+
+class ReadFailed(RunAborted):
+    """Reading the current images failed; without them no plan can be trusted."""
+
+    def __init__(self, status: int | None, code: str, message: str, request_id: str) -> None:
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
+        answer = f"HTTP {status}" if status is not None else "no answer"
+        detail = " ".join(part for part in (code, message) if part)
+        reference = f" (request id {request_id})" if request_id else ""
+        super().__init__(
+            f"could not read the current images: {answer} {detail}{reference} — fix the cause "
+            "and run again, or use --no-plan to send the sheet's changes as written"
+        )

@@ -1,21 +1,32 @@
-"""One run from sheet to report: the library entry point the CLI is a thin layer over."""
+"""One run from sheet to report: the library entry point the CLI is a thin layer over.
+
+read the sheet → read the current images and plan (unless told not to) → send the patches
+that still change something → one outcome per source row → the report.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
+from batchpatch.errors import ReadFailed
+from batchpatch.inventory import fetch_images
 from batchpatch.models import Limits, Outcome, Status
-from batchpatch.report import default_report_path, write_report
+from batchpatch.plan import ImagePlan, plan_all, unplanned
+from batchpatch.planfile import load_plan, save_plan
+from batchpatch.report import RowResult, default_report_path, write_report
 from batchpatch.runner import OutcomeCallback, run_patches
 from batchpatch.sheet import Sheet, read_sheet
+from batchpatch.throttle import Pacer
 
 #: Exit codes, shared by every command (see the README).
 EXIT_OK = 0
@@ -23,27 +34,36 @@ EXIT_ROWS_NOT_DONE = 1
 EXIT_INVALID = 2
 EXIT_STOPPED = 3
 
+#: ``error_code`` of rows the plan keeps from being sent.
+PLANNED_CODES = {Status.FAILED: "not_found", Status.SKIPPED: "not_active"}
+
+RequestPrinter = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished (or stopped) run: one outcome per source row, and where the report is."""
+    """A finished (or stopped) run: one result per source row, and where the report is."""
 
     sheet: Sheet
-    outcomes: Sequence[Outcome]
+    rows: Sequence[RowResult]
     report_path: Path
     requests: int
     seconds: float
-    stopped: bool
+    stop_reason: str = ""
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return [row.outcome for row in self.rows]
 
     @property
     def counts(self) -> Counter[str]:
-        return Counter(str(outcome.status) for outcome in self.outcomes)
+        return Counter(str(row.outcome.status) for row in self.rows)
 
     @property
     def exit_code(self) -> int:
-        if self.stopped:
+        if self.stop_reason:
             return EXIT_STOPPED
-        if all(outcome.status.done for outcome in self.outcomes):
+        if all(row.outcome.status.done for row in self.rows):
             return EXIT_OK
         return EXIT_ROWS_NOT_DONE
 
@@ -53,23 +73,15 @@ class RunResult:
         parts = ", ".join(f"{counts[str(status)]} {status}" for status in Status
                           if counts[str(status)])
         rate = self.requests / self.seconds if self.seconds > 0 else 0.0
-        return (f"{len(self.outcomes)} rows: {parts or 'nothing to do'} | "
+        return (f"{len(self.rows)} rows: {parts or 'nothing to do'} | "
                 f"{self.requests} requests in {self.seconds:.1f} s ({rate:.1f}/s) | "
                 f"report: {self.report_path}")
 
 
-def row_outcomes(sheet: Sheet, by_image: dict[str, Outcome]) -> list[Outcome]:
-    """Spread image outcomes over source rows; rows never reached are ``not_attempted``."""
-    outcomes: list[Outcome | None] = [None] * sheet.row_count
-    for row in sheet.idle_rows:
-        outcomes[row] = Outcome(image_id="", status=Status.UNCHANGED)
-    for patch in sheet.patches:
-        outcome = by_image.get(patch.image_id) or Outcome(patch.image_id, Status.NOT_ATTEMPTED)
-        for row in patch.rows:
-            outcomes[row] = outcome
-    if any(outcome is None for outcome in outcomes):
-        raise AssertionError("a source row was left without an outcome")
-    return [outcome for outcome in outcomes if outcome is not None]
+async def plan_sheet(sheet: Sheet, client: ImsClient, pacer: Pacer) -> list[ImagePlan]:
+    """Read the images ``sheet`` names and plan each patch against what is there now."""
+    ids = [patch.image_id for patch in sheet.patches]
+    return plan_all(sheet.patches, await fetch_images(client, ids, pacer))
 
 
 async def apply_sheet(
@@ -80,29 +92,131 @@ async def apply_sheet(
     limits: Limits | None = None,
     report_path: str | Path | None = None,
     sheet_name: str | None = None,
+    skip_invalid: bool = False,
+    plan: bool | Path = True,
+    dry_run: bool = False,
+    on_request: RequestPrinter | None = None,
     on_outcome: OutcomeCallback | None = None,
     stop: anyio.Event | None = None,
     abort: anyio.Event | None = None,
 ) -> RunResult:
-    """Send one PATCH per image of ``sheet`` (a path, or a ``Sheet`` already read), write the
-    report, and return the result.
+    """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
+
+    ``plan``: True reads the current images first and sends only what still changes
+    something; a path sends exactly the plan saved there; False sends the sheet as
+    written, turning ``replace`` into ``add`` where IMS answers ``IMG.0035``.
+    ``dry_run`` sends no write: each PATCH is handed to ``on_request`` as text instead
+    and its rows are reported ``planned``.  ``stop`` starts no new request; ``abort``
+    also cuts off those in flight.  Either way, the report covers every row.
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
-    in the result, not raised.  ``stop`` starts no new request; ``abort`` also cuts off
-    those in flight (see ``run_patches``); either way the report covers every row.
+    in the result, not raised.
+    """
+    if not isinstance(sheet, Sheet):
+        sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
+    limits = limits or Limits()
+    report = Path(report_path) if report_path else default_report_path(sheet.path)
+    saved = load_plan(plan, sheet, endpoint) if isinstance(plan, Path) else None
+    pacer = Pacer(limits)
+    started = time.perf_counter()
+    plans: list[ImagePlan] = [unplanned(patch) for patch in sheet.patches]
+    sent: dict[str, Outcome] = {}
+    stop_reason = ""
+    async with ImsClient(endpoint, auth, timeout=limits.timeout,
+                         connections=limits.concurrency) as client:
+        try:
+            if saved is not None:
+                plans = saved
+            elif plan:
+                plans = await plan_sheet(sheet, client, pacer)
+        except ReadFailed as failure:
+            stop_reason = str(failure)
+        else:
+            patches = [p.patch for p in plans if p.status is None]
+            if dry_run:
+                for patch in patches:
+                    if on_request is not None:
+                        on_request(await client.preview_update(patch.image_id, patch.body()))
+                    sent[patch.image_id] = Outcome(patch.image_id, Status.PLANNED)
+            else:
+                sent = await run_patches(patches, client, pacer, on_outcome=on_outcome,
+                                         stop=stop, abort=abort,
+                                         add_on_conflict=plan is False)
+                if len(sent) < len(patches):
+                    stop_reason = "stopped by request before every image was attempted"
+    seconds = time.perf_counter() - started
+    rows = row_results(sheet, plans, sent)
+    write_report(sheet, rows, report)
+    requests = sum(outcome.attempts for outcome in sent.values())
+    return RunResult(sheet, rows, report, requests, seconds, stop_reason)
+
+
+def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
+                sent: dict[str, Outcome]) -> list[RowResult]:
+    """One result per source row, in order; rows never reached are ``not_attempted``."""
+    results: list[RowResult | None] = [None] * sheet.row_count
+    for row, reason in sheet.invalid.items():
+        results[row] = RowResult(Outcome("", Status.INVALID, error_message=reason))
+    for row in sheet.idle_rows:
+        results[row] = RowResult(Outcome("", Status.UNCHANGED))
+    for plan in plans:
+        image_outcome = sent.get(plan.image_id) or Outcome(plan.image_id, Status.NOT_ATTEMPTED)
+        for row in sorted({change.source for change in plan.changes}):
+            status = plan.row_status(row)
+            if status is None:
+                outcome = image_outcome
+            elif status == Status.UNCHANGED:
+                outcome = Outcome(plan.image_id, Status.UNCHANGED)
+            else:
+                outcome = Outcome(plan.image_id, status, error_code=PLANNED_CODES[status],
+                                  error_message=plan.reason)
+            before, after = _before_after(plan, row, long=sheet.shape == "long")
+            results[row] = RowResult(outcome, before, after)
+    missing = [row for row, result in enumerate(results) if result is None]
+    if missing:
+        raise AssertionError(f"rows {missing} were left without an outcome")
+    return [result for result in results if result is not None]
+
+
+def _before_after(plan: ImagePlan, row: int, *, long: bool) -> tuple[str, str]:
+    """The row's attributes before and after, as text (long) or a JSON object (wide);
+    ``before`` is blank when the image was not read (``--no-plan``)."""
+    known = plan.observed
+    changes = [change for change in plan.changes if change.source == row]
+    befores = {c.attribute: c.before for c in changes}
+    afters = {c.attribute: c.after for c in changes}
+    if long and len(changes) == 1:
+        return (_text(changes[0].before) if known else "", _text(changes[0].after))
+    return (_json(befores) if known else "", _json(afters))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def _json(values: dict[str, Any]) -> str:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+async def make_plan(
+    sheet: Sheet | str | Path,
+    *,
+    endpoint: str,
+    auth: Auth,
+    limits: Limits | None = None,
+    sheet_name: str | None = None,
+    out: Path | None = None,
+) -> list[ImagePlan]:
+    """Read the images ``sheet`` names and plan every patch; save the plan to ``out``.
+
+    Sends no write.  Raises ``ReadFailed`` when the images cannot be read.
     """
     if not isinstance(sheet, Sheet):
         sheet = read_sheet(sheet, sheet_name=sheet_name)
     limits = limits or Limits()
-    report = Path(report_path) if report_path else default_report_path(sheet.path)
-    started = time.perf_counter()
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
                          connections=limits.concurrency) as client:
-        by_image = await run_patches(sheet.patches, client, limits,
-                                     on_outcome=on_outcome, stop=stop, abort=abort)
-    seconds = time.perf_counter() - started
-    outcomes = row_outcomes(sheet, by_image)
-    write_report(sheet, outcomes, report)
-    stopped = len(by_image) < len(sheet.patches)
-    return RunResult(sheet, outcomes, report, sum(o.attempts for o in by_image.values()),
-                     seconds, stopped)
+        plans = await plan_sheet(sheet, client, Pacer(limits))
+    if out is not None:
+        save_plan(out, sheet, endpoint, plans)
+    return plans

@@ -27,13 +27,18 @@ class Operation:
 class ImagePatch:
     """Every change a sheet asks of one image, in sheet order: sent as one atomic PATCH.
 
-    ``rows`` are the 0-based positions of the source rows that asked for these changes;
-    they all share the image's outcome.
+    ``sources[i]`` is the 0-based position of the source row that asked for
+    ``operations[i]`` (a wide row asks for several).
     """
 
     image_id: str
     operations: tuple[Operation, ...]
-    rows: tuple[int, ...]
+    sources: tuple[int, ...]
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        """The source rows of this image, in sheet order; they share the image's outcome."""
+        return tuple(sorted(set(self.sources)))
 
     def body(self) -> list[dict[str, Any]]:
         return [operation.to_json() for operation in self.operations]
@@ -44,6 +49,7 @@ class Status(StrEnum):
 
     SUCCEEDED = "succeeded"
     UNCHANGED = "unchanged"
+    PLANNED = "planned"
     FAILED = "failed"
     SKIPPED = "skipped"
     INVALID = "invalid"
@@ -51,8 +57,8 @@ class Status(StrEnum):
 
     @property
     def done(self) -> bool:
-        """True when the row now is as the sheet asks."""
-        return self in (Status.SUCCEEDED, Status.UNCHANGED)
+        """True when the row is (or, in a dry run, would be) as the sheet asks."""
+        return self in (Status.SUCCEEDED, Status.UNCHANGED, Status.PLANNED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,8 +33,18 @@ def neutralise(cell: str) -> str:
     return cell
 
 
-def report_frame(sheet: Sheet, outcomes: Sequence[Outcome]) -> pd.DataFrame:
-    """The source columns (made safe), then one result column set; ``outcomes[i]`` is row i."""
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """What happened to one source row, and its attributes before and after, as text."""
+
+    outcome: Outcome
+    before: str = ""
+    after: str = ""
+
+
+def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
+    """The source columns (made safe), then the result columns; ``rows[i]`` is row i."""
+    outcomes = [row.outcome for row in rows]
     source = sheet.frame.drop(
         columns=[column for column in sheet.frame.columns if column.lower() in RESULT_COLUMNS]
     )
@@ -48,14 +59,16 @@ def report_frame(sheet: Sheet, outcomes: Sequence[Outcome]) -> pd.DataFrame:
     frame["request_id"] = [neutralise(o.request_id) for o in outcomes]
     frame["attempts"] = pd.array([o.attempts for o in outcomes], dtype="Int64")
     frame["elapsed_ms"] = pd.array([o.elapsed_ms for o in outcomes], dtype="Int64")
+    frame["before"] = [neutralise(row.before) for row in rows]
+    frame["after"] = [neutralise(row.after) for row in rows]
     return frame
 
 
-def write_report(sheet: Sheet, outcomes: Sequence[Outcome], path: Path) -> Path:
+def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
     """Write the report atomically (a crash never leaves half a file) and return its path."""
-    if len(outcomes) != sheet.row_count:
-        raise ValueError("a report needs exactly one outcome per source row")
-    frame = report_frame(sheet, outcomes)
+    if len(rows) != sheet.row_count:
+        raise ValueError("a report needs exactly one result per source row")
+    frame = report_frame(sheet, rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"

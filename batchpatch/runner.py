@@ -11,11 +11,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from batchpatch.client import ApiResponse, ImsClient
-from batchpatch.models import ImagePatch, Limits, Outcome, Status
-from batchpatch.throttle import RateLimiter
+from batchpatch.models import ImagePatch, Operation, Outcome, Status
+from batchpatch.throttle import Pacer
 
 #: IMS answers 400 IMG.0046 when the image is not ``active``: the row is skipped, not failed.
 NOT_ACTIVE = "IMG.0046"
+#: ``replace`` of an attribute the image does not have.
+ATTRIBUTE_CONFLICT = "IMG.0035"
 
 OutcomeCallback = Callable[[Outcome], None]
 
@@ -44,11 +46,12 @@ def outcome_of(patch: ImagePatch, response: ApiResponse, attempts: int,
 async def run_patches(
     patches: Sequence[ImagePatch],
     client: ImsClient,
-    limits: Limits,
+    pacer: Pacer,
     *,
     on_outcome: OutcomeCallback | None = None,
     stop: anyio.Event | None = None,
     abort: anyio.Event | None = None,
+    add_on_conflict: bool = False,
 ) -> dict[str, Outcome]:
     """Send every patch once; return the outcome of each image that was attempted.
 
@@ -56,9 +59,11 @@ async def run_patches(
     is in exactly one patch, so no image is ever patched by two requests at once.  When
     ``stop`` is set no new request starts and those in flight finish; when ``abort`` is
     set those in flight are cancelled too and recorded as interrupted.
+
+    ``add_on_conflict`` (for runs without a plan): a patch answered with ``IMG.0035`` is
+    sent once more with every ``replace`` turned into ``add``, which sets an attribute
+    whether or not the image has it.
     """
-    rate = RateLimiter(limits.rate)
-    capacity = anyio.CapacityLimiter(limits.concurrency)
     outcomes: dict[str, Outcome] = {}
     stop = stop or anyio.Event()
 
@@ -69,22 +74,25 @@ async def run_patches(
 
     async def send(patch: ImagePatch, borrower: object) -> None:
         started = time.perf_counter()
+        attempts = 1
         try:
             response = await client.update_image(patch.image_id, patch.body())
+            if add_on_conflict and _conflict(patch, response):
+                await pacer.rate.wait()
+                attempts = 2
+                response = await client.update_image(patch.image_id, as_adds(patch).body())
         except anyio.get_cancelled_exc_class():
-            record(interrupted(patch, started))
+            record(interrupted(patch, started, attempts))
             raise
         finally:
-            capacity.release_on_behalf_of(borrower)
-        record(outcome_of(patch, response, attempts=1, elapsed_ms=_since(started)))
+            pacer.release(borrower)
+        record(outcome_of(patch, response, attempts=attempts, elapsed_ms=_since(started)))
 
     async def produce(requests: TaskGroup) -> None:
         for patch in patches:
-            borrower = object()
-            await capacity.acquire_on_behalf_of(borrower)
-            await rate.wait()
+            borrower = await pacer.acquire()
             if stop.is_set():
-                capacity.release_on_behalf_of(borrower)
+                pacer.release(borrower)
                 return
             requests.start_soon(send, patch, borrower)
 
@@ -104,7 +112,22 @@ async def run_patches(
     return outcomes
 
 
-def interrupted(patch: ImagePatch, started: float) -> Outcome:
+def as_adds(patch: ImagePatch) -> ImagePatch:
+    """``patch`` with every ``replace`` turned into ``add`` (RFC 6902: add sets or replaces)."""
+    return ImagePatch(
+        patch.image_id,
+        tuple(Operation("add", o.path, o.value) if o.op == "replace" else o
+              for o in patch.operations),
+        patch.sources,
+    )
+
+
+def _conflict(patch: ImagePatch, response: ApiResponse) -> bool:
+    return (response.status == 400 and response.error_code == ATTRIBUTE_CONFLICT
+            and any(operation.op == "replace" for operation in patch.operations))
+
+
+def interrupted(patch: ImagePatch, started: float, attempts: int) -> Outcome:
     """The outcome of a request cut off mid-flight: nobody knows whether it was applied."""
     return Outcome(
         image_id=patch.image_id,
@@ -112,7 +135,7 @@ def interrupted(patch: ImagePatch, started: float) -> Outcome:
         error_code="interrupted",
         error_message="stopped while the request was in flight; "
         "the change may or may not have been applied",
-        attempts=1,
+        attempts=attempts,
         elapsed_ms=_since(started),
     )
 

@@ -296,7 +296,7 @@ def _typed(path: Path, changes: pd.DataFrame, problems: list[Problem]) -> pd.Dat
         except ValueError as error:
             message, _, fix = str(error).partition(" — ")
             problems.append(Problem(str(path), int(row) + FIRST_DATA_ROW, column, message, fix))
-    return changes.assign(typed=typed)
+    return changes.assign(typed=pd.Series(typed, index=changes.index, dtype=object))
 
 
 def _group(
@@ -317,7 +317,7 @@ def _group(
             ImagePatch(
                 str(image_id),
                 tuple(ops[position] for position in positions),
-                tuple(int(row) for row in np.unique(rows[positions])),
+                tuple(int(row) for row in rows[positions]),
             )
         )
     patches.sort(key=lambda patch: patch.rows[0])

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from batchpatch.models import Limits
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -45,3 +47,35 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}/s, next_start={self._next_start})"
+
+
+class Pacer:
+    """The two limits every request start passes: a free slot, then its turn in the rate.
+
+    ``acquire`` returns a token to hand back to ``release`` when the request is done.
+    Reads and writes of one run share one pacer, since they share the service's quota.
+    """
+
+    __slots__ = ("capacity", "rate")
+
+    def __init__(self, limits: Limits, *, clock: Clock | None = None,
+                 sleep: Sleep | None = None) -> None:
+        self.rate = RateLimiter(limits.rate, clock=clock, sleep=sleep)
+        self.capacity = anyio.CapacityLimiter(limits.concurrency)
+
+    async def acquire(self) -> object:
+        borrower = object()
+        await self.capacity.acquire_on_behalf_of(borrower)
+        try:
+            await self.rate.wait()
+        except BaseException:
+            self.capacity.release_on_behalf_of(borrower)
+            raise
+        return borrower
+
+    def release(self, borrower: object) -> None:
+        self.capacity.release_on_behalf_of(borrower)
+
+    def __repr__(self) -> str:
+        return (f"Pacer({self.rate!r}, in_flight={self.capacity.borrowed_tokens}"
+                f"/{self.capacity.total_tokens})")

@@ -17,7 +17,7 @@ A, B, C, D = (image["id"] for image in IMAGES[:4])
 FORMATS = [pytest.param(".csv", id="csv"), pytest.param(".tsv", id="tsv"),
            pytest.param(".xlsx", id="xlsx")]
 RESULT_COLUMNS = ["status", "http_status", "error_code", "error_message", "request_id",
-                  "attempts", "elapsed_ms"]
+                  "attempts", "elapsed_ms", "before", "after"]
 
 
 def read_report(path: Path) -> pd.DataFrame:
@@ -85,34 +85,82 @@ def test_wide_sheet_is_applied_and_reported(tmp_path: Path, suffix: str) -> None
     assert report["min_ram"].tolist() == ["1024", "", ""]
 
 
-def test_failures_in_both_error_shapes_and_skips_are_reported(tmp_path: Path) -> None:
-    missing = "99999999-9999-4999-8999-999999999999"
-    sheet = write_sheet(tmp_path / "mixed.csv", ["image_id", "op", "path", "value"], [
-        [A, "replace", "/name", "ok-name"],
-        [B, "replace", "/never_set", "x"],
-        [C, "replace", "/name", "frozen"],
-        [missing, "replace", "/name", "ghost"],
-        [D, "remove", "/never_there", ""],
-    ])
+MISSING = "99999999-9999-4999-8999-999999999999"
+MIXED_ROWS = [
+    [A, "replace", "/name", "ok-name"],
+    [B, "replace", "/never_set", "x"],
+    [C, "replace", "/name", "frozen"],
+    [MISSING, "replace", "/name", "ghost"],
+    [D, "remove", "/never_there", ""],
+]
+
+
+def test_without_plan_server_errors_are_reported_and_img0035_falls_back_to_add(
+    tmp_path: Path,
+) -> None:
+    sheet = write_sheet(tmp_path / "mixed.csv", ["image_id", "op", "path", "value"], MIXED_ROWS)
+    images = images_with(**{C: {"status": "saving"}})
+    with running_fake(images, FakeConfig(token=TOKEN)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--no-plan"])
+        state = fake.store.images
+        stats = fake.stats.snapshot()
+    assert done.returncode == 1, done.stderr
+    report = read_report(tmp_path / "mixed.results.csv")
+    assert report["status"].tolist() == ["succeeded", "succeeded", "skipped", "failed", "failed"]
+    assert report["http_status"].tolist() == ["200", "200", "400", "404", "400"]
+    assert report["error_code"].tolist() == ["", "", "IMG.0046", "IMG.0027", "IMG.0035"]
+    assert report["attempts"].tolist() == ["1", "2", "1", "1", "1"]
+    assert report.loc[4, "error_message"] == (
+        "An attribute conflict occurred during the modification.")
+    assert report["before"].tolist() == [""] * 5  # nothing was read
+    assert stats.list_requests == 0
+    assert (state[A]["name"], state[B]["never_set"]) == ("ok-name", "x")
+    assert state[D] == next(i for i in IMAGES if i["id"] == D)
+
+
+def test_the_plan_keeps_doomed_and_needless_requests_off_the_wire(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "mixed.csv", ["image_id", "op", "path", "value"], MIXED_ROWS)
     images = images_with(**{C: {"status": "saving"}})
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
-        state = {image["id"]: image for image in list(fake.store.images.values())}
+        state = fake.store.images
+        stats = fake.stats.snapshot()
     assert done.returncode == 1, done.stderr
     report = read_report(tmp_path / "mixed.results.csv")
-    assert report["status"].tolist() == ["succeeded", "failed", "skipped", "failed", "failed"]
-    assert report["http_status"].tolist() == ["200", "400", "400", "404", "400"]
-    assert report["error_code"].tolist() == ["", "IMG.0035", "IMG.0046", "IMG.0027", "IMG.0035"]
-    assert report.loc[1, "error_message"] == (
-        "An attribute conflict occurred during the modification.")
-    assert state[A]["name"] == "ok-name"
-    assert state[D] == next(i for i in IMAGES if i["id"] == D)
+    assert report["status"].tolist() == [
+        "succeeded", "succeeded", "skipped", "failed", "unchanged"]
+    assert report["error_code"].tolist() == ["", "", "not_active", "not_found", ""]
+    assert "'saving'" in report.loc[2, "error_message"]
+    assert report["before"].tolist() == [IMAGES[0]["name"], "", "", "", ""]
+    assert report["after"].tolist() == ["ok-name", "x", "frozen", "ghost", ""]
+    assert stats.patches_by_image == {A: 1, B: 1}
+    patches = [entry for entry in stats.log if entry.method == "PATCH"]
+    assert all(entry.status == 200 for entry in patches)  # no IMG.0035 ever reached the server
+    assert state[B]["never_set"] == "x"
+
+
+def test_rerunning_the_same_sheet_sends_no_patch(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name", "min_ram", "team"],
+                        [[A, "again", 512, "ops"], [B, "twice", "", "<remove>"]])
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        first = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        after_first = fake.stats.snapshot().patch_requests
+        second = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        stats = fake.stats.snapshot()
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert after_first == 2
+    assert stats.patch_requests == 2  # the rerun sent none
+    report = read_report(tmp_path / "s.results.csv")
+    assert report["status"].tolist() == ["unchanged", "unchanged"]
+    assert report["before"].tolist() == ['{"name":"again","min_ram":512,"team":"ops"}',
+                                         '{"name":"twice","team":null}']
 
 
 def test_gateway_error_body_and_request_id_are_recorded(tmp_path: Path) -> None:
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "x1"], [B, "x2"]])
     with running_fake(IMAGES, FakeConfig(token="the-right-token")) as fake:
-        done = run_cli(["apply", str(sheet), "--endpoint", fake.url], token="a-wrong-token")
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--no-plan"],
+                       token="a-wrong-token")
         assert list(fake.store.images.values()) == IMAGES
     assert done.returncode == 1
     report = read_report(tmp_path / "s.results.csv")

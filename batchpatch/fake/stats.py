@@ -1,17 +1,22 @@
 """What the fake saw: request counts, PATCH concurrency, and a log in arrival order.
 
 Written from the server's event loop thread, read by tests from theirs, so every access holds
-one lock; ``snapshot()`` gives a consistent view of everything at once.
+one lock; ``snapshot()`` gives a consistent view of everything at once.  Arrival times are
+``time.monotonic()`` readings (or the injected clock's), so a test can compare them with its
+own and with another process's on the same host.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 RequestKind = Literal["patch", "list"]
+Clock = Callable[[], float]
 
 
 class LogEntry(NamedTuple):
@@ -35,6 +40,14 @@ class StatsSnapshot:
     overlaps: int
     log: tuple[LogEntry, ...]
     patches_by_image: Counter[str]
+    #: ``arrivals[i]`` is when ``log[i]`` arrived (the clock read as its handling began);
+    #: nondecreasing, since the log is in arrival order.
+    arrivals: tuple[float, ...] = ()
+
+    def arrivals_of(self, method: str) -> list[float]:
+        """The arrival times of the requests with this HTTP method, in arrival order."""
+        return [when for entry, when in zip(self.log, self.arrivals, strict=True)
+                if entry.method == method]
 
 
 class FakeStats:
@@ -44,12 +57,15 @@ class FakeStats:
     log count every request on arrival, whatever its outcome (a 401 included).
     ``max_in_flight`` is the most PATCH requests handled at the same moment; ``overlaps``
     counts the PATCH requests that arrived while another PATCH for the same image was still
-    being handled.
+    being handled.  ``arrivals`` holds, for each log entry, the ``clock()`` reading taken as
+    the server began handling it (``time.monotonic`` unless another clock is injected).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._log: list[LogEntry] = []
+        self._arrivals: list[float] = []
         self._total = self._patches = self._lists = 0
         self._in_flight = self._max_in_flight = self._overlaps = 0
         self._in_flight_by_image: Counter[str] = Counter()
@@ -67,8 +83,9 @@ class FakeStats:
     def request_started(
         self, method: str, path: str, kind: RequestKind | None, image_id: str | None
     ) -> int:
-        """Count and log an arriving request; return its index for ``request_finished``."""
+        """Count, log and time an arriving request; return its index for ``request_finished``."""
         with self._lock:
+            self._arrivals.append(self._clock())  # under the lock, so arrivals stay in order
             self._total += 1
             if kind == "list":
                 self._lists += 1
@@ -111,6 +128,7 @@ class FakeStats:
                 overlaps=self._overlaps,
                 log=tuple(self._log),
                 patches_by_image=Counter(self._patches_by_image),
+                arrivals=tuple(self._arrivals),
             )
 
     @property
@@ -140,3 +158,7 @@ class FakeStats:
     @property
     def patches_by_image(self) -> Counter[str]:
         return self.snapshot().patches_by_image
+
+    @property
+    def arrivals(self) -> list[float]:
+        return list(self.snapshot().arrivals)

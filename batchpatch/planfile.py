@@ -1,0 +1,119 @@
+"""Saving a plan to JSON and loading it back, so ``apply --plan`` sends exactly what was seen.
+
+A plan is bound to the sheet it was made from (by SHA-256) and to the endpoint: applying it
+with another sheet or against another service is refused, nothing sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batchpatch.errors import OptionsError
+from batchpatch.models import Operation, Status
+from batchpatch.plan import Change, ImagePlan
+from batchpatch.sheet import Sheet
+
+FORMAT = "batchpatch-plan/1"
+
+
+def sheet_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_plan(path: Path, sheet: Sheet, endpoint: str, plans: list[ImagePlan]) -> Path:
+    """Write the plan atomically; it holds no credentials."""
+    document = {
+        "format": FORMAT,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sheet": str(sheet.path),
+        "sheet_name": sheet.sheet_name,
+        "sheet_sha256": sheet_digest(sheet.path),
+        "endpoint": endpoint,
+        "images": [_plan_json(plan) for plan in plans],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        json.dump(document, file, ensure_ascii=False, indent=1)
+    os.replace(temporary, path)
+    return path
+
+
+def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
+    """The plans saved in ``path``, checked against ``sheet`` and ``endpoint``."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OptionsError(f"{path}: no such plan file — make one with "
+                           "'batchpatch plan SHEET --out PLAN.json'") from None
+    except (OSError, ValueError) as error:
+        raise OptionsError(f"{path}: not a readable plan ({error}) — make it again with "
+                           "'batchpatch plan SHEET --out PLAN.json'") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise OptionsError(f"{path}: not a batchpatch plan ({FORMAT}) — make it again with "
+                           "'batchpatch plan SHEET --out PLAN.json'")
+    if document.get("sheet_sha256") != sheet_digest(sheet.path):
+        raise OptionsError(f"{path}: the plan was made from another version of "
+                           f"{sheet.path} — plan the sheet again")
+    if document.get("sheet_name") != sheet.sheet_name:
+        raise OptionsError(f"{path}: the plan was made from worksheet "
+                           f"{document.get('sheet_name')!r} — use --sheet to match it")
+    if document.get("endpoint") != endpoint:
+        raise OptionsError(f"{path}: the plan was made against {document.get('endpoint')} — "
+                           "apply it to the same endpoint, or plan again")
+    try:
+        return [_plan_from(entry) for entry in document["images"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise OptionsError(f"{path}: the plan is damaged ({error!r}) — make it again") from None
+
+
+def _plan_json(plan: ImagePlan) -> dict[str, Any]:
+    return {
+        "image_id": plan.image_id,
+        "name": plan.name,
+        "status": None if plan.status is None else str(plan.status),
+        "reason": plan.reason,
+        "changes": [
+            {
+                "row": change.source,
+                "attribute": change.attribute,
+                "requested": change.requested.to_json(),
+                "planned": None if change.planned is None else change.planned.to_json(),
+                "before": change.before,
+                "exists": change.exists,
+            }
+            for change in plan.changes
+        ],
+    }
+
+
+def _plan_from(entry: dict[str, Any]) -> ImagePlan:
+    return ImagePlan(
+        image_id=str(entry["image_id"]),
+        status=None if entry["status"] is None else Status(entry["status"]),
+        reason=str(entry["reason"]),
+        name=str(entry.get("name", "")),
+        changes=tuple(
+            Change(
+                source=int(change["row"]),
+                attribute=str(change["attribute"]),
+                requested=_operation(change["requested"]),
+                planned=None if change["planned"] is None else _operation(change["planned"]),
+                before=change["before"],
+                exists=bool(change["exists"]),
+            )
+            for change in entry["changes"]
+        ),
+    )
+
+
+def _operation(data: dict[str, Any]) -> Operation:
+    if data["op"] not in ("add", "replace", "remove") or not str(data["path"]).startswith("/"):
+        raise ValueError(f"bad operation {data!r}")
+    return Operation(str(data["op"]), str(data["path"]), data.get("value"))

@@ -1,0 +1,112 @@
+"""The rate limit end to end: the real CLI against the fake IMS, judged by arrival times only.
+
+The limiter spaces request *starts* in the CLI's process; what matters to the service is when
+requests *arrive*, so every check here reads the fake's arrival log (``time.monotonic()`` as the
+server began each request).  The checks only ever say "never faster than allowed": how fast
+the tool manages to go is not tested.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchpatch.fake import FakeConfig, running_fake
+from tests.e2e import TOKEN, run_cli
+from tests.sheets import write_sheet
+
+#: Seconds of full-rate sending per case: long enough for whole one-second windows, short
+#: enough to keep the module quick (each case also pays ~1 s to start the CLI).
+SECONDS_OF_SENDING = 2
+#: Arrival times carry the jitter of two event loops and a socket between limiter and server;
+#: this much, in all, is forgiven over any span of arrivals.
+JITTER = 0.020
+WINDOW = 1.0
+
+
+def make_images(count: int, seed: int = 2026) -> list[dict[str, Any]]:
+    """``count`` active images with lowercase UUID ids, the same ones on every run."""
+    rng = random.Random(seed)
+    return [
+        {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "name": f"rate-base-{number:02d}",
+            "status": "active",
+            "visibility": "private",
+            "min_ram": 0,
+            "min_disk": 40,
+            "__os_type": "Linux",
+            "__imagetype": "private",
+            "created_at": "2026-01-01T08:00:00Z",
+            "updated_at": "2026-01-01T08:00:00Z",
+            "tags": [],
+        }
+        for number in range(count)
+    ]
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The most arrivals in any half-open span ``[t, t + window)``.
+
+    A busiest span can always be slid right until it starts at an arrival, so only those
+    starts need checking.
+    """
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_left(ordered, start + window) - i for i, start in enumerate(ordered)),
+        default=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rate", "concurrency", "latency"),
+    [
+        pytest.param(20, 8, 0.0, id="r20-c8"),
+        pytest.param(10, 2, 0.15, id="r10-c2-slow-server"),
+        pytest.param(50, 50, 0.0, id="r50-c50"),
+        pytest.param(50, 4, 0.05, id="r50-c4-slow-server"),
+    ],
+)
+def test_rate_limit_holds_at_the_server(
+    tmp_path: Path, rate: int, concurrency: int, latency: float
+) -> None:
+    count = SECONDS_OF_SENDING * rate
+    images = make_images(count)
+    sheet = write_sheet(tmp_path / "renames.csv", ["image_id", "name"],
+                        [[image["id"], f"renamed-{n:02d}"] for n, image in enumerate(images)])
+    with running_fake(images, FakeConfig(token=TOKEN, latency=latency)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--quiet",
+                        "--rate", str(rate), "--concurrency", str(concurrency)])
+        stats = fake.stats.snapshot()
+        state = fake.store.images
+    assert done.returncode == 0, done.stderr
+
+    # (c) every image patched exactly once, never two at a time, within the concurrency cap
+    assert stats.patches_by_image == {image["id"]: 1 for image in images}
+    assert stats.overlaps == 0
+    assert stats.max_in_flight <= concurrency
+    assert [state[image["id"]]["name"] for image in images] == [
+        f"renamed-{n:02d}" for n in range(count)]
+
+    arrivals = stats.arrivals_of("PATCH")
+    assert len(arrivals) == count
+    gaps_ms = [round((b - a) * 1000, 1) for a, b in itertools.pairwise(arrivals)]
+
+    # (a) no span of one second ever holds more than the rate allows (+1 for clock granularity)
+    busiest = most_in_any_window(arrivals, WINDOW)
+    assert busiest <= rate + 1, f"{busiest} arrivals in 1 s; gaps (ms): {gaps_ms}"
+
+    # (b) no burst, at start-up or later: any k arrivals in a row, the first k included,
+    # are spread over at least (k - 1) / rate seconds
+    k = min(rate, len(arrivals))
+    for first in range(len(arrivals) - k + 1):
+        spread = arrivals[first + k - 1] - arrivals[first]
+        assert spread >= (k - 1) / rate - JITTER, (
+            f"arrivals {first + 1}..{first + k} came within {spread * 1000:.1f} ms, "
+            f"not {(k - 1) / rate * 1000:.0f} ms; gaps (ms): {gaps_ms}")
