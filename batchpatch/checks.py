@@ -87,7 +87,8 @@ def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Proble
 
     id_reasons = {image_id: check_image_id(image_id)
                   for image_id in changes["image_id"].unique() if image_id}
-    for row, image_id, column in _columns(changes, "row", "image_id", "id_column"):
+    for row, image_id, column in _columns(changes.drop_duplicates("row"),
+                                          "row", "image_id", "id_column"):
         reason = id_reasons.get(image_id)
         if reason:
             add(row, column, reason)

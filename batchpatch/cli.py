@@ -39,6 +39,7 @@ from batchpatch.models import (
     Status,
 )
 from batchpatch.plan import ImagePlan, describe
+from batchpatch.planfile import load_plan
 from batchpatch.regions import ims_endpoint
 from batchpatch.sheet import Sheet, read_sheet
 
@@ -173,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunAborted as error:
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_STOPPED
+    except BrokenPipeError:  # e.g. a dry run piped into head: stop quietly
+        sys.stderr.close()
+        return EXIT_STOPPED
 
 
 def _validate(options: argparse.Namespace) -> int:
@@ -207,7 +211,10 @@ def _apply(options: argparse.Namespace) -> int:
     for row, reason in sorted(sheet.invalid.items()):
         print(f"{options.sheet}:{row + 2}: skipped as invalid: {reason}", file=sys.stderr)
     with _target(options) as (endpoint, auth):
-        result = anyio.run(_run, options, sheet, endpoint, auth)
+        plan: bool | list[ImagePlan] = not options.no_plan
+        if options.plan_file:
+            plan = load_plan(options.plan_file, sheet, endpoint)
+        result = anyio.run(_run, options, sheet, endpoint, auth, plan)
     if result.stop_reason:
         print(f"Stopped early: {result.stop_reason}", file=sys.stderr)
     print(result.summary())
@@ -248,8 +255,8 @@ def _target(options: argparse.Namespace) -> Iterator[tuple[str, Auth]]:
     yield endpoint, token_from_environment()
 
 
-async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str,
-               auth: Auth) -> RunResult:
+async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str, auth: Auth,
+               plan: bool | list[ImagePlan]) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     counts: Counter[str] = Counter()
     hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
@@ -264,17 +271,28 @@ async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str,
     def show(request: str) -> None:
         print(request + "\n")
 
-    with bar:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, stop, abort)
-            result = await apply_sheet(
-                sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
-                report_path=options.report, plan=options.plan_file or not options.no_plan,
-                dry_run=options.dry_run, on_request=show, on_outcome=progress,
-                stop=stop, abort=abort,
-            )
-            group.cancel_scope.cancel()
+    try:
+        with bar:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_stop_on_signal, stop, abort)
+                result = await apply_sheet(
+                    sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
+                    report_path=options.report, plan=plan,
+                    dry_run=options.dry_run, on_request=show, on_outcome=progress,
+                    stop=stop, abort=abort,
+                )
+                group.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
     return result
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a task group wrapped, so it is reported like any other."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event) -> None:

@@ -45,10 +45,10 @@ class Problem:
 
 
 class SheetError(InputError):
-    """One or more located problems in a sheet, sorted by row."""
+    """One or more located problems in a sheet, sorted by row, each said once."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.row, p.column, p.message))
+        self.problems = sorted(set(problems), key=lambda p: (p.row, p.column, p.message))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -34,11 +34,11 @@ async def fetch_images(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> d
     the current state no plan can be trusted.
     """
     if len(ids) <= BY_ID_LIMIT:
-        return await _by_id(client, ids, pacer)
-    return await _paged(client, set(ids), pacer)
+        return await read_by_id(client, ids, pacer)
+    return await read_paged(client, set(ids), pacer)
 
 
-async def _by_id(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dict[str, Image]:
+async def read_by_id(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dict[str, Image]:
     found: dict[str, Image] = {}
     failures: list[ReadFailed] = []
 
@@ -63,7 +63,7 @@ async def _by_id(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dict[st
     return found
 
 
-async def _paged(client: ImsClient, wanted: set[str], pacer: Pacer) -> dict[str, Image]:
+async def read_paged(client: ImsClient, wanted: set[str], pacer: Pacer) -> dict[str, Image]:
     found: dict[str, Image] = {}
     marker = ""
     while wanted - found.keys():

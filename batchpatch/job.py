@@ -22,7 +22,7 @@ from batchpatch.errors import ReadFailed
 from batchpatch.inventory import fetch_images
 from batchpatch.models import Limits, Outcome, Status
 from batchpatch.plan import ImagePlan, plan_all, unplanned
-from batchpatch.planfile import load_plan, save_plan
+from batchpatch.planfile import save_plan
 from batchpatch.report import RowResult, default_report_path, write_report
 from batchpatch.runner import OutcomeCallback, run_patches
 from batchpatch.sheet import Sheet, read_sheet
@@ -93,7 +93,7 @@ async def apply_sheet(
     report_path: str | Path | None = None,
     sheet_name: str | None = None,
     skip_invalid: bool = False,
-    plan: bool | Path = True,
+    plan: bool | Sequence[ImagePlan] = True,
     dry_run: bool = False,
     on_request: RequestPrinter | None = None,
     on_outcome: OutcomeCallback | None = None,
@@ -103,8 +103,8 @@ async def apply_sheet(
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
     ``plan``: True reads the current images first and sends only what still changes
-    something; a path sends exactly the plan saved there; False sends the sheet as
-    written, turning ``replace`` into ``add`` where IMS answers ``IMG.0035``.
+    something; a list of plans (``planfile.load_plan``) sends exactly those; False sends
+    the sheet as written, turning ``replace`` into ``add`` where IMS answers ``IMG.0035``.
     ``dry_run`` sends no write: each PATCH is handed to ``on_request`` as text instead
     and its rows are reported ``planned``.  ``stop`` starts no new request; ``abort``
     also cuts off those in flight.  Either way, the report covers every row.
@@ -116,7 +116,6 @@ async def apply_sheet(
         sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
     limits = limits or Limits()
     report = Path(report_path) if report_path else default_report_path(sheet.path)
-    saved = load_plan(plan, sheet, endpoint) if isinstance(plan, Path) else None
     pacer = Pacer(limits)
     started = time.perf_counter()
     plans: list[ImagePlan] = [unplanned(patch) for patch in sheet.patches]
@@ -125,8 +124,8 @@ async def apply_sheet(
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
                          connections=limits.concurrency) as client:
         try:
-            if saved is not None:
-                plans = saved
+            if not isinstance(plan, bool):
+                plans = list(plan)
             elif plan:
                 plans = await plan_sheet(sheet, client, pacer)
         except ReadFailed as failure:
