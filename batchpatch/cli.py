@@ -30,6 +30,7 @@ from batchpatch.job import (
     apply_sheet,
     make_plan,
 )
+from batchpatch.logs import configure_logging, write_summary
 from batchpatch.models import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE,
@@ -41,6 +42,13 @@ from batchpatch.models import (
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan
 from batchpatch.regions import ims_endpoint
+from batchpatch.retry import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF,
+    RetryPolicy,
+)
+from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 
 
@@ -51,6 +59,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
     return value
 
 
@@ -128,6 +146,36 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--skip-invalid", action="store_true",
                        help="send the valid images; report the others as invalid")
     apply.add_argument("--quiet", action="store_true", help="no progress bar")
+    retries = apply.add_argument_group("retries and safeguards")
+    retries.add_argument("--max-attempts", type=_positive_int, default=DEFAULT_MAX_ATTEMPTS,
+                         metavar="N", help="requests per image at most, the first included "
+                         "(default: %(default)s)")
+    retries.add_argument("--backoff", type=_positive_float, default=DEFAULT_BACKOFF,
+                         metavar="SECONDS", help="first retry wait, doubling each time, with "
+                         "full jitter (default: %(default)s)")
+    retries.add_argument("--max-backoff", type=_positive_float, default=DEFAULT_MAX_BACKOFF,
+                         metavar="SECONDS", help="longest computed retry wait; a Retry-After "
+                         "from the service wins (default: %(default)s)")
+    retries.add_argument("--max-failures", type=_positive_int, metavar="N",
+                         help="stop after N failed images (exit 3)")
+    retries.add_argument("--max-failure-rate", type=_fraction, metavar="P",
+                         help="stop once more than P (0 to 1) of the finished images failed, "
+                         "counted from --min-sample images on (exit 3)")
+    retries.add_argument("--min-sample", type=_positive_int, default=100, metavar="N",
+                         help="finished images before --max-failure-rate applies "
+                         "(default: %(default)s)")
+    retries.add_argument("--grace", type=_positive_float, default=30.0, metavar="SECONDS",
+                         help="after SIGINT/SIGTERM, how long requests in flight may finish "
+                         "(default: %(default)s)")
+    retries.add_argument("--restart", action="store_true",
+                         help="ignore the journal of an unfinished earlier run")
+    output = apply.add_argument_group("output")
+    output.add_argument("--summary", type=Path, metavar="PATH",
+                        help="also write a JSON summary of the run here")
+    output.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines on stderr as text or JSON objects (default: text)")
+    output.add_argument("--debug", action="store_true",
+                        help="log every retry and throttle adjustment (secrets never shown)")
 
     plan = commands.add_parser(
         "plan", parents=[sheet, service],
@@ -206,6 +254,7 @@ async def _make_plan(options: argparse.Namespace, sheet: Sheet, endpoint: str,
 
 
 def _apply(options: argparse.Namespace) -> int:
+    configure_logging(options.log_format, debug=options.debug)
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
                        skip_invalid=options.skip_invalid)
     for row, reason in sorted(sheet.invalid.items()):
@@ -218,11 +267,21 @@ def _apply(options: argparse.Namespace) -> int:
     if result.stop_reason:
         print(f"Stopped early: {result.stop_reason}", file=sys.stderr)
     print(result.summary())
+    if options.summary:
+        write_summary(options.summary, result)
     return result.exit_code
 
 
 def _limits(options: argparse.Namespace) -> Limits:
     return Limits(options.concurrency, options.rate, options.timeout)
+
+
+def _safeguards(options: argparse.Namespace) -> Safeguards:
+    return Safeguards(
+        RetryPolicy(options.max_attempts, options.backoff, options.max_backoff),
+        max_failures=options.max_failures, max_failure_rate=options.max_failure_rate,
+        min_sample=options.min_sample,
+    )
 
 
 @contextmanager
@@ -274,9 +333,10 @@ async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str, auth: A
     try:
         with bar:
             async with anyio.create_task_group() as group:
-                group.start_soon(_stop_on_signal, stop, abort)
+                group.start_soon(_stop_on_signal, stop, abort, options.grace)
                 result = await apply_sheet(
                     sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
+                    safeguards=_safeguards(options), restart=options.restart,
                     report_path=options.report, plan=plan,
                     dry_run=options.dry_run, on_request=show, on_outcome=progress,
                     stop=stop, abort=abort,
@@ -295,8 +355,21 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error
 
 
-async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event) -> None:
-    """First SIGINT/SIGTERM: start no new request.  A second one: cut off those in flight."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            (abort if stop.is_set() else stop).set()
+async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event, grace: float) -> None:
+    """First SIGINT/SIGTERM: start no new request, and give those in flight ``grace``
+    seconds.  A second signal, or the end of the grace period: cut them off."""
+
+    async def abort_after_grace() -> None:
+        await anyio.sleep(grace)
+        abort.set()
+
+    async with anyio.create_task_group() as timers:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if stop.is_set():
+                    abort.set()
+                else:
+                    stop.set()
+                    print("Stopping: no new requests; waiting for those in flight "
+                          "(signal again to stop at once)", file=sys.stderr)
+                    timers.start_soon(abort_after_grace)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -23,9 +25,11 @@ USER_AGENT = "batchpatch/0.1"
 #: Header names whose values are secrets: masked wherever a request is shown.
 SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"})
 
-#: ``error_code`` values for failures that never got an HTTP answer.
+#: ``error_code`` values for failures that never got an HTTP answer.  After a timeout or a
+#: lost connection a write may or may not have been applied; a refused connection sent nothing.
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
+CONNECT_FAILED = "connect_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +41,16 @@ class ApiResponse:
     error_code: str = ""
     error_message: str = ""
     request_id: str = ""
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def maybe_applied(self) -> bool:
+        """No answer came after the request may have reached the service."""
+        return self.error_code in (TIMEOUT, CONNECTION_ERROR)
 
 
 def encode_body(body: Any) -> bytes:
@@ -137,13 +147,33 @@ class ImsClient:
                                        request_id=request_id)
                 code, message, body_request_id = parse_error(response.status, payload)
                 return ApiResponse(response.status, None, code, message,
-                                   request_id or body_request_id)
+                                   request_id or body_request_id,
+                                   parse_retry_after(response.headers.get("Retry-After")))
         except TimeoutError:
             return ApiResponse(None, None, TIMEOUT,
                                f"no answer within {self._timeout.total:g} s "
                                "(the change may or may not have been applied)")
+        except aiohttp.ClientConnectorError as error:
+            return ApiResponse(None, None, CONNECT_FAILED, _describe(error))
         except aiohttp.ClientError as error:
             return ApiResponse(None, None, CONNECTION_ERROR, _describe(error))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _json_or_none(payload: bytes) -> Any:
@@ -156,7 +186,8 @@ def _json_or_none(payload: bytes) -> Any:
 def _describe(error: aiohttp.ClientError) -> str:
     """A one-line account of a transport error that never includes request headers."""
     if isinstance(error, aiohttp.ClientConnectorError):
-        return f"cannot connect to {error.host}:{error.port} ({error.os_error.strerror or error})"
+        return (f"cannot connect to {error.host}:{error.port} "
+                f"({error.os_error.strerror or error}); nothing was sent")
     if isinstance(error, aiohttp.ServerDisconnectedError):
         return "the server closed the connection (the change may or may not have been applied)"
     return f"{type(error).__name__}: {error}"

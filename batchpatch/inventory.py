@@ -56,8 +56,13 @@ async def read_by_id(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dic
         found.update((image_id, image) for image in images if image.get("id") == image_id)
 
     async with anyio.create_task_group() as group:
-        for image_id in ids:
-            group.start_soon(read, image_id, await pacer.acquire())
+        for position, image_id in enumerate(ids):
+            if position == 0:  # alone: bad credentials show on one request, not on many
+                await read(image_id, await pacer.acquire())
+                if failures:
+                    break
+            else:
+                group.start_soon(read, image_id, await pacer.acquire())
     if failures:
         raise failures[0]
     return found
@@ -90,3 +95,11 @@ def _images(response: ApiResponse) -> list[Image]:
         raise ReadFailed(response.status, "", "ListImages answered without an images list",
                          response.request_id)
     return [image for image in images if isinstance(image, dict)]
+
+
+async def read_image(client: ImsClient, image_id: str) -> Image | None:
+    """One image as it is now, or None when it does not exist; ``ReadFailed`` otherwise."""
+    for image in _images(await client.list_images({"id": image_id})):
+        if image.get("id") == image_id:
+            return image
+    return None

@@ -7,6 +7,7 @@ that still change something → one outcome per source row → the report.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -20,19 +21,29 @@ from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
 from batchpatch.errors import ReadFailed
 from batchpatch.inventory import fetch_images
+from batchpatch.journal import Journal, journal_path
+from batchpatch.lock import lock_path, run_lock
 from batchpatch.models import Limits, Outcome, Status
-from batchpatch.plan import ImagePlan, plan_all, unplanned
-from batchpatch.planfile import save_plan
+from batchpatch.plan import ImagePlan, plan_all, plan_image, unplanned
+from batchpatch.planfile import save_plan, sheet_digest
 from batchpatch.report import RowResult, default_report_path, write_report
-from batchpatch.runner import OutcomeCallback, run_patches
+from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.throttle import Pacer
+
+log = logging.getLogger("batchpatch")
 
 #: Exit codes, shared by every command (see the README).
 EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1
 EXIT_INVALID = 2
 EXIT_STOPPED = 3
+EXIT_MEANINGS = {
+    EXIT_OK: "every row succeeded or was already as asked",
+    EXIT_ROWS_NOT_DONE: "finished, but some rows were not done (failed or skipped)",
+    EXIT_INVALID: "invalid input or options; nothing was sent",
+    EXIT_STOPPED: "stopped early; the report covers every row",
+}
 
 #: ``error_code`` of rows the plan keeps from being sent.
 PLANNED_CODES = {Status.FAILED: "not_found", Status.SKIPPED: "not_active"}
@@ -90,11 +101,13 @@ async def apply_sheet(
     endpoint: str,
     auth: Auth,
     limits: Limits | None = None,
+    safeguards: Safeguards | None = None,
     report_path: str | Path | None = None,
     sheet_name: str | None = None,
     skip_invalid: bool = False,
     plan: bool | Sequence[ImagePlan] = True,
     dry_run: bool = False,
+    restart: bool = False,
     on_request: RequestPrinter | None = None,
     on_outcome: OutcomeCallback | None = None,
     stop: anyio.Event | None = None,
@@ -109,6 +122,9 @@ async def apply_sheet(
     and its rows are reported ``planned``.  ``stop`` starts no new request; ``abort``
     also cuts off those in flight.  Either way, the report covers every row.
 
+    Outcomes are journaled beside the report as they happen; rerunning a run that did not
+    finish resumes it (``restart`` ignores the journal).  One run per report at a time.
+
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
     in the result, not raised.
     """
@@ -116,35 +132,79 @@ async def apply_sheet(
         sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
     limits = limits or Limits()
     report = Path(report_path) if report_path else default_report_path(sheet.path)
+    with run_lock(lock_path(report)):
+        if dry_run:
+            return await _run(sheet, report, endpoint, auth, limits, safeguards, plan, None,
+                              on_request, on_outcome, stop, abort, dry_run=True)
+        journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
+                          endpoint=endpoint, restart=restart)
+        finished = False
+        try:
+            result = await _run(sheet, report, endpoint, auth, limits, safeguards, plan,
+                                journal, on_request, on_outcome, stop, abort, dry_run=False)
+            finished = not result.stop_reason
+        finally:
+            journal.close(finished=finished)
+        return result
+
+
+async def _run(
+    sheet: Sheet, report: Path, endpoint: str, auth: Auth, limits: Limits,
+    safeguards: Safeguards | None, plan: bool | Sequence[ImagePlan], journal: Journal | None,
+    on_request: RequestPrinter | None, on_outcome: OutcomeCallback | None,
+    stop: anyio.Event | None, abort: anyio.Event | None, *, dry_run: bool,
+) -> RunResult:
     pacer = Pacer(limits)
     started = time.perf_counter()
-    plans: list[ImagePlan] = [unplanned(patch) for patch in sheet.patches]
+    recorded = journal.recorded if journal else {}
+    if recorded:
+        log.info("resuming: %d images already done are not sent again", len(recorded))
+    pending = [patch for patch in sheet.patches if patch.image_id not in recorded]
+    plans: list[ImagePlan] = [unplanned(patch) for patch in pending]
     sent: dict[str, Outcome] = {}
     stop_reason = ""
+
+    def record(outcome: Outcome) -> None:
+        if journal is not None:
+            journal.outcome(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
                          connections=limits.concurrency) as client:
         try:
             if not isinstance(plan, bool):
-                plans = list(plan)
-            elif plan:
-                plans = await plan_sheet(sheet, client, pacer)
+                plans = [p for p in plan if p.image_id not in recorded]
+            else:
+                # Without a plan, images a dead run was sending are still read back first.
+                to_read = ({p.image_id for p in pending} if plan
+                           else journal.in_doubt if journal else set())
+                if to_read:
+                    images = await fetch_images(
+                        client, [p.image_id for p in pending if p.image_id in to_read], pacer)
+                    plans = [plan_image(p, images.get(p.image_id)) if p.image_id in to_read
+                             else unplanned(p) for p in pending]
         except ReadFailed as failure:
             stop_reason = str(failure)
         else:
-            patches = [p.patch for p in plans if p.status is None]
+            sendable = [p for p in plans if p.status is None]
             if dry_run:
-                for patch in patches:
+                for item in sendable:
                     if on_request is not None:
-                        on_request(await client.preview_update(patch.image_id, patch.body()))
-                    sent[patch.image_id] = Outcome(patch.image_id, Status.PLANNED)
+                        on_request(await client.preview_update(item.image_id,
+                                                               item.patch.body()))
+                    sent[item.image_id] = Outcome(item.image_id, Status.PLANNED)
             else:
-                sent = await run_patches(patches, client, pacer, on_outcome=on_outcome,
-                                         stop=stop, abort=abort,
-                                         add_on_conflict=plan is False)
-                if len(sent) < len(patches):
-                    stop_reason = "stopped by request before every image was attempted"
+                runner = Runner(client, pacer, safeguards, on_outcome=record,
+                                on_sending=journal.sending if journal else None,
+                                stop=stop, abort=abort, add_on_conflict=plan is False)
+                sent = await runner.run(sendable)
+                stop_reason = runner.stop_reason
+                if not stop_reason and len(sent) < len(sendable):
+                    stop_reason = "stopped before every image was attempted"
     seconds = time.perf_counter() - started
-    rows = row_results(sheet, plans, sent)
+    kept = [unplanned(patch) for patch in sheet.patches if patch.image_id in recorded]
+    rows = row_results(sheet, [*plans, *kept], {**recorded, **sent})
     write_report(sheet, rows, report)
     requests = sum(outcome.attempts for outcome in sent.values())
     return RunResult(sheet, rows, report, requests, seconds, stop_reason)

@@ -5,21 +5,28 @@ Pure anyio.  The clock and the sleep are injectable so tests can drive time by h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
 
 from batchpatch.models import Limits
 
+log = logging.getLogger("batchpatch.throttle")
+
+#: The adaptive rate never drops below this many requests per second.
+MINIMUM_RATE = 0.2
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
 class RateLimiter:
-    """Spaces request starts at least ``1 / rate`` seconds apart (GCRA with no burst).
+    """Schedules request starts ``1 / rate`` seconds apart (GCRA with no burst allowance).
 
     The first start goes at once; after an idle spell the next start also goes at once, but
-    credit never accumulates, so there is no burst above ``rate`` at start-up or later.
+    credit never accumulates, so no window of one second ever holds more than ``rate + 1``
+    starts, at start-up or later.
     """
 
     __slots__ = ("_clock", "_interval", "_lock", "_next_start", "_sleep")
@@ -36,32 +43,62 @@ class RateLimiter:
     def rate(self) -> float:
         return 1.0 / self._interval
 
+    @rate.setter
+    def rate(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+
+    def hold(self, seconds: float) -> None:
+        """Let no start happen for ``seconds`` from now (a ``Retry-After``)."""
+        until = self._clock() + seconds
+        self._next_start = until if self._next_start is None else max(self._next_start, until)
+
     async def wait(self) -> None:
         """Return when the next request may start."""
         async with self._lock:
             now = self._clock()
-            if self._next_start is not None and self._next_start > now:
-                await self._sleep(self._next_start - now)
-                now = max(self._clock(), self._next_start)  # a late wake-up keeps the gap
-            self._next_start = now + self._interval
+            start = now if self._next_start is None else max(now, self._next_start)
+            if start > now:
+                await self._sleep(start - now)
+            # The next slot follows the scheduled one, not the (late) wake-up, so event-loop
+            # lag does not eat into the rate; idle time still earns no credit.
+            self._next_start = start + self._interval
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}/s, next_start={self._next_start})"
 
 
 class Pacer:
-    """The two limits every request start passes: a free slot, then its turn in the rate.
+    """The two limits every request start passes, adapting to how the service answers.
 
-    ``acquire`` returns a token to hand back to ``release`` when the request is done.
-    Reads and writes of one run share one pacer, since they share the service's quota.
+    A start needs a free slot (``capacity``), then its turn in the rate.  ``acquire``
+    returns a token to hand back to ``release``.  Reads and writes of one run share one
+    pacer, since they share the service's quota.
+
+    Adaptive (AIMD, after Scrapy's AutoThrottle, plus what it lacks): a throttling answer
+    (429, ``APIGW.0308``, ``IMG.0060``) multiplies the rate by ``DECREASE`` at once, shrinks
+    the concurrency in proportion, and honours ``Retry-After`` by holding every start;
+    healthy answers add ``increase / rate`` each, about ``increase`` requests/s per second,
+    never above the configured rate.  Answers to requests started before the last decrease
+    do not decrease again, so one burst of 429s counts once.
     """
 
-    __slots__ = ("capacity", "rate")
+    DECREASE = 0.5
+
+    __slots__ = ("_clock", "_last_decrease", "capacity", "increase", "limits", "minimum",
+                 "rate")
 
     def __init__(self, limits: Limits, *, clock: Clock | None = None,
                  sleep: Sleep | None = None) -> None:
+        self.limits = limits
         self.rate = RateLimiter(limits.rate, clock=clock, sleep=sleep)
         self.capacity = anyio.CapacityLimiter(limits.concurrency)
+        self.minimum = min(limits.rate, MINIMUM_RATE)
+        self.increase = max(1.0, limits.rate / 10)
+        self._clock = clock or anyio.current_time
+        self._last_decrease = float("-inf")
+
+    def now(self) -> float:
+        return self._clock()
 
     async def acquire(self) -> object:
         borrower = object()
@@ -75,6 +112,33 @@ class Pacer:
 
     def release(self, borrower: object) -> None:
         self.capacity.release_on_behalf_of(borrower)
+
+    def throttled(self, started: float, retry_after: float | None, why: str) -> None:
+        """The service said "slow down" to a request started at ``started``."""
+        if retry_after is not None:
+            self.rate.hold(retry_after)
+            log.debug("throttle: holding every start for %.1f s (Retry-After, %s)",
+                      retry_after, why)
+        if started < self._last_decrease:
+            return
+        self._last_decrease = self.now()
+        self._set(max(self.minimum, self.rate.rate * self.DECREASE), why)
+
+    def healthy(self) -> None:
+        """A request was answered without a throttling signal."""
+        if self.rate.rate < self.limits.rate:
+            self._set(min(self.limits.rate, self.rate.rate + self.increase / self.rate.rate),
+                      "healthy answers")
+
+    def _set(self, rate: float, why: str) -> None:
+        before_rate, before_slots = self.rate.rate, self.capacity.total_tokens
+        self.rate.rate = rate
+        slots = max(1, round(self.limits.concurrency * rate / self.limits.rate))
+        if slots != before_slots:
+            self.capacity.total_tokens = slots
+        if rate < before_rate or slots != before_slots or rate == self.limits.rate:
+            log.debug("throttle: rate %.2f → %.2f/s, concurrency %d → %d (%s)",
+                      before_rate, rate, before_slots, slots, why)
 
     def __repr__(self) -> str:
         return (f"Pacer({self.rate!r}, in_flight={self.capacity.borrowed_tokens}"

@@ -156,18 +156,23 @@ def test_rerunning_the_same_sheet_sends_no_patch(tmp_path: Path) -> None:
                                          '{"name":"twice","team":null}']
 
 
-def test_gateway_error_body_and_request_id_are_recorded(tmp_path: Path) -> None:
+def test_gateway_error_body_is_recorded_and_bad_credentials_stop_after_one_request(
+    tmp_path: Path,
+) -> None:
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "x1"], [B, "x2"]])
     with running_fake(IMAGES, FakeConfig(token="the-right-token")) as fake:
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--no-plan"],
                        token="a-wrong-token")
         assert list(fake.store.images.values()) == IMAGES
-    assert done.returncode == 1
+        assert fake.stats.total_requests == 1  # the first request goes alone
+    assert done.returncode == 3
+    assert "Stopped early: authentication failed (401 APIGW.0301" in done.stderr
     report = read_report(tmp_path / "s.results.csv")
-    assert report["http_status"].tolist() == ["401", "401"]
-    assert report["error_code"].tolist() == ["APIGW.0301", "APIGW.0301"]
-    assert report["error_message"].str.startswith("Incorrect IAM authentication").all()
-    assert all(len(request_id) == 32 for request_id in report["request_id"])
+    assert report["status"].tolist() == ["failed", "not_attempted"]
+    assert report["http_status"].tolist() == ["401", ""]
+    assert report["error_code"].tolist() == ["APIGW.0301", ""]
+    assert report.loc[0, "error_message"].startswith("Incorrect IAM authentication")
+    assert len(report.loc[0, "request_id"]) == 32
     assert "a-wrong-token" not in done.stdout + done.stderr
     assert "a-wrong-token" not in (tmp_path / "s.results.csv").read_text()
 

@@ -1,24 +1,50 @@
-"""The fake IMS HTTP API: its two routes, the gateway's checks, and instrumentation."""
+"""The fake IMS HTTP API: its two routes, the gateway's checks, faults, and instrumentation.
+
+An injected reset closes the connection's transport from the handler; aiohttp then fails to
+write the response it is handed, takes that for a client disconnection and stays quiet, so
+the client sees the connection end with no response (aiohttp's client raises
+``ServerDisconnectedError``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 from aiohttp import web
 
-from batchpatch.fake.config import FakeConfig
-from batchpatch.fake.errors import API_NOT_FOUND, IAM_AUTH_FAILED, FakeApiError, invalid_format
+from batchpatch.fake.config import FakeConfig, FaultKind
+from batchpatch.fake.errors import (
+    API_NOT_FOUND,
+    BACKEND_UNAVAILABLE,
+    IAM_AUTH_FAILED,
+    FakeApiError,
+    invalid_format,
+    throttled,
+)
+from batchpatch.fake.faults import FaultPlan
 from batchpatch.fake.stats import FakeStats, RequestKind
 from batchpatch.fake.store import DEFAULT_LIMIT, ImageStore
 
 #: The API gateway refuses bodies above 12 MB (APIGW.0201, ims-api-facts §3.3).
 MAX_BODY_BYTES = 12 * 1024 * 1024
 
+#: The gateway's default limit, shown in a scripted 429's message when no rate_limit is set.
+DEFAULT_THROTTLE_LIMIT = 200
+#: The logged status of a request answered by closing its connection (nginx's 444) ...
+CLOSED_WITHOUT_RESPONSE = 444
+#: ... and of one whose client went away while it hung (nginx's 499).
+CLIENT_CLOSED = 499
+#: How often a hanging request checks whether its client is still there.
+HANG_POLL = 0.02
+
 REQUEST_ID = web.RequestKey("request_id", str)
+FAULT = web.RequestKey("fault", str)
 _ROUTE_KINDS: dict[str, RequestKind] = {"update_image": "patch", "list_images": "list"}
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -31,6 +57,7 @@ def make_app(
     """The aiohttp application serving ``store``; pass ``stats`` to read what it saw."""
     api = _FakeIms(store, config or FakeConfig(), stats or FakeStats())
     app = web.Application(middlewares=[api.gateway], client_max_size=MAX_BODY_BYTES)
+    app.on_shutdown.append(api.release_hangs)
     app.router.add_patch("/v2/cloudimages/{image_id}", api.update_image, name="update_image")
     app.router.add_get("/v2/cloudimages", api.list_images, name="list_images", allow_head=False)
     app.on_response_prepare.append(_send_request_id)
@@ -42,6 +69,12 @@ class _FakeIms:
         self.store = store
         self.config = config
         self.stats = stats
+        self.faults = FaultPlan(config)
+        self.stopping = asyncio.Event()
+
+    async def release_hangs(self, app: web.Application) -> None:
+        """On shutdown, end the hanging requests so stopping never waits for them."""
+        self.stopping.set()
 
     @web.middleware
     async def gateway(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,23 +86,36 @@ class _FakeIms:
         index = self.stats.request_started(request.method, request.path, kind, image_id)
         status = 500  # what aiohttp answers if a handler has a bug
         try:
-            response = await self._answer(request, handler)
+            response = await self._answer(request, handler, kind, image_id)
             status = response.status
             return response
+        except _NoResponse as dropped:
+            status = dropped.status
+            if request.transport is not None:
+                request.transport.close()
+            # aiohttp cannot write this to the closing transport and counts it a disconnect.
+            return web.Response(status=500)
         finally:
             self.stats.request_finished(index, status)
 
-    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.Request, handler: Handler, kind: RequestKind | None, image_id: str | None
+    ) -> web.StreamResponse:
         try:
-            if request.match_info.http_exception is not None:
+            if request.match_info.http_exception is not None or kind is None:
                 raise FakeApiError(404, "APIGW.0101", API_NOT_FOUND)
             self._authenticate(request)
+            fault = self._choose_fault(kind, image_id)
+            if fault is not None:
+                request[FAULT] = fault
             return await handler(request)
         except FakeApiError as exc:
             error = exc
         except web.HTTPException as exc:  # e.g. 413 from reading a too large body
             error = FakeApiError(exc.status, "APIGW.0201", f"API request error: {exc.reason}")
-        return web.json_response(error.body(request[REQUEST_ID]), status=error.status)
+        return web.json_response(
+            error.body(request[REQUEST_ID]), status=error.status, headers=error.headers
+        )
 
     def _authenticate(self, request: web.Request) -> None:
         token = request.headers.get("X-Auth-Token")
@@ -78,25 +124,85 @@ class _FakeIms:
         if self.config.token is not None and token != self.config.token:
             raise FakeApiError(401, "APIGW.0301", f"{IAM_AUTH_FAILED}: decrypt token fail")
 
+    def _choose_fault(self, kind: RequestKind, image_id: str | None) -> FaultKind | None:
+        """The rate limit, then the script, then the dice; a 429 is answered here."""
+        config = self.config
+        if not self.faults.admit():
+            self.stats.fault_injected("rate_limit")
+            raise throttled(config.throttle_limit or DEFAULT_THROTTLE_LIMIT, config.retry_after)
+        fault = self.faults.choose(kind, image_id)
+        if fault is not None:
+            self.stats.fault_injected(fault)
+        if fault == "429":
+            raise throttled(config.throttle_limit or DEFAULT_THROTTLE_LIMIT, config.retry_after)
+        return fault
+
     async def update_image(self, request: web.Request) -> web.Response:
         image_id = request.match_info["image_id"]
+        fault = request.get(FAULT)
         self.stats.patch_started(image_id)
         try:
-            body = _decode_json(await request.read())
-            if self.config.latency:
-                await asyncio.sleep(self.config.latency)
-            image = self.store.apply_patch(image_id, body)
+            raw = await request.read()
+            delay = self.faults.delay()
+            if delay:
+                await asyncio.sleep(delay)
+            if fault == "hang":
+                await self._hang(request)
+            if fault == "reset_before":
+                raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
+            _raise_error_fault(fault)
+            try:
+                image = self.store.apply_patch(image_id, _decode_json(raw))
+            except FakeApiError:
+                if fault == "reset_after":  # nothing applied, and still no answer
+                    raise _NoResponse(CLOSED_WITHOUT_RESPONSE) from None
+                raise
+            self.stats.patch_applied(image_id)
+            if fault == "reset_after":
+                raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
         finally:
             self.stats.patch_finished(image_id)
         return web.json_response(image)
 
+    async def _hang(self, request: web.Request) -> NoReturn:
+        """Answer never: wait until the client disconnects or the server stops."""
+        while not self.stopping.is_set():
+            # Without handler cancellation, aiohttp tells a handler of a lost client only by
+            # dropping the request's transport, so look at it now and then.
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise _NoResponse(CLIENT_CLOSED)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HANG_POLL):
+                    await self.stopping.wait()
+        raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
+
     async def list_images(self, request: web.Request) -> web.Response:
+        _raise_error_fault(request.get(FAULT))
         query = request.query
         filters = {key: value for key, value in query.items() if key not in ("limit", "marker")}
         images = self.store.list_images(
             filters, _parse_limit(query.get("limit")), query.get("marker")
         )
         return web.json_response({"images": images})
+
+
+class _NoResponse(Exception):
+    """Close the connection without answering; ``status`` is what the log records."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _raise_error_fault(fault: str | None) -> None:
+    """Raise the error answer of an injected 500, 503 or IMG.0060; other faults pass."""
+    if fault == "500":
+        raise FakeApiError.ims("IMG.0061", status=500)
+    if fault == "503":
+        raise FakeApiError(503, "APIGW.0201", BACKEND_UNAVAILABLE)
+    if fault == "IMG.0060":
+        raise FakeApiError.ims("IMG.0060")
 
 
 def _decode_json(raw: bytes) -> object:

@@ -1,8 +1,29 @@
-"""How the fake behaves beyond the service's rules: the seam for latency and, later, faults."""
+"""How the fake behaves beyond the service's rules: latency, the token, and injected faults."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, get_args
+
+#: What a request can be made to suffer; ``"ok"`` (in a script only) means "no fault".
+FaultKind = Literal[
+    "ok", "500", "503", "429", "IMG.0060", "reset_before", "reset_after", "hang"
+]  # fmt: skip
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+
+#: The random faults a PATCH can draw, in the order their probabilities partition [0, 1).
+#: A GET draws only from the first two.
+PATCH_FAULT_FIELDS = ("error_500", "error_503", "flow_control", "reset_before", "reset_after",
+                      "hang")  # fmt: skip
+
+Script = Mapping[str, Sequence[str]]
+
+
+def _no_script() -> Script:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -12,11 +33,105 @@ class FakeConfig:
     ``latency``: seconds every PATCH handler waits, counted as in flight, before answering.
     ``token``: the only X-Auth-Token accepted; None accepts any non-empty token.  It is kept
     out of ``repr`` so it never reaches a log.
+
+    Faults.  A request is decided in this order: routing (404) and authentication (401) are
+    never faulted; then the rate limit; then the image's script; then the random faults.
+
+    ``jitter``: a further delay drawn uniformly from [0, jitter] seconds for every PATCH.
+    ``error_500``, ``error_503``: the probability that a PATCH or a GET answers 500 IMG.0061
+    "Unknown system error." (IMS body) or 503 APIGW.0201 "Backend unavailable." (gateway
+    body).  ``flow_control``: the probability that a PATCH answers 400 IMG.0060.
+    ``reset_before``: the probability that a PATCH's connection is closed with no response
+    and nothing applied; ``reset_after``: the probability that the PATCH is applied (if the
+    service's rules allow it) and the connection is then closed with no response.
+    ``hang``: the probability that a PATCH never answers; it is held until the client
+    disconnects or the server stops, then its connection is closed.  Each request draws one
+    number and these outcomes are disjoint, so the PATCH probabilities must sum to at most 1;
+    a GET uses only ``error_500`` and ``error_503``.  Faulted requests apply nothing (except
+    ``reset_after``); they still wait ``latency`` plus the jitter, in flight, like any PATCH.
+    ``seed``: seeds the ``random.Random`` behind the jitter and the random faults; with the
+    same requests in the same order, a seeded server answers the same way.
+
+    ``rate_limit``: at most this many requests (PATCH and GET together) are admitted in any
+    sliding 1-second window; a request beyond that answers 429 APIGW.0308 "... policy user
+    over ratelimit,limit:N,time:1 second" and is not counted in the window, so a client that
+    keeps retrying too fast is not locked out.  A whole number >= 1, or None for no limit.
+    ``retry_after``: when set, every 429 (throttled or scripted) carries ``Retry-After`` with
+    this many seconds, rounded up to a whole number.
+
+    ``script``: per image id, the faults of its successive PATCHes, each one of
+    ``FAULT_KINDS`` (``"429"`` there is the gateway's 429, as from the rate limit).  A PATCH
+    with a script item pending takes that item, ``"ok"`` included, and draws no random
+    fault; once the list is used up, the image's PATCHes behave as configured.  Requests
+    refused before the script (401, or 429 by the rate limit) do not use up an item.  Stored
+    as a read-only mapping of tuples.
     """
 
     latency: float = 0.0
     token: str | None = field(default=None, repr=False)
+    jitter: float = 0.0
+    error_500: float = 0.0
+    error_503: float = 0.0
+    flow_control: float = 0.0
+    rate_limit: float | None = None
+    retry_after: float | None = None
+    reset_before: float = 0.0
+    reset_after: float = 0.0
+    hang: float = 0.0
+    seed: int | None = None
+    script: Script = field(default_factory=_no_script, hash=False)
 
     def __post_init__(self) -> None:
-        if self.latency < 0:
-            raise ValueError(f"latency must be >= 0 seconds, not {self.latency}")
+        for name in ("latency", "jitter"):
+            _check_seconds(name, getattr(self, name))
+        if self.retry_after is not None:
+            _check_seconds("retry_after", self.retry_after)
+        for name in PATCH_FAULT_FIELDS:
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], not {value}")
+        total = math.fsum(getattr(self, name) for name in PATCH_FAULT_FIELDS)
+        if total > 1 + 1e-9:
+            raise ValueError(
+                f"the fault probabilities ({', '.join(PATCH_FAULT_FIELDS)}) sum to {total:g}; "
+                "they are exclusive outcomes of one draw, so their sum must be at most 1"
+            )
+        if self.rate_limit is not None and not (
+            math.isfinite(self.rate_limit)
+            and self.rate_limit >= 1
+            and self.rate_limit == int(self.rate_limit)
+        ):
+            raise ValueError(
+                f"rate_limit must be a whole number of requests per second >= 1, "
+                f"not {self.rate_limit}"
+            )
+        object.__setattr__(self, "script", _checked_script(self.script))
+
+    @property
+    def throttle_limit(self) -> int | None:
+        """``rate_limit`` as the whole number the gateway's message shows, or None."""
+        return None if self.rate_limit is None else int(self.rate_limit)
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 seconds, not {value}")
+
+
+def _checked_script(script: Script) -> Script:
+    checked: dict[str, tuple[str, ...]] = {}
+    for image_id, faults in script.items():
+        if not isinstance(image_id, str):
+            raise ValueError(f"script keys must be image ids (strings), not {image_id!r}")
+        if isinstance(faults, str):
+            raise ValueError(
+                f"script[{image_id!r}] must be a sequence of faults, not the string {faults!r}"
+            )
+        unknown = [fault for fault in faults if fault not in FAULT_KINDS]
+        if unknown:
+            raise ValueError(
+                f"script[{image_id!r}] has the unknown fault {unknown[0]!r}; "
+                f"use one of {', '.join(FAULT_KINDS)}"
+            )
+        checked[image_id] = tuple(faults)
+    return MappingProxyType(checked)

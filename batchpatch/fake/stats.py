@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 RequestKind = Literal["patch", "list"]
@@ -20,7 +20,12 @@ Clock = Callable[[], float]
 
 
 class LogEntry(NamedTuple):
-    """One request; ``status`` is None while the request is still being handled."""
+    """One request; ``status`` is None while the request is still being handled.
+
+    A request answered with no response has the status nginx logs for it: 444 when the
+    server closed the connection (an injected reset, or a hang ended by shutdown), 499 when
+    the client went away first (from a hang).
+    """
 
     method: str
     path: str
@@ -43,6 +48,10 @@ class StatsSnapshot:
     #: ``arrivals[i]`` is when ``log[i]`` arrived (the clock read as its handling began);
     #: nondecreasing, since the log is in arrival order.
     arrivals: tuple[float, ...] = ()
+    #: Injected faults by kind (see FakeStats).
+    faults: Counter[str] = field(default_factory=Counter)
+    #: How many PATCHes were applied (committed to the store) per image.
+    applied_by_image: Counter[str] = field(default_factory=Counter)
 
     def arrivals_of(self, method: str) -> list[float]:
         """The arrival times of the requests with this HTTP method, in arrival order."""
@@ -59,6 +68,13 @@ class FakeStats:
     counts the PATCH requests that arrived while another PATCH for the same image was still
     being handled.  ``arrivals`` holds, for each log entry, the ``clock()`` reading taken as
     the server began handling it (``time.monotonic`` unless another clock is injected).
+
+    ``faults`` counts injected faults by kind: the script's names (``"500"``, ``"503"``,
+    ``"429"``, ``"IMG.0060"``, ``"reset_before"``, ``"reset_after"``, ``"hang"``), whether
+    scripted or drawn, and ``"rate_limit"`` for requests the rate limit refused.
+    ``applied_by_image`` counts, per image, the PATCHes the store committed, whatever the
+    client saw (a ``reset_after`` included), so a test can prove nothing was applied twice;
+    ``patches_by_image`` counts the PATCH requests received.
     """
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
@@ -70,6 +86,8 @@ class FakeStats:
         self._in_flight = self._max_in_flight = self._overlaps = 0
         self._in_flight_by_image: Counter[str] = Counter()
         self._patches_by_image: Counter[str] = Counter()
+        self._faults: Counter[str] = Counter()
+        self._applied_by_image: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         s = self.snapshot()
@@ -115,6 +133,15 @@ class FakeStats:
             if not self._in_flight_by_image[image_id]:
                 del self._in_flight_by_image[image_id]
 
+    def fault_injected(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] += 1
+
+    def patch_applied(self, image_id: str) -> None:
+        """The store committed a PATCH of this image."""
+        with self._lock:
+            self._applied_by_image[image_id] += 1
+
     # --- read by tests ---------------------------------------------------------------------
 
     def snapshot(self) -> StatsSnapshot:
@@ -129,6 +156,8 @@ class FakeStats:
                 log=tuple(self._log),
                 patches_by_image=Counter(self._patches_by_image),
                 arrivals=tuple(self._arrivals),
+                faults=Counter(self._faults),
+                applied_by_image=Counter(self._applied_by_image),
             )
 
     @property
@@ -162,3 +191,11 @@ class FakeStats:
     @property
     def arrivals(self) -> list[float]:
         return list(self.snapshot().arrivals)
+
+    @property
+    def faults(self) -> Counter[str]:
+        return self.snapshot().faults
+
+    @property
+    def applied_by_image(self) -> Counter[str]:
+        return self.snapshot().applied_by_image

@@ -1,0 +1,111 @@
+"""A crash-safe record of a run, so a rerun picks up where a stopped run left off.
+
+One JSON object per line, appended and flushed as things happen: a header naming the sheet
+(by SHA-256) and the endpoint, ``sending`` before each PATCH, and each image's outcome.  A
+``kill -9`` at any moment loses no recorded outcome; at worst the last line is torn, and a
+torn line is ignored on reading.  The journal is removed once a run finishes; only an
+unfinished run leaves one behind.
+
+On resume, images whose recorded outcome is done are not sent again, and images that were
+being sent when the run died are read back before anything is sent (the plan does that).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from batchpatch.models import Outcome, Status
+
+FORMAT = "batchpatch-journal/1"
+
+
+def journal_path(report_path: Path) -> Path:
+    """The journal lives beside the report: ``changes.results.csv.journal``."""
+    return report_path.with_name(report_path.name + ".journal")
+
+
+class Journal:
+    """Appends a run's events to ``path``; ``recorded`` holds what an earlier run left."""
+
+    def __init__(self, path: Path, *, sheet_sha256: str, endpoint: str,
+                 restart: bool = False) -> None:
+        self.path = path
+        self.recorded: dict[str, Outcome] = {}
+        self.in_doubt: set[str] = set()
+        identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
+        if path.exists() and not restart:
+            self._load(identity)
+        self._file: IO[str] = path.open("w", encoding="utf-8")
+        self._write({"format": FORMAT, **identity})
+        for outcome in self.recorded.values():
+            self.outcome(outcome)
+        for image_id in self.in_doubt:
+            self.sending(image_id)
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.recorded or self.in_doubt)
+
+    def sending(self, image_id: str) -> None:
+        self._write({"event": "sending", "image_id": image_id})
+
+    def outcome(self, outcome: Outcome) -> None:
+        self._write({"event": "outcome", **asdict(outcome), "status": str(outcome.status)})
+
+    def close(self, *, finished: bool) -> None:
+        """Close; a finished run's journal is removed, an unfinished one kept for resume."""
+        self._file.close()
+        if finished:
+            self.path.unlink(missing_ok=True)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def _load(self, identity: dict[str, str]) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        header = _parse(lines[0]) if lines else None
+        if not header or header.get("format") != FORMAT or any(
+            header.get(key) != value for key, value in identity.items()
+        ):
+            return  # another sheet or service: start afresh
+        sending: set[str] = set()
+        for line in lines[1:]:
+            entry = _parse(line)
+            if entry is None:
+                continue
+            if entry.get("event") == "sending":
+                sending.add(entry["image_id"])
+            elif entry.get("event") == "outcome":
+                outcome = _outcome(entry)
+                sending.discard(outcome.image_id)
+                if outcome.status.done:
+                    self.recorded[outcome.image_id] = outcome
+                else:
+                    self.recorded.pop(outcome.image_id, None)
+        self.in_doubt = sending - self.recorded.keys()
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None  # a line torn by a crash
+    return entry if isinstance(entry, dict) else None
+
+
+def _outcome(entry: dict[str, Any]) -> Outcome:
+    return Outcome(
+        image_id=str(entry["image_id"]),
+        status=Status(entry["status"]),
+        http_status=entry.get("http_status"),
+        error_code=str(entry.get("error_code", "")),
+        error_message=str(entry.get("error_message", "")),
+        request_id=str(entry.get("request_id", "")),
+        attempts=int(entry.get("attempts", 0)),
+        elapsed_ms=entry.get("elapsed_ms"),
+    )
+

@@ -1,0 +1,65 @@
+"""Log lines on stderr (text or JSON) and the JSON summary of a run, for scheduled jobs.
+
+Nothing here ever formats a request's headers, so no secret can reach a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from batchpatch.job import EXIT_MEANINGS, RunResult
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }, ensure_ascii=False)
+
+
+def configure_logging(style: str, *, debug: bool) -> None:
+    """Send batchpatch's log to stderr: warnings by default, everything with ``debug``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if style == "json"
+                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("batchpatch")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+
+
+def write_summary(path: Path, result: RunResult) -> Path:
+    """The run in one JSON object: counts, durations, and what the exit code means."""
+    code = result.exit_code
+    summary = {
+        "exit_code": code,
+        "meaning": EXIT_MEANINGS[code],
+        "stop_reason": result.stop_reason,
+        "sheet": str(result.sheet.path),
+        "report": str(result.report_path),
+        "rows": len(result.rows),
+        "images": len(result.sheet.patches),
+        "counts": dict(sorted(result.counts.items())),
+        "requests": result.requests,
+        "seconds": round(result.seconds, 3),
+        "requests_per_second": round(result.requests / result.seconds, 2)
+        if result.seconds > 0 else 0.0,
+        "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        json.dump(summary, file, indent=1)
+    os.replace(temporary, path)
+    return path

@@ -1,0 +1,77 @@
+"""When to try a request again, and how long to wait first.  One place for the whole policy.
+
+* transient: no answer, 500/502/503/504, 429, ``APIGW.0308``, ``IMG.0060`` (IMS flow
+  control), ``IMG.0061`` (unknown system error): retried with exponential backoff and full
+  jitter, capped; a ``Retry-After`` from the service wins over the computed wait;
+* permanent: every other 4xx: never retried;
+* ambiguous: a write that timed out or lost its connection may have been applied; the caller
+  must read the image back before deciding (see ``runner``).
+
+The random source is injectable so tests are exact.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+
+from batchpatch.client import CONNECT_FAILED, ApiResponse
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_CODES = frozenset({"APIGW.0308", "IMG.0060", "IMG.0061"})
+#: Answers that mean "slow down", as opposed to "something broke".
+THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
+#: Authentication or permission failures: retrying cannot help, and burns the AK/SK budget.
+AUTH_STATUSES = frozenset({401, 403})
+
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF = 0.5
+DEFAULT_MAX_BACKOFF = 30.0
+#: Never wait longer than this for one ``Retry-After``, however long the service asks.
+MAX_RETRY_AFTER = 600.0
+
+
+class Verdict(Enum):
+    OK = "ok"
+    RETRY = "retry"
+    AMBIGUOUS = "ambiguous"
+    PERMANENT = "permanent"
+
+
+def is_throttled(response: ApiResponse) -> bool:
+    return response.status == 429 or response.error_code in THROTTLE_CODES
+
+
+def is_auth_failure(response: ApiResponse) -> bool:
+    return response.status in AUTH_STATUSES
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``max_attempts`` requests in all; waits of ``uniform(0, min(cap, base·2^(n-1)))``."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    base: float = DEFAULT_BACKOFF
+    cap: float = DEFAULT_MAX_BACKOFF
+    random: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be a whole number of at least 1")
+
+    def verdict(self, response: ApiResponse) -> Verdict:
+        if response.ok:
+            return Verdict.OK
+        if response.maybe_applied:
+            return Verdict.AMBIGUOUS
+        if (response.error_code == CONNECT_FAILED or response.status in TRANSIENT_STATUSES
+                or response.error_code in TRANSIENT_CODES):
+            return Verdict.RETRY
+        return Verdict.PERMANENT
+
+    def wait(self, attempt: int, response: ApiResponse) -> float:
+        """Seconds to wait after the ``attempt``-th request got ``response``."""
+        if response.retry_after is not None:
+            return min(response.retry_after, MAX_RETRY_AFTER)
+        return self.random.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
