@@ -8,7 +8,6 @@ the check allows.
 from __future__ import annotations
 
 import io
-import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -39,8 +38,7 @@ RESULT_COLUMNS = frozenset(
 )
 LONG_COLUMNS = frozenset({"image_id", "op", "path", "value"})
 
-_MANGLED_DUPLICATE = re.compile(r"(.+)\.[0-9]+")
-_UNNAMED = re.compile(r"Unnamed: [0-9]+|")
+
 _MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _RELATIONSHIP = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 
@@ -50,18 +48,27 @@ def is_passive_column(column: str) -> bool:
     return column.lower() in RESULT_COLUMNS or column.startswith("#")
 
 
+def duplicate_columns(file: str, header: list[str]) -> list[Problem]:
+    """Columns that name the same thing (``name``, `` Name``, ``/name``): which one counts?"""
+    seen: dict[str, str] = {}
+    problems = []
+    for column in header:
+        key = column.lower().lstrip("/")
+        if key and key in seen:
+            problems.append(Problem(file, 1, column,
+                                    f"column {seen[key]!r} appears more than once",
+                                    "keep one column per attribute"))
+        seen.setdefault(key, column)
+    return problems
+
+
 def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
     """Problems with the header row itself (reported at row 1)."""
     problems = []
     for position, column in enumerate(columns, start=1):
-        duplicate = _MANGLED_DUPLICATE.fullmatch(column)
-        if _UNNAMED.fullmatch(column):
+        if not column:
             problems.append(Problem(file, 1, f"#{position}", "a column has no header",
                                     "name the column, or delete it"))
-        elif duplicate and duplicate.group(1) in columns:
-            problems.append(Problem(file, 1, column,
-                                    f"column {duplicate.group(1)!r} appears more than once",
-                                    "keep one column per attribute"))
         elif is_passive_column(column) or column.lower() in ("image_id",):
             continue
         elif long and column.lower() not in LONG_COLUMNS:
@@ -128,7 +135,8 @@ def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
         problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
     setting = changes[changes["op"].isin(("add", "replace"))
                       & changes["attribute"].isin(GPU_TYPES | FLAG_ATTRIBUTES)]
-    setting = setting[~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true")]
+    setting = setting[(~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
+                      & (setting["image_id"] != "")]
     for _, group in setting.groupby("image_id", sort=False):
         reason = check_combination(set(group["attribute"]))
         if reason:
@@ -139,11 +147,12 @@ def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def invalid_rows(changes: pd.DataFrame, problems: list[Problem]) -> dict[int, str]:
+def invalid_rows(changes: pd.DataFrame, problems: list[Problem],
+                 first_row: int = FIRST_DATA_ROW) -> dict[int, str]:
     """Row → reason for every row with a problem, and for every other row of its image."""
     reasons: dict[int, str] = {}
     for problem in problems:
-        row = problem.row - FIRST_DATA_ROW
+        row = problem.row - first_row
         if row >= 0 and row not in reasons:
             reasons[row] = f"{problem.column}: {problem.message} — {problem.fix}"
     culprits: dict[str, int] = {}
@@ -155,7 +164,7 @@ def invalid_rows(changes: pd.DataFrame, problems: list[Problem]) -> dict[int, st
                                   "row", "image_id"):
         reasons.setdefault(
             int(row),
-            f"row {culprits[image_id] + FIRST_DATA_ROW} of the same image is invalid; "
+            f"row {culprits[image_id] + first_row} of the same image is invalid; "
             "an image's changes are sent together or not at all",
         )
     return reasons
@@ -168,10 +177,11 @@ def workbook_problems(path: Path, sheet_name: str, header: list[str]) -> list[Pr
     problems = []
     sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet_name)
     for (first_row, first_column), (last_row, last_column) in sheet.merged_cell_ranges or []:
-        problems.append(Problem(
-            str(path), first_row + 1, _header_at(header, first_column),
-            f"merged cells {_cell(first_row, first_column)}:{_cell(last_row, last_column)}",
-            "unmerge them and fill in every cell"))
+        for row in range(first_row, last_row + 1):  # every row it covers reads as blank
+            problems.append(Problem(
+                str(path), row + 1, _header_at(header, first_column),
+                f"merged cells {_cell(first_row, first_column)}:{_cell(last_row, last_column)}",
+                "unmerge them and fill in every cell"))
     for row, column in _formula_cells(path, sheet_name):
         problems.append(Problem(str(path), row, _header_at(header, column),
                                 f"cell {_cell(row - 1, column)} holds a formula",

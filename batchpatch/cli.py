@@ -258,7 +258,8 @@ def _apply(options: argparse.Namespace) -> int:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
                        skip_invalid=options.skip_invalid)
     for row, reason in sorted(sheet.invalid.items()):
-        print(f"{options.sheet}:{row + 2}: skipped as invalid: {reason}", file=sys.stderr)
+        print(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}",
+              file=sys.stderr)
     with _target(options) as (endpoint, auth):
         plan: bool | list[ImagePlan] = not options.no_plan
         if options.plan_file:

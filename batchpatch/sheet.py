@@ -16,9 +16,9 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from batchpatch.checks import (
     FIRST_DATA_ROW,
     change_problems,
     column_problems,
+    duplicate_columns,
     invalid_rows,
     is_passive_column,
     workbook_problems,
@@ -67,6 +68,11 @@ class Sheet:
     patches: tuple[ImagePatch, ...]
     idle_rows: tuple[int, ...]
     invalid: Mapping[int, str] = field(default_factory=dict)
+    first_row: int = FIRST_DATA_ROW
+
+    def row_number(self, position: int) -> int:
+        """The row number a person sees for the 0-based source row ``position``."""
+        return position + self.first_row
 
     @property
     def row_count(self) -> int:
@@ -99,29 +105,34 @@ def read_sheet(path: str | Path, *, sheet_name: str | None = None,
         raise OptionsError(f"{path}: no such file — check the path to the sheet")
     encoding: str | None = None
     problems: list[Problem] = []
+    skipped_lines = 0
     if fmt == "xlsx":
-        frame, chosen = _read_xlsx(path, sheet_name)
-        problems += workbook_problems(path, chosen, [str(c).strip() for c in frame.columns])
+        grid, chosen = _read_xlsx(path, sheet_name)
     else:
         if sheet_name is not None:
             raise OptionsError(f"--sheet {sheet_name!r} applies only to Excel workbooks")
-        frame, encoding = _read_delimited(path, "\t" if fmt == "tsv" else ",")
+        grid, encoding, skipped_lines = _read_delimited(path, "\t" if fmt == "tsv" else ",")
         chosen = None
-    frame.columns = [str(column).strip() for column in frame.columns]
-    if frame.empty:
-        _raise(Problem(str(path), 0, "", "the sheet has a header but no rows",
-                       "add at least one change under the header"))
+    frame = _with_header(path, grid)
+    if fmt == "xlsx" and chosen is not None:
+        problems += workbook_problems(path, chosen, list(frame.columns))
     shape, changes = _changes(path, frame, problems)
     problems += change_problems(str(path), changes, long=shape == "long")
-    if problems and (not skip_invalid or any(p.row < FIRST_DATA_ROW for p in problems)):
+    problems = [replace(p, row=p.row + skipped_lines) if p.row else p for p in problems]
+    last_row = len(frame) + FIRST_DATA_ROW - 1 + skipped_lines
+    beyond_rows = any(not FIRST_DATA_ROW + skipped_lines <= p.row <= last_row for p in problems)
+    if problems and (not skip_invalid or beyond_rows):
         raise SheetError(problems)
-    invalid = invalid_rows(changes, problems)
+    invalid = invalid_rows(changes, problems, first_row=FIRST_DATA_ROW + skipped_lines)
     valid = changes[~changes["row"].isin(list(invalid))]
     patches, idle = _group(valid, len(frame), invalid)
-    return Sheet(path, fmt, encoding, chosen, shape, frame, patches, idle, invalid)
+    return Sheet(path, fmt, encoding, chosen, shape, frame, patches, idle, invalid,
+                 FIRST_DATA_ROW + skipped_lines)
 
 
-def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str]:
+def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str, int]:
+    """The raw grid of cells (header included), the encoding, and how many blank lines stood
+    above the header (so rows are numbered as a spreadsheet shows them)."""
     raw = path.read_bytes()
     if b"\x00" in raw:
         raise SheetError(
@@ -132,30 +143,41 @@ def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str]:
     if not text.strip():
         raise SheetError([_whole_file(path, "the sheet is empty",
                                       "add a header row and at least one change")])
-    data = text.encode("utf-8")
+    body = text.lstrip("\r\n")
+    skipped = text[: len(text) - len(body)].count("\n")
+    data = body.encode("utf-8")
+    options: dict[str, Any] = {"sep": separator, "dtype": str, "keep_default_na": False,
+                               "header": None, "skip_blank_lines": False}
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data), sep=separator, dtype=str, keep_default_na=False,
-            engine="pyarrow",
-        )
+        grid = pd.read_csv(io.BytesIO(data), engine="pyarrow", **options)
     except Exception:  # pyarrow's messages do not say where; ask the C parser, which does
-        frame = _read_delimited_located(path, data, separator)
-    return frame, encoding
+        try:
+            grid = pd.read_csv(io.BytesIO(data), engine="c", **options)
+        except (pd.errors.ParserError, ValueError) as error:
+            line = re.search(r"line (\d+)", str(error))
+            _raise(
+                Problem(str(path), int(line.group(1)) + skipped if line else 0, "",
+                        f"the row does not fit the header ({_first_line(error)})",
+                        "make every row have as many cells as the header, quoting cells "
+                        "that contain the separator")
+            )
+    return grid, encoding, skipped
 
 
-def _read_delimited_located(path: Path, data: bytes, separator: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(
-            io.BytesIO(data), sep=separator, dtype=str, keep_default_na=False, engine="c"
-        )
-    except (pd.errors.ParserError, ValueError) as error:
-        line = re.search(r"line (\d+)", str(error))
-        _raise(
-            Problem(str(path), int(line.group(1)) if line else 0, "",
-                    f"the row does not fit the header ({_first_line(error)})",
-                    "make every row have as many cells as the header, quoting cells "
-                    "that contain the separator")
-        )
+def _with_header(path: Path, grid: pd.DataFrame) -> pd.DataFrame:
+    """The first row of ``grid`` made the header: stripped, checked to name each column once."""
+    if grid.empty:
+        _raise(_whole_file(path, "the sheet is empty", "add a header row and at least one change"))
+    header = [str(cell).strip() for cell in grid.iloc[0]]
+    frame = grid.iloc[1:].reset_index(drop=True)
+    if frame.empty:
+        _raise(Problem(str(path), 0, "", "the sheet has a header but no rows",
+                       "add at least one change under the header"))
+    duplicates = duplicate_columns(str(path), header)
+    if duplicates:
+        raise SheetError(duplicates)
+    frame.columns = header
+    return frame
 
 
 def _decode(path: Path, raw: bytes) -> tuple[str, str]:
@@ -188,13 +210,9 @@ def _read_xlsx(path: Path, sheet_name: str | None) -> tuple[pd.DataFrame, str]:
             f"{path}: no sheet named {chosen!r} — choose one of: "
             + ", ".join(repr(name) for name in names)
         )
-    frame = pd.read_excel(
-        path, sheet_name=chosen, dtype=str, keep_default_na=False, engine="calamine"
-    )
-    if frame.empty and len(frame.columns) == 0:
-        raise SheetError([_whole_file(path, f"sheet {chosen!r} is empty",
-                                      "add a header row and at least one change")])
-    return frame.fillna(""), chosen
+    grid = pd.read_excel(path, sheet_name=chosen, dtype=str, keep_default_na=False,
+                         engine="calamine", header=None)
+    return grid.fillna(""), chosen
 
 
 def _changes(path: Path, frame: pd.DataFrame,
@@ -231,6 +249,9 @@ def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
             "attribute_column": path_column,
         }
     )
+    blank_row = (changes[["image_id", "op", "attribute"]] == "").all(axis=1) & (
+        changes["value"].str.strip() == "")
+    changes = changes[~blank_row]  # an empty line asks for nothing
     problems += _common_problems(path, changes, id_column)
     problems += _located(path, changes, ~changes["op"].isin(OPS), op_column,
                          "op must be add, replace or remove",
@@ -241,6 +262,10 @@ def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
     problems += _located(path, changes, needs_value, value_column or "value",
                          "add and replace need a value",
                          "fill in the value, or use op remove to delete the attribute")
+    stray_value = (changes["op"] == "remove") & (changes["value"].str.strip() != "")
+    problems += _located(path, changes, stray_value, value_column or "value",
+                         "remove takes no value",
+                         "clear the value, or use add or replace to set one")
     return _typed(path, changes, problems)
 
 
@@ -260,9 +285,9 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
         .melt(id_vars=["row", "image_id"], value_vars=attributes,
               var_name="column", value_name="value")
     )
-    blank = melted["value"].str.strip() == ""
     order = {column: index for index, column in enumerate(attributes)}
-    melted = melted[~blank].assign(order=melted["column"].map(order))
+    melted = melted[melted["value"].str.strip() != ""]
+    melted = melted.assign(order=melted["column"].map(order))
     melted = melted.sort_values(["row", "order"], kind="stable").drop(columns="order")
     removing = melted["value"].str.strip() == REMOVE_MARKER
     melted["attribute"] = melted["column"].str.lstrip("/")

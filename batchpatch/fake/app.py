@@ -41,7 +41,7 @@ CLOSED_WITHOUT_RESPONSE = 444
 #: ... and of one whose client went away while it hung (nginx's 499).
 CLIENT_CLOSED = 499
 #: How often a hanging request checks whether its client is still there.
-HANG_POLL = 0.02
+HANG_POLL = 0.01
 
 REQUEST_ID = web.RequestKey("request_id", str)
 FAULT = web.RequestKey("fault", str)
