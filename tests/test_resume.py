@@ -1,0 +1,157 @@
+"""Never lose a row: the journal, resume after SIGKILL, the run lock, the JSON summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchpatch.fake import FakeConfig, running_fake
+from batchpatch.journal import Journal
+from batchpatch.lock import lock_path, run_lock
+from batchpatch.models import Outcome, Status
+from tests.e2e import ROOT, TOKEN, run_cli
+from tests.sheets import write_sheet
+from tests.test_cli import read_report
+
+IMAGES: list[dict[str, Any]] = [
+    {"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n:02d}", "status": "active",
+     "min_ram": 0} for n in range(16)
+]
+
+
+def test_journal_keeps_done_outcomes_and_flags_images_in_doubt(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv.journal"
+    first = Journal(path, sheet_sha256="abc", endpoint="http://127.0.0.1:1")
+    first.sending("a")
+    first.outcome(Outcome("a", Status.SUCCEEDED, 200, attempts=1))
+    first.sending("b")
+    first.outcome(Outcome("b", Status.FAILED, 503, "", "busy", attempts=5))
+    first.sending("c")  # killed while c was in flight
+    first.close(finished=False)
+    with path.open("a") as file:
+        file.write('{"event": "outcome", "image_id": "d", "sta')  # a line torn by the kill
+    again = Journal(path, sheet_sha256="abc", endpoint="http://127.0.0.1:1")
+    assert set(again.recorded) == {"a"}
+    assert again.recorded["a"].http_status == 200
+    assert again.in_doubt == {"c"}
+    again.close(finished=False)
+    assert path.exists()
+    other = Journal(path, sheet_sha256="another sheet", endpoint="http://127.0.0.1:1")
+    assert not other.resumed
+    other.close(finished=True)
+    assert not path.exists()
+
+
+def test_restart_ignores_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    journal = Journal(path, sheet_sha256="s", endpoint="e")
+    journal.outcome(Outcome("a", Status.SUCCEEDED))
+    journal.close(finished=False)
+    resumed = Journal(path, sheet_sha256="s", endpoint="e")
+    assert resumed.recorded
+    resumed.close(finished=False)
+    restarted = Journal(path, sheet_sha256="s", endpoint="e", restart=True)
+    assert not restarted.recorded
+    restarted.close(finished=True)
+
+
+def outcome_lines(journal: Path) -> int:
+    try:
+        return journal.read_text().count('"event": "outcome"')
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
+    """Poll a condition the test cannot be told about (another process's file)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("done_before_kill", [pytest.param(0, id="before-any-outcome"),
+                                              pytest.param(1, id="after-one"),
+                                              pytest.param(7, id="mid-run")])
+def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
+    tmp_path: Path, done_before_kill: int
+) -> None:
+    rows = [[image["id"], f"renamed-{n:02d}", "512"] for n, image in enumerate(IMAGES)]
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name", "min_ram"], rows)
+    journal = tmp_path / "s.results.csv.journal"
+    args = ["apply", str(sheet), "--concurrency", "3", "--rate", "200"]
+    with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.15)) as fake:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BATCHPATCH_AUTH_TOKEN": TOKEN}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: journal.exists() and outcome_lines(journal) >= done_before_kill
+                     and fake.stats.patch_requests > done_before_kill, "progress")
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        assert process.returncode == -signal.SIGKILL
+        assert journal.exists()
+        killed_at = outcome_lines(journal)
+        resumed = run_cli([*args, "--endpoint", fake.url])
+        state = fake.store.images
+        stats = fake.stats.snapshot()
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(count == 1 for count in stats.applied_by_image.values())
+    assert set(stats.applied_by_image) == {image["id"] for image in IMAGES}
+    for n, image in enumerate(IMAGES):
+        assert (state[image["id"]]["name"], state[image["id"]]["min_ram"]) == (
+            f"renamed-{n:02d}", 512)
+    report = read_report(tmp_path / "s.results.csv")
+    assert report["image_id"].tolist() == [image["id"] for image in IMAGES]
+    statuses = report["status"].tolist()
+    assert set(statuses) <= {"succeeded", "unchanged"}
+    assert statuses.count("succeeded") >= killed_at  # the journal's outcomes were kept
+    assert not journal.exists()  # a finished run leaves no journal
+
+
+def test_a_second_run_on_the_same_sheet_is_refused_while_one_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGES[0]["id"], "x"]])
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake, run_lock(
+        lock_path(tmp_path / "s.results.csv")
+    ):
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        assert fake.stats.total_requests == 0
+    assert done.returncode == 2
+    assert f"another batchpatch run (pid {os.getpid()}) is working on this sheet" in done.stderr
+    again = run_cli(["apply", str(sheet), "--fake-images", "/nonexistent", "--fake"])
+    assert "another batchpatch run" not in again.stderr  # released with the holder
+
+
+def test_summary_and_json_logs_for_scheduled_runs(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"],
+                        [[IMAGES[0]["id"], "x"], [IMAGES[1]["id"], IMAGES[1]["name"]]])
+    summary = tmp_path / "summary.json"
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--summary", str(summary),
+                        "--log-format", "json", "--debug"])
+    assert done.returncode == 0, done.stderr
+    data = json.loads(summary.read_text())
+    assert data["exit_code"] == 0
+    assert data["meaning"] == "every row succeeded or was already as asked"
+    assert data["counts"] == {"succeeded": 1, "unchanged": 1}
+    assert (data["rows"], data["images"], data["requests"]) == (2, 2, 1)
+    assert data["report"] == str(tmp_path / "s.results.csv")
+    for line in done.stderr.splitlines():
+        entry = json.loads(line)
+        assert set(entry) == {"time", "level", "logger", "message"}
+    assert TOKEN not in done.stderr + summary.read_text()
