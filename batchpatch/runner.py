@@ -116,8 +116,10 @@ class Runner:
                 async with anyio.create_task_group() as requests:
                     await self._produce(plans, requests)
             watcher.cancel_scope.cancel()
-        if self._abort is not None and self._abort.is_set() and not self.stop_reason:
-            self.stop_reason = "stopped at once by a second signal"
+        if not self.stop_reason and self._abort is not None and self._abort.is_set():
+            self.stop_reason = "stopped at once; requests in flight were cut off"
+        elif not self.stop_reason and self._stop.is_set():
+            self.stop_reason = "stopped by a signal; requests in flight were finished"
         return self.outcomes
 
     async def _produce(self, plans: Sequence[ImagePlan], requests: TaskGroup) -> None:
@@ -125,8 +127,6 @@ class Runner:
             borrower = await self.pacer.acquire()
             if self._stop.is_set():
                 self.pacer.release(borrower)
-                if not self.stop_reason:
-                    self.stop_reason = "stopped by a signal; requests in flight were finished"
                 return
             if position == 0:
                 await self._image(plan, borrower)

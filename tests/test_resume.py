@@ -155,3 +155,47 @@ def test_summary_and_json_logs_for_scheduled_runs(tmp_path: Path) -> None:
         entry = json.loads(line)
         assert set(entry) == {"time", "level", "logger", "message"}
     assert TOKEN not in done.stderr + summary.read_text()
+
+
+@pytest.mark.parametrize("signals", [pytest.param(1, id="sigint-graceful"),
+                                     pytest.param(2, id="second-sigint-at-once")])
+def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int) -> None:
+    rows = [[image["id"], f"stopped-{n:02d}"] for n, image in enumerate(IMAGES)]
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], rows)
+    journal = tmp_path / "s.results.csv.journal"
+    args = ["apply", str(sheet), "--concurrency", "2", "--rate", "200"]
+    with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.3)) as fake:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BATCHPATCH_AUTH_TOKEN": TOKEN}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        wait_for(lambda: outcome_lines(journal) >= 2 and fake.stats.snapshot().in_flight > 0,
+                 "requests in flight")
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        first_line = process.stderr.readline()  # the first signal has been handled
+        assert first_line.startswith("Stopping: no new requests")
+        if signals == 2:
+            process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 3, stderr
+        report = read_report(tmp_path / "s.results.csv")
+        statuses = report["status"].tolist()
+        assert "not_attempted" in statuses
+        assert len(statuses) == len(IMAGES)
+        if signals == 1:
+            assert "Stopped early: stopped by a signal" in stderr
+            assert "failed" not in statuses  # in-flight requests were let finish
+        else:
+            assert "Stopped early: stopped at once; requests in flight were cut off" in stderr
+            assert set(report.loc[report["status"] == "failed", "error_code"]) <= {
+                "interrupted"}
+        assert journal.exists()
+        resumed = run_cli([*args, "--endpoint", fake.url])
+        state = fake.store.images
+        stats = fake.stats.snapshot()
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(count == 1 for count in stats.applied_by_image.values())
+    assert [state[image["id"]]["name"] for image in IMAGES] == [row[1] for row in rows]
+    assert set(read_report(tmp_path / "s.results.csv")["status"]) <= {"succeeded", "unchanged"}

@@ -1,8 +1,9 @@
 """A fake Huawei Cloud IMS API (UpdateImage, ListImages) for tests and demos.
 
 It follows the real service's documented rules and error bodies, and counts what it sees
-(concurrency, overlapping updates of one image) so tests can check a client's behaviour.  It
-imports nothing from the rest of batchpatch.
+(concurrency, overlapping updates of one image, what was applied) so tests can check a
+client's behaviour.  FakeConfig injects faults: errors, throttling, dropped connections and
+hangs, at random or scripted per image.  It imports nothing from the rest of batchpatch.
 """
 
 from batchpatch.fake.app import make_app

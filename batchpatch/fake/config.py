@@ -48,7 +48,9 @@ class FakeConfig:
     disconnects or the server stops, then its connection is closed.  Each request draws one
     number and these outcomes are disjoint, so the PATCH probabilities must sum to at most 1;
     a GET uses only ``error_500`` and ``error_503``.  Faulted requests apply nothing (except
-    ``reset_after``); they still wait ``latency`` plus the jitter, in flight, like any PATCH.
+    ``reset_after``).  A 429 is the gateway's and answers at once; every other PATCH fault
+    comes after the handler has waited ``latency`` plus the jitter, counted in flight, and
+    before the body is checked, so it answers the same whatever the body.
     ``seed``: seeds the ``random.Random`` behind the jitter and the random faults; with the
     same requests in the same order, a seeded server answers the same way.
 
@@ -60,7 +62,8 @@ class FakeConfig:
     this many seconds, rounded up to a whole number.
 
     ``script``: per image id, the faults of its successive PATCHes, each one of
-    ``FAULT_KINDS`` (``"429"`` there is the gateway's 429, as from the rate limit).  A PATCH
+    ``FAULT_KINDS`` (``"429"`` there is the gateway's 429, as from the rate limit, its
+    message showing ``rate_limit`` or else the gateway's default of 200).  A PATCH
     with a script item pending takes that item, ``"ok"`` included, and draws no random
     fault; once the list is used up, the image's PATCHes behave as configured.  Requests
     refused before the script (401, or 429 by the rate limit) do not use up an item.  Stored
