@@ -13,12 +13,14 @@ ListImages documents ``id`` as a single exact id, so ids are never batched into 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from batchpatch.client import ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
+from batchpatch.retry import RetryPolicy, Verdict, is_throttled
 from batchpatch.throttle import Pacer
 
 BY_ID_LIMIT = 50
@@ -27,28 +29,61 @@ PAGE_SIZE = 500
 Image = dict[str, Any]
 
 
-async def fetch_images(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dict[str, Image]:
+@dataclass
+class Reader:
+    """ListImages calls under the run's pacer, retried like writes (a read is always safe
+    to repeat, so a lost answer is simply asked again)."""
+
+    client: ImsClient
+    pacer: Pacer
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    async def images(self, query: dict[str, str]) -> list[Image]:
+        """One page of images; the caller has already waited for its turn to start."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = self.pacer.now()
+            response = await self.client.list_images(query)
+            verdict = self.policy.verdict(response)
+            if is_throttled(response):
+                self.pacer.throttled(started, response.retry_after, response.error_code)
+            elif verdict in (Verdict.OK, Verdict.PERMANENT):
+                self.pacer.healthy()
+            if verdict == Verdict.OK or verdict == Verdict.PERMANENT or (
+                attempt >= self.policy.max_attempts
+            ):
+                return _images(response)
+            await anyio.sleep(self.policy.wait(attempt, response))
+            await self.pacer.rate.wait()
+
+    async def paced(self, query: dict[str, str]) -> list[Image]:
+        """``images`` after waiting for a free slot and a turn in the rate."""
+        borrower = await self.pacer.acquire()
+        try:
+            return await self.images(query)
+        finally:
+            self.pacer.release(borrower)
+
+
+async def fetch_images(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
     """The current images among ``ids`` (absent ones are simply missing from the result).
 
     Raises ``ReadFailed`` when the service does not answer a read successfully: without
     the current state no plan can be trusted.
     """
     if len(ids) <= BY_ID_LIMIT:
-        return await read_by_id(client, ids, pacer)
-    return await read_paged(client, set(ids), pacer)
+        return await read_by_id(reader, ids)
+    return await read_paged(reader, set(ids))
 
 
-async def read_by_id(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dict[str, Image]:
+async def read_by_id(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
     found: dict[str, Image] = {}
     failures: list[ReadFailed] = []
 
-    async def read(image_id: str, borrower: object) -> None:
+    async def read(image_id: str) -> None:
         try:
-            response = await client.list_images({"id": image_id})
-        finally:
-            pacer.release(borrower)
-        try:
-            images = _images(response)
+            images = await reader.paced({"id": image_id})
         except ReadFailed as failure:
             failures.append(failure)
             group.cancel_scope.cancel()
@@ -58,32 +93,39 @@ async def read_by_id(client: ImsClient, ids: Sequence[str], pacer: Pacer) -> dic
     async with anyio.create_task_group() as group:
         for position, image_id in enumerate(ids):
             if position == 0:  # alone: bad credentials show on one request, not on many
-                await read(image_id, await pacer.acquire())
+                await read(image_id)
                 if failures:
                     break
             else:
-                group.start_soon(read, image_id, await pacer.acquire())
+                group.start_soon(read, image_id)
     if failures:
         raise failures[0]
     return found
 
 
-async def read_paged(client: ImsClient, wanted: set[str], pacer: Pacer) -> dict[str, Image]:
+async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:
     found: dict[str, Image] = {}
     marker = ""
     while wanted - found.keys():
         query = {"limit": str(PAGE_SIZE)} | ({"marker": marker} if marker else {})
-        borrower = await pacer.acquire()
-        try:
-            response = await client.list_images(query)
-        finally:
-            pacer.release(borrower)
-        page = _images(response)
+        page = await reader.paced(query)
         found.update((image["id"], image) for image in page if image.get("id") in wanted)
         if len(page) < PAGE_SIZE:
             break
         marker = str(page[-1].get("id", ""))
     return found
+
+
+async def read_image(reader: Reader, image_id: str) -> Image | None:
+    """One image as it is now, or None when it does not exist; ``ReadFailed`` otherwise.
+
+    The caller holds a slot already (a write's read-back), so only the rate is waited for.
+    """
+    await reader.pacer.rate.wait()
+    for image in await reader.images({"id": image_id}):
+        if image.get("id") == image_id:
+            return image
+    return None
 
 
 def _images(response: ApiResponse) -> list[Image]:
@@ -95,11 +137,3 @@ def _images(response: ApiResponse) -> list[Image]:
         raise ReadFailed(response.status, "", "ListImages answered without an images list",
                          response.request_id)
     return [image for image in images if isinstance(image, dict)]
-
-
-async def read_image(client: ImsClient, image_id: str) -> Image | None:
-    """One image as it is now, or None when it does not exist; ``ReadFailed`` otherwise."""
-    for image in _images(await client.list_images({"id": image_id})):
-        if image.get("id") == image_id:
-            return image
-    return None

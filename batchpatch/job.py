@@ -20,7 +20,7 @@ import anyio
 from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
 from batchpatch.errors import ReadFailed
-from batchpatch.inventory import fetch_images
+from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
 from batchpatch.lock import lock_path, run_lock
 from batchpatch.models import Limits, Outcome, Status
@@ -89,10 +89,10 @@ class RunResult:
                 f"report: {self.report_path}")
 
 
-async def plan_sheet(sheet: Sheet, client: ImsClient, pacer: Pacer) -> list[ImagePlan]:
+async def plan_sheet(sheet: Sheet, reader: Reader) -> list[ImagePlan]:
     """Read the images ``sheet`` names and plan each patch against what is there now."""
     ids = [patch.image_id for patch in sheet.patches]
-    return plan_all(sheet.patches, await fetch_images(client, ids, pacer))
+    return plan_all(sheet.patches, await fetch_images(reader, ids))
 
 
 async def apply_sheet(
@@ -180,8 +180,9 @@ async def _run(
                 to_read = ({p.image_id for p in pending} if plan
                            else journal.in_doubt if journal else set())
                 if to_read:
+                    reader = Reader(client, pacer, (safeguards or Safeguards()).policy)
                     images = await fetch_images(
-                        client, [p.image_id for p in pending if p.image_id in to_read], pacer)
+                        reader, [p.image_id for p in pending if p.image_id in to_read])
                     plans = [plan_image(p, images.get(p.image_id)) if p.image_id in to_read
                              else unplanned(p) for p in pending]
         except ReadFailed as failure:
@@ -275,7 +276,7 @@ async def make_plan(
     limits = limits or Limits()
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
                          connections=limits.concurrency) as client:
-        plans = await plan_sheet(sheet, client, Pacer(limits))
+        plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(out, sheet, endpoint, plans)
     return plans

@@ -14,7 +14,7 @@ from anyio.abc import TaskGroup
 
 from batchpatch.client import ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
-from batchpatch.inventory import read_image
+from batchpatch.inventory import Reader, read_image
 from batchpatch.models import ImagePatch, Operation, Outcome, Status
 from batchpatch.plan import ImagePlan, plan_image
 from batchpatch.retry import RetryPolicy, Verdict, is_throttled
@@ -93,6 +93,7 @@ class Runner:
         self._stop, self._abort = stop or anyio.Event(), abort
         self._add_on_conflict = add_on_conflict
         self._failed = self._succeeded = 0
+        self._reader = Reader(client, pacer, self.safeguards.policy)
 
     async def run(self, plans: Sequence[ImagePlan]) -> dict[str, Outcome]:
         """Send every plan's patch; return the outcome of each image that was attempted.
@@ -194,9 +195,8 @@ class Runner:
         """
         policy = self.safeguards.policy
         for reads in range(1, policy.max_attempts + 1):
-            await self.pacer.rate.wait()
             try:
-                image = await read_image(self.client, requested.image_id)
+                image = await read_image(self._reader, requested.image_id)
             except ReadFailed as failure:
                 log.info("reading %s back failed: %s", requested.image_id, failure.message)
                 await anyio.sleep(policy.wait(reads, response))

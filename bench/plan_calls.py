@@ -19,7 +19,7 @@ import anyio
 from batchpatch.auth import TokenAuth
 from batchpatch.client import ImsClient
 from batchpatch.fake import running_fake
-from batchpatch.inventory import read_by_id, read_paged
+from batchpatch.inventory import Reader, read_by_id, read_paged
 from batchpatch.models import Limits
 from batchpatch.throttle import Pacer
 
@@ -33,9 +33,9 @@ async def measure(url: str, ids: list[str], strategy: str, limits: Limits) -> fl
     started = time.perf_counter()
     async with ImsClient(url, TokenAuth("bench"), timeout=60,
                          connections=limits.concurrency) as client:
-        pacer = Pacer(limits)
-        found = (await read_by_id(client, ids, pacer) if strategy == "by-id"
-                 else await read_paged(client, set(ids), pacer))
+        reader = Reader(client, Pacer(limits))
+        found = (await read_by_id(reader, ids) if strategy == "by-id"
+                 else await read_paged(reader, set(ids)))
     assert len(found) == len(ids)
     return time.perf_counter() - started
 
