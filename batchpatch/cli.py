@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 from tqdm import tqdm
 
-from batchpatch.auth import Auth, TokenAuth, token_from_environment
+from batchpatch.auth import TokenAuth
+from batchpatch.credentials import Settings, Target, resolve
 from batchpatch.errors import InputError, OptionsError, RunAborted, SheetError
 from batchpatch.job import (
     EXIT_INVALID,
@@ -41,7 +41,6 @@ from batchpatch.models import (
 )
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan
-from batchpatch.regions import ims_endpoint
 from batchpatch.retry import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_ATTEMPTS,
@@ -108,6 +107,7 @@ def _service_options() -> _Parser:
                        help="start the embedded fake IMS, seeded from --fake-images, and use it")
     options.add_argument("--fake-images", type=Path, metavar="FILE",
                          help="images for --fake (default: images.json beside the sheet)")
+    _credential_options(options)
     options.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
                          metavar="N", help="requests in flight at most (default: %(default)s)")
     options.add_argument("--rate", type=_positive_float, default=DEFAULT_RATE, metavar="R",
@@ -116,6 +116,19 @@ def _service_options() -> _Parser:
     options.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
                          metavar="SECONDS", help="per-request timeout (default: %(default)s)")
     return options
+
+
+def _credential_options(options: argparse.ArgumentParser) -> None:
+    options.add_argument("--profile", metavar="NAME",
+                         help="use this profile of the config file (see README: credentials)")
+    options.add_argument("--config", type=Path, metavar="PATH",
+                         help="the config file (default: $BATCHPATCH_CONFIG, else "
+                         "config.toml in the platform's config folder)")
+    options.add_argument("--iam-endpoint", metavar="URL",
+                         help="IAM endpoint for password logins (default: from the region)")
+    options.add_argument("--ca-bundle", metavar="PATH",
+                         help="trust these CA certificates (a private CA); TLS is always "
+                         "verified")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, metavar="PLAN.json",
                       help="save the exact patches, for 'apply --plan PLAN.json'")
 
+    whoami = commands.add_parser(
+        "whoami", help="show the endpoint and credentials a run would use, secrets masked",
+        description="Show which endpoint and credentials a run would use; sends nothing.",
+    )
+    where = whoami.add_mutually_exclusive_group()
+    where.add_argument("--endpoint", metavar="URL")
+    where.add_argument("--region", metavar="REGION")
+    _credential_options(whoami)
+
     commands.add_parser(
         "validate", parents=[sheet],
         help="check every row locally (no network); exit 0 when valid, 2 when not",
@@ -207,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return fake_main(arguments[1:])
     options = build_parser().parse_args(arguments)
-    command = {"apply": _apply, "plan": _plan, "validate": _validate}[options.command]
+    command = {"apply": _apply, "plan": _plan, "validate": _validate,
+               "whoami": _whoami}[options.command]
     try:
         return command(options)
     except SheetError as error:
@@ -236,8 +259,8 @@ def _validate(options: argparse.Namespace) -> int:
 
 def _plan(options: argparse.Namespace) -> int:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
-    with _target(options) as (endpoint, auth):
-        plans = anyio.run(_make_plan, options, sheet, endpoint, auth)
+    with _target(options) as target:
+        plans = anyio.run(_make_plan, options, sheet, target)
     for plan in plans:
         print("\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
@@ -247,10 +270,10 @@ def _plan(options: argparse.Namespace) -> int:
     return EXIT_ROWS_NOT_DONE if blocked else EXIT_OK
 
 
-async def _make_plan(options: argparse.Namespace, sheet: Sheet, endpoint: str,
-                     auth: Auth) -> list[ImagePlan]:
-    return await make_plan(sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
-                           out=options.out)
+async def _make_plan(options: argparse.Namespace, sheet: Sheet,
+                     target: Target) -> list[ImagePlan]:
+    return await make_plan(sheet, endpoint=target.endpoint, auth=target.auth,
+                           limits=_limits(options), out=options.out, ca_bundle=target.ca_bundle)
 
 
 def _apply(options: argparse.Namespace) -> int:
@@ -260,11 +283,11 @@ def _apply(options: argparse.Namespace) -> int:
     for row, reason in sorted(sheet.invalid.items()):
         print(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}",
               file=sys.stderr)
-    with _target(options) as (endpoint, auth):
+    with _target(options) as target:
         plan: bool | list[ImagePlan] = not options.no_plan
         if options.plan_file:
-            plan = load_plan(options.plan_file, sheet, endpoint)
-        result = anyio.run(_run, options, sheet, endpoint, auth, plan)
+            plan = load_plan(options.plan_file, sheet, target.endpoint)
+        result = anyio.run(_run, options, sheet, target, plan)
     if result.stop_reason:
         print(f"Stopped early: {result.stop_reason}", file=sys.stderr)
     print(result.summary())
@@ -286,8 +309,8 @@ def _safeguards(options: argparse.Namespace) -> Safeguards:
 
 
 @contextmanager
-def _target(options: argparse.Namespace) -> Iterator[tuple[str, Auth]]:
-    """The endpoint and credentials to use; with ``--fake``, a fake IMS running meanwhile."""
+def _target(options: argparse.Namespace) -> Iterator[Target]:
+    """Where to send and how to authenticate; with ``--fake``, a fake IMS running meanwhile."""
     if options.fake:
         from batchpatch.fake import load_images, running_fake
 
@@ -297,25 +320,25 @@ def _target(options: argparse.Namespace) -> Iterator[tuple[str, Auth]]:
                                "give one with --fake-images FILE")
         with running_fake(load_images(images_path)) as fake:
             print(f"fake IMS at {fake.url} seeded from {images_path}", file=sys.stderr)
-            yield fake.url, TokenAuth("fake-token", source="--fake")
+            yield Target(fake.url, fake.url, TokenAuth("fake-token", source="--fake"))
         return
-    if options.endpoint:
-        parts = urlsplit(options.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise OptionsError(f"--endpoint {options.endpoint!r} is not an http(s) URL — "
-                               "write it like https://ims.ap-southeast-1.myhuaweicloud.com")
-        endpoint = options.endpoint
-    elif options.region:
-        endpoint = ims_endpoint(options.region)
-    else:
-        raise OptionsError("no service to talk to — give --endpoint URL or --region REGION "
-                           "(or --fake to try against the embedded fake IMS)")
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")
-    yield endpoint, token_from_environment()
+    target = resolve(Settings(options.endpoint, options.region, options.iam_endpoint,
+                              options.profile, options.config, options.ca_bundle))
+    for warning in target.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    yield target
 
 
-async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str, auth: Auth,
+def _whoami(options: argparse.Namespace) -> int:
+    options.fake, options.fake_images = False, None
+    with _target(options) as target:
+        print("\n".join(target.describe()))
+    return EXIT_OK
+
+
+async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
                plan: bool | list[ImagePlan]) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     counts: Counter[str] = Counter()
@@ -336,8 +359,9 @@ async def _run(options: argparse.Namespace, sheet: Sheet, endpoint: str, auth: A
             async with anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signal, stop, abort, options.grace)
                 result = await apply_sheet(
-                    sheet, endpoint=endpoint, auth=auth, limits=_limits(options),
-                    safeguards=_safeguards(options), restart=options.restart,
+                    sheet, endpoint=target.endpoint, auth=target.auth,
+                    limits=_limits(options), safeguards=_safeguards(options),
+                    restart=options.restart, ca_bundle=target.ca_bundle,
                     report_path=options.report, plan=plan,
                     dry_run=options.dry_run, on_request=show, on_outcome=progress,
                     stop=stop, abort=abort,

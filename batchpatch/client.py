@@ -8,19 +8,25 @@ request headers, so credentials cannot leak through it.
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from batchpatch.auth import Auth
+from batchpatch.errors import AuthFailed
 
 CONTENT_TYPE = "application/json;charset=utf-8"
 USER_AGENT = "batchpatch/0.1"
+
+#: AK/SK signatures are refused beyond this many seconds between the client's and the
+#: service's clocks.
+MAX_CLOCK_SKEW = 900.0
 
 #: Header names whose values are secrets: masked wherever a request is shown.
 SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"})
@@ -30,6 +36,8 @@ SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"}
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 CONNECT_FAILED = "connect_failed"
+#: No request was sent: IAM would not give a token.
+LOGIN_FAILED = "iam_login_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +90,20 @@ def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
 class ImsClient:
     """Calls IMS at ``endpoint`` (``https://ims.REGION.myhuaweicloud.com``)."""
 
-    def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int) -> None:
+    def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int,
+                 ca_bundle: str | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
         self._auth = auth
+        self._ssl = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ImsClient:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._connections),
+            connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl),
             timeout=self._timeout,
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY from the environment
         )
         return self
 
@@ -129,13 +140,43 @@ class ImsClient:
         return "\n".join([*lines, "", body.decode("utf-8")])
 
     async def _headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
-        return {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT,
-                **await self._auth.headers(method, url, body)}
+        """Every header that goes on the wire, so that AK/SK signs exactly what is sent."""
+        headers = {"Content-Type": CONTENT_TYPE, "Host": urlsplit(url).netloc.rpartition("@")[2],
+                   "User-Agent": USER_AGENT}
+        return headers | await self._auth.authorize(self, method, url, headers, body)
 
-    async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
+    async def issue_token(self, url: str, body: bytes) -> tuple[str, float]:
+        """An IAM token and when it expires (epoch seconds), from ``POST /v3/auth/tokens``."""
         if self._session is None:
             raise RuntimeError("use ImsClient as an async context manager")
-        headers = await self._headers(method, url, body)
+        try:
+            async with self._session.post(
+                url, data=body, headers={"Content-Type": "application/json;charset=utf8",
+                                         "User-Agent": USER_AGENT}, allow_redirects=False,
+            ) as response:
+                payload = await response.read()
+                token = response.headers.get("X-Subject-Token", "")
+                if response.status in (200, 201) and token:
+                    return token, _expiry(payload)
+                code, message, _ = parse_error(response.status, payload)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise AuthFailed(f"cannot reach IAM at {url.split('?')[0]}: {error}") from None
+        raise AuthFailed(f"IAM refused the login: HTTP {response.status} {code} {message}"
+                         .strip())
+
+    async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
+        response = await self._send_once(method, url, body)
+        if _token_expired(response) and self._auth.expired():
+            response = await self._send_once(method, url, body)  # with a fresh token
+        return response
+
+    async def _send_once(self, method: str, url: str, body: bytes) -> ApiResponse:
+        if self._session is None:
+            raise RuntimeError("use ImsClient as an async context manager")
+        try:
+            headers = await self._headers(method, url, body)
+        except AuthFailed as failure:
+            return ApiResponse(None, None, LOGIN_FAILED, str(failure))
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, allow_redirects=False
@@ -146,6 +187,8 @@ class ImsClient:
                     return ApiResponse(response.status, _json_or_none(payload),
                                        request_id=request_id)
                 code, message, body_request_id = parse_error(response.status, payload)
+                if response.status == 401:
+                    message += _skew_note(response.headers.get("Date"))
                 return ApiResponse(response.status, None, code, message,
                                    request_id or body_request_id,
                                    parse_retry_after(response.headers.get("Retry-After")))
@@ -174,6 +217,39 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _token_expired(response: ApiResponse) -> bool:
+    """A 401 that says the token is stale (``APIGW.0307``, or ``APIGW.0301`` "token expires")."""
+    return response.status == 401 and (
+        response.error_code == "APIGW.0307"
+        or (response.error_code == "APIGW.0301" and "token" in response.error_message.lower()
+            and "expire" in response.error_message.lower()))
+
+
+def _skew_note(date_header: str | None) -> str:
+    """A hint when this machine's clock is off the service's by more than AK/SK allows."""
+    if not date_header:
+        return ""
+    try:
+        server = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return ""
+    skew = (datetime.now(UTC) - server.astimezone(UTC)).total_seconds()
+    if abs(skew) <= MAX_CLOCK_SKEW:
+        return ""
+    return (f" (this machine's clock is {abs(skew) / 60:.0f} minutes "
+            f"{'ahead of' if skew > 0 else 'behind'} the service's Date header; AK/SK "
+            "signatures must be within 15 minutes of it — set the clock right, e.g. with NTP)")
+
+
+def _expiry(payload: bytes) -> float:
+    """``token.expires_at`` as epoch seconds; a day from now if the body does not say."""
+    try:
+        expires = json.loads(payload)["token"]["expires_at"]
+        return datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return datetime.now(UTC).timestamp() + 86_400
 
 
 def _json_or_none(payload: bytes) -> Any:

@@ -5,7 +5,8 @@
     │   ├── SheetError              located problems in a sheet (file, row, column), all at once
     │   └── OptionsError            a bad option or a missing setting (endpoint, token, file)
     └── RunAborted                  the run stopped early; the report was still written (exit 3)
-        └── ReadFailed              the current images could not be read, so nothing was planned
+        ├── ReadFailed              the current images could not be read, so nothing was planned
+        └── AuthFailed              no credentials could be had (IAM refused the login)
 
 A failed *row* is never an exception: it is data (see ``models.RowOutcome``).  Only
 problems that stop the whole run are raised, and every message says what went wrong and
@@ -72,3 +73,7 @@ class ReadFailed(RunAborted):
             f"could not read the current images: {answer} {detail}{reference} — fix the cause "
             "and run again, or use --no-plan to send the sheet's changes as written"
         )
+
+
+class AuthFailed(RunAborted):
+    """Credentials could not be turned into a working token (for example IAM said no)."""

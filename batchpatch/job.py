@@ -108,6 +108,7 @@ async def apply_sheet(
     plan: bool | Sequence[ImagePlan] = True,
     dry_run: bool = False,
     restart: bool = False,
+    ca_bundle: str | None = None,
     on_request: RequestPrinter | None = None,
     on_outcome: OutcomeCallback | None = None,
     stop: anyio.Event | None = None,
@@ -135,13 +136,15 @@ async def apply_sheet(
     with run_lock(lock_path(report)):
         if dry_run:
             return await _run(sheet, report, endpoint, auth, limits, safeguards, plan, None,
-                              on_request, on_outcome, stop, abort, dry_run=True)
+                              on_request, on_outcome, stop, abort, dry_run=True,
+                              ca_bundle=ca_bundle)
         journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
                           endpoint=endpoint, restart=restart)
         finished = False
         try:
             result = await _run(sheet, report, endpoint, auth, limits, safeguards, plan,
-                                journal, on_request, on_outcome, stop, abort, dry_run=False)
+                                journal, on_request, on_outcome, stop, abort, dry_run=False,
+                                ca_bundle=ca_bundle)
             finished = not result.stop_reason
         finally:
             journal.close(finished=finished)
@@ -153,6 +156,7 @@ async def _run(
     safeguards: Safeguards | None, plan: bool | Sequence[ImagePlan], journal: Journal | None,
     on_request: RequestPrinter | None, on_outcome: OutcomeCallback | None,
     stop: anyio.Event | None, abort: anyio.Event | None, *, dry_run: bool,
+    ca_bundle: str | None,
 ) -> RunResult:
     pacer = Pacer(limits)
     started = time.perf_counter()
@@ -171,7 +175,7 @@ async def _run(
             on_outcome(outcome)
 
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
-                         connections=limits.concurrency) as client:
+                         connections=limits.concurrency, ca_bundle=ca_bundle) as client:
         try:
             if not isinstance(plan, bool):
                 plans = [p for p in plan if p.image_id not in recorded]
@@ -266,6 +270,7 @@ async def make_plan(
     limits: Limits | None = None,
     sheet_name: str | None = None,
     out: Path | None = None,
+    ca_bundle: str | None = None,
 ) -> list[ImagePlan]:
     """Read the images ``sheet`` names and plan every patch; save the plan to ``out``.
 
@@ -275,7 +280,7 @@ async def make_plan(
         sheet = read_sheet(sheet, sheet_name=sheet_name)
     limits = limits or Limits()
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
-                         connections=limits.concurrency) as client:
+                         connections=limits.concurrency, ca_bundle=ca_bundle) as client:
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(out, sheet, endpoint, plans)

@@ -26,3 +26,18 @@ def ims_endpoint(region: str) -> str:
             "or give the endpoint with --endpoint URL"
         )
     return f"https://ims.{region}.myhuaweicloud.com"
+
+
+def region_of(endpoint: str) -> str:
+    """The region in an ``https://ims.REGION.myhuaweicloud.com`` endpoint, or ""."""
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    parts = host.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "ims" and parts[1] in IMS_REGIONS else ""
+
+
+def iam_endpoint(region: str) -> str:
+    """IAM for ``region``, or the global IAM endpoint when no region is known."""
+    return f"https://iam.{region}.myhuaweicloud.com" if region else GLOBAL_IAM
+
+
+GLOBAL_IAM = "https://iam.myhuaweicloud.com"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
-from batchpatch.client import ApiResponse, ImsClient
+from batchpatch.client import LOGIN_FAILED, ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
 from batchpatch.inventory import Reader, read_image
 from batchpatch.models import ImagePatch, Operation, Outcome, Status
@@ -227,7 +227,7 @@ class Runner:
     def _check_thresholds(self, outcome: Outcome) -> None:
         guards, reason = self.safeguards, ""
         finished = len(self.outcomes)
-        if outcome.http_status in (401, 403):
+        if outcome.http_status in (401, 403) or outcome.error_code == LOGIN_FAILED:
             reason = (f"authentication failed ({outcome.http_status} {outcome.error_code}: "
                       f"{outcome.error_message})")
         elif guards.max_failures is not None and self._failed >= guards.max_failures:

@@ -1069,7 +1069,7 @@ def _any_sheet_is_read_or_located(suffix: str, sheet: tuple[str, list[str],
         assert max(problem.row for problem in strict.problems) > 2
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(sheet=sheets())
 def test_any_csv_is_read_or_yields_located_problems(
     sheet: tuple[str, list[str], list[list[object]]],

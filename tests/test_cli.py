@@ -214,7 +214,7 @@ def test_gb18030_sheet_gets_a_gb18030_report_with_formulas_neutralised(tmp_path:
         pytest.param(["apply", "{sheet}"], TOKEN, "give --endpoint URL or --region",
                      id="no-target"),
         pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9"], None,
-                     "BATCHPATCH_AUTH_TOKEN is not set", id="no-token"),
+                     "no credentials: set HUAWEICLOUD_SDK_AK", id="no-token"),
         pytest.param(["apply", "{sheet}", "--region", "mars-1"], TOKEN, "unknown region",
                      id="bad-region"),
         pytest.param(["apply", "{sheet}", "--endpoint", "ftp://x"], TOKEN, "not an http(s) URL",

@@ -102,6 +102,7 @@ def test_dry_run_prints_exact_requests_masks_the_token_and_writes_nothing(
     assert done.stdout.startswith(
         f"PATCH {fake.url}/v2/cloudimages/{A}\n"
         "Content-Type: application/json;charset=utf-8\n"
+        f"Host: {fake.url.removeprefix('http://')}\n"
         "User-Agent: batchpatch/0.1\n"
         "X-Auth-Token: ***\n\n"
         '[{"op":"replace","path":"/name","value":"dry"},'

@@ -18,7 +18,7 @@ from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.journal import Journal
 from batchpatch.lock import lock_path, run_lock
 from batchpatch.models import Outcome, Status
-from tests.e2e import ROOT, TOKEN, run_cli
+from tests.e2e import ROOT, TOKEN, cli_environment, run_cli
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 
@@ -91,7 +91,7 @@ def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
     journal = tmp_path / "s.results.csv.journal"
     args = ["apply", str(sheet), "--concurrency", "3", "--rate", "200"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.15)) as fake:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "BATCHPATCH_AUTH_TOKEN": TOKEN}
+        env = cli_environment()
         process = subprocess.Popen(
             [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -165,7 +165,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int
     journal = tmp_path / "s.results.csv.journal"
     args = ["apply", str(sheet), "--concurrency", "2", "--rate", "200"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.3)) as fake:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "BATCHPATCH_AUTH_TOKEN": TOKEN}
+        env = cli_environment()
         process = subprocess.Popen(
             [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,0 +1,260 @@
+"""Which endpoint and which credentials a run uses, the way the Huawei Cloud tools do it.
+
+Precedence, first match wins:
+
+1. ``--profile NAME``: that profile of the config file, and nothing else;
+2. the environment: ``HUAWEICLOUD_SDK_AK`` + ``HUAWEICLOUD_SDK_SK`` (AK/SK signing, with
+   ``HUAWEICLOUD_SDK_PROJECT_ID`` and, for temporary credentials,
+   ``HUAWEICLOUD_SDK_SECURITY_TOKEN``), else ``BATCHPATCH_AUTH_TOKEN`` (an IAM token), else
+   ``BATCHPATCH_IAM_USER`` + ``BATCHPATCH_IAM_PASSWORD`` + ``BATCHPATCH_IAM_DOMAIN`` (an IAM
+   login);
+3. the profile named ``default``, if the config file has one.
+
+The endpoint: ``--endpoint``, else ``--region``, else the profile's ``endpoint`` or
+``region``.  IAM: ``--iam-endpoint``, else the profile's ``iam_endpoint``, else
+``HUAWEICLOUD_SDK_IAM_ENDPOINT``, else ``https://iam.REGION.myhuaweicloud.com``.
+
+A profile never holds a secret itself: it names environment variables (``ak_env``,
+``sk_env``, ``token_env``, …) or a ``credentials_file`` that only its owner can read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from platformdirs import user_config_dir
+
+from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, TokenAuth, mask
+from batchpatch.errors import OptionsError
+from batchpatch.regions import iam_endpoint, ims_endpoint, region_of
+
+ENV_AK, ENV_SK = "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"
+ENV_PROJECT = "HUAWEICLOUD_SDK_PROJECT_ID"
+ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+ENV_IAM_ENDPOINT = "HUAWEICLOUD_SDK_IAM_ENDPOINT"
+ENV_IAM_USER, ENV_IAM_PASSWORD = "BATCHPATCH_IAM_USER", "BATCHPATCH_IAM_PASSWORD"
+ENV_IAM_DOMAIN = "BATCHPATCH_IAM_DOMAIN"
+ENV_CONFIG = "BATCHPATCH_CONFIG"
+
+PROFILE_KEYS = frozenset({
+    "region", "endpoint", "iam_endpoint", "project_id", "ak_env", "sk_env",
+    "security_token_env", "token_env", "iam_user_env", "iam_password_env", "iam_domain",
+    "credentials_file", "ca_bundle",
+})
+FILE_KEYS = frozenset({"access_key", "secret_key", "security_token", "token", "iam_user",
+                       "iam_password", "iam_domain"})
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    configured = environ.get(ENV_CONFIG)
+    if configured:
+        return Path(configured).expanduser()
+    return Path(user_config_dir("batchpatch")) / "config.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line says; ``None`` where it says nothing."""
+
+    endpoint: str | None = None
+    region: str | None = None
+    iam_endpoint: str | None = None
+    profile: str | None = None
+    config: Path | None = None
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a run sends its requests and how it proves who it is."""
+
+    endpoint: str
+    iam_endpoint: str
+    auth: Auth
+    region: str = ""
+    ca_bundle: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    def describe(self) -> list[str]:
+        """``whoami``'s lines, secrets masked."""
+        lines = [f"endpoint: {self.endpoint}", f"iam endpoint: {self.iam_endpoint}",
+                 f"credentials: {self.auth.kind} from {self.auth.source}"]
+        if isinstance(self.auth, AkSkAuth):
+            lines.append(f"access key: {mask(self.auth.access_key)}")
+            lines.append(f"project id: {self.auth.project_id or '(none: the default project)'}")
+            if self.auth.security_token:
+                lines.append("security token: *** (temporary credentials)")
+        elif isinstance(self.auth, PasswordAuth):
+            lines.append(f"iam user: {self.auth.user} (account {self.auth.domain})")
+            lines.append(f"project: {self.auth.project_id or self.auth.project_name}")
+        else:
+            lines.append("token: ***")
+        if self.ca_bundle:
+            lines.append(f"ca bundle: {self.ca_bundle}")
+        return lines
+
+
+def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Target:
+    """The endpoint and credentials to use, by the precedence in this module's docstring."""
+    environ = os.environ if environ is None else environ
+    config_path = settings.config or default_config_path(environ)
+    warnings: list[str] = []
+    profile: dict[str, Any] = {}
+    auth: Auth | None = None
+    if settings.profile:
+        profile = _profile(config_path, settings.profile)
+    else:
+        auth = _from_environment(environ, settings, warnings)
+        if auth is None and config_path.is_file():
+            profile = _profile(config_path, "default", required=False)
+    endpoint = _endpoint(settings, profile)
+    region = settings.region or profile.get("region") or region_of(endpoint)
+    iam = (settings.iam_endpoint or profile.get("iam_endpoint") or environ.get(ENV_IAM_ENDPOINT)
+           or iam_endpoint(region))
+    if auth is None and profile:
+        auth = _from_profile(profile, environ, region, iam, warnings)
+    if auth is None:
+        raise OptionsError(
+            f"no credentials: set {ENV_AK} and {ENV_SK} (AK/SK, recommended for unattended "
+            f"runs), or {TOKEN_VARIABLE}, or {ENV_IAM_USER}/{ENV_IAM_PASSWORD}/{ENV_IAM_DOMAIN},"
+            f" or use --profile NAME with a profile in {config_path} — never on the command "
+            "line")
+    if isinstance(auth, PasswordAuth):
+        auth.iam_endpoint = iam
+        auth.project_name = auth.project_name or region
+        if not (auth.project_name or auth.project_id):
+            raise OptionsError("an IAM login needs a project — give --region (the project "
+                               "name) or set project_id in the profile")
+    return Target(endpoint, iam, auth, region,
+                  settings.ca_bundle or profile.get("ca_bundle"), tuple(warnings))
+
+
+def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
+    if settings.endpoint:
+        endpoint = settings.endpoint
+    elif settings.region:
+        endpoint = ims_endpoint(settings.region)
+    elif profile.get("endpoint"):
+        endpoint = str(profile["endpoint"])
+    elif profile.get("region"):
+        endpoint = ims_endpoint(str(profile["region"]))
+    else:
+        raise OptionsError("no service to talk to — give --endpoint URL or --region REGION, "
+                           "set endpoint or region in the profile, or use --fake to try the "
+                           "embedded fake IMS")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionsError(f"endpoint {endpoint!r} is not an http(s) URL — write it like "
+                           "https://ims.ap-southeast-1.myhuaweicloud.com")
+    return endpoint
+
+
+def _from_environment(environ: Mapping[str, str], settings: Settings,
+                      warnings: list[str]) -> Auth | None:
+    ak, sk = environ.get(ENV_AK, "").strip(), environ.get(ENV_SK, "").strip()
+    if ak or sk:
+        if not (ak and sk):
+            missing = ENV_SK if ak else ENV_AK
+            raise OptionsError(f"{missing} is not set while {ENV_AK if ak else ENV_SK} is — "
+                               "set both, or neither")
+        return AkSkAuth(ak, sk, environ.get(ENV_PROJECT, "").strip(),
+                        environ.get(ENV_SECURITY_TOKEN, "").strip(),
+                        source=f"environment variables {ENV_AK}/{ENV_SK}")
+    token = environ.get(TOKEN_VARIABLE, "").strip()
+    if token:
+        return TokenAuth(token, source=f"environment variable {TOKEN_VARIABLE}")
+    user, password = environ.get(ENV_IAM_USER, ""), environ.get(ENV_IAM_PASSWORD, "")
+    if user or password:
+        domain = environ.get(ENV_IAM_DOMAIN, "")
+        if not (user and password and domain):
+            raise OptionsError(f"an IAM login needs {ENV_IAM_USER}, {ENV_IAM_PASSWORD} and "
+                               f"{ENV_IAM_DOMAIN} (the account name) — set all three")
+        return PasswordAuth("", user, password, domain,
+                            project_name=settings.region or "",
+                            project_id=environ.get(ENV_PROJECT, ""),
+                            source=f"environment variables {ENV_IAM_USER}/{ENV_IAM_PASSWORD}")
+    return None
+
+
+def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OptionsError(f"{path}: no config file — create it with a [profiles.{name}] "
+                           "table, or point BATCHPATCH_CONFIG / --config at yours") from None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise OptionsError(f"{path}: not valid TOML ({error}) — fix the file") from None
+    profiles = document.get("profiles", {})
+    if name not in profiles or not isinstance(profiles[name], dict):
+        if not required:
+            return {}
+        known = ", ".join(sorted(profiles)) or "none"
+        raise OptionsError(f"{path}: no profile {name!r} — profiles there: {known}")
+    profile = dict(profiles[name])
+    unknown = sorted(set(profile) - PROFILE_KEYS)
+    if unknown:
+        raise OptionsError(
+            f"{path}: profile {name!r} has unknown keys {', '.join(unknown)} — use "
+            f"{', '.join(sorted(PROFILE_KEYS))}; secrets belong in the environment or a "
+            "credentials_file, never in the profile")
+    profile["_name"] = f"profile {name!r} in {path}"
+    return profile
+
+
+def _from_profile(profile: Mapping[str, Any], environ: Mapping[str, str], region: str,
+                  iam: str, warnings: list[str]) -> Auth:
+    where = profile["_name"]
+    values: dict[str, str] = {}
+    if profile.get("credentials_file"):
+        values = _credentials_file(Path(str(profile["credentials_file"])).expanduser(),
+                                   warnings)
+        where = f"{where}, file {profile['credentials_file']}"
+    for key, variable in (("access_key", "ak_env"), ("secret_key", "sk_env"),
+                          ("security_token", "security_token_env"), ("token", "token_env"),
+                          ("iam_user", "iam_user_env"), ("iam_password", "iam_password_env")):
+        if profile.get(variable):
+            name = str(profile[variable])
+            if not environ.get(name):
+                raise OptionsError(f"{where}: {variable} names {name}, which is not set — "
+                                   f"export {name}")
+            values[key] = environ[name].strip()
+    values.setdefault("iam_domain", str(profile.get("iam_domain", "")))
+    project = str(profile.get("project_id", ""))
+    if values.get("access_key") and values.get("secret_key"):
+        return AkSkAuth(values["access_key"], values["secret_key"], project,
+                        values.get("security_token", ""), source=where)
+    if values.get("token"):
+        return TokenAuth(values["token"], source=where)
+    if values.get("iam_user") and values.get("iam_password") and values.get("iam_domain"):
+        return PasswordAuth(iam, values["iam_user"], values["iam_password"],
+                            values["iam_domain"], project_name=region, project_id=project,
+                            source=where)
+    raise OptionsError(f"{where}: no complete credentials — give ak_env and sk_env, or "
+                       "token_env, or iam_user_env, iam_password_env and iam_domain, or a "
+                       "credentials_file holding them")
+
+
+def _credentials_file(path: Path, warnings: list[str]) -> dict[str, str]:
+    try:
+        mode = path.stat().st_mode
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OptionsError(f"{path}: no such credentials file — create it (mode 600)") from None
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise OptionsError(f"{path}: not a readable TOML credentials file "
+                           f"({type(error).__name__}) — fix the file") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.append(f"{path} can be read by others (mode {stat.filemode(mode)}) — "
+                        f"run: chmod 600 {path}")
+    unknown = sorted(set(document) - FILE_KEYS)
+    if unknown:
+        raise OptionsError(f"{path}: unknown keys {', '.join(unknown)} — use "
+                           f"{', '.join(sorted(FILE_KEYS))}")
+    return {key: str(value).strip() for key, value in document.items()}
