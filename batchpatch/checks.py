@@ -18,8 +18,8 @@ import pandas as pd
 
 from batchpatch.errors import Problem
 from batchpatch.schema import (
+    EXCLUSIVE,
     FLAG_ATTRIBUTES,
-    GPU_TYPES,
     NOT_REMOVABLE,
     check_attribute,
     check_combination,
@@ -37,6 +37,7 @@ RESULT_COLUMNS = frozenset(
      "elapsed_ms", "before", "after"}
 )
 LONG_COLUMNS = frozenset({"image_id", "op", "path", "value"})
+EXCLUSIVE_ATTRIBUTES = frozenset().union(*(group | excludes for group, excludes in EXCLUSIVE))
 
 
 _MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -119,11 +120,11 @@ def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
     """Two changes to one attribute of one image, and attributes that cannot coexist."""
     problems = []
     key = ["image_id", "attribute"]
-    first = changes.groupby(key, sort=False)[["row", "op", "value"]].transform("first")
+    first = changes.groupby(key, sort=False)[["row", "op", "typed"]].transform("first")
     repeated = changes.duplicated(key, keep="first") & (changes["image_id"] != "")
     for (row, column, op, value), (first_row, first_op, first_value) in zip(
-        _columns(changes[repeated], "row", "column", "op", "value"),
-        _columns(first[repeated], "row", "op", "value"), strict=True,
+        _columns(changes[repeated], "row", "column", "op", "typed"),
+        _columns(first[repeated], "row", "op", "typed"), strict=True,
     ):
         if (op, value) == (first_op, first_value):
             message = f"the same change as row {first_row + FIRST_DATA_ROW}"
@@ -134,7 +135,7 @@ def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
             fix = "keep only the change you want"
         problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
     setting = changes[changes["op"].isin(("add", "replace"))
-                      & changes["attribute"].isin(GPU_TYPES | FLAG_ATTRIBUTES)]
+                      & changes["attribute"].isin(EXCLUSIVE_ATTRIBUTES)]
     setting = setting[(~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
                       & (setting["image_id"] != "")]
     for _, group in setting.groupby("image_id", sort=False):

@@ -67,6 +67,8 @@ def typed_value(attribute: str, text: str) -> JsonValue:
                 f" — write digits only, e.g. 1024"
             )
         return int(cleaned)
+    if attribute == "hw_firmware_type":
+        return text.strip().lower()
     if attribute in FLAG_ATTRIBUTES:
         lowered = text.strip().lower()
         if lowered in _TRUE:
@@ -98,9 +100,13 @@ READ_ONLY = frozenset(
     }
 )
 
-#: GPU-type attributes cannot coexist with these on one image.
+#: Attributes that cannot be set on one image together (IMS UpdateImage): each group's
+#: members exclude the listed flags when those are "true".
 GPU_TYPES = frozenset({"__support_xen_gpu_type", "__support_kvm_gpu_type"})
-GPU_EXCLUDES = frozenset({"__support_kvm", "__support_xen"})
+EXCLUSIVE = (
+    (GPU_TYPES | {"__support_xen_hana"}, frozenset({"__support_kvm", "__support_xen"})),
+    (frozenset({"__support_kvm_infiniband"}), frozenset({"__support_xen"})),
+)
 
 #: Base attributes every image keeps: they can be changed, never removed.
 NOT_REMOVABLE = frozenset({"name", "min_ram"})
@@ -124,9 +130,9 @@ def check_image_id(image_id: str) -> str | None:
 
 def check_attribute(attribute: str, op: str) -> str | None:
     """Why ``op`` may not touch ``attribute``, or None."""
-    if attribute in READ_ONLY:
-        return (f"{attribute} is read-only — remove this change; IMS does not let users "
-                "change it")
+    if attribute in READ_ONLY or attribute.lower() in READ_ONLY:
+        return (f"{attribute.lower()} is read-only — remove this change; IMS does not let "
+                "users change it")
     if op == "remove" and attribute in NOT_REMOVABLE:
         return f"{attribute} cannot be removed — replace it with a new value instead"
     if attribute in UPDATABLE:
@@ -168,8 +174,9 @@ def check_value(attribute: str, value: JsonValue) -> str | None:
 
 def check_combination(attributes: set[str]) -> str | None:
     """Why one image cannot end up with all of ``attributes`` set, or None."""
-    gpu, excluded = attributes & GPU_TYPES, attributes & GPU_EXCLUDES
-    if gpu and excluded:
-        return (f"{', '.join(sorted(gpu))} cannot coexist with {', '.join(sorted(excluded))}"
-                " on one image — keep only one of them")
+    for group, excludes in EXCLUSIVE:
+        chosen, excluded = attributes & group, attributes & excludes
+        if chosen and excluded:
+            return (f"{', '.join(sorted(chosen))} cannot coexist with "
+                    f"{', '.join(sorted(excluded))} on one image — keep only one of them")
     return None

@@ -258,7 +258,7 @@ def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
                          "write one of add, replace, remove")
     problems += _located(path, changes, changes["attribute"] == "", path_column,
                          "path is empty", "write the attribute to change, e.g. /name")
-    needs_value = changes["op"].isin(("add", "replace")) & (changes["value"] == "")
+    needs_value = changes["op"].isin(("add", "replace")) & (changes["value"].str.strip() == "")
     problems += _located(path, changes, needs_value, value_column or "value",
                          "add and replace need a value",
                          "fill in the value, or use op remove to delete the attribute")
@@ -289,7 +289,7 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
     melted = melted[melted["value"].str.strip() != ""]
     melted = melted.assign(order=melted["column"].map(order))
     melted = melted.sort_values(["row", "order"], kind="stable").drop(columns="order")
-    removing = melted["value"].str.strip() == REMOVE_MARKER
+    removing = melted["value"].str.strip().str.lower() == REMOVE_MARKER
     melted["attribute"] = melted["column"].str.lstrip("/")
     melted["op"] = np.where(
         removing, "remove",
@@ -314,7 +314,7 @@ def _typed(path: Path, changes: pd.DataFrame, problems: list[Problem]) -> pd.Dat
         zip(changes["row"], changes["op"], changes["attribute"], changes["value"],
             changes["column"], strict=True)
     ):
-        if op == "remove" or op not in OPS or not attribute or value == "":
+        if op == "remove" or op not in OPS or not attribute or not value.strip():
             continue
         try:
             typed[position] = typed_value(attribute, value)

@@ -166,7 +166,7 @@ def test_typed_value(attribute: str, text: str, expected: JsonValue | Refused) -
         pytest.param("HW_FIRMWARE_TYPE", "add", "did you mean 'hw_firmware_type'?",
                      id="did-you-mean-firmware"),
         pytest.param("Team", "add", "must be lower-case", id="custom-upper"),
-        pytest.param("Owner", "add", "must be lower-case", id="custom-upper-read-only"),
+        pytest.param("Owner", "add", "owner is read-only", id="custom-upper-read-only"),
         pytest.param("a b", "add", "must be lower-case", id="custom-space"),
         pytest.param("a/b", "add", "must be lower-case", id="custom-slash"),
         pytest.param("__bogus", "add", "unknown system attribute", id="unknown-system"),
@@ -341,7 +341,7 @@ def test_value_rules_in_a_sheet(tmp_path: Path, shape: str, attribute: str, cell
         pytest.param("min_ram", "remove", "min_ram cannot be removed", id="remove-min-ram"),
         pytest.param("Name", "replace", "did you mean 'name'?", id="did-you-mean"),
         pytest.param("Team", "add", "must be lower-case", id="custom-upper"),
-        pytest.param("Owner", "add", "must be lower-case", id="custom-upper-read-only"),
+        pytest.param("Owner", "add", "owner is read-only", id="custom-upper-read-only"),
         pytest.param("__bogus", "add", "unknown system attribute", id="unknown-system"),
     ],
 )
@@ -1180,3 +1180,35 @@ def test_valid_wide_sheets_round_trip(tmp_path: Path,
         (image_id, operations) for image_id, operations in expected.items() if operations]
     assert set(sheet.idle_rows) == {
         index for index, image_id in enumerate(images) if not expected[image_id]}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "refused"),
+    [
+        pytest.param({"__support_xen_hana", "__support_kvm"}, True, id="hana-with-kvm"),
+        pytest.param({"__support_xen_hana", "__support_xen"}, True, id="hana-with-xen"),
+        pytest.param({"__support_kvm_infiniband", "__support_xen"}, True,
+                     id="infiniband-with-xen"),
+        pytest.param({"__support_kvm_infiniband", "__support_kvm"}, False,
+                     id="infiniband-with-kvm"),
+        pytest.param({"__support_xen_hana"}, False, id="hana-alone"),
+    ],
+)
+def test_more_attributes_that_cannot_coexist(attributes: set[str], refused: bool) -> None:
+    assert (check_combination(attributes) is not None) is refused
+
+
+def test_spellings_that_mean_the_same_are_normalised(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path / "s.csv", ["image_id", "hw_firmware_type", "team"],
+                       [[A, " UEFI ", "<REMOVE>"]])
+    assert read_sheet(path).patches[0].body() == [
+        {"op": "add", "path": "/hw_firmware_type", "value": "uefi"},
+        {"op": "remove", "path": "/team"},
+    ]
+
+
+def test_a_repeat_in_another_spelling_is_a_duplicate_not_a_conflict(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path / "s.csv", LONG, [[A, "add", "/__support_kvm", "TRUE"],
+                                                  [A, "add", "/__support_kvm", "true"]])
+    problems = problems_of(path)
+    assert [problem.message for problem in problems] == ["the same change as row 2"]

@@ -1,4 +1,4 @@
-"""How the fake behaves beyond the service's rules: latency, the token, and injected faults."""
+"""How the fake behaves beyond the service's rules: credentials, clock, latency and faults."""
 
 from __future__ import annotations
 
@@ -31,8 +31,23 @@ class FakeConfig:
     """Knobs for one fake server.
 
     ``latency``: seconds every PATCH handler waits, counted as in flight, before answering.
-    ``token``: the only X-Auth-Token accepted; None accepts any non-empty token.  It is kept
-    out of ``repr`` so it never reaches a log.
+
+    Authentication (see ``batchpatch.fake.auth`` for the answers).  Secrets (``token``,
+    ``secret_key``, ``iam_password``) are kept out of ``repr`` so they never reach a log.
+    ``token``: an X-Auth-Token the gateway accepts, besides the tokens the fake's IAM issued.
+    ``access_key``, ``secret_key``: the one AK/SK pair whose ``SDK-HMAC-SHA256`` signatures
+    are verified; set both or neither.  ``max_skew``: how many seconds an ``X-Sdk-Date`` may
+    be away from the fake's clock (Huawei: 15 minutes).  ``clock_offset``: seconds added to
+    the real UTC time to make the fake's clock, which dates responses (``Date``), checks
+    ``X-Sdk-Date`` and times tokens and lockouts; a nonzero offset plays a client whose clock
+    is off by minus that much.  ``project_id``: when set, a signed ``X-Project-Id`` must equal
+    it (else 403 APIGW.0310), and IAM tokens are scoped to it.
+    ``iam_user``, ``iam_password``, ``iam_domain``: the one IAM user ``POST /v3/auth/tokens``
+    issues tokens to (set user and password together; ``iam_domain`` None accepts any
+    domain); ``token_lifetime``: seconds an issued token lives (Huawei: 24 hours).
+    With none of ``token``, ``access_key`` and ``iam_user`` set, the fake checks nothing:
+    any non-empty X-Auth-Token and any well-formed SDK-HMAC-SHA256 Authorization pass, and
+    IAM issues a token to anyone.
 
     Faults.  A request is decided in this order: routing (404) and authentication (401) are
     never faulted; then the rate limit; then the image's script; then the random faults.
@@ -83,8 +98,18 @@ class FakeConfig:
     hang: float = 0.0
     seed: int | None = None
     script: Script = field(default_factory=_no_script, hash=False)
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    max_skew: float = 900.0
+    clock_offset: float = 0.0
+    project_id: str | None = None
+    iam_user: str | None = None
+    iam_password: str | None = field(default=None, repr=False)
+    iam_domain: str | None = None
+    token_lifetime: float = 86400.0
 
     def __post_init__(self) -> None:
+        self._check_auth()
         for name in ("latency", "jitter"):
             _check_seconds(name, getattr(self, name))
         if self.retry_after is not None:
@@ -109,6 +134,27 @@ class FakeConfig:
                 f"not {self.rate_limit}"
             )
         object.__setattr__(self, "script", _checked_script(self.script))
+
+    def _check_auth(self) -> None:
+        for first, second in (("access_key", "secret_key"), ("iam_user", "iam_password")):
+            if (getattr(self, first) is None) != (getattr(self, second) is None):
+                raise ValueError(f"set {first} and {second} together, or neither")
+        for name in ("token", "access_key", "secret_key", "project_id", "iam_user",
+                     "iam_password", "iam_domain"):  # fmt: skip
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} must not be empty; leave it None to unset it")
+        for name in ("max_skew", "token_lifetime"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0 seconds, not {value}")
+        if not math.isfinite(self.clock_offset):
+            raise ValueError(f"clock_offset must be a finite number of seconds, not "
+                             f"{self.clock_offset}")  # fmt: skip
+
+    @property
+    def checks_credentials(self) -> bool:
+        """Whether any credential is configured; if not, the gateway lets every caller in."""
+        return self.token is not None or self.access_key is not None or self.iam_user is not None
 
     @property
     def throttle_limit(self) -> int | None:

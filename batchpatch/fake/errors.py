@@ -1,9 +1,11 @@
-"""The errors the fake answers with, in the two body shapes the real service uses.
+"""The errors the fake answers with, in the three body shapes the real services use.
 
 IMS itself answers ``{"error": {"code": "IMG.xxxx", "message": ...}}``; the API gateway in front
-of it answers ``{"error_code": "APIGW.xxxx", "error_msg": ..., "request_id": ...}``.  One
-exception type carries both, and the code's prefix picks the shape, so handlers (and, later,
-fault injection) raise any of them the same way.
+of it answers ``{"error_code": "APIGW.xxxx", "error_msg": ..., "request_id": ...}``; IAM's
+Keystone API answers ``{"error": {"code": 401, "title": "Unauthorized", "message": ...}}``
+(the fake's codes ``IAM.<status>`` pick that shape).  One exception type carries all three,
+and the code's prefix picks the shape, so handlers and fault injection raise them alike.
+AuthRefused, its subclass, also names the reason a caller was turned away, for the stats.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ THROTTLED = (
     "time:1 second"
 )
 BACKEND_UNAVAILABLE = "Backend unavailable."
+TOKEN_EXPIRED = "The token must be updated."
+PROJECT_UNAVAILABLE = "The project is unavailable."
+#: The titles of the Keystone error bodies, by status.
+KEYSTONE_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
 
 
 class FakeApiError(Exception):
@@ -64,7 +70,28 @@ class FakeApiError(Exception):
         """The JSON body, shaped as the layer that owns this code would shape it."""
         if self.code.startswith("APIGW."):
             return {"error_code": self.code, "error_msg": self.message, "request_id": request_id}
+        if self.code.startswith("IAM."):
+            title = KEYSTONE_TITLES.get(self.status, "Error")
+            return {"error": {"code": self.status, "title": title, "message": self.message}}
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class AuthRefused(FakeApiError):
+    """A caller turned away by the gateway or IAM; ``reason`` is a short slug for the stats."""
+
+    def __init__(self, status: int, code: str, message: str, *, reason: str) -> None:
+        super().__init__(status, code, message)
+        self.reason = reason
+
+    @classmethod
+    def keystone(cls, status: int, message: str, *, reason: str) -> AuthRefused:
+        """An IAM (Keystone API) refusal, answered in Keystone's body shape."""
+        return cls(status, f"IAM.{status}", message, reason=reason)
+
+    @property
+    def stats_key(self) -> str:
+        """``CODE/reason``, e.g. ``APIGW.0301/signature``: its key in FakeStats.auth_failures."""
+        return f"{self.code}/{self.reason}"
 
 
 def invalid_format(detail: str) -> FakeApiError:
