@@ -343,7 +343,8 @@ async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
     stop, abort = anyio.Event(), anyio.Event()
     counts: Counter[str] = Counter()
     hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
-    bar = nullcontext() if hidden else tqdm(unit="image", file=sys.stderr, dynamic_ncols=True)
+    bar = nullcontext() if hidden else tqdm(total=len(sheet.patches), unit="image",
+                                            file=sys.stderr, dynamic_ncols=True)
 
     def progress(outcome: Outcome) -> None:
         counts[str(outcome.status)] += 1

@@ -192,6 +192,10 @@ async def _run(
         except ReadFailed as failure:
             stop_reason = str(failure)
         else:
+            if on_outcome is not None:  # images settled without a write count as progress
+                for settled in [*recorded.values(), *(Outcome(p.image_id, p.status)
+                                                      for p in plans if p.status is not None)]:
+                    on_outcome(settled)
             sendable = [p for p in plans if p.status is None]
             if dry_run:
                 for item in sendable:
@@ -211,8 +215,7 @@ async def _run(
     kept = [unplanned(patch) for patch in sheet.patches if patch.image_id in recorded]
     rows = row_results(sheet, [*plans, *kept], {**recorded, **sent})
     write_report(sheet, rows, report)
-    requests = sum(outcome.attempts for outcome in sent.values())
-    return RunResult(sheet, rows, report, requests, seconds, stop_reason)
+    return RunResult(sheet, rows, report, pacer.rate.starts, seconds, stop_reason)
 
 
 def row_results(sheet: Sheet, plans: Sequence[ImagePlan],

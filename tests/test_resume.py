@@ -149,7 +149,7 @@ def test_summary_and_json_logs_for_scheduled_runs(tmp_path: Path) -> None:
     assert data["exit_code"] == 0
     assert data["meaning"] == "every row succeeded or was already as asked"
     assert data["counts"] == {"succeeded": 1, "unchanged": 1}
-    assert (data["rows"], data["images"], data["requests"]) == (2, 2, 1)
+    assert (data["rows"], data["images"], data["requests"]) == (2, 2, 3)  # 2 reads, 1 write
     assert data["report"] == str(tmp_path / "s.results.csv")
     for line in done.stderr.splitlines():
         entry = json.loads(line)
