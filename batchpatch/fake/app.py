@@ -1,4 +1,9 @@
-"""The fake IMS HTTP API: its two routes, the gateway's checks, faults, and instrumentation.
+"""The fake IMS HTTP API: its routes, the gateway's checks, faults, and instrumentation.
+
+Routes: ``PATCH /v2/cloudimages/{image_id}`` (UpdateImage) and ``GET /v2/cloudimages``
+(ListImages), behind the gateway (authentication, then the rate limit and faults); and IAM's
+``POST /v3/auth/tokens``, which needs no authentication and suffers no faults.  Every
+response carries ``X-Request-Id`` and a ``Date`` from the fake's clock.
 
 An injected reset closes the connection's transport from the handler; aiohttp then fails to
 write the response it is handed, takes that for a client disconnection and stays quiet, so
@@ -18,16 +23,19 @@ from typing import NoReturn
 
 from aiohttp import web
 
+from batchpatch.fake.auth import FakeAuth, IncomingRequest
+from batchpatch.fake.clock import http_date
 from batchpatch.fake.config import FakeConfig, FaultKind
 from batchpatch.fake.errors import (
     API_NOT_FOUND,
     BACKEND_UNAVAILABLE,
-    IAM_AUTH_FAILED,
+    AuthRefused,
     FakeApiError,
     invalid_format,
     throttled,
 )
 from batchpatch.fake.faults import FaultPlan
+from batchpatch.fake.iam import parse_password_auth, token_body
 from batchpatch.fake.stats import FakeStats, RequestKind
 from batchpatch.fake.store import DEFAULT_LIMIT, ImageStore
 
@@ -45,30 +53,47 @@ HANG_POLL = 0.01
 
 REQUEST_ID = web.RequestKey("request_id", str)
 FAULT = web.RequestKey("fault", str)
-_ROUTE_KINDS: dict[str, RequestKind] = {"update_image": "patch", "list_images": "list"}
+_ROUTE_KINDS: dict[str, RequestKind] = {
+    "update_image": "patch",
+    "list_images": "list",
+    "issue_token": "token",
+}
 _DIGITS = re.compile(r"[0-9]+")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(
-    store: ImageStore, config: FakeConfig | None = None, stats: FakeStats | None = None
+    store: ImageStore,
+    config: FakeConfig | None = None,
+    stats: FakeStats | None = None,
+    *,
+    auth: FakeAuth | None = None,
 ) -> web.Application:
-    """The aiohttp application serving ``store``; pass ``stats`` to read what it saw."""
-    api = _FakeIms(store, config or FakeConfig(), stats or FakeStats())
+    """The aiohttp application serving ``store``; pass ``stats`` to read what it saw.
+
+    ``auth`` holds the issued tokens, the lockouts and the clock; pass one to reach them
+    (it must be built from the same ``config``).
+    """
+    config = config or FakeConfig()
+    api = _FakeIms(store, config, stats or FakeStats(), auth or FakeAuth(config))
     app = web.Application(middlewares=[api.gateway], client_max_size=MAX_BODY_BYTES)
     app.on_shutdown.append(api.release_hangs)
     app.router.add_patch("/v2/cloudimages/{image_id}", api.update_image, name="update_image")
     app.router.add_get("/v2/cloudimages", api.list_images, name="list_images", allow_head=False)
-    app.on_response_prepare.append(_send_request_id)
+    app.router.add_post("/v3/auth/tokens", api.issue_token, name="issue_token")
+    app.on_response_prepare.append(api.stamp)
     return app
 
 
 class _FakeIms:
-    def __init__(self, store: ImageStore, config: FakeConfig, stats: FakeStats) -> None:
+    def __init__(
+        self, store: ImageStore, config: FakeConfig, stats: FakeStats, auth: FakeAuth
+    ) -> None:
         self.store = store
         self.config = config
         self.stats = stats
+        self.auth = auth
         self.faults = FaultPlan(config)
         self.stopping = asyncio.Event()
 
@@ -104,25 +129,31 @@ class _FakeIms:
         try:
             if request.match_info.http_exception is not None or kind is None:
                 raise FakeApiError(404, "APIGW.0101", API_NOT_FOUND)
-            self._authenticate(request)
+            if kind == "token":  # IAM: no gateway checks, no faults
+                return await handler(request)
+            await self._authenticate(request)
             fault = self._choose_fault(kind, image_id)
             if fault is not None:
                 request[FAULT] = fault
             return await handler(request)
         except FakeApiError as exc:
             error = exc
+            if isinstance(exc, AuthRefused):
+                self.stats.auth_failed(exc.stats_key)
         except web.HTTPException as exc:  # e.g. 413 from reading a too large body
             error = FakeApiError(exc.status, "APIGW.0201", f"API request error: {exc.reason}")
         return web.json_response(
             error.body(request[REQUEST_ID]), status=error.status, headers=error.headers
         )
 
-    def _authenticate(self, request: web.Request) -> None:
-        token = request.headers.get("X-Auth-Token")
-        if not token:
-            raise FakeApiError(401, "APIGW.0301", f"{IAM_AUTH_FAILED}: x-auth-token not found")
-        if self.config.token is not None and token != self.config.token:
-            raise FakeApiError(401, "APIGW.0301", f"{IAM_AUTH_FAILED}: decrypt token fail")
+    async def _authenticate(self, request: web.Request) -> None:
+        headers = request.headers
+        body = await request.read() if self.auth.needs_body(headers) else b""
+        url = request.rel_url
+        outcome = self.auth.check(
+            IncomingRequest(request.method, url.raw_path, url.raw_query_string, headers, body)
+        )
+        self.stats.auth_succeeded(outcome.method, outcome.project_id)
 
     def _choose_fault(self, kind: RequestKind, image_id: str | None) -> FaultKind | None:
         """The rate limit, then the script, then the dice; a 429 is answered here."""
@@ -186,6 +217,26 @@ class _FakeIms:
         )
         return web.json_response({"images": images})
 
+    async def issue_token(self, request: web.Request) -> web.Response:
+        """IAM's KeystoneCreateUserTokenByPassword: 201 with the token in X-Subject-Token."""
+        auth_request = parse_password_auth(await request.read())
+        token = self.auth.issue_token(auth_request)
+        self.stats.token_issued()
+        body = token_body(
+            auth_request,
+            issued_at=token.issued_at,
+            expires_at=token.expires_at,
+            project_id=token.project_id,
+            catalog=not request.query.get("nocatalog"),
+        )
+        return web.json_response(body, status=201, headers={"X-Subject-Token": token.value})
+
+    async def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Stamp every response, aiohttp's own error pages included, with the request's id
+        and the fake clock's date."""
+        response.headers["X-Request-Id"] = request.get(REQUEST_ID) or uuid.uuid4().hex
+        response.headers["Date"] = http_date(self.auth.clock.now())
+
 
 class _NoResponse(Exception):
     """Close the connection without answering; ``status`` is what the log records."""
@@ -224,8 +275,3 @@ def _parse_limit(text: str | None) -> int:
     if not _DIGITS.fullmatch(text):
         raise invalid_format("limit must be a positive integer")
     return int(text)
-
-
-async def _send_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Stamp every response, aiohttp's own error pages included, with the request's id."""
-    response.headers["X-Request-Id"] = request.get(REQUEST_ID) or uuid.uuid4().hex

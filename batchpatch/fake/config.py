@@ -46,8 +46,8 @@ class FakeConfig:
     issues tokens to (set user and password together; ``iam_domain`` None accepts any
     domain); ``token_lifetime``: seconds an issued token lives (Huawei: 24 hours).
     With none of ``token``, ``access_key`` and ``iam_user`` set, the fake checks nothing:
-    any non-empty X-Auth-Token and any well-formed SDK-HMAC-SHA256 Authorization pass, and
-    IAM issues a token to anyone.
+    any non-empty X-Auth-Token and any well-formed SDK-HMAC-SHA256 Authorization pass (only
+    a signed X-Project-Id is still held to ``project_id``), and IAM issues a token to anyone.
 
     Faults.  A request is decided in this order: routing (404) and authentication (401) are
     never faulted; then the rate limit; then the image's script; then the random faults.
@@ -139,8 +139,8 @@ class FakeConfig:
         for first, second in (("access_key", "secret_key"), ("iam_user", "iam_password")):
             if (getattr(self, first) is None) != (getattr(self, second) is None):
                 raise ValueError(f"set {first} and {second} together, or neither")
-        for name in ("token", "access_key", "secret_key", "project_id", "iam_user",
-                     "iam_password", "iam_domain"):  # fmt: skip
+        names = ("token", "access_key", "secret_key", "project_id", "iam_user", "iam_password")
+        for name in (*names, "iam_domain"):
             if getattr(self, name) == "":
                 raise ValueError(f"{name} must not be empty; leave it None to unset it")
         for name in ("max_skew", "token_lifetime"):
@@ -148,8 +148,7 @@ class FakeConfig:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0 seconds, not {value}")
         if not math.isfinite(self.clock_offset):
-            raise ValueError(f"clock_offset must be a finite number of seconds, not "
-                             f"{self.clock_offset}")  # fmt: skip
+            raise ValueError(f"clock_offset must be finite seconds, not {self.clock_offset}")
 
     @property
     def checks_credentials(self) -> bool:

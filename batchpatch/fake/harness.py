@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from batchpatch.fake.app import make_app
+from batchpatch.fake.auth import FakeAuth
+from batchpatch.fake.clock import FakeClock
 from batchpatch.fake.config import FakeConfig
 from batchpatch.fake.stats import FakeStats
 from batchpatch.fake.store import ImageStore
@@ -31,12 +33,30 @@ Images = ImageStore | Iterable[Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class FakeServer:
-    """A listening fake: its base URL (no trailing slash) and what it holds and saw."""
+    """A listening fake: its base URL (no trailing slash) and what it holds and saw.
+
+    ``auth`` holds its issued tokens, AK lockouts and clock.  The test hooks are safe to call
+    from any thread while the server runs.
+    """
 
     url: str
     store: ImageStore
     stats: FakeStats
     config: FakeConfig
+    auth: FakeAuth
+
+    @property
+    def clock(self) -> FakeClock:
+        """The fake's clock (real UTC time + ``config.clock_offset`` + any ``advance_clock``)."""
+        return self.auth.clock
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the fake's clock, e.g. past a lockout or a token's expiry, without sleeping."""
+        self.auth.clock.advance(seconds)
+
+    def expire_tokens(self) -> int:
+        """Expire every IAM token issued so far; return how many.  Later ones are fresh."""
+        return self.auth.expire_tokens()
 
 
 @asynccontextmanager
@@ -47,15 +67,18 @@ async def serving_fake(
     store = images if isinstance(images, ImageStore) else ImageStore(images)
     config = config or FakeConfig()
     stats = FakeStats()
+    auth = FakeAuth(config)
     runner = web.AppRunner(
-        make_app(store, config, stats), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+        make_app(store, config, stats, auth=auth),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
-        yield FakeServer(base_url(bound_host, bound_port), store, stats, config)
+        yield FakeServer(base_url(bound_host, bound_port), store, stats, config, auth)
     finally:
         await runner.cleanup()
 

@@ -133,8 +133,3 @@ def string_to_sign(canonical: str, sdk_date: str) -> str:
 def signature(secret_key: str, to_sign: str) -> str:
     """The hex HMAC-SHA256 of ``to_sign`` keyed by the secret key."""
     return hmac.new(secret_key.encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def same_signature(expected: str, given: str) -> bool:
-    """Compare in constant time; a non-ASCII ``given`` is simply unequal."""
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-RequestKind = Literal["patch", "list"]
+RequestKind = Literal["patch", "list", "token"]
 Clock = Callable[[], float]
 
 
@@ -52,6 +52,14 @@ class StatsSnapshot:
     faults: Counter[str] = field(default_factory=Counter)
     #: How many PATCHes were applied (committed to the store) per image.
     applied_by_image: Counter[str] = field(default_factory=Counter)
+    #: Tokens IAM issued (``POST /v3/auth/tokens`` answered 201).
+    tokens_issued: int = 0
+    #: Refused callers by ``CODE/reason`` (see FakeStats).
+    auth_failures: Counter[str] = field(default_factory=Counter)
+    #: Admitted requests by how they authenticated (see FakeStats).
+    auth_successes: Counter[str] = field(default_factory=Counter)
+    #: The signed X-Project-Id values of admitted AK/SK requests.
+    project_ids: Counter[str] = field(default_factory=Counter)
 
     def arrivals_of(self, method: str) -> list[float]:
         """The arrival times of the requests with this HTTP method, in arrival order."""
@@ -75,6 +83,15 @@ class FakeStats:
     ``applied_by_image`` counts, per image, the PATCHes the store committed, whatever the
     client saw (a ``reset_after`` included), so a test can prove nothing was applied twice;
     ``patches_by_image`` counts the PATCH requests received.
+
+    Authentication.  ``auth_failures`` counts refusals by ``CODE/reason``: the gateway's
+    (``APIGW.0301/token-missing``, ``…/token-invalid``, ``APIGW.0307/token-expired``,
+    ``APIGW.0301/ak-unknown``, ``…/locked``, ``…/date``, ``…/signature``,
+    ``APIGW.0310/project``) and IAM's (``IAM.400/malformed``, ``IAM.401/password``,
+    ``IAM.401/scope``).  ``auth_successes`` counts admitted IMS requests by method:
+    ``aksk``, ``aksk-unverified``, ``iam-token``, ``token``, ``any-token``.
+    ``project_ids`` counts the signed X-Project-Id of admitted AK/SK requests;
+    ``tokens_issued`` the tokens IAM issued.  Token values are never recorded.
     """
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
@@ -88,6 +105,10 @@ class FakeStats:
         self._patches_by_image: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._applied_by_image: Counter[str] = Counter()
+        self._tokens_issued = 0
+        self._auth_failures: Counter[str] = Counter()
+        self._auth_successes: Counter[str] = Counter()
+        self._project_ids: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         s = self.snapshot()
@@ -142,6 +163,21 @@ class FakeStats:
         with self._lock:
             self._applied_by_image[image_id] += 1
 
+    def auth_failed(self, key: str) -> None:
+        """A caller was refused; ``key`` is ``CODE/reason``."""
+        with self._lock:
+            self._auth_failures[key] += 1
+
+    def auth_succeeded(self, method: str, project_id: str | None = None) -> None:
+        with self._lock:
+            self._auth_successes[method] += 1
+            if project_id is not None:
+                self._project_ids[project_id] += 1
+
+    def token_issued(self) -> None:
+        with self._lock:
+            self._tokens_issued += 1
+
     # --- read by tests ---------------------------------------------------------------------
 
     def snapshot(self) -> StatsSnapshot:
@@ -158,6 +194,10 @@ class FakeStats:
                 arrivals=tuple(self._arrivals),
                 faults=Counter(self._faults),
                 applied_by_image=Counter(self._applied_by_image),
+                tokens_issued=self._tokens_issued,
+                auth_failures=Counter(self._auth_failures),
+                auth_successes=Counter(self._auth_successes),
+                project_ids=Counter(self._project_ids),
             )
 
     @property
@@ -199,3 +239,19 @@ class FakeStats:
     @property
     def applied_by_image(self) -> Counter[str]:
         return self.snapshot().applied_by_image
+
+    @property
+    def tokens_issued(self) -> int:
+        return self.snapshot().tokens_issued
+
+    @property
+    def auth_failures(self) -> Counter[str]:
+        return self.snapshot().auth_failures
+
+    @property
+    def auth_successes(self) -> Counter[str]:
+        return self.snapshot().auth_successes
+
+    @property
+    def project_ids(self) -> Counter[str]:
+        return self.snapshot().project_ids
