@@ -115,6 +115,10 @@ class ImsClient:
             await self._session.close()
             self._session = None
 
+    @property
+    def auth(self) -> Auth:
+        return self._auth
+
     def image_url(self, image_id: str) -> str:
         return f"{self.endpoint}/v2/cloudimages/{quote(image_id, safe='')}"
 

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from batchpatch.auth import Auth
-from batchpatch.client import ImsClient
+from batchpatch.client import LOGIN_FAILED, ImsClient
 from batchpatch.errors import ReadFailed
 from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
@@ -191,6 +191,8 @@ async def _run(
                              else unplanned(p) for p in pending]
         except ReadFailed as failure:
             stop_reason = str(failure)
+            if failure.status in (401, 403) or failure.code == LOGIN_FAILED:
+                stop_reason += f" (credentials used: {auth.kind} from {auth.source})"
         else:
             if on_outcome is not None:  # images settled without a write count as progress
                 for settled in [*recorded.values(), *(Outcome(p.image_id, p.status)

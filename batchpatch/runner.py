@@ -228,7 +228,9 @@ class Runner:
         guards, reason = self.safeguards, ""
         finished = len(self.outcomes)
         if outcome.http_status in (401, 403) or outcome.error_code == LOGIN_FAILED:
-            reason = (f"authentication failed ({outcome.http_status} {outcome.error_code}: "
+            auth = self.client.auth
+            reason = (f"authentication failed using {auth.kind} from {auth.source} "
+                      f"({outcome.http_status or ''} {outcome.error_code}: "
                       f"{outcome.error_message})")
         elif guards.max_failures is not None and self._failed >= guards.max_failures:
             reason = f"{self._failed} images failed (--max-failures {guards.max_failures})"
