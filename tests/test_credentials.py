@@ -174,3 +174,25 @@ def test_secrets_are_never_accepted_as_options() -> None:
     assert done.returncode == 2
     assert "unrecognized arguments" in done.stderr
     assert os.environ.get("BATCHPATCH_AUTH_TOKEN") != TOKEN
+
+
+@pytest.mark.anyio
+async def test_ak_sk_signs_project_and_security_token_headers() -> None:
+    from datetime import UTC, datetime
+
+    from batchpatch.signer import authorization
+
+    auth = AkSkAuth(AK, SK, project_id="p-1", security_token="temporary-token",
+                    clock=lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    base = {"Content-Type": "application/json;charset=utf-8", "Host": "ims.example:8443"}
+    added = await auth.authorize(None, "PATCH", "https://ims.example:8443/v2/cloudimages/x?a=1",  # type: ignore[arg-type]
+                                 base, b"[]")
+    assert added["X-Sdk-Date"] == "20260102T030405Z"
+    assert added["X-Project-Id"] == "p-1"
+    assert added["X-Security-Token"] == "temporary-token"
+    assert "SignedHeaders=content-type;host;x-project-id;x-sdk-date;x-security-token," in (
+        added["Authorization"])
+    headers = {**base, **{k: v for k, v in added.items() if k != "Authorization"}}
+    assert added["Authorization"] == authorization(AK, SK, "PATCH", "/v2/cloudimages/x",
+                                                   [("a", "1")], headers, b"[]")
+    assert "temporary-token" not in repr(auth)

@@ -7,6 +7,7 @@ running its own event loop alike, because the server never shares that loop.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -61,9 +62,10 @@ class FakeServer:
 
 @asynccontextmanager
 async def serving_fake(
-    images: Images, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    images: Images, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[FakeServer]:
-    """Serve the fake on the running event loop until the block exits."""
+    """Serve the fake on the running event loop until the block exits (HTTPS with ``tls``)."""
     store = images if isinstance(images, ImageStore) else ImageStore(images)
     config = config or FakeConfig()
     stats = FakeStats()
@@ -75,17 +77,21 @@ async def serving_fake(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
-        yield FakeServer(base_url(bound_host, bound_port), store, stats, config, auth)
+        url = base_url(bound_host, bound_port)
+        if tls is not None:
+            url = "https" + url.removeprefix("http")
+        yield FakeServer(url, store, stats, config, auth)
     finally:
         await runner.cleanup()
 
 
 @contextmanager
 def running_fake(
-    images: Images, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    images: Images, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[FakeServer]:
     """Serve the fake from a background thread with its own event loop until the block exits.
 
@@ -98,7 +104,7 @@ def running_fake(
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         try:
-            async with serving_fake(images, config, host=host, port=port) as server:
+            async with serving_fake(images, config, host=host, port=port, tls=tls) as server:
                 started.set_result((server, partial(loop.call_soon_threadsafe, stop.set)))
                 await stop.wait()
         except Exception as exc:
