@@ -7,10 +7,11 @@ Everything it does is available from Python through ``batchpatch.apply_sheet`` a
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -51,34 +52,25 @@ from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
+def _number(kind: type[int] | type[float], accept: Callable[[float], bool],
+            wanted: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` parsed from text and checked by ``accept``."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number greater than 0, got {text!r}")
-    return value
+_positive_int = _number(int, lambda value: value >= 1, "a whole number of at least 1")
+_positive_float = _number(float, lambda value: 0 < value < math.inf, "a number greater than 0")
+_fraction = _number(float, lambda value: 0 <= value <= 1, "a fraction from 0 to 1")
 
 
 class _Parser(argparse.ArgumentParser):
