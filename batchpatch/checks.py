@@ -94,7 +94,7 @@ def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Proble
         problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
 
     id_reasons = {image_id: check_image_id(image_id)
-                  for image_id in changes["image_id"].unique() if image_id}
+                  for image_id in changes["image_id"].unique().tolist() if image_id}
     for row, image_id, column in _columns(changes.drop_duplicates("row"),
                                           "row", "image_id", "id_column"):
         reason = id_reasons.get(image_id)
@@ -241,4 +241,4 @@ def _header_at(header: list[str], column: int) -> str:
 
 
 def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:
-    return zip(*(frame[name] for name in names), strict=True)
+    return zip(*(frame[name].tolist() for name in names), strict=True)  # lists: fast to walk

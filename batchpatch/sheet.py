@@ -311,8 +311,8 @@ def _typed(path: Path, changes: pd.DataFrame, problems: list[Problem]) -> pd.Dat
     """Add the ``typed`` column: the JSON value to send (None where it cannot be typed)."""
     typed: list[JsonValue | None] = [None] * len(changes)
     for position, (row, op, attribute, value, column) in enumerate(
-        zip(changes["row"], changes["op"], changes["attribute"], changes["value"],
-            changes["column"], strict=True)
+        zip(*(changes[name].tolist() for name in ("row", "op", "attribute", "value", "column")),
+            strict=True)
     ):
         if op == "remove" or op not in OPS or not attribute or not value.strip():
             continue
@@ -332,20 +332,23 @@ def _group(
     ops = [
         Operation(op, "/" + attribute, value)
         for op, attribute, value in zip(
-            changes["op"], changes["attribute"], changes["typed"], strict=True
+            changes["op"].tolist(), changes["attribute"].tolist(), changes["typed"].tolist(),
+            strict=True,
         )
     ]
     rows = changes["row"].to_numpy()
-    patches = []
-    for image_id, positions in changes.groupby("image_id", sort=False).indices.items():
-        patches.append(
-            ImagePatch(
-                str(image_id),
-                tuple(ops[position] for position in positions),
-                tuple(int(row) for row in rows[positions]),
-            )
-        )
-    patches.sort(key=lambda patch: patch.rows[0])
+    row_list = rows.tolist()
+    # Vectorised grouping: codes number the images in order of first appearance (the changes
+    # are in sheet order), a stable sort keeps each image's changes in sheet order.
+    codes, images = pd.factorize(changes["image_id"], sort=False)
+    order = np.argsort(codes, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
+    patches = [
+        ImagePatch(str(image_id), tuple(ops[p] for p in positions),
+                   tuple(row_list[p] for p in positions))
+        for image_id, positions in zip(images.tolist(), (g.tolist() for g in groups),
+                                       strict=True)
+    ]
     busy = np.zeros(row_count, dtype=bool)
     busy[rows] = True
     busy[list(invalid)] = True
