@@ -166,7 +166,8 @@ def test_gateway_error_body_is_recorded_and_bad_credentials_stop_after_one_reque
         assert list(fake.store.images.values()) == IMAGES
         assert fake.stats.total_requests == 1  # the first request goes alone
     assert done.returncode == 3
-    assert "Stopped early: authentication failed (401 APIGW.0301" in done.stderr
+    assert ("Stopped early: authentication failed using token from environment variable "
+            "BATCHPATCH_AUTH_TOKEN (401 APIGW.0301") in done.stderr
     report = read_report(tmp_path / "s.results.csv")
     assert report["status"].tolist() == ["failed", "not_attempted"]
     assert report["http_status"].tolist() == ["401", ""]
