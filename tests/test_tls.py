@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,72 @@ def test_tls_is_verified_unless_the_ca_is_given(tmp_path: Path,
     assert "certificate verify failed" in refused.stderr
     assert trusted.returncode == 0, trusted.stderr
     assert state[images[0]["id"]]["name"] == "tls"
+
+
+class ConnectProxy:
+    """A minimal HTTPS proxy on 127.0.0.1: answers CONNECT, then pipes bytes both ways, and
+    counts the tunnels it opened."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop).result(10)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *_: object) -> None:
+        async def close() -> None:
+            assert self._server is not None
+            self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        method, target = request.decode("latin-1").split(" ")[:2]
+        if method != "CONNECT":
+            writer.close()
+            return
+        self.tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer),
+                             return_exceptions=True)
+
+
+def test_https_proxy_from_the_environment_is_used(tmp_path: Path,
+                                                  certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    images = sample_images()
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[images[0]["id"], "proxied"]])
+    proxy = ConnectProxy()
+    with running_fake(images, FakeConfig(token=TOKEN), tls=tls) as fake, proxy as proxy_url:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--ca-bundle", str(cert)],
+                       environ={"HTTPS_PROXY": proxy_url})
+        state = fake.store.images
+    assert done.returncode == 0, done.stderr
+    assert proxy.tunnels
+    assert all(tunnel == fake.url.removeprefix("https://") for tunnel in proxy.tunnels)
+    assert state[images[0]["id"]]["name"] == "proxied"
