@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs o
 
 
 @pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
+def certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1, and a server context serving it."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -28,14 +29,15 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )
-    return cert, key
-
-
-def test_tls_is_verified_unless_the_ca_is_given(tmp_path: Path,
-                                                certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
+    return cert, tls
+
+
+def test_tls_is_verified_unless_the_ca_is_given(
+    tmp_path: Path, certificate: tuple[Path, ssl.SSLContext]
+) -> None:
+    cert, tls = certificate
     images = sample_images()
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[images[0]["id"], "tls"]])
     with running_fake(images, FakeConfig(token=TOKEN), tls=tls) as fake:
@@ -102,11 +104,10 @@ class ConnectProxy:
                              return_exceptions=True)
 
 
-def test_https_proxy_from_the_environment_is_used(tmp_path: Path,
-                                                  certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
+def test_https_proxy_from_the_environment_is_used(
+    tmp_path: Path, certificate: tuple[Path, ssl.SSLContext]
+) -> None:
+    cert, tls = certificate
     images = sample_images()
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[images[0]["id"], "proxied"]])
     proxy = ConnectProxy()
