@@ -133,91 +133,104 @@ async def apply_sheet(
         sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
     limits = limits or Limits()
     report = Path(report_path) if report_path else default_report_path(sheet.path)
+    run = _Run(sheet, report, endpoint, auth, limits, safeguards or Safeguards(), plan,
+               dry_run, ca_bundle, on_request, on_outcome, stop, abort)
     with run_lock(lock_path(report)):
         if dry_run:
-            return await _run(sheet, report, endpoint, auth, limits, safeguards, plan, None,
-                              on_request, on_outcome, stop, abort, dry_run=True,
-                              ca_bundle=ca_bundle)
+            return await run.execute(None)
         journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
                           endpoint=endpoint, restart=restart)
         finished = False
         try:
-            result = await _run(sheet, report, endpoint, auth, limits, safeguards, plan,
-                                journal, on_request, on_outcome, stop, abort, dry_run=False,
-                                ca_bundle=ca_bundle)
+            result = await run.execute(journal)
             finished = not result.stop_reason
         finally:
             journal.close(finished=finished)
         return result
 
 
-async def _run(
-    sheet: Sheet, report: Path, endpoint: str, auth: Auth, limits: Limits,
-    safeguards: Safeguards | None, plan: bool | Sequence[ImagePlan], journal: Journal | None,
-    on_request: RequestPrinter | None, on_outcome: OutcomeCallback | None,
-    stop: anyio.Event | None, abort: anyio.Event | None, *, dry_run: bool,
-    ca_bundle: str | None,
-) -> RunResult:
-    pacer = Pacer(limits)
-    started = time.perf_counter()
-    recorded = journal.recorded if journal else {}
-    if recorded:
-        log.info("resuming: %d images already done are not sent again", len(recorded))
-    pending = [patch for patch in sheet.patches if patch.image_id not in recorded]
-    plans: list[ImagePlan] = [unplanned(patch) for patch in pending]
-    sent: dict[str, Outcome] = {}
-    stop_reason = ""
+@dataclass(frozen=True)
+class _Run:
+    """``apply_sheet``'s arguments, held while one run executes."""
 
-    def record(outcome: Outcome) -> None:
-        if journal is not None:
-            journal.outcome(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    sheet: Sheet
+    report: Path
+    endpoint: str
+    auth: Auth
+    limits: Limits
+    safeguards: Safeguards
+    plan: bool | Sequence[ImagePlan]
+    dry_run: bool
+    ca_bundle: str | None
+    on_request: RequestPrinter | None
+    on_outcome: OutcomeCallback | None
+    stop: anyio.Event | None
+    abort: anyio.Event | None
 
-    async with ImsClient(endpoint, auth, timeout=limits.timeout,
-                         connections=limits.concurrency, ca_bundle=ca_bundle) as client:
-        try:
-            if not isinstance(plan, bool):
-                plans = [p for p in plan if p.image_id not in recorded]
+    async def execute(self, journal: Journal | None) -> RunResult:
+        """Read, plan, send and report; journal each event when given a journal."""
+        sheet, auth, plan, on_outcome = self.sheet, self.auth, self.plan, self.on_outcome
+        pacer = Pacer(self.limits)
+        started = time.perf_counter()
+        recorded = journal.recorded if journal else {}
+        if recorded:
+            log.info("resuming: %d images already done are not sent again", len(recorded))
+        pending = [patch for patch in sheet.patches if patch.image_id not in recorded]
+        plans: list[ImagePlan] = [unplanned(patch) for patch in pending]
+        sent: dict[str, Outcome] = {}
+        stop_reason = ""
+
+        def record(outcome: Outcome) -> None:
+            if journal is not None:
+                journal.outcome(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        async with ImsClient(self.endpoint, auth, timeout=self.limits.timeout,
+                             connections=self.limits.concurrency,
+                             ca_bundle=self.ca_bundle) as client:
+            try:
+                if not isinstance(plan, bool):
+                    plans = [p for p in plan if p.image_id not in recorded]
+                else:
+                    # Without a plan, images a dead run was sending are still read back first.
+                    to_read = ({p.image_id for p in pending} if plan
+                               else journal.in_doubt if journal else set())
+                    if to_read:
+                        reader = Reader(client, pacer, self.safeguards.policy)
+                        images = await fetch_images(
+                            reader, [p.image_id for p in pending if p.image_id in to_read])
+                        plans = [plan_image(p, images.get(p.image_id)) if p.image_id in to_read
+                                 else unplanned(p) for p in pending]
+            except ReadFailed as failure:
+                stop_reason = str(failure)
+                if failure.status in (401, 403) or failure.code == LOGIN_FAILED:
+                    stop_reason += f" (credentials used: {auth.kind} from {auth.source})"
             else:
-                # Without a plan, images a dead run was sending are still read back first.
-                to_read = ({p.image_id for p in pending} if plan
-                           else journal.in_doubt if journal else set())
-                if to_read:
-                    reader = Reader(client, pacer, (safeguards or Safeguards()).policy)
-                    images = await fetch_images(
-                        reader, [p.image_id for p in pending if p.image_id in to_read])
-                    plans = [plan_image(p, images.get(p.image_id)) if p.image_id in to_read
-                             else unplanned(p) for p in pending]
-        except ReadFailed as failure:
-            stop_reason = str(failure)
-            if failure.status in (401, 403) or failure.code == LOGIN_FAILED:
-                stop_reason += f" (credentials used: {auth.kind} from {auth.source})"
-        else:
-            if on_outcome is not None:  # images settled without a write count as progress
-                for settled in [*recorded.values(), *(Outcome(p.image_id, p.status)
-                                                      for p in plans if p.status is not None)]:
-                    on_outcome(settled)
-            sendable = [p for p in plans if p.status is None]
-            if dry_run:
-                for item in sendable:
-                    if on_request is not None:
-                        on_request(await client.preview_update(item.image_id,
-                                                               item.patch.body()))
-                    sent[item.image_id] = Outcome(item.image_id, Status.PLANNED)
-            else:
-                runner = Runner(client, pacer, safeguards, on_outcome=record,
-                                on_sending=journal.sending if journal else None,
-                                stop=stop, abort=abort, add_on_conflict=plan is False)
-                sent = await runner.run(sendable)
-                stop_reason = runner.stop_reason
-                if not stop_reason and len(sent) < len(sendable):
-                    stop_reason = "stopped before every image was attempted"
-    seconds = time.perf_counter() - started
-    kept = [unplanned(patch) for patch in sheet.patches if patch.image_id in recorded]
-    rows = row_results(sheet, [*plans, *kept], {**recorded, **sent})
-    write_report(sheet, rows, report)
-    return RunResult(sheet, rows, report, pacer.rate.starts, seconds, stop_reason)
+                if on_outcome is not None:  # images settled without a write count as progress
+                    for settled in [*recorded.values(), *(Outcome(p.image_id, p.status)
+                                                          for p in plans if p.status is not None)]:
+                        on_outcome(settled)
+                sendable = [p for p in plans if p.status is None]
+                if self.dry_run:
+                    for item in sendable:
+                        if self.on_request is not None:
+                            self.on_request(await client.preview_update(item.image_id,
+                                                                       item.patch.body()))
+                        sent[item.image_id] = Outcome(item.image_id, Status.PLANNED)
+                else:
+                    runner = Runner(client, pacer, self.safeguards, on_outcome=record,
+                                    on_sending=journal.sending if journal else None,
+                                    stop=self.stop, abort=self.abort, add_on_conflict=plan is False)
+                    sent = await runner.run(sendable)
+                    stop_reason = runner.stop_reason
+                    if not stop_reason and len(sent) < len(sendable):
+                        stop_reason = "stopped before every image was attempted"
+        seconds = time.perf_counter() - started
+        kept = [unplanned(patch) for patch in sheet.patches if patch.image_id in recorded]
+        rows = row_results(sheet, [*plans, *kept], {**recorded, **sent})
+        write_report(sheet, rows, self.report)
+        return RunResult(sheet, rows, self.report, pacer.rate.starts, seconds, stop_reason)
 
 
 def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
