@@ -246,10 +246,10 @@ def test_invalid_input_exits_2_with_a_message_and_sends_nothing(
     assert not list(tmp_path.glob("*.results.*"))
 
 
-def test_fake_flag_runs_the_samples_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sample", ["samples/changes.csv", "samples/renames-long.csv"])
+def test_fake_flag_runs_the_samples_end_to_end(tmp_path: Path, sample: str) -> None:
     report = tmp_path / "report.csv"
-    done = run_cli(["apply", "samples/changes.csv", "--fake", "--report", str(report)],
-                   token=None)
+    done = run_cli(["apply", sample, "--fake", "--report", str(report)], token=None)
     assert done.returncode == 0, done.stderr
     assert "fake IMS at http://127.0.0.1:" in done.stderr
     frame = read_report(report)
