@@ -19,7 +19,7 @@ import anyio
 
 from batchpatch.auth import Auth
 from batchpatch.client import LOGIN_FAILED, ImsClient
-from batchpatch.errors import ReadFailed
+from batchpatch.errors import OptionsError, ReadFailed
 from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
 from batchpatch.lock import lock_path, run_lock
@@ -133,6 +133,12 @@ async def apply_sheet(
         sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
     limits = limits or Limits()
     report = Path(report_path) if report_path else default_report_path(sheet.path)
+    if report.resolve() == sheet.path.resolve():
+        raise OptionsError(f"--report {report} is the sheet itself — write the report to "
+                           "another file")
+    if report.suffix.lower() != sheet.path.suffix.lower():
+        raise OptionsError(f"--report {report} must have the sheet's extension "
+                           f"({sheet.path.suffix}), since the report is written in its format")
     run = _Run(sheet, report, endpoint, auth, limits, safeguards or Safeguards(), plan,
                dry_run, ca_bundle, on_request, on_outcome, stop, abort)
     with run_lock(lock_path(report)):

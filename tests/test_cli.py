@@ -228,6 +228,11 @@ def test_gb18030_sheet_gets_a_gb18030_report_with_formulas_neutralised(tmp_path:
                      "bad.csv:3:min_ram: min_ram must be a whole number", id="bad-sheet"),
         pytest.param(["apply", "{dir}/missing.csv", "--endpoint", "http://127.0.0.1:9"],
                      TOKEN, "no such file", id="missing-file"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--report",
+                      "{sheet}"], TOKEN, "is the sheet itself", id="report-over-sheet"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--report",
+                      "{dir}/r.xlsx"], TOKEN, "must have the sheet's extension",
+                     id="report-format"),
     ],
 )
 def test_invalid_input_exits_2_with_a_message_and_sends_nothing(
