@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from batchpatch.files import atomic_write
 from batchpatch.job import EXIT_MEANINGS, RunResult
 
 
@@ -57,9 +56,5 @@ def write_summary(path: Path, result: RunResult) -> Path:
         if result.seconds > 0 else 0.0,
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        json.dump(summary, file, indent=1)
-    os.replace(temporary, path)
-    return path
+    return atomic_write(path, lambda temporary: temporary.write_text(
+        json.dumps(summary, indent=1), encoding="utf-8"))

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batchpatch.errors import OptionsError
+from batchpatch.files import atomic_write
 from batchpatch.models import Operation, Status
 from batchpatch.plan import Change, ImagePlan
 from batchpatch.sheet import Sheet
@@ -37,12 +36,8 @@ def save_plan(path: Path, sheet: Sheet, endpoint: str, plans: list[ImagePlan]) -
         "endpoint": endpoint,
         "images": [_plan_json(plan) for plan in plans],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        json.dump(document, file, ensure_ascii=False, indent=1)
-    os.replace(temporary, path)
-    return path
+    return atomic_write(path, lambda temporary: temporary.write_text(
+        json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8"))
 
 
 def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:

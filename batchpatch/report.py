@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from batchpatch.checks import RESULT_COLUMNS
+from batchpatch.files import atomic_write
 from batchpatch.models import Outcome
 from batchpatch.sheet import Sheet
 
@@ -26,8 +25,14 @@ def default_report_path(sheet_path: Path) -> Path:
     return sheet_path.with_name(f"{sheet_path.stem}.results{sheet_path.suffix}")
 
 
+#: Control characters a spreadsheet file cannot hold (XLSX refuses them outright); in a
+#: report they are shown as U+FFFD.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def neutralise(cell: str) -> str:
     """``cell`` made safe to open in a spreadsheet program (numbers stay as they are)."""
+    cell = _CONTROL.sub("\ufffd", cell)
     if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
         return "'" + cell
     return cell
@@ -69,20 +74,13 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
     if len(rows) != sheet.row_count:
         raise ValueError("a report needs exactly one result per source row")
     frame = report_frame(sheet, rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
-    )
-    os.close(handle)
-    try:
+
+    def write(temporary: Path) -> None:
         if sheet.format == "xlsx":
             frame.to_excel(temporary, index=False, sheet_name=sheet.sheet_name or "results",
                            engine="openpyxl")
         else:
             frame.to_csv(temporary, index=False, sep="\t" if sheet.format == "tsv" else ",",
                          encoding=sheet.encoding or "utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)

@@ -114,6 +114,7 @@ NOT_REMOVABLE = frozenset({"name", "min_ram"})
 _NAME = re.compile(r"[A-Za-z0-9\-._ \u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{1,128}")
 _CUSTOM_KEY = re.compile(r"[a-z0-9_][a-z0-9_.:\-]*")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCIENTIFIC = re.compile(r"[0-9](\.[0-9]+)?e\+?[0-9]+", re.IGNORECASE)
 
 
@@ -150,6 +151,11 @@ def check_attribute(attribute: str, op: str) -> str | None:
 
 def check_value(attribute: str, value: JsonValue) -> str | None:
     """Why IMS would refuse ``value`` for ``attribute`` (already typed), or None."""
+    hidden = _CONTROL.search(str(value))
+    if hidden and attribute != "__description":  # line breaks there have their own message
+        code = f"{ord(hidden.group()):04X}"
+        return (f"{attribute} holds an invisible control character (U+{code}) — delete it "
+                f"(Excel shows it as _x{code}_)")
     if attribute == "name":
         text = str(value)
         if len(text) > 128:
@@ -165,6 +171,9 @@ def check_value(attribute: str, value: JsonValue) -> str | None:
             return f"__description is {len(text)} characters long — shorten it to 1024 at most"
         if any(character in text for character in "\r\n<>"):
             return ("__description contains a line break, < or > — remove them")
+        if hidden:
+            return (f"__description holds an invisible control character "
+                    f"(U+{ord(hidden.group()):04X}) — delete it")
     elif attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
         return f"hw_firmware_type must be bios or uefi, got {value!r} — write bios or uefi"
     elif attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):

@@ -59,7 +59,7 @@ NAME_AND_DESCRIPTION = [
     pytest.param("name", "é", "may hold only", id="name-accented-letter"),
     pytest.param("name", "\uff21", "may hold only", id="name-fullwidth-letter"),
     pytest.param("name", "a<b", "may hold only", id="name-angle"),
-    pytest.param("name", "a\tb", "may hold only", id="name-tab"),
+    pytest.param("name", "a\tb", "invisible control character (U+0009)", id="name-tab"),
     pytest.param("name", "", "may hold only", id="name-empty"),
     pytest.param("__description", "x" * 1024, None, id="description-1024"),
     pytest.param("__description", "中文描述, with (punctuation) & 'quotes'!", None,
@@ -83,7 +83,11 @@ OTHER_VALUES = [
     pytest.param("max_ram", "abc", "whole number", id="max-ram-text"),
     pytest.param("min_ram", 1024, None, id="min-ram-typed"),
     pytest.param("__support_kvm", "true", None, id="flag-typed"),
-    pytest.param("team", "anything <at> all\n", None, id="custom-anything"),
+    pytest.param("team", "anything <at> all", None, id="custom-anything"),
+    pytest.param("team", "two\nlines", "control character (U+000A)", id="custom-line-break"),
+    pytest.param("team", "bell\x07", "Excel shows it as _x0007_", id="custom-control"),
+    pytest.param("__description", "bell\x07", "control character (U+0007)",
+                 id="description-control"),
     pytest.param("enterprise_project_id", "0", None, id="eps-default"),
 ]
 

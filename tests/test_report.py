@@ -1,0 +1,57 @@
+"""The report file itself: made safe for spreadsheets, written atomically, normal permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from batchpatch.models import Outcome, Status
+from batchpatch.report import RowResult, neutralise, write_report
+from batchpatch.sheet import read_sheet
+from tests.sheets import write_sheet
+
+A = "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01"
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        pytest.param("=SUM(A1)", "'=SUM(A1)", id="formula"),
+        pytest.param("+cmd", "'+cmd", id="plus"),
+        pytest.param("-1+2", "'-1+2", id="minus-expression"),
+        pytest.param("@x", "'@x", id="at"),
+        pytest.param("-5", "-5", id="negative-number"),
+        pytest.param("+7.5", "+7.5", id="signed-number"),
+        pytest.param("plain", "plain", id="plain"),
+        pytest.param("bell\x07", "bell\ufffd", id="control-character"),
+    ],
+)
+def test_cells_are_made_safe(cell: str, shown: str) -> None:
+    assert neutralise(cell) == shown
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_control_characters_from_the_service_cannot_break_the_report(
+    tmp_path: Path, suffix: str
+) -> None:
+    sheet = read_sheet(write_sheet(tmp_path / f"s{suffix}", ["image_id", "name"], [[A, "x"]]))
+    outcome = Outcome(A, Status.FAILED, 400, "IMG.0001", "bad\x00body\x1b[31m", "r" * 32, 1, 5)
+    path = write_report(sheet, [RowResult(outcome)], tmp_path / f"r{suffix}")
+    frame = (pd.read_excel(path, dtype=str, engine="calamine") if suffix == ".xlsx"
+             else pd.read_csv(path, dtype=str))
+    assert frame.loc[0, "error_message"] == "bad\ufffdbody\ufffd[31m"
+
+
+def test_reports_get_the_usual_permissions(tmp_path: Path) -> None:
+    sheet = read_sheet(write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "x"]]))
+    umask = os.umask(0o022)
+    try:
+        path = write_report(sheet, [RowResult(Outcome(A, Status.SUCCEEDED))], tmp_path / "r.csv")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
