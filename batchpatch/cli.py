@@ -270,6 +270,8 @@ async def _make_plan(options: argparse.Namespace, sheet: Sheet,
 
 def _apply(options: argparse.Namespace) -> int:
     configure_logging(options.log_format, debug=options.debug)
+    if options.summary and options.summary.is_dir():
+        raise OptionsError(f"--summary {options.summary} is a folder — give a file path")
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
                        skip_invalid=options.skip_invalid)
     for row, reason in sorted(sheet.invalid.items()):
@@ -284,7 +286,11 @@ def _apply(options: argparse.Namespace) -> int:
         print(f"Stopped early: {result.stop_reason}", file=sys.stderr)
     print(result.summary())
     if options.summary:
-        write_summary(options.summary, result)
+        try:
+            write_summary(options.summary, result)
+        except OSError as error:
+            print(f"Warning: could not write the summary to {options.summary}: "
+                  f"{error.strerror or error}", file=sys.stderr)
     return result.exit_code
 
 
@@ -310,7 +316,11 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
         if not images_path.is_file():
             raise OptionsError(f"{images_path}: no images file for --fake — "
                                "give one with --fake-images FILE")
-        with running_fake(load_images(images_path)) as fake:
+        try:
+            images = load_images(images_path)
+        except ValueError as error:
+            raise OptionsError(f"{error} — fix the images file") from None
+        with running_fake(images) as fake:
             print(f"fake IMS at {fake.url} seeded from {images_path}", file=sys.stderr)
             yield Target(fake.url, fake.url, TokenAuth("fake-token", source="--fake"))
         return

@@ -21,6 +21,7 @@ A profile never holds a secret itself: it names environment variables (``ak_env`
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -132,8 +133,19 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
         if not (auth.project_name or auth.project_id):
             raise OptionsError("an IAM login needs a project — give --region (the project "
                                "name) or set project_id in the profile")
-    return Target(endpoint, iam, auth, region,
-                  settings.ca_bundle or profile.get("ca_bundle"), tuple(warnings))
+    ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
+    if ca_bundle:
+        _check_ca_bundle(str(ca_bundle))
+    return Target(endpoint, iam, auth, region, ca_bundle, tuple(warnings))
+
+
+def _check_ca_bundle(path: str) -> None:
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        raise OptionsError(f"--ca-bundle {path}: not a readable PEM file of CA certificates "
+                           f"({getattr(error, 'strerror', None) or error}) — check the path "
+                           "and the file") from None
 
 
 def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
@@ -149,8 +161,12 @@ def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
         raise OptionsError("no service to talk to — give --endpoint URL or --region REGION, "
                            "set endpoint or region in the profile, or use --fake to try the "
                            "embedded fake IMS")
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(endpoint)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if not usable:
         raise OptionsError(f"endpoint {endpoint!r} is not an http(s) URL — write it like "
                            "https://ims.ap-southeast-1.myhuaweicloud.com")
     return endpoint

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -136,12 +137,21 @@ async def apply_sheet(
     if report.resolve() == sheet.path.resolve():
         raise OptionsError(f"--report {report} is the sheet itself — write the report to "
                            "another file")
+    try:  # find out now, not after the changes were sent
+        report.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=report.parent):
+            writable = True
+    except OSError:
+        writable = False
+    if not writable:
+        raise OptionsError(f"--report {report}: cannot write in {report.parent} — choose a "
+                           "folder you can write to")
     if report.suffix.lower() != sheet.path.suffix.lower():
         raise OptionsError(f"--report {report} must have the sheet's extension "
                            f"({sheet.path.suffix}), since the report is written in its format")
     run = _Run(sheet, report, endpoint, auth, limits, safeguards or Safeguards(), plan,
                dry_run, ca_bundle, on_request, on_outcome, stop, abort)
-    with run_lock(lock_path(report)):
+    with run_lock(lock_path(sheet.path)):
         if dry_run:
             return await run.execute(None)
         journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),

@@ -1,4 +1,4 @@
-"""One run per sheet at a time: an advisory lock beside the report.
+"""One run per sheet at a time: an advisory lock beside the sheet.
 
 ``flock`` locks die with their process, so a killed run never leaves a stale lock behind.
 """
@@ -14,15 +14,19 @@ from pathlib import Path
 from batchpatch.errors import OptionsError
 
 
-def lock_path(report_path: Path) -> Path:
-    return report_path.with_name(report_path.name + ".lock")
+def lock_path(sheet_path: Path) -> Path:
+    """``changes.csv`` → ``.changes.csv.batchpatch.lock`` (hidden, beside the sheet)."""
+    return sheet_path.with_name(f".{sheet_path.name}.batchpatch.lock")
 
 
 @contextmanager
 def run_lock(path: Path) -> Iterator[None]:
     """Hold the lock at ``path`` for the block, or raise ``OptionsError`` if it is taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise OptionsError(f"cannot create the run lock {path}: {error.strerror or error} — "
+                           "run batchpatch where the sheet's folder is writable") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

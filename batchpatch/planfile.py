@@ -63,9 +63,15 @@ def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
         raise OptionsError(f"{path}: the plan was made against {document.get('endpoint')} — "
                            "apply it to the same endpoint, or plan again")
     try:
-        return [_plan_from(entry) for entry in document["images"]]
+        plans = [_plan_from(entry) for entry in document["images"]]
     except (KeyError, TypeError, ValueError) as error:
         raise OptionsError(f"{path}: the plan is damaged ({error!r}) — make it again") from None
+    expected = {patch.image_id: set(patch.sources) for patch in sheet.patches}
+    found = {plan.image_id: {change.source for change in plan.changes} for plan in plans}
+    if found != expected or len(found) != len(plans):
+        raise OptionsError(f"{path}: the plan's images and rows do not match {sheet.path} — "
+                           "it was edited; make it again with 'batchpatch plan --out'")
+    return plans
 
 
 def _plan_json(plan: ImagePlan) -> dict[str, Any]:

@@ -233,6 +233,16 @@ def test_gb18030_sheet_gets_a_gb18030_report_with_formulas_neutralised(tmp_path:
         pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--report",
                       "{dir}/r.xlsx"], TOKEN, "must have the sheet's extension",
                      id="report-format"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--report",
+                      "/proc/r.csv"], TOKEN, "cannot write in /proc", id="report-unwritable"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--ca-bundle",
+                      "{dir}/none.pem"], TOKEN, "not a readable PEM file", id="ca-bundle"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://[::1"], TOKEN,
+                     "is not an http(s) URL", id="broken-url"),
+        pytest.param(["apply", "{sheet}", "--fake", "--fake-images", "{bad}"], None,
+                     "fix the images file", id="bad-fake-images"),
+        pytest.param(["apply", "{sheet}", "--endpoint", "http://127.0.0.1:9", "--summary",
+                      "{dir}"], TOKEN, "is a folder", id="summary-folder"),
     ],
 )
 def test_invalid_input_exits_2_with_a_message_and_sends_nothing(

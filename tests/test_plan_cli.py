@@ -137,3 +137,20 @@ def test_invalid_rows_are_refused_or_skipped(tmp_path: Path, flag: list[str]) ->
     assert report["status"].tolist() == ["succeeded", "invalid", "invalid", "invalid"]
     assert report.loc[1, "error_message"].startswith("row 4 of the same image is invalid")
     assert report.loc[2, "error_message"].startswith("value: hw_firmware_type must be")
+
+
+def test_an_edited_plan_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "p1"], [B, "p2"]])
+    plan_file = tmp_path / "plan.json"
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        assert run_cli(["plan", str(sheet), "--endpoint", fake.url, "--out",
+                        str(plan_file)]).returncode == 0
+        document = json.loads(plan_file.read_text())
+        document["images"] = document["images"][:1]
+        plan_file.write_text(json.dumps(document))
+        refused = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan",
+                           str(plan_file)])
+        assert fake.stats.patch_requests == 0
+    assert refused.returncode == 2
+    assert "do not match" in refused.stderr
+    assert "Traceback" not in refused.stderr

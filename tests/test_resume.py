@@ -126,11 +126,12 @@ def test_a_second_run_on_the_same_sheet_is_refused_while_one_holds_the_lock(
     tmp_path: Path,
 ) -> None:
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGES[0]["id"], "x"]])
-    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake, run_lock(
-        lock_path(tmp_path / "s.results.csv")
-    ):
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake, run_lock(lock_path(sheet)):
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
+        other_report = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--report",
+                                str(tmp_path / "elsewhere.csv")])
         assert fake.stats.total_requests == 0
+    assert other_report.returncode == 2  # the lock is the sheet's, whatever the report
     assert done.returncode == 2
     assert f"another batchpatch run (pid {os.getpid()}) is working on this sheet" in done.stderr
     again = run_cli(["apply", str(sheet), "--fake-images", "/nonexistent", "--fake"])

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='JSON file: a list of image objects, or {"images": [...]}',
     )
-    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--port", type=_port, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--latency",
@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=_integer, metavar="N", help="seed the random faults and the jitter"
     )
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
