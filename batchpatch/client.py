@@ -20,6 +20,7 @@ import aiohttp
 
 from batchpatch.auth import Auth
 from batchpatch.errors import AuthFailed
+from batchpatch.models import CONNECTION_ERROR, MAYBE_APPLIED, TIMEOUT
 
 CONTENT_TYPE = "application/json;charset=utf-8"
 USER_AGENT = "batchpatch/0.1"
@@ -31,10 +32,8 @@ MAX_CLOCK_SKEW = 900.0
 #: Header names whose values are secrets: masked wherever a request is shown.
 SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"})
 
-#: ``error_code`` values for failures that never got an HTTP answer.  After a timeout or a
-#: lost connection a write may or may not have been applied; a refused connection sent nothing.
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
+#: ``error_code`` of a refused connection: nothing was sent.  (After a ``TIMEOUT`` or a
+#: ``CONNECTION_ERROR`` a write may or may not have been applied.)
 CONNECT_FAILED = "connect_failed"
 #: No request was sent: IAM would not give a token.
 LOGIN_FAILED = "iam_login_failed"
@@ -58,7 +57,7 @@ class ApiResponse:
     @property
     def maybe_applied(self) -> bool:
         """No answer came after the request may have reached the service."""
-        return self.error_code in (TIMEOUT, CONNECTION_ERROR)
+        return self.error_code in MAYBE_APPLIED
 
 
 def encode_body(body: Any) -> bytes:
@@ -98,6 +97,8 @@ class ImsClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        #: Requests sent to IMS so far (IAM logins not included).
+        self.requests = 0
 
     async def __aenter__(self) -> ImsClient:
         self._session = aiohttp.ClientSession(
@@ -181,6 +182,7 @@ class ImsClient:
             headers = await self._headers(method, url, body)
         except AuthFailed as failure:
             return ApiResponse(None, None, LOGIN_FAILED, str(failure))
+        self.requests += 1
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, allow_redirects=False

@@ -6,9 +6,10 @@
     │   └── OptionsError            a bad option or a missing setting (endpoint, token, file)
     └── RunAborted                  the run stopped early; the report was still written (exit 3)
         ├── ReadFailed              the current images could not be read, so nothing was planned
+        ├── ReadStopped             a signal came while the current images were being read
         └── AuthFailed              no credentials could be had (IAM refused the login)
 
-A failed *row* is never an exception: it is data (see ``models.RowOutcome``).  Only
+A failed *row* is never an exception: it is data (see ``models.Outcome``).  Only
 problems that stop the whole run are raised, and every message says what went wrong and
 how to fix it.
 """
@@ -69,11 +70,17 @@ class ReadFailed(RunAborted):
         answer = f"HTTP {status}" if status is not None else "no answer"
         detail = " ".join(part for part in (code, message) if part)
         reference = f" (request id {request_id})" if request_id else ""
-        super().__init__(
-            f"could not read the current images: {answer} {detail}{reference} — fix the cause "
-            "and run again, or use --no-plan to send the sheet's changes as written"
-        )
+        fix = ("check the credentials (batchpatch whoami shows which are used)"
+               if status in (401, 403) or code == "iam_login_failed" else
+               "fix the cause and run again, or use --no-plan to send the sheet's changes "
+               "as written")
+        super().__init__(f"could not read the current images: {answer} {detail}{reference}"
+                         f" — {fix}")
 
 
 class AuthFailed(RunAborted):
     """Credentials could not be turned into a working token (for example IAM said no)."""
+
+
+class ReadStopped(RunAborted):
+    """A signal stopped the run while the current images were being read."""

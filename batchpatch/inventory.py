@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from batchpatch.client import ApiResponse, ImsClient
-from batchpatch.errors import ReadFailed
+from batchpatch.errors import ReadFailed, ReadStopped
 from batchpatch.retry import RetryPolicy, Verdict, is_throttled
 from batchpatch.throttle import Pacer
 
@@ -37,6 +37,7 @@ class Reader:
     client: ImsClient
     pacer: Pacer
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    stop: anyio.Event | None = None
 
     async def images(self, query: dict[str, str]) -> list[Image]:
         """One page of images; the caller has already waited for its turn to start."""
@@ -54,12 +55,15 @@ class Reader:
                 attempt >= self.policy.max_attempts
             ):
                 return _images(response)
-            await anyio.sleep(self.policy.wait(attempt, response))
+            await self.policy.sleep(self.policy.wait(attempt, response))
             await self.pacer.rate.wait()
 
     async def paced(self, query: dict[str, str]) -> list[Image]:
         """``images`` after waiting for a free slot and a turn in the rate."""
         borrower = await self.pacer.acquire()
+        if self.stop is not None and self.stop.is_set():
+            self.pacer.release(borrower)
+            raise ReadStopped("stopped by a signal while the current images were being read")
         try:
             return await self.images(query)
         finally:
@@ -79,12 +83,12 @@ async def fetch_images(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
 
 async def read_by_id(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
     found: dict[str, Image] = {}
-    failures: list[ReadFailed] = []
+    failures: list[ReadFailed | ReadStopped] = []
 
     async def read(image_id: str) -> None:
         try:
             images = await reader.paced({"id": image_id})
-        except ReadFailed as failure:
+        except (ReadFailed, ReadStopped) as failure:
             failures.append(failure)
             group.cancel_scope.cancel()
             return

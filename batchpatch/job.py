@@ -11,16 +11,16 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from batchpatch.auth import Auth
 from batchpatch.client import LOGIN_FAILED, ImsClient
-from batchpatch.errors import OptionsError, ReadFailed
+from batchpatch.errors import OptionsError, ReadFailed, ReadStopped
 from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
 from batchpatch.lock import lock_path, run_lock
@@ -46,10 +46,11 @@ EXIT_MEANINGS = {
     EXIT_STOPPED: "stopped early; the report covers every row",
 }
 
-#: ``error_code`` of rows the plan keeps from being sent.
-PLANNED_CODES = {Status.FAILED: "not_found", Status.SKIPPED: "not_active"}
+#: ``error_code`` of rows the plan keeps from being sent, by their status.
+PLAN_REFUSALS = {Status.FAILED: "not_found", Status.SKIPPED: "not_active"}
 
 RequestPrinter = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -213,21 +214,30 @@ class _Run:
                     to_read = ({p.image_id for p in pending} if plan
                                else journal.in_doubt if journal else set())
                     if to_read:
-                        reader = Reader(client, pacer, self.safeguards.policy)
-                        images = await fetch_images(
-                            reader, [p.image_id for p in pending if p.image_id in to_read])
+                        reader = Reader(client, pacer, self.safeguards.policy, self.stop)
+                        images = await _unless_aborted(self.abort, fetch_images(
+                            reader, [p.image_id for p in pending if p.image_id in to_read]))
                         plans = [plan_image(p, images.get(p.image_id)) if p.image_id in to_read
                                  else unplanned(p) for p in pending]
+                        sent.update(_confirmed(plans, journal))
+                        plans = [unplanned(p.patch_requested) if p.image_id in sent
+                                 else p for p in plans]
+            except ReadStopped as stopped:
+                stop_reason = str(stopped)
             except ReadFailed as failure:
                 stop_reason = str(failure)
                 if failure.status in (401, 403) or failure.code == LOGIN_FAILED:
                     stop_reason += f" (credentials used: {auth.kind} from {auth.source})"
             else:
+                settled = [*recorded.values(), *sent.values(),
+                           *(Outcome(p.image_id, p.status) for p in plans if p.status is not None)]
+                for outcome in sent.values():  # confirmed by reading back: worth recording
+                    if journal is not None:
+                        journal.outcome(outcome)
                 if on_outcome is not None:  # images settled without a write count as progress
-                    for settled in [*recorded.values(), *(Outcome(p.image_id, p.status)
-                                                          for p in plans if p.status is not None)]:
-                        on_outcome(settled)
-                sendable = [p for p in plans if p.status is None]
+                    for outcome in settled:
+                        on_outcome(outcome)
+                sendable = [p for p in plans if p.status is None and p.image_id not in sent]
                 if self.dry_run:
                     for item in sendable:
                         if self.on_request is not None:
@@ -237,16 +247,55 @@ class _Run:
                 else:
                     runner = Runner(client, pacer, self.safeguards, on_outcome=record,
                                     on_sending=journal.sending if journal else None,
-                                    stop=self.stop, abort=self.abort, add_on_conflict=plan is False)
-                    sent = await runner.run(sendable)
+                                    stop=self.stop, abort=self.abort,
+                                    add_on_conflict=plan is False)
+                    sent.update(await runner.run(sendable))
                     stop_reason = runner.stop_reason
-                    if not stop_reason and len(sent) < len(sendable):
+                    if not stop_reason and len(runner.outcomes) < len(sendable):
                         stop_reason = "stopped before every image was attempted"
+            requests = client.requests
         seconds = time.perf_counter() - started
         kept = [unplanned(patch) for patch in sheet.patches if patch.image_id in recorded]
         rows = row_results(sheet, [*plans, *kept], {**recorded, **sent})
         write_report(sheet, rows, self.report)
-        return RunResult(sheet, rows, self.report, pacer.rate.starts, seconds, stop_reason)
+        return RunResult(sheet, rows, self.report, requests, seconds, stop_reason)
+
+
+async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
+    """``await work``, unless ``abort`` is set first: then ``ReadStopped``."""
+    if abort is None:
+        return await work
+    done: list[T] = []
+    failed: list[Exception] = []
+
+    async def watch() -> None:
+        await abort.wait()
+        group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        try:
+            done.append(await work)
+        except Exception as error:  # raised below as itself, not in an exception group
+            failed.append(error)
+        group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    if not done:
+        raise ReadStopped("stopped at once while the current images were being read")
+    return done[0]
+
+
+def _confirmed(plans: Sequence[ImagePlan], journal: Journal | None) -> dict[str, Outcome]:
+    """Images a dead run was writing that now read as done: that run applied them."""
+    if journal is None:
+        return {}
+    return {
+        plan.image_id: Outcome(plan.image_id, Status.SUCCEEDED,
+                               error_message="applied by the interrupted run: reading the image "
+                               "back shows the change in place")
+        for plan in plans if plan.image_id in journal.in_doubt and plan.status == Status.UNCHANGED
+    }
 
 
 def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
@@ -266,7 +315,7 @@ def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
             elif status == Status.UNCHANGED:
                 outcome = Outcome(plan.image_id, Status.UNCHANGED)
             else:
-                outcome = Outcome(plan.image_id, status, error_code=PLANNED_CODES[status],
+                outcome = Outcome(plan.image_id, status, error_code=PLAN_REFUSALS[status],
                                   error_message=plan.reason)
             before, after = _before_after(plan, row, long=sheet.shape == "long")
             results[row] = RowResult(outcome, before, after)

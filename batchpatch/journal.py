@@ -7,12 +7,14 @@ torn line is ignored on reading.  The journal is removed once a run finishes; on
 unfinished run leaves one behind.
 
 On resume, images whose recorded outcome is done are not sent again, and images that were
-being sent when the run died are read back before anything is sent (the plan does that).
+being sent when the run died, or whose last write got no answer, are read back before
+anything is sent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -38,16 +40,16 @@ class Journal:
         identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
         if path.exists() and not restart:
             self._load(identity)
-        self._file: IO[str] = path.open("w", encoding="utf-8")
+        # What an earlier run left is carried into a fresh journal, which replaces the old
+        # one only once it is complete: a kill in between loses nothing.
+        fresh = path.with_name(path.name + ".new")
+        self._file: IO[str] = fresh.open("w", encoding="utf-8")
         self._write({"format": FORMAT, **identity})
         for outcome in self.recorded.values():
             self.outcome(outcome)
         for image_id in self.in_doubt:
             self.sending(image_id)
-
-    @property
-    def resumed(self) -> bool:
-        return bool(self.recorded or self.in_doubt)
+        os.replace(fresh, path)
 
     def sending(self, image_id: str) -> None:
         self._write({"event": "sending", "image_id": image_id})
@@ -81,11 +83,14 @@ class Journal:
                 sending.add(entry["image_id"])
             elif entry.get("event") == "outcome":
                 outcome = _outcome(entry)
-                sending.discard(outcome.image_id)
+                self.recorded.pop(outcome.image_id, None)
                 if outcome.status.done:
                     self.recorded[outcome.image_id] = outcome
+                    sending.discard(outcome.image_id)
+                elif outcome.maybe_applied:  # no answer came: still in doubt
+                    sending.add(outcome.image_id)
                 else:
-                    self.recorded.pop(outcome.image_id, None)
+                    sending.discard(outcome.image_id)
         self.in_doubt = sending - self.recorded.keys()
 
 

@@ -61,6 +61,14 @@ class Status(StrEnum):
         return self in (Status.SUCCEEDED, Status.UNCHANGED, Status.PLANNED)
 
 
+#: ``error_code`` values of writes that got no answer after they may have reached the
+#: service: they may or may not have been applied, so the image must be read back.
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection_error"
+INTERRUPTED = "interrupted"
+MAYBE_APPLIED = frozenset({TIMEOUT, CONNECTION_ERROR, INTERRUPTED})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The recorded fate of one image (and so of every row that asked for it)."""
@@ -73,6 +81,10 @@ class Outcome:
     request_id: str = ""
     attempts: int = 0
     elapsed_ms: int | None = None
+
+    @property
+    def maybe_applied(self) -> bool:
+        return self.error_code in MAYBE_APPLIED
 
 
 DEFAULT_CONCURRENCY = 8

@@ -54,6 +54,12 @@ class ImagePlan:
                           tuple(change.planned for change in sending if change.planned),
                           tuple(change.source for change in sending))
 
+    @property
+    def patch_requested(self) -> ImagePatch:
+        """The changes as the sheet asked for them, before planning."""
+        return ImagePatch(self.image_id, tuple(c.requested for c in self.changes),
+                          tuple(c.source for c in self.changes))
+
     def row_status(self, row: int) -> Status | None:
         """A row whose every change is already in place is ``unchanged``, whatever else."""
         mine = [change for change in self.changes if change.source == row]

@@ -16,14 +16,15 @@ import random
 from dataclasses import dataclass, field
 from enum import Enum
 
+import anyio
+
 from batchpatch.client import CONNECT_FAILED, ApiResponse
+from batchpatch.throttle import Sleep
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_CODES = frozenset({"APIGW.0308", "IMG.0060", "IMG.0061"})
 #: Answers that mean "slow down", as opposed to "something broke".
 THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
-#: Authentication or permission failures: retrying cannot help, and burns the AK/SK budget.
-AUTH_STATUSES = frozenset({401, 403})
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF = 0.5
@@ -43,18 +44,18 @@ def is_throttled(response: ApiResponse) -> bool:
     return response.status == 429 or response.error_code in THROTTLE_CODES
 
 
-def is_auth_failure(response: ApiResponse) -> bool:
-    return response.status in AUTH_STATUSES
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``max_attempts`` requests in all; waits of ``uniform(0, min(cap, base·2^(n-1)))``."""
+    """``max_attempts`` requests in all; waits of ``uniform(0, min(cap, base·2^(n-1)))``.
+
+    ``random`` and ``sleep`` are injectable, so retry loops run on a test's own time.
+    """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base: float = DEFAULT_BACKOFF
     cap: float = DEFAULT_MAX_BACKOFF
     random: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    sleep: Sleep = field(default=anyio.sleep, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -15,7 +15,7 @@ from anyio.abc import TaskGroup
 from batchpatch.client import LOGIN_FAILED, ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
 from batchpatch.inventory import Reader, read_image
-from batchpatch.models import ImagePatch, Operation, Outcome, Status
+from batchpatch.models import INTERRUPTED, ImagePatch, Operation, Outcome, Status
 from batchpatch.plan import ImagePlan, plan_image
 from batchpatch.retry import RetryPolicy, Verdict, is_throttled
 from batchpatch.throttle import Pacer
@@ -150,8 +150,7 @@ class Runner:
     async def _attempt(self, plan: ImagePlan, started: float, counter: list[int]) -> Outcome:
         """Try one image until it has a true outcome.  ``counter[0]`` counts the PATCHes."""
         policy = self.safeguards.policy
-        requested = ImagePatch(plan.image_id, tuple(c.requested for c in plan.changes),
-                               tuple(c.source for c in plan.changes))
+        requested = plan.patch_requested
         patch, converted = plan.patch, False
         while True:
             counter[0] += 1
@@ -174,15 +173,18 @@ class Runner:
                     await self.pacer.rate.wait()
                     continue
                 return outcome_of(patch, response, attempts, _since(started))
-            if attempts >= policy.max_attempts:
+            last = attempts >= policy.max_attempts
+            if last and verdict != Verdict.AMBIGUOUS:
                 return outcome_of(patch, response, attempts, _since(started))
-            log.info("retrying %s after attempt %d: %s %s", plan.image_id, attempts,
-                     response.status or "", response.error_code)
-            await anyio.sleep(policy.wait(attempts, response))
-            if verdict == Verdict.AMBIGUOUS:
+            log.info("%s after attempt %d: %s %s", "checking" if last else "retrying",
+                     plan.image_id, attempts, response.status or "", response.error_code)
+            await policy.sleep(policy.wait(attempts, response))
+            if verdict == Verdict.AMBIGUOUS:  # even after the last attempt: tell the truth
                 settled = await self._read_back(requested, response, attempts, started)
                 if isinstance(settled, Outcome):
                     return settled
+                if last:
+                    return outcome_of(patch, response, attempts, _since(started))
                 patch = settled
             await self.pacer.rate.wait()
 
@@ -199,7 +201,7 @@ class Runner:
                 image = await read_image(self._reader, requested.image_id)
             except ReadFailed as failure:
                 log.info("reading %s back failed: %s", requested.image_id, failure.message)
-                await anyio.sleep(policy.wait(reads, response))
+                await policy.sleep(policy.wait(reads, response))
                 continue
             replanned = plan_image(requested, image)
             if replanned.status == Status.UNCHANGED:
@@ -227,7 +229,8 @@ class Runner:
     def _check_thresholds(self, outcome: Outcome) -> None:
         guards, reason = self.safeguards, ""
         finished = len(self.outcomes)
-        if outcome.http_status in (401, 403) or outcome.error_code == LOGIN_FAILED:
+        if (outcome.http_status == 401 or outcome.error_code == LOGIN_FAILED
+                or (outcome.http_status == 403 and not self._succeeded)):
             auth = self.client.auth
             reason = (f"authentication failed using {auth.kind} from {auth.source} "
                       f"({outcome.http_status or ''} {outcome.error_code}: "
@@ -264,7 +267,7 @@ def interrupted(image_id: str, started: float, attempts: int) -> Outcome:
     return Outcome(
         image_id=image_id,
         status=Status.FAILED,
-        error_code="interrupted",
+        error_code=INTERRUPTED,
         error_message="stopped while the request was in flight; "
         "the change may or may not have been applied",
         attempts=attempts,

@@ -119,3 +119,20 @@ def test_failure_threshold_stops_the_run(tmp_path: Path, options: list[str],
     failed = report["status"].tolist().count("failed")
     assert stats.patch_requests == failed < len(ghosts)
     assert report["status"].tolist()[failed:] == ["not_attempted"] * (len(ghosts) - failed)
+
+
+def test_a_lost_answer_on_the_last_attempt_is_still_read_back(tmp_path: Path) -> None:
+    images = account(2)
+    ids = [image["id"] for image in images]
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "op", "path", "value"],
+                        [[image_id, "remove", "/team", ""] for image_id in ids])
+    script = {ids[0]: ["reset_after"], ids[1]: ["reset_before"]}
+    with running_fake(images, FakeConfig(token=TOKEN, script=script)) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--no-plan",
+                        "--max-attempts", "1", *FAST_RETRIES])
+        stats = fake.stats.snapshot()
+    assert done.returncode == 1
+    report = read_report(tmp_path / "s.results.csv")
+    assert report["status"].tolist() == ["succeeded", "failed"]  # the truth, both ways
+    assert report.loc[1, "error_code"] == "connection_error"
+    assert dict(stats.applied_by_image) == {ids[0]: 1}

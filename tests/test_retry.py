@@ -8,14 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from batchpatch.client import (
-    CONNECT_FAILED,
-    CONNECTION_ERROR,
-    TIMEOUT,
-    ApiResponse,
-    parse_retry_after,
-)
-from batchpatch.models import Limits
+from batchpatch.client import CONNECT_FAILED, ApiResponse, parse_retry_after
+from batchpatch.models import CONNECTION_ERROR, TIMEOUT, Limits
 from batchpatch.retry import MAX_RETRY_AFTER, RetryPolicy, Verdict, is_throttled
 from batchpatch.throttle import Pacer
 from tests.test_throttle import FakeClock
