@@ -44,9 +44,18 @@ _MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _RELATIONSHIP = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 
 
-def is_passive_column(column: str) -> bool:
-    """Carried into the report, never sent: result columns and ``#comment`` columns."""
-    return column.lower() in RESULT_COLUMNS or column.startswith("#")
+#: A header with all of these is a report fed back in as a sheet.
+REPORT_MARKERS = frozenset({"status", "http_status", "error_code", "error_message",
+                            "request_id", "attempts", "elapsed_ms"})
+
+
+def passive_columns(header: list[str]) -> set[str]:
+    """Columns carried into the report but never sent: ``#comment`` columns, and the result
+    columns of a report fed back in (only then: elsewhere ``after`` may be a custom key)."""
+    lowered = {column.lower() for column in header}
+    is_report = lowered >= REPORT_MARKERS
+    return {column for column in header
+            if column.startswith("#") or (is_report and column.lower() in RESULT_COLUMNS)}
 
 
 def duplicate_columns(file: str, header: list[str]) -> list[Problem]:
@@ -66,11 +75,12 @@ def duplicate_columns(file: str, header: list[str]) -> list[Problem]:
 def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
     """Problems with the header row itself (reported at row 1)."""
     problems = []
+    passive = passive_columns(columns)
     for position, column in enumerate(columns, start=1):
         if not column:
             problems.append(Problem(file, 1, f"#{position}", "a column has no header",
                                     "name the column, or delete it"))
-        elif is_passive_column(column) or column.lower() in ("image_id",):
+        elif column in passive or column.lower() == "image_id":
             continue
         elif long and column.lower() not in LONG_COLUMNS:
             problems.append(Problem(file, 1, column, f"unknown column {column!r}",

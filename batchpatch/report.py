@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from batchpatch.checks import RESULT_COLUMNS
+from batchpatch.checks import RESULT_COLUMNS, passive_columns
 from batchpatch.files import atomic_write
 from batchpatch.models import Outcome
 from batchpatch.sheet import Sheet
@@ -50,11 +50,13 @@ class RowResult:
 def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
     """The source columns (made safe), then the result columns; ``rows[i]`` is row i."""
     outcomes = [row.outcome for row in rows]
-    source = sheet.frame.drop(
-        columns=[column for column in sheet.frame.columns if column.lower() in RESULT_COLUMNS]
-    )
+    header = list(sheet.frame.columns)
+    fed_back = passive_columns(header)  # a report fed back in: its old results are replaced
+    source = sheet.frame.drop(columns=[column for column in header
+                                       if column in fed_back and column.lower() in RESULT_COLUMNS])
     frame = pd.DataFrame(
-        {column: source[column].astype(str).map(neutralise) for column in source.columns},
+        {_kept_name(column): source[column].astype(str).map(neutralise)
+         for column in source.columns},
         index=range(len(source)),
     )
     frame["status"] = [str(outcome.status) for outcome in outcomes]
@@ -67,6 +69,12 @@ def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
     frame["before"] = [neutralise(row.before) for row in rows]
     frame["after"] = [neutralise(row.after) for row in rows]
     return frame
+
+
+def _kept_name(column: str) -> str:
+    """An input column named like a result column (a custom key ``after``, say) keeps its
+    values under ``after (input)``, beside the result column."""
+    return f"{column} (input)" if column.lower() in RESULT_COLUMNS else column
 
 
 def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:

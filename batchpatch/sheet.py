@@ -29,7 +29,7 @@ from batchpatch.checks import (
     column_problems,
     duplicate_columns,
     invalid_rows,
-    is_passive_column,
+    passive_columns,
     workbook_problems,
 )
 from batchpatch.errors import OptionsError, Problem, SheetError
@@ -272,10 +272,9 @@ def _long_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
 def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
                   problems: list[Problem]) -> pd.DataFrame:
     id_column = lowered["image_id"]
-    attributes = [
-        column for column in frame.columns
-        if column != id_column and not is_passive_column(column)
-    ]
+    passive = passive_columns(list(frame.columns))
+    attributes = [column for column in frame.columns
+                  if column != id_column and column not in passive]
     if not attributes:
         _raise(Problem(str(path), 1, "", "no attribute columns next to image_id",
                        "add a column per attribute to change, e.g. name or __description"))

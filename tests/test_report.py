@@ -55,3 +55,28 @@ def test_reports_get_the_usual_permissions(tmp_path: Path) -> None:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_input_columns_named_like_results_are_attributes_and_kept(tmp_path: Path) -> None:
+    path = write_sheet(tmp_path / "s.csv", ["image_id", "name", "after"], [[A, "", "v2"]])
+    sheet = read_sheet(path)
+    assert sheet.patches[0].body() == [{"op": "add", "path": "/after", "value": "v2"}]
+    written = write_report(sheet, [RowResult(Outcome(A, Status.SUCCEEDED), "", "x")],
+                           tmp_path / "r.csv")
+    frame = pd.read_csv(written, dtype=str, keep_default_na=False)
+    assert frame.loc[0, "after (input)"] == "v2"
+    assert frame.loc[0, "after"] == "x"
+
+
+def test_a_report_fed_back_in_replaces_its_old_results(tmp_path: Path) -> None:
+    header = ["image_id", "name", "status", "http_status", "error_code", "error_message",
+              "request_id", "attempts", "elapsed_ms", "before", "after"]
+    path = write_sheet(tmp_path / "s.csv", header,
+                       [[A, "x", "failed", "503", "", "busy", "r", "5", "9", "", ""]])
+    sheet = read_sheet(path)
+    assert sheet.patches[0].body() == [{"op": "replace", "path": "/name", "value": "x"}]
+    written = write_report(sheet, [RowResult(Outcome(A, Status.SUCCEEDED, 200))],
+                           tmp_path / "r.csv")
+    frame = pd.read_csv(written, dtype=str, keep_default_na=False)
+    assert list(frame.columns) == header
+    assert frame.loc[0, "status"] == "succeeded"
