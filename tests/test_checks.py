@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from batchpatch.checks import passive_columns
 from batchpatch.errors import Problem, SheetError
 from batchpatch.models import JsonValue, Operation
 from batchpatch.schema import (
@@ -1002,10 +1003,9 @@ def _asking_rows(sheet: Sheet) -> set[int]:
         blank = (cells.apply(lambda column: column.str.strip().str.lstrip("/")) == "").all(axis=1)
         return {int(row) for row in (~blank).to_numpy().nonzero()[0]}
     id_column = {column.lower(): column for column in frame.columns}["image_id"]
-    attributes = [column for column in frame.columns if column != id_column
-                  and not column.startswith("#") and column.lower() not in
-                  {"status", "http_status", "error_code", "error_message", "request_id",
-                   "attempts", "elapsed_ms", "before", "after"}]
+    passive = passive_columns(list(frame.columns))
+    attributes = [column for column in frame.columns
+                  if column != id_column and column not in passive]
     blank = (frame[attributes].apply(lambda column: column.str.strip()) == "").all(axis=1)
     return {int(row) for row in (~blank).to_numpy().nonzero()[0]}
 
