@@ -7,6 +7,7 @@ Everything it does is available from Python through ``batchpatch.apply_sheet`` a
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import signal
 import sys
@@ -31,7 +32,7 @@ from batchpatch.job import (
     apply_sheet,
     make_plan,
 )
-from batchpatch.logs import configure_logging, write_summary
+from batchpatch.logs import configure_logging, notice, write_summary
 from batchpatch.models import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE,
@@ -227,15 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(options)
     except SheetError as error:
         for problem in error.problems:
-            print(problem, file=sys.stderr)
-        print(f"Error: {len(error.problems)} problem(s) in the sheet; nothing was sent",
-              file=sys.stderr)
+            notice(str(problem), level=logging.ERROR)
+        notice(f"Error: {len(error.problems)} problem(s) in the sheet; nothing was sent",
+               level=logging.ERROR)
         return EXIT_INVALID
     except InputError as error:
-        print(f"Error: {error}", file=sys.stderr)
+        notice(f"Error: {error}", level=logging.ERROR)
         return EXIT_INVALID
     except RunAborted as error:
-        print(f"Error: {error}", file=sys.stderr)
+        notice(f"Error: {error}", level=logging.ERROR)
         return EXIT_STOPPED
     except BrokenPipeError:  # e.g. a dry run piped into head: stop quietly
         sys.stderr.close()
@@ -275,22 +276,21 @@ def _apply(options: argparse.Namespace) -> int:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
                        skip_invalid=options.skip_invalid)
     for row, reason in sorted(sheet.invalid.items()):
-        print(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}",
-              file=sys.stderr)
+        notice(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}")
     with _target(options) as target:
         plan: bool | list[ImagePlan] = not options.no_plan
         if options.plan_file:
             plan = load_plan(options.plan_file, sheet, target.endpoint)
         result = anyio.run(_run, options, sheet, target, plan)
     if result.stop_reason:
-        print(f"Stopped early: {result.stop_reason}", file=sys.stderr)
+        notice(f"Stopped early: {result.stop_reason}")
     print(result.summary())
     if options.summary:
         try:
             write_summary(options.summary, result)
         except OSError as error:
-            print(f"Warning: could not write the summary to {options.summary}: "
-                  f"{error.strerror or error}", file=sys.stderr)
+            notice(f"Warning: could not write the summary to {options.summary}: "
+                   f"{error.strerror or error}")
     return result.exit_code
 
 
@@ -321,7 +321,7 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
         except ValueError as error:
             raise OptionsError(f"{error} — fix the images file") from None
         with running_fake(images) as fake:
-            print(f"fake IMS at {fake.url} seeded from {images_path}", file=sys.stderr)
+            notice(f"fake IMS at {fake.url} seeded from {images_path}", level=logging.INFO)
             yield Target(fake.url, fake.url, TokenAuth("fake-token", source="--fake"))
         return
     if options.fake_images:
@@ -329,7 +329,7 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
     target = resolve(Settings(options.endpoint, options.region, options.iam_endpoint,
                               options.profile, options.config, options.ca_bundle))
     for warning in target.warnings:
-        print(f"Warning: {warning}", file=sys.stderr)
+        notice(f"Warning: {warning}")
     yield target
 
 
@@ -398,6 +398,6 @@ async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event, grace: float) -
                     abort.set()
                 else:
                     stop.set()
-                    print("Stopping: no new requests; waiting for those in flight "
-                          "(signal again to stop at once)", file=sys.stderr)
+                    notice("Stopping: no new requests; waiting for those in flight "
+                           "(signal again to stop at once)")
                     timers.start_soon(abort_after_grace)

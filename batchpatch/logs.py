@@ -27,8 +27,22 @@ class JsonFormatter(logging.Formatter):
         }, ensure_ascii=False)
 
 
+_json_notices = False
+
+
+def notice(message: str, *, level: int = logging.WARNING) -> None:
+    """A message for the person (or the scheduler) running batchpatch, on stderr: plain text,
+    or a JSON log line when ``--log-format json`` asked for machine-readable logs."""
+    if _json_notices:
+        logging.getLogger("batchpatch.cli").log(level, message)
+    else:
+        print(message, file=sys.stderr)
+
+
 def configure_logging(style: str, *, debug: bool) -> None:
     """Send batchpatch's log to stderr: warnings by default, everything with ``debug``."""
+    global _json_notices
+    _json_notices = style == "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if style == "json"
                          else logging.Formatter("%(levelname)s %(name)s: %(message)s"))

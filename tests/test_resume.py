@@ -232,3 +232,14 @@ def test_a_signal_during_the_read_pass_stops_the_run(tmp_path: Path, signals: in
     assert "while the current images were being read" in stderr
     report = read_report(tmp_path / "s.results.csv")
     assert set(report["status"]) == {"not_attempted"}
+
+
+def test_json_logs_cover_every_line_a_stopped_run_writes(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGES[0]["id"], "x"]])
+    with running_fake(IMAGES, FakeConfig(token="the-right-one")) as fake:
+        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--log-format", "json"],
+                       token="a-wrong-one")
+    assert done.returncode == 3
+    entries = [json.loads(line) for line in done.stderr.splitlines()]
+    assert any(entry["message"].startswith("Stopped early:") for entry in entries)
+    assert {entry["level"] for entry in entries} <= {"warning", "error"}
