@@ -18,9 +18,10 @@ import pandas as pd
 
 from batchpatch.errors import Problem
 from batchpatch.schema import (
+    BASE_ATTRIBUTES,
     EXCLUSIVE,
     FLAG_ATTRIBUTES,
-    NOT_REMOVABLE,
+    cannot_remove,
     check_attribute,
     check_combination,
     check_image_id,
@@ -116,8 +117,8 @@ def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Proble
         if not attribute or op not in ("add", "replace", "remove"):
             continue
         reason = check_attribute(attribute, op) if long else (
-            f"{attribute} cannot be removed — replace it with a new value instead"
-            if op == "remove" and attribute in NOT_REMOVABLE else None)
+            cannot_remove(attribute) if op == "remove" and attribute in BASE_ATTRIBUTES
+            else None)
         if reason:
             add(row, str(attribute_column), reason)
         elif typed is not None and (reason := check_value(attribute, typed)):

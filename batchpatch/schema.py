@@ -38,18 +38,14 @@ FLAG_ATTRIBUTES = frozenset(
     }
 )
 
-#: Every image has these, so a wide sheet can always ``replace`` them; anything else may be
-#: absent, and ``replace`` of an absent attribute fails with IMG.0035, so it gets ``add``.
-ALWAYS_PRESENT = frozenset({"name", "min_ram"})
+#: Every image has these: they can be changed, never removed, and a wide sheet without a plan
+#: can always ``replace`` them (anything else may be absent, and ``replace`` of an absent
+#: attribute fails with IMG.0035, so it gets ``add``).
+BASE_ATTRIBUTES = frozenset({"name", "min_ram"})
 
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
 _DIGITS = re.compile(r"[0-9]+")
-
-
-def attribute_of(path: str) -> str:
-    """The attribute name of a patch path or a sheet column: ``/name`` and ``name`` alike."""
-    return path.strip().lstrip("/")
 
 
 def typed_value(attribute: str, text: str) -> JsonValue:
@@ -108,9 +104,6 @@ EXCLUSIVE = (
     (frozenset({"__support_kvm_infiniband"}), frozenset({"__support_xen"})),
 )
 
-#: Base attributes every image keeps: they can be changed, never removed.
-NOT_REMOVABLE = frozenset({"name", "min_ram"})
-
 _NAME = re.compile(r"[A-Za-z0-9\-._ \u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{1,128}")
 _CUSTOM_KEY = re.compile(r"[a-z0-9_][a-z0-9_.:\-]*")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -134,8 +127,8 @@ def check_attribute(attribute: str, op: str) -> str | None:
     if attribute in READ_ONLY or attribute.lower() in READ_ONLY:
         return (f"{attribute.lower()} is read-only — remove this change; IMS does not let "
                 "users change it")
-    if op == "remove" and attribute in NOT_REMOVABLE:
-        return f"{attribute} cannot be removed — replace it with a new value instead"
+    if op == "remove" and attribute in BASE_ATTRIBUTES:
+        return cannot_remove(attribute)
     if attribute in UPDATABLE:
         return None
     if attribute.lower() in UPDATABLE:
@@ -147,6 +140,10 @@ def check_attribute(attribute: str, op: str) -> str | None:
         return (f"custom attribute {attribute!r} must be lower-case letters, digits, _ . : -"
                 " — rename it in lower case")
     return None
+
+
+def cannot_remove(attribute: str) -> str:
+    return f"{attribute} cannot be removed — replace it with a new value instead"
 
 
 def check_value(attribute: str, value: JsonValue) -> str | None:

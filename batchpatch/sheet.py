@@ -34,7 +34,7 @@ from batchpatch.checks import (
 )
 from batchpatch.errors import OptionsError, Problem, SheetError
 from batchpatch.models import ImagePatch, JsonValue, Operation
-from batchpatch.schema import ALWAYS_PRESENT, OPS, REMOVE_MARKER, typed_value
+from batchpatch.schema import BASE_ATTRIBUTES, OPS, REMOVE_MARKER, typed_value
 
 SheetFormat = Literal["csv", "tsv", "xlsx"]
 Shape = Literal["long", "wide"]
@@ -292,7 +292,7 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
     melted["attribute"] = melted["column"].str.lstrip("/")
     melted["op"] = np.where(
         removing, "remove",
-        np.where(melted["attribute"].isin(ALWAYS_PRESENT), "replace", "add"),
+        np.where(melted["attribute"].isin(BASE_ATTRIBUTES), "replace", "add"),
     )
     melted.loc[removing, "value"] = ""
     changes = melted.reset_index(drop=True).assign(id_column=id_column)

@@ -29,7 +29,7 @@ class RateLimiter:
     starts, at start-up or later.
     """
 
-    __slots__ = ("_clock", "_interval", "_lock", "_next_start", "_sleep", "starts")
+    __slots__ = ("_clock", "_interval", "_lock", "_next_start", "_sleep")
 
     def __init__(self, rate: float, *, clock: Clock | None = None,
                  sleep: Sleep | None = None) -> None:
@@ -38,7 +38,6 @@ class RateLimiter:
         self._sleep = sleep or anyio.sleep
         self._next_start: float | None = None
         self._lock = anyio.Lock()
-        self.starts = 0
 
     @property
     def rate(self) -> float:
@@ -63,7 +62,6 @@ class RateLimiter:
             # The next slot follows the scheduled one, not the (late) wake-up, so event-loop
             # lag does not eat into the rate; idle time still earns no credit.
             self._next_start = start + self._interval
-            self.starts += 1
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}/s, next_start={self._next_start})"

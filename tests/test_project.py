@@ -16,9 +16,10 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_public_api_is_pinned_and_sorted() -> None:
     assert batchpatch.__all__ == sorted(batchpatch.__all__)
     assert batchpatch.__all__ == [
-        "Auth", "BatchpatchError", "ImagePatch", "InputError", "Limits", "Operation",
-        "OptionsError", "Outcome", "Problem", "RunAborted", "RunResult", "Sheet", "SheetError",
-        "Status", "TokenAuth", "apply_sheet", "read_sheet",
+        "AkSkAuth", "Auth", "BatchpatchError", "ImagePatch", "ImagePlan", "InputError",
+        "Limits", "Operation", "OptionsError", "Outcome", "PasswordAuth", "Problem",
+        "RetryPolicy", "RunAborted", "RunResult", "Safeguards", "Sheet", "SheetError",
+        "Status", "TokenAuth", "apply_sheet", "load_plan", "make_plan", "read_sheet",
     ]
     for name in batchpatch.__all__:
         assert getattr(batchpatch, name) is not None
