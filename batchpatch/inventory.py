@@ -20,7 +20,7 @@ import anyio
 
 from batchpatch.client import ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed, ReadStopped
-from batchpatch.retry import RetryPolicy, Verdict, is_throttled
+from batchpatch.retry import RetryPolicy, Verdict, tell_pacer
 from batchpatch.throttle import Pacer
 
 BY_ID_LIMIT = 50
@@ -47,10 +47,7 @@ class Reader:
             started = self.pacer.now()
             response = await self.client.list_images(query)
             verdict = self.policy.verdict(response)
-            if is_throttled(response):
-                self.pacer.throttled(started, response.retry_after, response.error_code)
-            elif verdict in (Verdict.OK, Verdict.PERMANENT):
-                self.pacer.healthy()
+            tell_pacer(self.pacer, response, verdict, started)
             if verdict == Verdict.OK or verdict == Verdict.PERMANENT or (
                 attempt >= self.policy.max_attempts
             ):

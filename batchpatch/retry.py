@@ -19,7 +19,7 @@ from enum import Enum
 import anyio
 
 from batchpatch.client import CONNECT_FAILED, ApiResponse
-from batchpatch.throttle import Sleep
+from batchpatch.throttle import Pacer, Sleep
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_CODES = frozenset({"APIGW.0308", "IMG.0060", "IMG.0061"})
@@ -76,3 +76,13 @@ class RetryPolicy:
         if response.retry_after is not None:
             return min(response.retry_after, MAX_RETRY_AFTER)
         return self.random.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+def tell_pacer(pacer: Pacer, response: ApiResponse, verdict: Verdict, sent_at: float) -> None:
+    """What an answer says about the service's load: "slow down", healthy, or neither (a
+    5xx or no answer says nothing about our rate)."""
+    if is_throttled(response):
+        pacer.throttled(sent_at, response.retry_after,
+                        response.error_code or str(response.status))
+    elif verdict in (Verdict.OK, Verdict.PERMANENT):
+        pacer.healthy()

@@ -17,7 +17,7 @@ from batchpatch.errors import ReadFailed
 from batchpatch.inventory import Reader, read_image
 from batchpatch.models import INTERRUPTED, ImagePatch, Operation, Outcome, Status
 from batchpatch.plan import ImagePlan, plan_image
-from batchpatch.retry import RetryPolicy, Verdict, is_throttled
+from batchpatch.retry import RetryPolicy, Verdict, tell_pacer
 from batchpatch.throttle import Pacer
 
 log = logging.getLogger("batchpatch.runner")
@@ -160,11 +160,7 @@ class Runner:
                 self._on_sending(plan.image_id)
             response = await self.client.update_image(patch.image_id, patch.body())
             verdict = policy.verdict(response)
-            if is_throttled(response):
-                self.pacer.throttled(sent_at, response.retry_after,
-                                     response.error_code or str(response.status))
-            elif verdict in (Verdict.OK, Verdict.PERMANENT):
-                self.pacer.healthy()
+            tell_pacer(self.pacer, response, verdict, sent_at)
             if verdict == Verdict.OK:
                 return outcome_of(patch, response, attempts, _since(started))
             if verdict == Verdict.PERMANENT:
