@@ -72,3 +72,23 @@ def test_an_unreadable_account_stops_the_run_with_exit_3_and_a_full_report(
     assert "could not read the current images: HTTP 401 APIGW.0301" in done.stderr
     report = (tmp_path / "s.results.csv").read_text()
     assert report.count("not_attempted") == 3
+
+
+@pytest.mark.anyio
+async def test_read_pass_for_100000_rows_pages_the_account(tmp_path: Path) -> None:
+    from batchpatch.auth import TokenAuth
+    from batchpatch.job import make_plan
+    from batchpatch.models import Limits
+
+    size = 100_000
+    images = account(size + 1_000)
+    path = tmp_path / "big.csv"
+    path.write_text("image_id,name\n" + "".join(
+        f"{image['id']},big-{n}\n" for n, image in enumerate(images[1_000:])))
+    with running_fake(images) as fake:
+        plans = await make_plan(path, endpoint=fake.url, auth=TokenAuth("t"),
+                                limits=Limits(concurrency=4, rate=1_000))
+        stats = fake.stats.snapshot()
+    assert stats.list_requests == math.ceil((size + 1_000) / PAGE_SIZE)  # 202 calls, not 100,000
+    assert len(plans) == size
+    assert all(plan.status is None for plan in plans)
