@@ -136,12 +136,11 @@ class Runner:
 
     async def _image(self, plan: ImagePlan, borrower: object) -> None:
         started = time.perf_counter()
-        attempts = 0
+        sent = [0]  # PATCHes sent so far, still readable when the attempt is cut off
         try:
-            outcome = await self._attempt(plan, started, attempts_seen := [0])
+            outcome = await self._attempt(plan, started, sent)
         except anyio.get_cancelled_exc_class():
-            attempts = attempts_seen[0]
-            self._record(interrupted(plan.image_id, started, attempts))
+            self._record(interrupted(plan.image_id, started, sent[0]))
             raise
         finally:
             self.pacer.release(borrower)
