@@ -37,6 +37,16 @@ LONG = ["image_id", "op", "path", "value"]
 WHAT_AND_FIX = re.compile(r".+ — .+", re.DOTALL)
 
 
+def assert_reason(reason: str | None, expected: str | None, *, at_start: bool = False) -> None:
+    """None when nothing is expected; else a "what — fix" reason holding ``expected``."""
+    if expected is None:
+        assert reason is None
+        return
+    assert reason is not None
+    assert reason.startswith(expected) if at_start else expected in reason
+    assert WHAT_AND_FIX.fullmatch(reason)
+
+
 @dataclass(frozen=True)
 class Refused:
     """An expected refusal: ``text`` must appear in the message."""
@@ -96,12 +106,7 @@ OTHER_VALUES = [
 @pytest.mark.parametrize(("attribute", "value", "expected"), NAME_AND_DESCRIPTION + OTHER_VALUES)
 def test_check_value(attribute: str, value: JsonValue, expected: str | None) -> None:
     reason = check_value(attribute, value)
-    if expected is None:
-        assert reason is None
-    else:
-        assert reason is not None
-        assert expected in reason
-        assert WHAT_AND_FIX.fullmatch(reason)
+    assert_reason(reason, expected)
 
 
 @pytest.mark.parametrize(
@@ -179,14 +184,9 @@ def test_typed_value(attribute: str, text: str, expected: JsonValue | Refused) -
 )
 def test_check_attribute(attribute: str, op: str, expected: str | None) -> None:
     reason = check_attribute(attribute, op)
-    if expected is None:
-        assert reason is None
-    else:
-        assert reason is not None
-        assert expected in reason
-        assert WHAT_AND_FIX.fullmatch(reason)
-        if "did you mean" not in expected:
-            assert "did you mean" not in reason
+    assert_reason(reason, expected)
+    if reason is not None and expected is not None and "did you mean" not in expected:
+        assert "did you mean" not in reason
 
 
 @pytest.mark.parametrize(
@@ -208,12 +208,7 @@ def test_check_attribute(attribute: str, op: str, expected: str | None) -> None:
 )
 def test_check_image_id(image_id: str, expected: str | None) -> None:
     reason = check_image_id(image_id)
-    if expected is None:
-        assert reason is None
-    else:
-        assert reason is not None
-        assert expected in reason
-        assert WHAT_AND_FIX.fullmatch(reason)
+    assert_reason(reason, expected)
 
 
 @pytest.mark.parametrize(
@@ -240,12 +235,7 @@ def test_check_image_id(image_id: str, expected: str | None) -> None:
 )
 def test_check_combination(attributes: set[str], expected: str | None) -> None:
     reason = check_combination(attributes)
-    if expected is None:
-        assert reason is None
-    else:
-        assert reason is not None
-        assert reason.startswith(expected)
-        assert WHAT_AND_FIX.fullmatch(reason)
+    assert_reason(reason, expected, at_start=True)
 
 
 # --------------------------------------------------------------------- rules, located in sheets
