@@ -65,7 +65,7 @@ def check_outputs(inputs: Sequence[RunFile], outputs: Sequence[RunFile]) -> None
 
 def _clash(output: RunFile, known: RunFile) -> str:
     name = output.label or f"{output.role} path"
-    same_name = os.path.abspath(output.path) == os.path.abspath(known.path)
+    same_name = output.path == known.path
     what = f"{known.role} itself" if same_name else f"{known.role} {known.path} itself"
     fix = output.fix or (f"give {output.label} another path" if output.label
                          else f"write {output.role} to another file")
