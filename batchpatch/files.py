@@ -45,8 +45,9 @@ def _locked_temporary(path: Path) -> Iterator[Path]:
     """A fresh temporary file beside ``path``, locked while the block runs; it is removed
     afterwards unless the block renamed it away."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                    suffix=f".tmp{path.suffix}")
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+    )
     temporary = Path(name)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -60,9 +61,7 @@ def _locked_temporary(path: Path) -> Iterator[Path]:
 
 def temporary_name_pattern(path: Path) -> re.Pattern[str]:
     """The names ``atomic_write`` gives its temporary files for ``path``, and nothing else."""
-    return re.compile(
-        rf"\.{re.escape(path.name)}\.{_RANDOM_PART}\.tmp{re.escape(path.suffix)}"
-    )
+    return re.compile(rf"\.{re.escape(path.name)}\.{_RANDOM_PART}\.tmp{re.escape(path.suffix)}")
 
 
 def remove_stale_temporaries(path: Path, *, older_than: float) -> list[Path]:

@@ -67,8 +67,11 @@ def _clash(output: RunFile, known: RunFile) -> str:
     name = output.label or f"{output.role} path"
     same_name = output.path == known.path
     what = f"{known.role} itself" if same_name else f"{known.role} {known.path} itself"
-    fix = output.fix or (f"give {output.label} another path" if output.label
-                         else f"write {output.role} to another file")
+    fix = output.fix or (
+        f"give {output.label} another path"
+        if output.label
+        else f"write {output.role} to another file"
+    )
     return f"{name} {output.path} is {what} — {fix}"
 
 
@@ -91,29 +94,41 @@ def apply_files(
     outputs = [RunFile("the run lock", lock_path(sheet))]
     outputs.append(RunFile("the report", report, "--report" if flags else ""))
     if not dry_run:
-        outputs.append(RunFile("the journal", journal_path(report),
-                               fix=f"choose another {report_option}"))
+        outputs.append(
+            RunFile("the journal", journal_path(report), fix=f"choose another {report_option}")
+        )
     if summary is not None:
         outputs.append(RunFile("the summary", summary, "--summary" if flags else ""))
     return inputs, outputs
 
 
-def check_apply_files(sheet: Path, report: Path, *, dry_run: bool,
-                      plan_file: Path | None = None, summary: Path | None = None,
-                      flags: bool = False) -> None:
+def check_apply_files(
+    sheet: Path,
+    report: Path,
+    *,
+    dry_run: bool,
+    plan_file: Path | None = None,
+    summary: Path | None = None,
+    flags: bool = False,
+) -> None:
     """``check_outputs`` for an ``apply`` run (see ``apply_files``)."""
-    check_outputs(*apply_files(sheet, report, dry_run=dry_run, plan_file=plan_file,
-                               summary=summary, flags=flags))
+    check_outputs(
+        *apply_files(
+            sheet, report, dry_run=dry_run, plan_file=plan_file, summary=summary, flags=flags
+        )
+    )
 
 
 def check_plan_files(sheet: Path, out: Path, *, flags: bool = False) -> None:
     """``check_outputs`` for ``plan --out``: the saved plan is never the sheet."""
-    check_outputs([RunFile("the sheet", sheet)],
-                  [RunFile("the plan file", out, "--out" if flags else "")])
+    check_outputs(
+        [RunFile("the sheet", sheet)], [RunFile("the plan file", out, "--out" if flags else "")]
+    )
 
 
-def clear_stale_temporaries(outputs: Sequence[RunFile], *,
-                            started: float | None = None) -> list[Path]:
+def clear_stale_temporaries(
+    outputs: Sequence[RunFile], *, started: float | None = None
+) -> list[Path]:
     """Remove the temporary files killed writes of these outputs left behind (older than
     ``started``, a ``time.time()`` reading, by default now).  Returns what was removed."""
     moment = time.time() if started is None else started

@@ -71,11 +71,16 @@ def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
     outcomes = [row.outcome for row in rows]
     header = list(sheet.frame.columns)
     fed_back = passive_columns(header)  # a report fed back in: its old results are replaced
-    source = sheet.frame.drop(columns=[column for column in header
-                                       if column in fed_back and column.lower() in RESULT_COLUMNS])
+    source = sheet.frame.drop(
+        columns=[
+            column for column in header if column in fed_back and column.lower() in RESULT_COLUMNS
+        ]
+    )
     frame = pd.DataFrame(
-        {_kept_name(column): source[column].astype(str).map(neutralise)
-         for column in source.columns},
+        {
+            _kept_name(column): source[column].astype(str).map(neutralise)
+            for column in source.columns
+        },
         index=range(len(source)),
     )
     frame["status"] = [str(outcome.status) for outcome in outcomes]
@@ -117,21 +122,32 @@ def check_report_writable(sheet: Sheet, path: Path) -> None:
     trial = replace(sheet, frame=head)
     rows = [RowResult(Outcome("", Status.NOT_ATTEMPTED))] * len(head)
     try:
-        trial_write(path, lambda temporary: _write_frame(trial, report_frame(trial, rows),
-                                                          temporary))
+        trial_write(
+            path, lambda temporary: _write_frame(trial, report_frame(trial, rows), temporary)
+        )
     except OSError as error:
-        raise OptionsError(f"the report path {path}: cannot write in {path.parent} "
-                           f"({error.strerror or error}) — choose a folder you can write "
-                           "to") from None
+        raise OptionsError(
+            f"the report path {path}: cannot write in {path.parent} "
+            f"({error.strerror or error}) — choose a folder you can write "
+            "to"
+        ) from None
     except (ValueError, TypeError, UnicodeError) as error:
-        raise OptionsError(f"the report {path} could not be written ({error}) — report it as "
-                           "a bug; meanwhile save the sheet as CSV") from None
+        raise OptionsError(
+            f"the report {path} could not be written ({error}) — report it as "
+            "a bug; meanwhile save the sheet as CSV"
+        ) from None
 
 
 def _write_frame(sheet: Sheet, frame: pd.DataFrame, temporary: Path) -> None:
     if sheet.format == "xlsx":
-        frame.to_excel(temporary, index=False, sheet_name=worksheet_name(sheet.sheet_name),
-                       engine="openpyxl")
+        frame.to_excel(
+            temporary, index=False, sheet_name=worksheet_name(sheet.sheet_name), engine="openpyxl"
+        )
     else:
-        frame.to_csv(temporary, index=False, sep="\t" if sheet.format == "tsv" else ",",
-                     encoding=sheet.encoding or "utf-8", errors="replace")
+        frame.to_csv(
+            temporary,
+            index=False,
+            sep="\t" if sheet.format == "tsv" else ",",
+            encoding=sheet.encoding or "utf-8",
+            errors="replace",
+        )

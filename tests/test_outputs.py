@@ -40,6 +40,7 @@ def symlink_to(target: str) -> Callable[[Path], str]:
     def make(folder: Path) -> str:
         (folder / "link.json").symlink_to(folder / target)
         return "link.json"
+
     return make
 
 
@@ -47,6 +48,7 @@ def hardlink_to(target: str) -> Callable[[Path], str]:
     def make(folder: Path) -> str:
         os.link(folder / target, folder / "hard.json")
         return "hard.json"
+
     return make
 
 
@@ -54,6 +56,7 @@ def dotted(target: str) -> Callable[[Path], str]:
     def make(folder: Path) -> str:
         (folder / "sub").mkdir()
         return f"./sub/../{target}"
+
     return make
 
 
@@ -63,35 +66,67 @@ def plain(target: str) -> Callable[[Path], str]:
 
 CLASHES = [
     pytest.param([], plain("s.csv"), "--summary s.csv is the sheet itself", id="summary-sheet"),
-    pytest.param([], dotted("s.csv"), "--summary sub/../s.csv is the sheet s.csv itself",
-                 id="summary-sheet-dotted"),
-    pytest.param([], symlink_to("s.csv"), "--summary link.json is the sheet s.csv itself",
-                 id="summary-sheet-symlink"),
-    pytest.param([], hardlink_to("s.csv"), "--summary hard.json is the sheet s.csv itself",
-                 id="summary-sheet-hardlink"),
-    pytest.param(["--report", "r.csv"], plain("r.csv"),
-                 "--summary r.csv is the report itself", id="summary-report-not-yet-written"),
-    pytest.param([], plain("s.results.csv.journal"),
-                 "--summary s.results.csv.journal is the journal itself", id="summary-journal"),
-    pytest.param(["--plan", "plan.json"], symlink_to("plan.json"),
-                 "--summary link.json is the plan plan.json itself", id="summary-plan"),
-    pytest.param([], plain(".s.csv.batchpatch.lock"),
-                 "--summary .s.csv.batchpatch.lock is the run lock itself", id="summary-lock"),
+    pytest.param(
+        [],
+        dotted("s.csv"),
+        "--summary sub/../s.csv is the sheet s.csv itself",
+        id="summary-sheet-dotted",
+    ),
+    pytest.param(
+        [],
+        symlink_to("s.csv"),
+        "--summary link.json is the sheet s.csv itself",
+        id="summary-sheet-symlink",
+    ),
+    pytest.param(
+        [],
+        hardlink_to("s.csv"),
+        "--summary hard.json is the sheet s.csv itself",
+        id="summary-sheet-hardlink",
+    ),
+    pytest.param(
+        ["--report", "r.csv"],
+        plain("r.csv"),
+        "--summary r.csv is the report itself",
+        id="summary-report-not-yet-written",
+    ),
+    pytest.param(
+        [],
+        plain("s.results.csv.journal"),
+        "--summary s.results.csv.journal is the journal itself",
+        id="summary-journal",
+    ),
+    pytest.param(
+        ["--plan", "plan.json"],
+        symlink_to("plan.json"),
+        "--summary link.json is the plan plan.json itself",
+        id="summary-plan",
+    ),
+    pytest.param(
+        [],
+        plain(".s.csv.batchpatch.lock"),
+        "--summary .s.csv.batchpatch.lock is the run lock itself",
+        id="summary-lock",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("extra", "summary", "message"), CLASHES)
 def test_an_output_that_is_an_input_or_another_output_is_refused_before_anything_is_sent(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
-    summary: Callable[[Path], str], message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    summary: Callable[[Path], str],
+    message: str,
 ) -> None:
     sheet = sheet_in(tmp_path)
     (tmp_path / "plan.json").write_text("{}")
     files = {path: path.read_bytes() for path in tmp_path.iterdir()}
     summary_path = summary(tmp_path)
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        code, out, err = run_main(capsys, ["apply", "s.csv", "--endpoint", fake.url,
-                                           "--summary", summary_path, *extra])
+        code, _, err = run_main(
+            capsys, ["apply", "s.csv", "--endpoint", fake.url, "--summary", summary_path, *extra]
+        )
         stats = fake.stats.snapshot()
     assert code == 2, err
     assert stats.total_requests == 0
@@ -101,13 +136,17 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_anything
     assert sheet.read_bytes() == files[sheet]
 
 
-@pytest.mark.parametrize("report", [
-    pytest.param(symlink_to("s.csv"), id="symlink"),
-    pytest.param(hardlink_to("s.csv"), id="hardlink"),
-    pytest.param(dotted("s.csv"), id="dotted"),
-])
-def test_the_report_is_never_the_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       report: Callable[[Path], str]) -> None:
+@pytest.mark.parametrize(
+    "report",
+    [
+        pytest.param(symlink_to("s.csv"), id="symlink"),
+        pytest.param(hardlink_to("s.csv"), id="hardlink"),
+        pytest.param(dotted("s.csv"), id="dotted"),
+    ],
+)
+def test_the_report_is_never_the_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], report: Callable[[Path], str]
+) -> None:
     sheet = sheet_in(tmp_path)
     original = sheet.read_bytes()
     name = report(tmp_path)
@@ -115,8 +154,9 @@ def test_the_report_is_never_the_sheet(tmp_path: Path, capsys: pytest.CaptureFix
         (tmp_path / name).rename(tmp_path / "other.csv")
         name = "other.csv"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        code, _, err = run_main(capsys, ["apply", "s.csv", "--endpoint", fake.url,
-                                         "--report", name])
+        code, _, err = run_main(
+            capsys, ["apply", "s.csv", "--endpoint", fake.url, "--report", name]
+        )
         stats = fake.stats.snapshot()
     assert code == 2, err
     assert f"--report {Path(name)} is the sheet" in err
@@ -124,16 +164,21 @@ def test_the_report_is_never_the_sheet(tmp_path: Path, capsys: pytest.CaptureFix
     assert sheet.read_bytes() == original
 
 
-@pytest.mark.parametrize("out", [pytest.param(plain("s.csv"), id="same-name"),
-                                 pytest.param(hardlink_to("s.csv"), id="hardlink")])
-def test_plan_out_is_never_the_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     out: Callable[[Path], str]) -> None:
+@pytest.mark.parametrize(
+    "out",
+    [
+        pytest.param(plain("s.csv"), id="same-name"),
+        pytest.param(hardlink_to("s.csv"), id="hardlink"),
+    ],
+)
+def test_plan_out_is_never_the_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out: Callable[[Path], str]
+) -> None:
     sheet = sheet_in(tmp_path)
     original = sheet.read_bytes()
     name = out(tmp_path)
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        code, _, err = run_main(capsys, ["plan", "s.csv", "--endpoint", fake.url,
-                                         "--out", name])
+        code, _, err = run_main(capsys, ["plan", "s.csv", "--endpoint", fake.url, "--out", name])
         stats = fake.stats.snapshot()
     assert code == 2, err
     assert err.startswith(f"Error: --out {name} is the sheet"), err
@@ -147,34 +192,43 @@ def test_the_library_refuses_in_its_own_words(tmp_path: Path) -> None:
     original = sheet.read_bytes()
 
     async def apply() -> None:
-        await apply_sheet(sheet, endpoint=fake.url, auth=TokenAuth(TOKEN),
-                          report_path=tmp_path / "copy.csv")
+        await apply_sheet(
+            sheet, endpoint=fake.url, auth=TokenAuth(TOKEN), report_path=tmp_path / "copy.csv"
+        )
 
     async def plan() -> None:
         await make_plan(sheet, endpoint=fake.url, auth=TokenAuth(TOKEN), out=sheet)
 
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        with pytest.raises(OptionsError, match=r"^the report path .*copy\.csv is the sheet "
-                           r".*s\.csv itself — write the report to another file$"):
+        with pytest.raises(
+            OptionsError,
+            match=r"^the report path .*copy\.csv is the sheet "
+            r".*s\.csv itself — write the report to another file$",
+        ):
             anyio.run(apply)
-        with pytest.raises(OptionsError, match=r"^the plan file path .*s\.csv is the sheet "
-                           r"itself — write the plan file to another file$"):
+        with pytest.raises(
+            OptionsError,
+            match=r"^the plan file path .*s\.csv is the sheet "
+            r"itself — write the plan file to another file$",
+        ):
             anyio.run(plan)
         stats = fake.stats.snapshot()
     assert stats.total_requests == 0
     assert sheet.read_bytes() == original
 
 
-def test_a_dry_run_never_replaces_the_real_report(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dry_run_never_replaces_the_real_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "renamed"], [B, "other"]])
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         code, _, err = run_main(capsys, ["apply", str(sheet), "--endpoint", fake.url])
         assert code == 0, err
         real = (tmp_path / "s.results.csv").read_bytes()
         write_sheet(sheet, ["image_id", "name"], [[A, "renamed-again"], [B, "other"]])
-        code, out, err = run_main(capsys, ["apply", str(sheet), "--endpoint", fake.url,
-                                           "--dry-run"])
+        code, out, err = run_main(
+            capsys, ["apply", str(sheet), "--endpoint", fake.url, "--dry-run"]
+        )
         stats = fake.stats.snapshot()
     assert code == 0, err
     assert stats.patches_by_image == {A: 1, B: 1}  # the real run's PATCHes only
@@ -236,14 +290,27 @@ def test_a_killed_write_leaves_a_temporary_that_the_next_run_removes(
 ) -> None:
     sheet = sheet_in(tmp_path)
     for written in ("s.results.csv", "summary.json"):
-        killed = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(tmp_path / written)],
-                                cwd=ROOT, env=cli_environment(), check=False)
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_WRITE, str(tmp_path / written)],
+            cwd=ROOT,
+            env=cli_environment(),
+            check=False,
+        )
         assert killed.returncode == -9
     left = sorted(path.name for path in tmp_path.glob(".*.tmp*"))
     assert [name.split(".")[1] for name in left] == ["s", "summary"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        code, _, err = run_main(capsys, ["apply", str(sheet), "--endpoint", fake.url,
-                                         "--summary", str(tmp_path / "summary.json")])
+        code, _, err = run_main(
+            capsys,
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--summary",
+                str(tmp_path / "summary.json"),
+            ],
+        )
     assert code == 0, err
     assert list(tmp_path.glob(".*.tmp*")) == []
     assert (tmp_path / "summary.json").read_text().startswith("{")
