@@ -59,6 +59,26 @@ def passive_columns(header: list[str]) -> set[str]:
             if column.startswith("#") or (is_report and column.lower() in RESULT_COLUMNS)}
 
 
+#: The report keeps an input column named like a result column (``after``) as
+#: ``after (input)``.
+INPUT_SUFFIX = " (input)"
+
+
+def attribute_names(header: list[str]) -> dict[str, str]:
+    """The attribute each column of a wide sheet changes: its header without a leading ``/``;
+    in a report fed back in, ``after (input)`` is the input column ``after`` again."""
+    lowered = {column.lower() for column in header}
+    is_report = lowered >= REPORT_MARKERS
+    names = {}
+    for column in header:
+        attribute = column.lstrip("/")
+        original = attribute.removesuffix(INPUT_SUFFIX)
+        if is_report and original != attribute and original.lower() in RESULT_COLUMNS:
+            attribute = original
+        names[column] = attribute
+    return names
+
+
 def duplicate_columns(file: str, header: list[str]) -> list[Problem]:
     """Columns that name the same thing (``name``, `` Name``, ``/name``): which one counts?"""
     seen: dict[str, str] = {}
@@ -77,6 +97,7 @@ def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
     """Problems with the header row itself (reported at row 1)."""
     problems = []
     passive = passive_columns(columns)
+    attributes = attribute_names(columns)
     for position, column in enumerate(columns, start=1):
         if not column:
             problems.append(Problem(file, 1, f"#{position}", "a column has no header",
@@ -88,7 +109,7 @@ def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
                                     "delete it, or start its header with # to keep it as "
                                     "a comment"))
         elif not long:
-            reason = check_attribute(column.lstrip("/"), "add")
+            reason = check_attribute(attributes[column], "add")
             if reason:
                 message, _, fix = reason.partition(" — ")
                 problems.append(Problem(file, 1, column, message,

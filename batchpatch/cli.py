@@ -41,8 +41,15 @@ from batchpatch.models import (
     Outcome,
     Status,
 )
+from batchpatch.outputs import (
+    RunFile,
+    check_apply_files,
+    check_plan_files,
+    clear_stale_temporaries,
+)
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan
+from batchpatch.report import default_report_path
 from batchpatch.retry import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_ATTEMPTS,
@@ -251,6 +258,8 @@ def _validate(options: argparse.Namespace) -> int:
 
 
 def _plan(options: argparse.Namespace) -> int:
+    if options.out:
+        check_plan_files(options.sheet, options.out, flags=True)
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
     with _target(options) as target:
         plans = anyio.run(_make_plan, options, sheet, target)
@@ -273,6 +282,7 @@ def _apply(options: argparse.Namespace) -> int:
     configure_logging(options.log_format, debug=options.debug)
     if options.summary and options.summary.is_dir():
         raise OptionsError(f"--summary {options.summary} is a folder — give a file path")
+    _check_apply_outputs(options)
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
                        skip_invalid=options.skip_invalid)
     for row, reason in sorted(sheet.invalid.items()):
@@ -292,6 +302,16 @@ def _apply(options: argparse.Namespace) -> int:
             notice(f"Warning: could not write the summary to {options.summary}: "
                    f"{error.strerror or error}")
     return result.exit_code
+
+
+def _check_apply_outputs(options: argparse.Namespace) -> None:
+    """Before anything is read or sent: no file the run writes is the sheet, the plan, or
+    another file of the run; what a killed write of the summary left behind is removed."""
+    report = options.report or default_report_path(options.sheet, dry_run=options.dry_run)
+    check_apply_files(options.sheet, report, dry_run=options.dry_run,
+                      plan_file=options.plan_file, summary=options.summary, flags=True)
+    if options.summary:
+        clear_stale_temporaries([RunFile("the summary", options.summary)])
 
 
 def _limits(options: argparse.Namespace) -> Limits:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,9 +24,21 @@ from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
 from batchpatch.lock import lock_path, run_lock
 from batchpatch.models import Limits, Outcome, Status
+from batchpatch.outputs import (
+    RunFile,
+    apply_files,
+    check_outputs,
+    check_plan_files,
+    clear_stale_temporaries,
+)
 from batchpatch.plan import ImagePlan, plan_all, plan_image, unplanned
-from batchpatch.planfile import save_plan, sheet_digest
-from batchpatch.report import RowResult, default_report_path, write_report
+from batchpatch.planfile import check_plans, save_plan, sheet_digest
+from batchpatch.report import (
+    RowResult,
+    check_report_writable,
+    default_report_path,
+    write_report,
+)
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.throttle import Pacer
@@ -134,25 +145,21 @@ async def apply_sheet(
     if not isinstance(sheet, Sheet):
         sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
     limits = limits or Limits()
-    report = Path(report_path) if report_path else default_report_path(sheet.path)
-    if report.resolve() == sheet.path.resolve():
-        raise OptionsError(f"--report {report} is the sheet itself — write the report to "
-                           "another file")
-    try:  # find out now, not after the changes were sent
-        report.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=report.parent):
-            writable = True
-    except OSError:
-        writable = False
-    if not writable:
-        raise OptionsError(f"--report {report}: cannot write in {report.parent} — choose a "
-                           "folder you can write to")
+    started = time.time()
+    report = (Path(report_path) if report_path
+              else default_report_path(sheet.path, dry_run=dry_run))
+    files = apply_files(sheet.path, report, dry_run=dry_run)
+    check_outputs(*files)
     if report.suffix.lower() != sheet.path.suffix.lower():
         raise OptionsError(f"--report {report} must have the sheet's extension "
                            f"({sheet.path.suffix}), since the report is written in its format")
+    if not isinstance(plan, bool):
+        check_plans(sheet, plan)
+    check_report_writable(sheet, report)  # find out now, not after the changes were sent
     run = _Run(sheet, report, endpoint, auth, limits, safeguards or Safeguards(), plan,
                dry_run, ca_bundle, on_request, on_outcome, stop, abort)
     with run_lock(lock_path(sheet.path)):
+        clear_stale_temporaries(files[1], started=started)
         if dry_run:
             return await run.execute(None)
         journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
@@ -352,7 +359,7 @@ async def make_plan(
     auth: Auth,
     limits: Limits | None = None,
     sheet_name: str | None = None,
-    out: Path | None = None,
+    out: str | Path | None = None,
     ca_bundle: str | None = None,
 ) -> list[ImagePlan]:
     """Read the images ``sheet`` names and plan every patch; save the plan to ``out``.
@@ -361,10 +368,13 @@ async def make_plan(
     """
     if not isinstance(sheet, Sheet):
         sheet = read_sheet(sheet, sheet_name=sheet_name)
+    if out is not None:
+        check_plan_files(sheet.path, Path(out))
+        clear_stale_temporaries([RunFile("the plan file", Path(out))])
     limits = limits or Limits()
     async with ImsClient(endpoint, auth, timeout=limits.timeout,
                          connections=limits.concurrency, ca_bundle=ca_bundle) as client:
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
-        save_plan(out, sheet, endpoint, plans)
+        save_plan(Path(out), sheet, endpoint, plans)
     return plans

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write
-from batchpatch.models import Operation, Status
+from batchpatch.models import ImagePatch, Operation, Status
 from batchpatch.plan import Change, ImagePlan
+from batchpatch.schema import check_attribute, check_value
 from batchpatch.sheet import Sheet
 
 FORMAT = "batchpatch-plan/1"
@@ -36,8 +38,12 @@ def save_plan(path: Path, sheet: Sheet, endpoint: str, plans: list[ImagePlan]) -
         "endpoint": endpoint,
         "images": [_plan_json(plan) for plan in plans],
     }
-    return atomic_write(path, lambda temporary: temporary.write_text(
-        json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8"))
+    return atomic_write(
+        path,
+        lambda temporary: temporary.write_text(
+            json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8"
+        ),
+    )
 
 
 def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
@@ -45,33 +51,130 @@ def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise OptionsError(f"{path}: no such plan file — make one with "
-                           "'batchpatch plan SHEET --out PLAN.json'") from None
+        raise OptionsError(
+            f"{path}: no such plan file — make one with 'batchpatch plan SHEET --out PLAN.json'"
+        ) from None
     except (OSError, ValueError) as error:
-        raise OptionsError(f"{path}: not a readable plan ({error}) — make it again with "
-                           "'batchpatch plan SHEET --out PLAN.json'") from None
+        raise OptionsError(
+            f"{path}: not a readable plan ({error}) — make it again with "
+            "'batchpatch plan SHEET --out PLAN.json'"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise OptionsError(f"{path}: not a batchpatch plan ({FORMAT}) — make it again with "
-                           "'batchpatch plan SHEET --out PLAN.json'")
+        raise OptionsError(
+            f"{path}: not a batchpatch plan ({FORMAT}) — make it again with "
+            "'batchpatch plan SHEET --out PLAN.json'"
+        )
     if document.get("sheet_sha256") != sheet_digest(sheet.path):
-        raise OptionsError(f"{path}: the plan was made from another version of "
-                           f"{sheet.path} — plan the sheet again")
+        raise OptionsError(
+            f"{path}: the plan was made from another version of {sheet.path} — plan the sheet again"
+        )
     if document.get("sheet_name") != sheet.sheet_name:
-        raise OptionsError(f"{path}: the plan was made from worksheet "
-                           f"{document.get('sheet_name')!r} — use --sheet to match it")
+        raise OptionsError(
+            f"{path}: the plan was made from worksheet "
+            f"{document.get('sheet_name')!r} — use --sheet to match it"
+        )
     if document.get("endpoint") != endpoint:
-        raise OptionsError(f"{path}: the plan was made against {document.get('endpoint')} — "
-                           "apply it to the same endpoint, or plan again")
+        raise OptionsError(
+            f"{path}: the plan was made against {document.get('endpoint')} — "
+            "apply it to the same endpoint, or plan again"
+        )
     try:
         plans = [_plan_from(entry) for entry in document["images"]]
     except (KeyError, TypeError, ValueError) as error:
         raise OptionsError(f"{path}: the plan is damaged ({error!r}) — make it again") from None
-    expected = {patch.image_id: set(patch.sources) for patch in sheet.patches}
-    found = {plan.image_id: {change.source for change in plan.changes} for plan in plans}
-    if found != expected or len(found) != len(plans):
-        raise OptionsError(f"{path}: the plan's images and rows do not match {sheet.path} — "
-                           "it was edited; make it again with 'batchpatch plan --out'")
+    check_plans(sheet, plans, str(path))
     return plans
+
+
+_REMADE = "make it again with 'batchpatch plan SHEET --out PLAN.json'"
+
+
+def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the plan") -> None:
+    """Raise ``OptionsError`` unless ``plans`` ask exactly what ``sheet`` asks.
+
+    A saved plan may choose ``add`` or ``replace`` for a change and leave out changes it
+    found already in place, nothing else: each image's changes are the sheet's, in the
+    sheet's order, with the same rows, paths and values.  Every operation it would send
+    also passes the local checks, as if it came from the sheet.
+    """
+    expected = {patch.image_id: patch for patch in sheet.patches}
+    found = [plan.image_id for plan in plans]
+    if set(found) != expected.keys() or len(set(found)) != len(found):
+        raise OptionsError(
+            f"{source}: the plan's images do not match {sheet.path} — it was edited; {_REMADE}"
+        )
+    for plan in plans:
+        problem = plan_mismatch(plan, expected[plan.image_id]) or _local_problem(plan)
+        if problem:
+            raise OptionsError(
+                f"{source}: image {plan.image_id}: {problem} — the plan was edited; {_REMADE}"
+            )
+
+
+def plan_mismatch(plan: ImagePlan, patch: ImagePatch) -> str:
+    """How ``plan`` departs from the sheet's ``patch`` for its image ("" when it does not)."""
+    if len(plan.changes) != len(patch.operations):
+        return (
+            f"the plan holds {len(plan.changes)} changes where the sheet asks "
+            f"{len(patch.operations)}"
+        )
+    for number, (change, asked, row) in enumerate(
+        zip(plan.changes, patch.operations, patch.sources, strict=True), start=1
+    ):
+        if (
+            change.source != row
+            or not _same_operation(change.requested, asked)
+            or (change.attribute != asked.path.lstrip("/"))
+        ):
+            return (
+                f"change {number} ({_shown(change.requested)}, row {change.source}) is not "
+                f"what the sheet asks there ({_shown(asked)}, row {row})"
+            )
+        if change.planned is not None and not _planned_from(change.planned, asked):
+            return (
+                f"change {number} would send {_shown(change.planned)} where the sheet "
+                f"asks {_shown(asked)}"
+            )
+    return ""
+
+
+_SETTING = frozenset({"add", "replace"})
+
+
+def _planned_from(planned: Operation, asked: Operation) -> bool:
+    """``planned`` is ``asked``, or ``asked`` with ``add`` and ``replace`` swapped."""
+    same_op = planned.op == asked.op or {planned.op, asked.op} <= _SETTING
+    return same_op and planned.path == asked.path and _same_value(planned.value, asked.value)
+
+
+def _same_operation(one: Operation, other: Operation) -> bool:
+    return (one.op, one.path) == (other.op, other.path) and _same_value(one.value, other.value)
+
+
+def _same_value(one: object, other: object) -> bool:
+    """Equal and of one JSON type: ``true`` is not ``1``, ``"1024"`` is not ``1024``."""
+    return type(one) is type(other) and one == other
+
+
+def _local_problem(plan: ImagePlan) -> str:
+    """Why an operation the plan would send fails the sheet's local checks ("" if none)."""
+    for operation in plan.patch.operations:
+        attribute = operation.path.lstrip("/")
+        reason = check_attribute(attribute, operation.op)
+        if reason is None and operation.op != "remove":
+            value = operation.value
+            reason = (
+                check_value(attribute, value)
+                if isinstance(value, str | int)
+                else f"{attribute} has no value to send"
+            )
+        if reason:
+            return f"{_shown(operation)}: {reason.partition(' — ')[0]}"
+    return ""
+
+
+def _shown(operation: Operation) -> str:
+    return json.dumps(operation.to_json(), ensure_ascii=False)
 
 
 def _plan_json(plan: ImagePlan) -> dict[str, Any]:

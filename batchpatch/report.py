@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from batchpatch.checks import RESULT_COLUMNS, passive_columns
-from batchpatch.files import atomic_write
-from batchpatch.models import Outcome
+from batchpatch.checks import INPUT_SUFFIX, RESULT_COLUMNS, passive_columns
+from batchpatch.errors import OptionsError
+from batchpatch.files import atomic_write, trial_write
+from batchpatch.models import Outcome, Status
 from batchpatch.sheet import Sheet
 
 #: Leading characters that make Excel or LibreOffice treat a cell as a formula (OWASP CSV
@@ -20,14 +21,21 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 
-def default_report_path(sheet_path: Path) -> Path:
-    """``changes.csv`` → ``changes.results.csv``, beside the input."""
-    return sheet_path.with_name(f"{sheet_path.stem}.results{sheet_path.suffix}")
+def default_report_path(sheet_path: Path, *, dry_run: bool = False) -> Path:
+    """``changes.csv`` → ``changes.results.csv``, beside the input; a dry run's report is
+    ``changes.dryrun.csv``, so it never replaces the record of what a real run sent."""
+    kind = "dryrun" if dry_run else "results"
+    return sheet_path.with_name(f"{sheet_path.stem}.{kind}{sheet_path.suffix}")
 
 
-#: Control characters a spreadsheet file cannot hold (XLSX refuses them outright); in a
-#: report they are shown as U+FFFD.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: Control characters a spreadsheet file cannot hold (XLSX refuses them outright), and lone
+#: UTF-16 surrogates (a JSON answer can hold them; no file encoding can): in a report they
+#: are shown as U+FFFD.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+#: What Excel refuses in a worksheet name, and its longest name.
+_SHEET_NAME_REFUSED = re.compile(r"[\\/?*\[\]:]")
+_SHEET_NAME_LENGTH = 31
 
 
 def neutralise(cell: str) -> str:
@@ -36,6 +44,17 @@ def neutralise(cell: str) -> str:
     if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
         return "'" + cell
     return cell
+
+
+def worksheet_name(name: str | None) -> str:
+    """The report's worksheet name: the input's, made one Excel accepts (no ``\\ / ? * [ ] :``
+    nor control characters, no apostrophe at either end, 31 characters at most, not the
+    reserved ``History``); ``results`` when nothing is left."""
+    cleaned = _SHEET_NAME_REFUSED.sub("_", _CONTROL.sub("_", name or ""))
+    cleaned = cleaned[:_SHEET_NAME_LENGTH].strip("'").strip()
+    if not cleaned:
+        return "results"
+    return "History_" if cleaned.lower() == "history" else cleaned
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +71,16 @@ def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
     outcomes = [row.outcome for row in rows]
     header = list(sheet.frame.columns)
     fed_back = passive_columns(header)  # a report fed back in: its old results are replaced
-    source = sheet.frame.drop(columns=[column for column in header
-                                       if column in fed_back and column.lower() in RESULT_COLUMNS])
+    source = sheet.frame.drop(
+        columns=[
+            column for column in header if column in fed_back and column.lower() in RESULT_COLUMNS
+        ]
+    )
     frame = pd.DataFrame(
-        {_kept_name(column): source[column].astype(str).map(neutralise)
-         for column in source.columns},
+        {
+            _kept_name(column): source[column].astype(str).map(neutralise)
+            for column in source.columns
+        },
         index=range(len(source)),
     )
     frame["status"] = [str(outcome.status) for outcome in outcomes]
@@ -73,8 +97,9 @@ def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
 
 def _kept_name(column: str) -> str:
     """An input column named like a result column (a custom key ``after``, say) keeps its
-    values under ``after (input)``, beside the result column."""
-    return f"{column} (input)" if column.lower() in RESULT_COLUMNS else column
+    values under ``after (input)``, beside the result column.  Header cells are made safe
+    like data cells."""
+    return neutralise(column + INPUT_SUFFIX if column.lower() in RESULT_COLUMNS else column)
 
 
 def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
@@ -82,13 +107,48 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
     if len(rows) != sheet.row_count:
         raise ValueError("a report needs exactly one result per source row")
     frame = report_frame(sheet, rows)
+    return atomic_write(path, lambda temporary: _write_frame(sheet, frame, temporary))
 
-    def write(temporary: Path) -> None:
-        if sheet.format == "xlsx":
-            frame.to_excel(temporary, index=False, sheet_name=sheet.sheet_name or "results",
-                           engine="openpyxl")
-        else:
-            frame.to_csv(temporary, index=False, sep="\t" if sheet.format == "tsv" else ",",
-                         encoding=sheet.encoding or "utf-8")
 
-    return atomic_write(path, write)
+#: Rows the trial write of a report holds: the header and worksheet name are what vary from
+#: sheet to sheet (data cells are made safe one by one), so one row is proof enough.
+_TRIAL_ROWS = 1
+
+
+def check_report_writable(sheet: Sheet, path: Path) -> None:
+    """Write the report's header and first rows (every row ``not_attempted``) to a temporary
+    file beside ``path`` and remove it: raises ``OptionsError`` if the real report could not
+    be written, before anything is sent."""
+    head = sheet.frame.head(_TRIAL_ROWS)
+    trial = replace(sheet, frame=head)
+    rows = [RowResult(Outcome("", Status.NOT_ATTEMPTED))] * len(head)
+    try:
+        trial_write(
+            path, lambda temporary: _write_frame(trial, report_frame(trial, rows), temporary)
+        )
+    except OSError as error:
+        raise OptionsError(
+            f"the report path {path}: cannot write in {path.parent} "
+            f"({error.strerror or error}) — choose a folder you can write "
+            "to"
+        ) from None
+    except (ValueError, TypeError, UnicodeError) as error:
+        raise OptionsError(
+            f"the report {path} could not be written ({error}) — report it as "
+            "a bug; meanwhile save the sheet as CSV"
+        ) from None
+
+
+def _write_frame(sheet: Sheet, frame: pd.DataFrame, temporary: Path) -> None:
+    if sheet.format == "xlsx":
+        frame.to_excel(
+            temporary, index=False, sheet_name=worksheet_name(sheet.sheet_name), engine="openpyxl"
+        )
+    else:
+        frame.to_csv(
+            temporary,
+            index=False,
+            sep="\t" if sheet.format == "tsv" else ",",
+            encoding=sheet.encoding or "utf-8",
+            errors="replace",
+        )

@@ -25,6 +25,7 @@ import pandas as pd
 
 from batchpatch.checks import (
     FIRST_DATA_ROW,
+    attribute_names,
     change_problems,
     column_problems,
     duplicate_columns,
@@ -289,7 +290,7 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
     melted = melted.assign(order=melted["column"].map(order))
     melted = melted.sort_values(["row", "order"], kind="stable").drop(columns="order")
     removing = melted["value"].str.strip().str.lower() == REMOVE_MARKER
-    melted["attribute"] = melted["column"].str.lstrip("/")
+    melted["attribute"] = melted["column"].map(attribute_names(list(frame.columns)))
     melted["op"] = np.where(
         removing, "remove",
         np.where(melted["attribute"].isin(BASE_ATTRIBUTES), "replace", "add"),

@@ -109,7 +109,8 @@ def test_dry_run_prints_exact_requests_masks_the_token_and_writes_nothing(
         '{"op":"replace","path":"/min_ram","value":2048}]\n'
     )
     assert f"/v2/cloudimages/{B}" not in done.stdout  # already as asked: nothing to send
-    report = read_report(tmp_path / "s.results.csv")
+    report = read_report(tmp_path / "s.dryrun.csv")
+    assert not (tmp_path / "s.results.csv").exists()  # the real run's report name is left alone
     assert report["status"].tolist() == ["planned", "unchanged"]
 
 
