@@ -42,8 +42,10 @@ def lock_folder() -> Path:
         if not problem:
             return folder
         problems.append(problem)
-    raise OptionsError(f"no folder for the run lock: {'; '.join(problems)} — set "
-                       "XDG_RUNTIME_DIR to a folder only you can write to")
+    raise OptionsError(
+        f"no folder for the run lock: {'; '.join(problems)} — set "
+        "XDG_RUNTIME_DIR to a folder only you can write to"
+    )
 
 
 def _make_private_folder(folder: Path) -> str:
@@ -85,8 +87,7 @@ def hold_run(sheet_path: Path, report_path: Path) -> Iterator[None]:
     naming the run that holds one."""
     with ExitStack() as locks:
         locks.enter_context(run_lock(lock_path(sheet_path), f"this sheet ({sheet_path})"))
-        locks.enter_context(run_lock(report_lock_path(report_path),
-                                     f"the report {report_path}"))
+        locks.enter_context(run_lock(report_lock_path(report_path), f"the report {report_path}"))
         yield
 
 
@@ -109,8 +110,10 @@ def run_lock(path: Path, what: str = "this sheet") -> Iterator[None]:
             break
         os.close(descriptor)  # removed by the run that just let go: take the new one
     else:
-        raise OptionsError(f"cannot take the run lock {path}: it keeps being replaced — "
-                           "another batchpatch run is starting and stopping; try again")
+        raise OptionsError(
+            f"cannot take the run lock {path}: it keeps being replaced — "
+            "another batchpatch run is starting and stopping; try again"
+        )
     try:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, str(os.getpid()).encode("ascii"), 0)
@@ -124,10 +127,14 @@ def _open_lock_file(path: Path) -> int:
     try:
         descriptor = os.open(path, flags, 0o600)
     except OSError as error:
-        hint = ("it is a symbolic link, which batchpatch never follows — remove it"
-                if os.path.islink(path) else "check the folder's permissions")
-        raise OptionsError(f"cannot open the run lock {path}: {error.strerror or error} — "
-                           f"{hint}") from None
+        hint = (
+            "it is a symbolic link, which batchpatch never follows — remove it"
+            if os.path.islink(path)
+            else "check the folder's permissions"
+        )
+        raise OptionsError(
+            f"cannot open the run lock {path}: {error.strerror or error} — {hint}"
+        ) from None
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise OptionsError(f"the run lock {path} is not a regular file — remove it")

@@ -20,12 +20,17 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }, ensure_ascii=False)
+        return json.dumps(
+            {
+                "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                    timespec="milliseconds"
+                ),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=False,
+        )
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -82,8 +87,11 @@ def configure_logging(style: str, *, debug: bool) -> None:
     global _json_notices
     _json_notices = style == "json"
     handler = _StderrHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if style == "json"
-                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if style == "json"
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
     logger = logging.getLogger("batchpatch")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -105,8 +113,11 @@ def write_summary(path: Path, result: RunResult) -> Path:
         "requests": result.requests,
         "seconds": round(result.seconds, 3),
         "requests_per_second": round(result.requests / result.seconds, 2)
-        if result.seconds > 0 else 0.0,
+        if result.seconds > 0
+        else 0.0,
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return atomic_write(path, lambda temporary: temporary.write_text(
-        json.dumps(summary, indent=1), encoding="utf-8"))
+    return atomic_write(
+        path,
+        lambda temporary: temporary.write_text(json.dumps(summary, indent=1), encoding="utf-8"),
+    )

@@ -18,32 +18,53 @@ from batchpatch.journal import Journal
 from batchpatch.models import Outcome, Status
 from batchpatch.planfile import sheet_digest
 from tests.e2e import ROOT, TOKEN, cli_environment
+from tests.inprocess import CliRunner, cli_runner
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
-from tests.test_lock_identity import cli  # noqa: F401  (a fixture)
 
 IMAGES: list[dict[str, Any]] = [
-    {"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n:02d}", "status": "active",
-     "min_ram": 0} for n in range(16)
+    {
+        "id": str(uuid.UUID(int=n + 1, version=4)),
+        "name": f"image-{n:02d}",
+        "status": "active",
+        "min_ram": 0,
+    }
+    for n in range(16)
 ]
 IDS = [image["id"] for image in IMAGES]
 
 #: Runs ``python ARGS...`` with a file size limit, as a full disk would stop its writes.
-LIMITED = ("import os, resource, sys; limit = int(sys.argv[1]); "
-           "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
-           "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
+LIMITED = (
+    "import os, resource, sys; limit = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    return cli_runner(monkeypatch, capsys)
 
 
 def run_limited(limit: int, args: list[str]) -> subprocess.CompletedProcess[str]:
     """``batchpatch ARGS`` as a subprocess whose files cannot grow past ``limit`` bytes."""
     return subprocess.run(
-        [sys.executable, "-c", LIMITED, str(limit), "-m", "batchpatch", *args], cwd=ROOT,
-        env=cli_environment(), capture_output=True, text=True, timeout=60, check=False)
+        [sys.executable, "-c", LIMITED, str(limit), "-m", "batchpatch", *args],
+        cwd=ROOT,
+        env=cli_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def renames(folder: Path, count: int = len(IMAGES)) -> Path:
-    return write_sheet(folder / "s.csv", ["image_id", "name"],
-                       [[image_id, f"renamed-{n:02d}"] for n, image_id in enumerate(IDS[:count])])
+    return write_sheet(
+        folder / "s.csv",
+        ["image_id", "name"],
+        [[image_id, f"renamed-{n:02d}"] for n, image_id in enumerate(IDS[:count])],
+    )
 
 
 # --- Symlinks are never followed ------------------------------------------------------------
@@ -63,7 +84,7 @@ def test_a_symlink_at_the_fresh_journals_old_path_is_left_alone(tmp_path: Path) 
 
 
 def test_a_symlink_at_the_journal_path_is_replaced_never_written_through(
-    tmp_path: Path, cli: Any
+    tmp_path: Path, cli: CliRunner
 ) -> None:
     sheet = renames(tmp_path, 2)
     victim = tmp_path / "precious.txt"
@@ -90,7 +111,7 @@ def test_fresh_journals_a_killed_run_left_are_removed_at_the_next_start(tmp_path
 
 
 def test_a_folder_at_the_journal_path_is_refused_before_anything_is_sent(
-    tmp_path: Path, cli: Any
+    tmp_path: Path, cli: CliRunner
 ) -> None:
     sheet = renames(tmp_path, 2)
     (tmp_path / "s.results.csv.journal").mkdir()
@@ -106,11 +127,14 @@ def test_a_folder_at_the_journal_path_is_refused_before_anything_is_sent(
 
 DAMAGED_LINES = [
     pytest.param(b'{"event": "outcome", "status": "succeeded"}', id="no-image-id"),
-    pytest.param(b'{"event": "outcome", "image_id": "b", "status": "exploded"}',
-                 id="unknown-status"),
+    pytest.param(
+        b'{"event": "outcome", "image_id": "b", "status": "exploded"}', id="unknown-status"
+    ),
     pytest.param(b'{"event": "sending", "image_id": "caf\xe9"}', id="not-utf-8"),
-    pytest.param(b'{"event": "outcome", "image_id": "b", "status": "failed", "attempts": "x"}',
-                 id="wrong-type"),
+    pytest.param(
+        b'{"event": "outcome", "image_id": "b", "status": "failed", "attempts": "x"}',
+        id="wrong-type",
+    ),
     pytest.param(b'{"event": "sending", "image_id": ["b"]}', id="id-not-text"),
     pytest.param(b'["not", "an", "entry"]', id="not-an-object"),
     pytest.param(b'{"no": "event"}', id="neither-header-nor-event"),
@@ -146,7 +170,7 @@ def test_a_line_separator_inside_a_message_does_not_split_its_line(tmp_path: Pat
 
 
 def test_a_rerun_over_a_damaged_journal_says_how_many_lines_it_ignored(
-    tmp_path: Path, cli: Any
+    tmp_path: Path, cli: CliRunner
 ) -> None:
     sheet = renames(tmp_path, 3)
     path = tmp_path / "s.results.csv.journal"
@@ -168,7 +192,7 @@ def test_a_rerun_over_a_damaged_journal_says_how_many_lines_it_ignored(
 
 
 def test_a_journal_that_cannot_grow_stops_the_run_and_the_report_keeps_every_row(
-    tmp_path: Path, cli: Any
+    tmp_path: Path, cli: CliRunner
 ) -> None:
     sheet = renames(tmp_path)
     args = ["apply", str(sheet), "--concurrency", "1", "--rate", "1000"]
@@ -183,9 +207,11 @@ def test_a_journal_that_cannot_grow_stops_the_run_and_the_report_keeps_every_row
         names = [fake.store.images[image_id]["name"] for image_id in IDS]
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
-    assert (f"could not write the journal at {tmp_path / 's.results.csv.journal'}: "
-            "File too large — no request was started after that; the report holds every "
-            "outcome; free space and rerun") in done.stderr
+    assert (
+        f"could not write the journal at {tmp_path / 's.results.csv.journal'}: "
+        "File too large — no request was started after that; the report holds every "
+        "outcome; free space and rerun"
+    ) in done.stderr
     assert 0 < sent_before < len(IMAGES)
     assert len(report) == len(IMAGES)
     assert set(report["status"]) == {"succeeded", "not_attempted"}
@@ -195,11 +221,14 @@ def test_a_journal_that_cannot_grow_stops_the_run_and_the_report_keeps_every_row
 
 
 def test_a_report_that_cannot_be_written_points_to_the_journal(
-    tmp_path: Path, cli: Any
+    tmp_path: Path, cli: CliRunner
 ) -> None:
     # One image, forty rows: a small journal and a big report.
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "op", "path", "value"],
-                        [[IDS[0], "add", f"key_{n:02d}", f"value-{n:02d}"] for n in range(40)])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "op", "path", "value"],
+        [[IDS[0], "add", f"key_{n:02d}", f"value-{n:02d}"] for n in range(40)],
+    )
     journal = tmp_path / "s.results.csv.journal"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         done = run_limited(2000, ["apply", str(sheet), "--endpoint", fake.url])
@@ -208,9 +237,10 @@ def test_a_report_that_cannot_be_written_points_to_the_journal(
         patches = fake.stats.patch_requests
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
-    assert (f"could not write the report {tmp_path / 's.results.csv'}: File too large — "
-            f"the journal at {journal} holds every outcome; free space and rerun"
-            ) in done.stderr
+    assert (
+        f"could not write the report {tmp_path / 's.results.csv'}: File too large — "
+        f"the journal at {journal} holds every outcome; free space and rerun"
+    ) in done.stderr
     assert left == ["s.csv", journal.name]  # no half report, no temp file left behind
     assert code == 0, err
     assert patches == 1  # the rerun took the outcome from the journal

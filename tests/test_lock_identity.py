@@ -11,34 +11,26 @@ from typing import Any
 
 import pytest
 
-from batchpatch.cli import main
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.lock import hold_run, lock_folder, lock_path, report_lock_path, run_lock
 from tests.e2e import TOKEN
+from tests.inprocess import CliRunner, cli_runner
 from tests.sheets import write_sheet
 
 IMAGES: list[dict[str, Any]] = [
-    {"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n}", "status": "active",
-     "min_ram": 0} for n in range(2)
+    {
+        "id": str(uuid.UUID(int=n + 1, version=4)),
+        "name": f"image-{n}",
+        "status": "active",
+        "min_ram": 0,
+    }
+    for n in range(2)
 ]
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``batchpatch ARGS`` in this process: returns (exit code, stdout, stderr)."""
-    for name in list(os.environ):
-        if name.startswith(("BATCHPATCH_", "HUAWEICLOUD_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("BATCHPATCH_CONFIG", os.devnull)
-    monkeypatch.setenv("BATCHPATCH_AUTH_TOKEN", TOKEN)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    return cli_runner(monkeypatch, capsys)
 
 
 def a_sheet(folder: Path, name: str = "s.csv") -> Path:
@@ -47,7 +39,7 @@ def a_sheet(folder: Path, name: str = "s.csv") -> Path:
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
-def test_a_link_to_a_sheet_is_the_same_sheet(tmp_path: Path, cli: Any, link: str) -> None:
+def test_a_link_to_a_sheet_is_the_same_sheet(tmp_path: Path, cli: CliRunner, link: str) -> None:
     sheet = a_sheet(tmp_path / "real")
     other = tmp_path / "elsewhere" / "alias.csv"
     other.parent.mkdir()
@@ -63,7 +55,7 @@ def test_a_link_to_a_sheet_is_the_same_sheet(tmp_path: Path, cli: Any, link: str
     assert f"another batchpatch run (pid {os.getpid()}) is working on this sheet" in err
 
 
-def test_two_copies_of_a_sheet_cannot_share_a_report(tmp_path: Path, cli: Any) -> None:
+def test_two_copies_of_a_sheet_cannot_share_a_report(tmp_path: Path, cli: CliRunner) -> None:
     first, second = a_sheet(tmp_path / "a"), a_sheet(tmp_path / "b")
     report = tmp_path / "out" / "shared.csv"
     report.parent.mkdir()
@@ -72,15 +64,14 @@ def test_two_copies_of_a_sheet_cannot_share_a_report(tmp_path: Path, cli: Any) -
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake, hold_run(first, report):
         # the same report however it is spelled: through a symlinked folder, with ./
         spelled = tmp_path / "link-to-out" / "." / "shared.csv"
-        code, _, err = cli("apply", str(second), "--endpoint", fake.url, "--report",
-                           str(spelled))
+        code, _, err = cli("apply", str(second), "--endpoint", fake.url, "--report", str(spelled))
         assert fake.stats.total_requests == 0
     assert code == 2
     assert f"another batchpatch run (pid {os.getpid()}) is working on the report" in err
     assert report_lock_path(spelled) == report_lock_path(report)
 
 
-def test_a_sheet_in_a_read_only_folder_is_applied(tmp_path: Path, cli: Any) -> None:
+def test_a_sheet_in_a_read_only_folder_is_applied(tmp_path: Path, cli: CliRunner) -> None:
     folder = tmp_path / "read-only"
     sheet = a_sheet(folder)
     report = tmp_path / "out.csv"
@@ -88,8 +79,9 @@ def test_a_sheet_in_a_read_only_folder_is_applied(tmp_path: Path, cli: Any) -> N
     folder.chmod(0o555)
     try:
         with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-            code, out, err = cli("apply", str(sheet), "--endpoint", fake.url, "--report",
-                                 str(report))
+            code, out, err = cli(
+                "apply", str(sheet), "--endpoint", fake.url, "--report", str(report)
+            )
             applied = fake.store.images[IMAGES[0]["id"]]["name"]
     finally:
         folder.chmod(0o755)
@@ -109,7 +101,7 @@ def test_the_lock_folder_is_private_to_the_user() -> None:
 
 @pytest.mark.parametrize("which", ["sheet", "report"])
 def test_a_symlink_planted_at_a_lock_path_is_never_followed(
-    tmp_path: Path, cli: Any, which: str
+    tmp_path: Path, cli: CliRunner, which: str
 ) -> None:
     sheet = a_sheet(tmp_path)
     report = tmp_path / "s.results.csv"
@@ -129,14 +121,15 @@ def test_a_symlink_planted_at_a_lock_path_is_never_followed(
 
 
 def test_a_copy_with_its_own_report_runs_while_the_original_is_locked(
-    tmp_path: Path, cli: Any
+    tmp_path: Path, cli: CliRunner
 ) -> None:
     sheet = a_sheet(tmp_path / "a")
     copy = tmp_path / "b" / "s.csv"
     copy.parent.mkdir()
     shutil.copy(sheet, copy)
-    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake, hold_run(
-        sheet, tmp_path / "a" / "s.results.csv"
+    with (
+        running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake,
+        hold_run(sheet, tmp_path / "a" / "s.results.csv"),
     ):
         code, _, err = cli("apply", str(copy), "--endpoint", fake.url)
     assert code == 0, err
