@@ -430,15 +430,16 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event, grace: float) -> None:
     """First SIGINT/SIGTERM/SIGHUP: start no new request, and give those in flight ``grace``
     seconds.  A second signal, or the end of the grace period: cut them off.  SIGHUP (the
-    terminal closed) is a stop like any other, so the report is still written."""
+    terminal closed) is a stop like any other, so the report is still written — unless it
+    was ignored when batchpatch started (``nohup``): then it stays ignored."""
 
     async def abort_after_grace() -> None:
         await anyio.sleep(grace)
         abort.set()
 
     async with anyio.create_task_group() as timers:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM,
-                                        signal.SIGHUP) as signals:
+        hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *hangup) as signals:
             async for _ in signals:
                 if stop.is_set():
                     abort.set()

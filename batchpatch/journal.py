@@ -3,8 +3,14 @@
 One JSON object per line, appended and flushed as things happen: a header naming the sheet
 (by SHA-256) and the endpoint, ``sending`` before each PATCH, and each image's outcome.  A
 ``kill -9`` at any moment loses no recorded outcome; at worst the last line is torn, and a
-torn line is ignored on reading.  The journal is removed once a run finishes; only an
+torn line — like any damaged one (not UTF-8, not an entry, an unknown status) — is ignored
+on reading and counted in a warning.  The journal is removed once a run finishes; only an
 unfinished run leaves one behind.
+
+Its files are never opened through a symlink: the fresh journal is made by ``mkstemp``
+and renamed into place, and the old one is read with ``O_NOFOLLOW``.  A write that fails
+(a full disk) never raises into the run: the journal stops writing, keeps the error, and
+tells ``on_failure`` (``apply_sheet`` then starts no new request).
 
 On resume, images whose recorded outcome is done are not sent again, and images that were
 being sent when the run died, or whose last write got no answer, are read back before

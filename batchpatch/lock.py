@@ -14,6 +14,7 @@ never makes a run truncate the file it points to.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -115,8 +116,9 @@ def run_lock(path: Path, what: str = "this sheet") -> Iterator[None]:
             "another batchpatch run is starting and stopping; try again"
         )
     try:
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, str(os.getpid()).encode("ascii"), 0)
+        with contextlib.suppress(OSError):  # the pid only helps the message (a full disk)
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, str(os.getpid()).encode("ascii"), 0)
         yield
     finally:
         _release(descriptor, path)
