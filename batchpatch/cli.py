@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import signal
 import sys
 from collections import Counter
@@ -32,7 +33,7 @@ from batchpatch.job import (
     apply_sheet,
     make_plan,
 )
-from batchpatch.logs import configure_logging, notice, write_summary
+from batchpatch.logs import configure_logging, notice, say, silence, write_summary
 from batchpatch.models import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE,
@@ -85,7 +86,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits with our code 2 and an ``Error:`` line, never a usage dump."""
 
     def error(self, message: str) -> Any:
-        self.exit(EXIT_INVALID, f"Error: {message} — see '{self.prog} --help'\n")
+        notice(f"Error: {message} — see '{self.prog} --help'", level=logging.ERROR)
+        self.exit(EXIT_INVALID)
 
 
 def _sheet_options() -> _Parser:
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="finished images before --max-failure-rate applies "
                          "(default: %(default)s)")
     retries.add_argument("--grace", type=_positive_float, default=30.0, metavar="SECONDS",
-                         help="after SIGINT/SIGTERM, how long requests in flight may finish "
+                         help="after SIGINT/SIGTERM/SIGHUP, how long requests in flight may finish "
                          "(default: %(default)s)")
     retries.add_argument("--restart", action="store_true",
                          help="ignore the journal of an unfinished earlier run")
@@ -224,10 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    _keep_standard_streams_open()
     if arguments[:1] == ["fake-ims"]:
         from batchpatch.fake import main as fake_main
 
         return fake_main(arguments[1:])
+    # Before parsing, so that option errors are JSON lines too when JSON was asked for.
+    configure_logging("json" if _asks_for_json(arguments) else "text", debug=False)
     options = build_parser().parse_args(arguments)
     command = {"apply": _apply, "plan": _plan, "validate": _validate,
                "whoami": _whoami}[options.command]
@@ -245,15 +250,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunAborted as error:
         notice(f"Error: {error}", level=logging.ERROR)
         return EXIT_STOPPED
-    except BrokenPipeError:  # e.g. a dry run piped into head: stop quietly
-        sys.stderr.close()
+    except KeyboardInterrupt:  # SIGINT before or after the run, which handles its own
+        notice("Error: stopped by a signal", level=logging.ERROR)
         return EXIT_STOPPED
+
+
+def _keep_standard_streams_open() -> None:
+    """Give a closed stdin, stdout or stderr (``2>&-``) /dev/null instead.
+
+    Otherwise Python has no ``sys.stderr`` to write to, and the next file opened (the
+    journal, the report) would get the free descriptor, so that whatever is written to the
+    "stream" would land in it."""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor
+            if devnull != descriptor:
+                os.dup2(devnull, descriptor)
+                os.close(devnull)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                          closefd=False)
+
+
+def _asks_for_json(arguments: Sequence[str]) -> bool:
+    """Whether ``--log-format json`` (or an abbreviation argparse accepts) is given."""
+    for position, argument in enumerate(arguments):
+        if argument == "--":
+            break
+        name, equals, value = argument.partition("=")
+        if name.startswith("--l") and "--log-format".startswith(name):
+            if not equals:
+                value = arguments[position + 1] if position + 1 < len(arguments) else ""
+            if value == "json":
+                return True
+    return False
 
 
 def _validate(options: argparse.Namespace) -> int:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
-    print(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
-          f"{sheet.shape} sheet")
+    say(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
+        f"{sheet.shape} sheet")
     return EXIT_OK
 
 
@@ -264,10 +304,10 @@ def _plan(options: argparse.Namespace) -> int:
     with _target(options) as target:
         plans = anyio.run(_make_plan, options, sheet, target)
     for plan in plans:
-        print("\n".join(describe(plan)))
+        say("\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
-    print(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items())
-          + (f" | plan saved to {options.out}" if options.out else ""))
+    say(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+        + (f" | plan saved to {options.out}" if options.out else ""))
     blocked = any(plan.status in (Status.FAILED, Status.SKIPPED) for plan in plans)
     return EXIT_ROWS_NOT_DONE if blocked else EXIT_OK
 
@@ -294,7 +334,7 @@ def _apply(options: argparse.Namespace) -> int:
         result = anyio.run(_run, options, sheet, target, plan)
     if result.stop_reason:
         notice(f"Stopped early: {result.stop_reason}")
-    print(result.summary())
+    say(result.summary())
     if options.summary:
         try:
             write_summary(options.summary, result)
@@ -356,7 +396,7 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
 def _whoami(options: argparse.Namespace) -> int:
     options.fake, options.fake_images = False, None
     with _target(options) as target:
-        print("\n".join(target.describe()))
+        say("\n".join(target.describe()))
     return EXIT_OK
 
 
@@ -370,12 +410,16 @@ async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
 
     def progress(outcome: Outcome) -> None:
         counts[str(outcome.status)] += 1
-        if isinstance(bar, tqdm):
-            bar.update(1)
-            bar.set_postfix(counts, refresh=False)
+        if isinstance(bar, tqdm) and not bar.disable:
+            try:
+                bar.update(1)
+                bar.set_postfix(counts, refresh=False)
+            except OSError:  # the terminal went away (SIGHUP): the run goes on without it
+                bar.disable = True
+                silence(sys.stderr)
 
     def show(request: str) -> None:
-        print(request + "\n")
+        say(request + "\n")
 
     try:
         with bar:
@@ -404,15 +448,18 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event, grace: float) -> None:
-    """First SIGINT/SIGTERM: start no new request, and give those in flight ``grace``
-    seconds.  A second signal, or the end of the grace period: cut them off."""
+    """First SIGINT/SIGTERM/SIGHUP: start no new request, and give those in flight ``grace``
+    seconds.  A second signal, or the end of the grace period: cut them off.  SIGHUP (the
+    terminal closed) is a stop like any other, so the report is still written — unless it
+    was ignored when batchpatch started (``nohup``): then it stays ignored."""
 
     async def abort_after_grace() -> None:
         await anyio.sleep(grace)
         abort.set()
 
     async with anyio.create_task_group() as timers:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *hangup) as signals:
             async for _ in signals:
                 if stop.is_set():
                     abort.set()

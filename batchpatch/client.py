@@ -75,7 +75,7 @@ def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
         data = json.loads(payload)
     except ValueError:
         text = payload.decode("utf-8", "replace").strip()
-        return "", text[:300] or f"HTTP {status} with no body", ""
+        return "", text[:300] or "(no body)", ""  # the status is told by the caller
     if isinstance(data, dict):
         if "error_code" in data or "error_msg" in data:
             return (str(data.get("error_code", "")), str(data.get("error_msg", "")),

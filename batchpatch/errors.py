@@ -7,7 +7,8 @@
     └── RunAborted                  the run stopped early; the report was still written (exit 3)
         ├── ReadFailed              the current images could not be read, so nothing was planned
         ├── ReadStopped             a signal came while the current images were being read
-        └── AuthFailed              no credentials could be had (IAM refused the login)
+        ├── AuthFailed              no credentials could be had (IAM refused the login)
+        └── WriteFailed             the journal or the report could not be written (disk full)
 
 A failed *row* is never an exception: it is data (see ``models.Outcome``).  Only
 problems that stop the whole run are raised, and every message says what went wrong and
@@ -84,3 +85,8 @@ class AuthFailed(RunAborted):
 
 class ReadStopped(RunAborted):
     """A signal stopped the run while the current images were being read."""
+
+
+class WriteFailed(RunAborted):
+    """The journal or the report could not be written (a full disk, a file size limit);
+    the message says which file still holds every outcome."""

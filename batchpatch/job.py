@@ -6,6 +6,7 @@ that still change something → one outcome per source row → the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,10 +20,10 @@ import anyio
 
 from batchpatch.auth import Auth
 from batchpatch.client import LOGIN_FAILED, ImsClient
-from batchpatch.errors import OptionsError, ReadFailed, ReadStopped
+from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, WriteFailed
 from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
-from batchpatch.lock import lock_path, run_lock
+from batchpatch.lock import hold_run
 from batchpatch.models import Limits, Outcome, Status
 from batchpatch.outputs import (
     RunFile,
@@ -33,12 +34,8 @@ from batchpatch.outputs import (
 )
 from batchpatch.plan import ImagePlan, plan_all, plan_image, unplanned
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
-from batchpatch.report import (
-    RowResult,
-    check_report_writable,
-    default_report_path,
-    write_report,
-)
+from batchpatch.report import RowResult, check_report_writable, default_report_path
+from batchpatch.report import write_report as _write_report_file
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.throttle import Pacer
@@ -156,21 +153,68 @@ async def apply_sheet(
     if not isinstance(plan, bool):
         check_plans(sheet, plan)
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
+    stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
     run = _Run(sheet, report, endpoint, auth, limits, safeguards or Safeguards(), plan,
                dry_run, ca_bundle, on_request, on_outcome, stop, abort)
-    with run_lock(lock_path(sheet.path)):
+    with hold_run(sheet.path, report):
         clear_stale_temporaries(files[1], started=started)
         if dry_run:
-            return await run.execute(None)
+            return await _written(run.execute(None), report, None)
         journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
-                          endpoint=endpoint, restart=restart)
+                          endpoint=endpoint, restart=restart,
+                          on_failure=lambda _: stop.set())
         finished = False
         try:
-            result = await run.execute(journal)
+            result = await _written(run.execute(journal), report, journal)
             finished = not result.stop_reason
         finally:
             journal.close(finished=finished)
         return result
+
+
+class _ReportNotWritten(Exception):
+    """The report's file could not be written; ``apply_sheet`` says what holds the outcomes."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
+    """``report.write_report``, with a failed write (a full disk) told apart from a bug."""
+    try:
+        return _write_report_file(sheet, rows, path)
+    except OSError as error:
+        raise _ReportNotWritten(error) from error
+
+
+async def _written(execution: Awaitable[RunResult], report: Path,
+                   journal: Journal | None) -> RunResult:
+    """The run's result, unless the journal or the report could not be written (a full
+    disk): then the run stops (exit 3) saying which file still holds every outcome."""
+    try:
+        result = await execution
+    except _ReportNotWritten as failure:
+        why = _why(failure.error)
+        if journal is None:
+            message = f"could not write the report {report}: {why} — free space and rerun"
+        elif journal.error is None:
+            message = (f"could not write the report {report}: {why} — the journal at "
+                       f"{journal.path} holds every outcome; free space and rerun")
+        else:
+            message = (f"could not write the report {report} ({why}) nor the journal at "
+                       f"{journal.path} ({_why(journal.error)}) — free space and rerun")
+        raise WriteFailed(message) from None
+    if journal is not None and journal.error is not None:
+        reason = (f"could not write the journal at {journal.path}: {_why(journal.error)} — "
+                  "no request was started after that; the report holds every outcome; "
+                  "free space and rerun")
+        return dataclasses.replace(result, stop_reason=reason)
+    return result
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or str(error)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,14 @@
 One JSON object per line, appended and flushed as things happen: a header naming the sheet
 (by SHA-256) and the endpoint, ``sending`` before each PATCH, and each image's outcome.  A
 ``kill -9`` at any moment loses no recorded outcome; at worst the last line is torn, and a
-torn line is ignored on reading.  The journal is removed once a run finishes; only an
+torn line — like any damaged one (not UTF-8, not an entry, an unknown status) — is ignored
+on reading and counted in a warning.  The journal is removed once a run finishes; only an
 unfinished run leaves one behind.
+
+Its files are never opened through a symlink: the fresh journal is made by ``mkstemp``
+and renamed into place, and the old one is read with ``O_NOFOLLOW``.  A write that fails
+(a full disk) never raises into the run: the journal stops writing, keeps the error, and
+tells ``on_failure`` (``apply_sheet`` then starts no new request).
 
 On resume, images whose recorded outcome is done are not sent again, and images that were
 being sent when the run died, or whose last write got no answer, are read back before
@@ -13,15 +19,26 @@ anything is sent.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
+import logging
 import os
+import stat
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
+from batchpatch.errors import OptionsError, WriteFailed
 from batchpatch.models import Outcome, Status
 
 FORMAT = "batchpatch-journal/1"
+#: How the fresh journal a run writes before renaming it into place ends.
+_FRESH_SUFFIX = ".new"
+
+log = logging.getLogger("batchpatch.journal")
 
 
 def journal_path(report_path: Path) -> Path:
@@ -33,23 +50,69 @@ class Journal:
     """Appends a run's events to ``path``; ``recorded`` holds what an earlier run left."""
 
     def __init__(self, path: Path, *, sheet_sha256: str, endpoint: str,
-                 restart: bool = False) -> None:
+                 restart: bool = False,
+                 on_failure: Callable[[OSError], None] | None = None) -> None:
+        """Open a fresh journal at ``path``, carrying over what an earlier run left there.
+
+        Raises ``OptionsError`` when a folder is in the way and ``WriteFailed`` when the
+        journal cannot be written (nothing has been sent then).  Once open, a failed write
+        never raises: it is kept in ``error`` and handed to ``on_failure`` (say, to stop
+        the run), and nothing more is written.
+        """
         self.path = path
         self.recorded: dict[str, Outcome] = {}
         self.in_doubt: set[str] = set()
+        #: Lines of the earlier journal that were ignored as damaged.
+        self.damaged = 0
+        #: The first write that failed, if any.
+        self.error: OSError | None = None
+        self._on_failure: Callable[[OSError], None] | None = None
         identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
-        if path.exists() and not restart:
+        _refuse_folder(path)
+        _remove_stale_copies(path)
+        if not restart:
             self._load(identity)
+        if self.damaged:
+            log.warning("the journal at %s: ignored %d damaged line(s) (a line torn by a "
+                        "killed run is normal)", path, self.damaged)
         # What an earlier run left is carried into a fresh journal, which replaces the old
         # one only once it is complete: a kill in between loses nothing.
-        fresh = path.with_name(path.name + ".new")
-        self._file: IO[str] = fresh.open("w", encoding="utf-8")
+        self._file = self._create_fresh(identity)
+        self._on_failure = on_failure
+
+    def _create_fresh(self, identity: dict[str, str]) -> IO[str]:
+        """A new journal holding the header and what was carried over, renamed into place.
+
+        It is made by ``mkstemp`` (a new file, never a planted symlink) beside ``path``."""
+        try:
+            descriptor, name = tempfile.mkstemp(dir=self.path.parent, suffix=_FRESH_SUFFIX,
+                                                prefix=f".{self.path.name}.")
+        except OSError as error:
+            raise self._unwritable(error) from None
+        fresh = Path(name)
+        file = os.fdopen(descriptor, "w", encoding="utf-8")
+        self._file = file
         self._write({"format": FORMAT, **identity})
         for outcome in self.recorded.values():
             self.outcome(outcome)
         for image_id in self.in_doubt:
             self.sending(image_id)
-        os.replace(fresh, path)
+        try:
+            if self.error is None:
+                os.replace(fresh, self.path)
+        except OSError as error:
+            self.error = error
+        if self.error is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+            fresh.unlink(missing_ok=True)
+            raise self._unwritable(self.error)
+        return file
+
+    def _unwritable(self, error: OSError) -> WriteFailed:
+        return WriteFailed(f"cannot write the journal at {self.path}: "
+                           f"{error.strerror or error} — nothing was sent; free space (or "
+                           "fix the folder's permissions) and rerun")
 
     def sending(self, image_id: str) -> None:
         self._write({"event": "sending", "image_id": image_id})
@@ -59,16 +122,57 @@ class Journal:
 
     def close(self, *, finished: bool) -> None:
         """Close; a finished run's journal is removed, an unfinished one kept for resume."""
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as error:  # the last lines could not be flushed
+            self._failed(error)
         if finished:
             self.path.unlink(missing_ok=True)
 
     def _write(self, entry: dict[str, Any]) -> None:
-        self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._file.flush()
+        if self.error is not None:
+            return  # after a failed write, a later line could follow a torn one
+        try:
+            self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as error:
+            self._failed(error)
+
+    def _failed(self, error: OSError) -> None:
+        if self.error is None:
+            self.error = error
+            if self._on_failure is not None:
+                self._on_failure(error)
+
+    def _lines(self) -> list[str]:
+        """The earlier journal's lines that hold a whole, well-formed entry.
+
+        Damaged lines (torn by a kill, not UTF-8, not an entry, fields of the wrong kind)
+        are counted in ``damaged``.  The file is opened without following a symlink, and
+        only a regular file is read.
+        """
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            descriptor = os.open(self.path, flags)
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            log.warning("the journal at %s cannot be read (%s); it is ignored and replaced",
+                        self.path, error.strerror or error)
+            return []
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                log.warning("the journal at %s is not a regular file; it is ignored and "
+                            "replaced", self.path)
+                return []
+            data = file.read()
+        lines = data.decode("utf-8", "surrogateescape").split("\n")
+        kept = [line for line in lines if line.strip() and _parse(line) is not None]
+        self.damaged += sum(1 for line in lines if line.strip()) - len(kept)
+        return kept
 
     def _load(self, identity: dict[str, str]) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        lines = self._lines()
         header = _parse(lines[0]) if lines else None
         if not header or header.get("format") != FORMAT or any(
             header.get(key) != value for key, value in identity.items()
@@ -94,23 +198,69 @@ class Journal:
         self.in_doubt = sending - self.recorded.keys()
 
 
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        raise OptionsError(f"{path} is a folder where the journal goes — move it away, or "
+                           "choose another --report")
+
+
+def _remove_stale_copies(path: Path) -> None:
+    """Remove fresh journals a killed run left unfinished (the caller holds the lock)."""
+    pattern = f".{glob.escape(path.name)}.*{_FRESH_SUFFIX}"
+    for stale in path.parent.glob(pattern):
+        with contextlib.suppress(OSError):
+            stale.unlink()  # a symlink is removed itself, never what it points to
+
+
 def _parse(line: str) -> dict[str, Any] | None:
+    """The entry on ``line``, or None when the line is damaged: torn by a crash, not UTF-8,
+    not an object, or an event without an image id or with an outcome that cannot be read."""
     try:
+        line.encode("utf-8")  # lone surrogates: bytes that were not UTF-8
         entry = json.loads(line)
     except ValueError:
-        return None  # a line torn by a crash
-    return entry if isinstance(entry, dict) else None
+        return None
+    if not isinstance(entry, dict):
+        return None
+    event = entry.get("event")
+    if event is None:
+        return entry if "format" in entry else None  # the header
+    image_id = entry.get("image_id")
+    if event not in ("sending", "outcome") or not isinstance(image_id, str) or not image_id:
+        return None
+    if event == "outcome":
+        try:
+            _outcome(entry)
+        except (ValueError, TypeError):
+            return None
+    return entry
 
 
 def _outcome(entry: dict[str, Any]) -> Outcome:
+    """The outcome an entry records; ``ValueError``/``TypeError`` when it holds none."""
     return Outcome(
         image_id=str(entry["image_id"]),
         status=Status(entry["status"]),
-        http_status=entry.get("http_status"),
-        error_code=str(entry.get("error_code", "")),
-        error_message=str(entry.get("error_message", "")),
-        request_id=str(entry.get("request_id", "")),
-        attempts=int(entry.get("attempts", 0)),
-        elapsed_ms=entry.get("elapsed_ms"),
+        http_status=_whole_or_none(entry.get("http_status")),
+        error_code=_text(entry.get("error_code")),
+        error_message=_text(entry.get("error_message")),
+        request_id=_text(entry.get("request_id")),
+        attempts=_whole_or_none(entry.get("attempts")) or 0,
+        elapsed_ms=_whole_or_none(entry.get("elapsed_ms")),
     )
 
+
+def _whole_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {value!r}")
+    return value

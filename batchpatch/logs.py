@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +20,54 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }, ensure_ascii=False)
+        return json.dumps(
+            {
+                "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                    timespec="milliseconds"
+                ),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=False,
+        )
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A log handler that outlives its stream: when stderr is gone (a closed pipe, a
+    hung-up terminal) the run goes on and further lines go to /dev/null.  Any other failure
+    (a bug in a log call) is still shown, so a test can catch it."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            silence(self.stream)
+        else:
+            super().handleError(record)
+
+
+def silence(stream: object) -> None:
+    """Point the file descriptor under ``stream`` at /dev/null after a write to it failed
+    (EPIPE, EIO): what is still buffered, and every later write, then go nowhere instead of
+    raising again — at exit, too."""
+    try:
+        descriptor = stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing to redirect
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
+
+
+def say(text: str, *, to_stderr: bool = False) -> None:
+    """Print ``text`` on stdout (or stderr); a reader that went away (``| head``) or a
+    closed stream never stops the run."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        silence(stream)
 
 
 _json_notices = False
@@ -36,16 +79,19 @@ def notice(message: str, *, level: int = logging.WARNING) -> None:
     if _json_notices:
         logging.getLogger("batchpatch.cli").log(level, message)
     else:
-        print(message, file=sys.stderr)
+        say(message, to_stderr=True)
 
 
 def configure_logging(style: str, *, debug: bool) -> None:
     """Send batchpatch's log to stderr: warnings by default, everything with ``debug``."""
     global _json_notices
     _json_notices = style == "json"
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if style == "json"
-                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if style == "json"
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
     logger = logging.getLogger("batchpatch")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -67,8 +113,11 @@ def write_summary(path: Path, result: RunResult) -> Path:
         "requests": result.requests,
         "seconds": round(result.seconds, 3),
         "requests_per_second": round(result.requests / result.seconds, 2)
-        if result.seconds > 0 else 0.0,
+        if result.seconds > 0
+        else 0.0,
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return atomic_write(path, lambda temporary: temporary.write_text(
-        json.dumps(summary, indent=1), encoding="utf-8"))
+    return atomic_write(
+        path,
+        lambda temporary: temporary.write_text(json.dumps(summary, indent=1), encoding="utf-8"),
+    )

@@ -91,7 +91,8 @@ def apply_files(
     if plan_file is not None:
         inputs.append(RunFile("the plan", plan_file))
     report_option = "--report" if flags else "the report path"
-    outputs = [RunFile("the run lock", lock_path(sheet))]
+    # The lock is keyed by the sheet's identity, so it exists only once the sheet does.
+    outputs = [RunFile("the run lock", lock_path(sheet))] if sheet.is_file() else []
     outputs.append(RunFile("the report", report, "--report" if flags else ""))
     if not dry_run:
         outputs.append(

@@ -171,7 +171,7 @@ class Runner:
             last = attempts >= policy.max_attempts
             if last and verdict != Verdict.AMBIGUOUS:
                 return outcome_of(patch, response, attempts, _since(started))
-            log.info("%s after attempt %d: %s %s", "checking" if last else "retrying",
+            log.info("%s %s after attempt %d: %s %s", "checking" if last else "retrying",
                      plan.image_id, attempts, response.status or "", response.error_code)
             await policy.sleep(policy.wait(attempts, response))
             if verdict == Verdict.AMBIGUOUS:  # even after the last attempt: tell the truth

@@ -18,6 +18,7 @@ from batchpatch import TokenAuth, apply_sheet, make_plan
 from batchpatch.errors import OptionsError
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.files import remove_stale_temporaries, temporary_name_pattern
+from batchpatch.lock import lock_path
 from tests.e2e import ROOT, TOKEN, cli_environment, sample_images
 from tests.inprocess import quiet_environment, run_main
 from tests.sheets import write_sheet
@@ -104,8 +105,8 @@ CLASHES = [
     ),
     pytest.param(
         [],
-        plain(".s.csv.batchpatch.lock"),
-        "--summary .s.csv.batchpatch.lock is the run lock itself",
+        lambda folder: str(lock_path(folder / "s.csv")),
+        "--summary {lock} is the run lock itself",
         id="summary-lock",
     ),
 ]
@@ -130,6 +131,7 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_anything
         stats = fake.stats.snapshot()
     assert code == 2, err
     assert stats.total_requests == 0
+    message = message.format(lock=summary_path)
     assert err.startswith(f"Error: {message} — give --summary another path"), err
     assert {path: path.read_bytes() for path in files} == files
     assert not (tmp_path / "s.results.csv").exists()
