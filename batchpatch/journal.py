@@ -19,7 +19,8 @@ and a read-back can tell which changes the dead run's write carried.
 A journal of another version of the sheet (same endpoint) is still loaded, and
 ``other_sheet`` says so: the caller decides what its records are worth for the new sheet
 (images it had in doubt must be read back all the same).  A journal of another endpoint is
-set aside (``other_endpoint`` names it): its images are another service's.
+set aside (``other_endpoint`` names it): its images are another service's (``--fake`` gets a
+new port, and a fresh service, every run).
 """
 
 from __future__ import annotations
