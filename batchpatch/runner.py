@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 from batchpatch.client import LOGIN_FAILED, ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
 from batchpatch.inventory import Image, Reader, read_image
-from batchpatch.models import INTERRUPTED, ImagePatch, Operation, Outcome, Status
+from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
 from batchpatch.plan import ImagePlan, settle
 from batchpatch.retry import RetryPolicy, Verdict, tell_pacer
 from batchpatch.throttle import Pacer
@@ -308,19 +308,9 @@ def shown_in_place(response: ApiResponse) -> str:
             + ", but reading the image back shows the change in place")
 
 
-def as_adds(patch: ImagePatch) -> ImagePatch:
-    """``patch`` with every ``replace`` turned into ``add`` (RFC 6902: add sets or replaces)."""
-    return ImagePatch(
-        patch.image_id,
-        tuple(Operation("add", o.path, o.value) if o.op == "replace" else o
-              for o in patch.operations),
-        patch.sources,
-    )
-
-
 def _conflict(patch: ImagePatch, response: ApiResponse) -> bool:
     return (response.status == 400 and response.error_code == ATTRIBUTE_CONFLICT
-            and any(operation.op == "replace" for operation in patch.operations))
+            and any(operation.op in ("replace", "remove") for operation in patch.operations))
 
 
 def interrupted(image_id: str, started: float, attempts: int, *,
