@@ -12,6 +12,7 @@ import pytest
 from batchpatch.auth import TokenAuth
 from batchpatch.client import ApiResponse
 from batchpatch.fake import FakeConfig, FakeServer, running_fake
+from batchpatch.fake.cli import build_parser, config_from_args
 from batchpatch.job import RunResult, apply_sheet
 from batchpatch.models import ImagePatch, Limits, Operation, Status
 from batchpatch.plan import unplanned
@@ -216,3 +217,29 @@ async def test_any_ambiguous_verdict_leads_to_a_read_back() -> None:
     assert outcome.status == Status.SUCCEEDED
     assert (client.patches, client.reads) == (1, 1)
     assert client.image["name"] == "new"
+
+
+@pytest.mark.parametrize(
+    ("flag", "field", "status"),
+    [
+        pytest.param("--bad-gateway-after", "bad_gateway_after", 502, id="502"),
+        pytest.param("--gateway-timeout-after", "gateway_timeout_after", 504, id="504"),
+    ],
+)
+@pytest.mark.anyio
+async def test_the_fake_applies_then_answers_a_gateway_error(
+    tmp_path: Path, flag: str, field: str, status: int
+) -> None:
+    args = build_parser().parse_args(["--images", "unused.json", flag, "1"])
+    config = config_from_args(args, {})
+    assert getattr(config, field) == 1.0
+    images = account(1)
+    image_id = images[0]["id"]
+    sheet = write_sheet(tmp_path / "s.csv", LONG, [[image_id, "replace", "/name", "x"]])
+    with running_fake(images, config) as fake:
+        result = await apply(sheet, fake, plan=False)
+        stats = fake.stats.snapshot()
+    assert stats.faults[f"{status}_after"] == 1
+    assert dict(stats.applied_by_image) == {image_id: 1}
+    assert result.outcomes[0].status == Status.SUCCEEDED
+    assert result.outcomes[0].http_status == status
