@@ -14,7 +14,8 @@ import pytest
 from batchpatch.auth import TokenAuth
 from batchpatch.fake import FakeConfig, FakeServer, running_fake
 from batchpatch.job import apply_sheet
-from batchpatch.models import Limits
+from batchpatch.journal import Journal
+from batchpatch.models import Limits, Outcome, Status
 from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Safeguards
 from tests.e2e import ROOT, TOKEN, cli_environment, run_cli
@@ -153,3 +154,22 @@ async def test_rows_an_earlier_run_finished_keep_their_status_and_before(
     assert stopped == [("succeeded", "image-00"), ("unchanged", "0"), ("failed", "image-01")]
     assert resumed == [("succeeded", "image-00"), ("unchanged", "0"), ("succeeded", "image-01")]
     assert dict(stats.applied_by_image) == {first: 1, second: 1}
+
+
+def test_the_journal_keeps_plans_and_what_is_in_doubt_across_generations(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv.journal"
+    plan = {"image_id": "a", "status": None, "reason": "", "changes": []}
+    first = Journal(path, sheet_sha256="s", endpoint="e")
+    first.sending("a", plan)
+    first.outcome(Outcome("a", Status.SUCCEEDED, 200), plan)
+    first.sending("b", {**plan, "image_id": "b"})
+    first.outcome(Outcome("b", Status.FAILED, 502, "APIGW.0201"), in_doubt=True)  # unread
+    first.sending("c")
+    first.outcome(Outcome("c", Status.FAILED, None, "timeout"), in_doubt=False)  # read back
+    first.close(finished=False)
+    for _generation in range(2):  # what a resume carries into its fresh journal survives
+        again = Journal(path, sheet_sha256="s", endpoint="e")
+        assert set(again.recorded) == {"a"}
+        assert again.in_doubt == {"b"}
+        assert again.plans == {"a": plan, "b": {**plan, "image_id": "b"}}
+        again.close(finished=False)
