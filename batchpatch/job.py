@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, WriteFailed
 from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
 from batchpatch.lock import hold_run
-from batchpatch.models import Limits, Outcome, Status
+from batchpatch.models import ImagePatch, Limits, Outcome, Status
 from batchpatch.outputs import (
     RunFile,
     apply_files,
@@ -32,11 +32,20 @@ from batchpatch.outputs import (
     check_plan_files,
     clear_stale_temporaries,
 )
-from batchpatch.plan import ImagePlan, plan_all, plan_image, unplanned
+from batchpatch.plan import (
+    ImagePlan,
+    plan_all,
+    plan_from_json,
+    plan_image,
+    plan_to_json,
+    rebased,
+    settle,
+    unplanned,
+)
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
-from batchpatch.runner import OutcomeCallback, Runner, Safeguards
+from batchpatch.runner import OutcomeCallback, Runner, Safeguards, SendingCallback
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.throttle import Pacer
 
@@ -237,42 +246,18 @@ class _Run:
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Read, plan, send and report; journal each event when given a journal."""
-        sheet, auth, plan, on_outcome = self.sheet, self.auth, self.plan, self.on_outcome
+        sheet, auth = self.sheet, self.auth
         pacer = Pacer(self.limits)
         started = time.perf_counter()
-        recorded = journal.recorded if journal else {}
-        if recorded:
-            log.info("resuming: %d images already done are not sent again", len(recorded))
-        pending = [patch for patch in sheet.patches if patch.image_id not in recorded]
-        plans: list[ImagePlan] = [unplanned(patch) for patch in pending]
-        sent: dict[str, Outcome] = {}
+        resume = _Resume.of(sheet, journal)
+        start = _Start([unplanned(patch) for patch in resume.pending], resume.kept, {})
         stop_reason = ""
-
-        def record(outcome: Outcome) -> None:
-            if journal is not None:
-                journal.outcome(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
-
         async with ImsClient(self.endpoint, auth, timeout=self.limits.timeout,
                              connections=self.limits.concurrency,
                              ca_bundle=self.ca_bundle) as client:
             try:
-                if not isinstance(plan, bool):
-                    plans = [p for p in plan if p.image_id not in recorded]
-                else:
-                    # Without a plan, images a dead run was sending are still read back first.
-                    to_read = ({p.image_id for p in pending} if plan
-                               else journal.in_doubt if journal else set())
-                    if to_read:
-                        reader = Reader(client, pacer, self.safeguards.policy, self.stop)
-                        images = await _unless_aborted(self.abort, fetch_images(
-                            reader, [p.image_id for p in pending if p.image_id in to_read]))
-                        plans = [plan_image(p, images.get(p.image_id)) if p.image_id in to_read
-                                 else unplanned(p) for p in pending]
-                        sent.update(_confirmed(plans, journal))
-                        plans = [unplanned(p.patch_requested) if p.image_id in sent
-                                 else p for p in plans]
+                start = await self._start(resume, Reader(client, pacer, self.safeguards.policy,
+                                                         self.stop))
             except ReadStopped as stopped:
                 stop_reason = str(stopped)
             except ReadFailed as failure:
@@ -280,36 +265,186 @@ class _Run:
                 if failure.status in (401, 403) or failure.code == LOGIN_FAILED:
                     stop_reason += f" (credentials used: {auth.kind} from {auth.source})"
             else:
-                settled = [*recorded.values(), *sent.values(),
-                           *(Outcome(p.image_id, p.status) for p in plans if p.status is not None)]
-                for outcome in sent.values():  # confirmed by reading back: worth recording
-                    if journal is not None:
-                        journal.outcome(outcome)
-                if on_outcome is not None:  # images settled without a write count as progress
-                    for outcome in settled:
-                        on_outcome(outcome)
-                sendable = [p for p in plans if p.status is None and p.image_id not in sent]
-                if self.dry_run:
-                    for item in sendable:
-                        if self.on_request is not None:
-                            self.on_request(await client.preview_update(item.image_id,
-                                                                       item.patch.body()))
-                        sent[item.image_id] = Outcome(item.image_id, Status.PLANNED)
-                else:
-                    runner = Runner(client, pacer, self.safeguards, on_outcome=record,
-                                    on_sending=journal.sending if journal else None,
-                                    stop=self.stop, abort=self.abort,
-                                    add_on_conflict=plan is False)
-                    sent.update(await runner.run(sendable))
-                    stop_reason = runner.stop_reason
-                    if not stop_reason and len(runner.outcomes) < len(sendable):
-                        stop_reason = "stopped before every image was attempted"
+                stop_reason = await self._send(client, pacer, journal, start)
             requests = client.requests
         seconds = time.perf_counter() - started
-        kept = [unplanned(patch) for patch in sheet.patches if patch.image_id in recorded]
-        rows = row_results(sheet, [*plans, *kept], {**recorded, **sent})
+        rows = row_results(sheet, [*start.plans, *start.kept], start.outcomes)
         write_report(sheet, rows, self.report)
         return RunResult(sheet, rows, self.report, requests, seconds, stop_reason)
+
+    async def _start(self, resume: _Resume, reader: Reader) -> _Start:
+        """Each pending image's plan, reading first the images that need it: all of them
+        with a read pass, else those an earlier run left in doubt or the sheet now asks
+        otherwise of.  An image in doubt that reads as done was applied by that run."""
+        plan, pending = self.plan, resume.pending
+        to_read = ({patch.image_id for patch in pending} if plan is True
+                   else resume.in_doubt | resume.asked_anew)
+        images = {}
+        if to_read:
+            images = await _unless_aborted(self.abort, fetch_images(
+                reader, [patch.image_id for patch in pending if patch.image_id in to_read]))
+        saved = {} if isinstance(plan, bool) else {p.image_id: p for p in plan}
+        start = _Start([], resume.kept, dict(resume.recorded))
+        for patch in pending:
+            image_id, image = patch.image_id, images.get(patch.image_id)
+            earlier = resume.in_doubt_plans.get(image_id)
+            if earlier is not None:
+                settled, applied = settle(earlier, image)
+                start.plans.append(settled)
+                if applied:
+                    start.outcomes[image_id] = start.confirmed[image_id] = Outcome(
+                        image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN)
+            elif image_id in to_read:
+                start.plans.append(plan_image(patch, image))
+            else:
+                start.plans.append(saved.get(image_id) or unplanned(patch))
+        return start
+
+    async def _send(self, client: ImsClient, pacer: Pacer, journal: Journal | None,
+                    start: _Start) -> str:
+        """Send every plan that still changes something; the reason the run stopped, if so."""
+        on_outcome = self.on_outcome
+        self._announce(journal, start)
+        sendable = [p for p in start.plans
+                    if p.status is None and p.image_id not in start.outcomes]
+        if self.dry_run:
+            await self._preview(client, sendable, start)
+            return ""
+
+        def record(outcome: Outcome) -> None:  # the runner has its plan and doubt by now
+            if journal is not None:
+                journal.outcome(outcome, plan_to_json(runner.plans[outcome.image_id]),
+                                in_doubt=outcome.image_id in runner.unsettled)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        runner = Runner(client, pacer, self.safeguards, on_outcome=record,
+                        on_sending=_journal_sending(journal),
+                        stop=self.stop, abort=self.abort, add_on_conflict=self.plan is False)
+        start.outcomes.update(await runner.run(sendable))
+        start.plans = [runner.plans.get(plan.image_id, plan) for plan in start.plans]
+        if not runner.stop_reason and len(runner.outcomes) < len(sendable):
+            return "stopped before every image was attempted"
+        return runner.stop_reason
+
+
+    def _announce(self, journal: Journal | None, start: _Start) -> None:
+        """Journal what reading back confirmed; count every image settled without a write."""
+        by_id = {plan.image_id: plan for plan in start.plans}
+        for image_id, outcome in start.confirmed.items():
+            if journal is not None:
+                journal.outcome(outcome, plan_to_json(by_id[image_id]), in_doubt=False)
+        if self.on_outcome is not None:
+            for outcome in start.settled():
+                self.on_outcome(outcome)
+
+    async def _preview(self, client: ImsClient, sendable: Sequence[ImagePlan],
+                       start: _Start) -> None:
+        """A dry run: each PATCH handed to ``on_request`` as text, its rows ``planned``."""
+        for item in sendable:
+            if self.on_request is not None:
+                self.on_request(await client.preview_update(item.image_id, item.patch.body()))
+            start.outcomes[item.image_id] = Outcome(item.image_id, Status.PLANNED)
+
+
+#: Why an image a dead run was writing is ``succeeded`` without a write of this run.
+APPLIED_BY_EARLIER_RUN = ("applied by the interrupted run: reading the image back shows the "
+                          "change in place")
+
+
+@dataclass
+class _Start:
+    """Where sending starts: each pending image's plan, the plans of images an earlier run
+    finished (they decide those rows), and every outcome known before a write is sent."""
+
+    plans: list[ImagePlan]
+    kept: list[ImagePlan]
+    outcomes: dict[str, Outcome]
+    confirmed: dict[str, Outcome] = field(default_factory=dict)
+
+    def settled(self) -> list[Outcome]:
+        """The outcomes of images settled without a write of this run."""
+        return [*self.outcomes.values(), *(Outcome(plan.image_id, plan.status)
+                                           for plan in self.plans
+                                           if plan.status is not None
+                                           and plan.image_id not in self.outcomes)]
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """What the journal of an unfinished earlier run means for this sheet.
+
+    ``kept``: images it finished that the sheet asks the same of now (not sent again; their
+    recorded plan decides their rows).  ``in_doubt_plans``: images it was writing, or whose
+    write got an answer nobody could trust, with the plan that write carried: read back
+    and settled before anything is sent.  ``asked_anew``: images it touched that the sheet
+    (edited since) now asks something else of — or whose plan it did not record — read
+    and planned afresh, so nothing it applied is sent twice.  ``in_doubt``: every image
+    it had in doubt, whatever the sheet asks now.
+    """
+
+    pending: list[ImagePatch]
+    kept: list[ImagePlan]
+    recorded: dict[str, Outcome]
+    in_doubt_plans: dict[str, ImagePlan]
+    asked_anew: set[str]
+    in_doubt: set[str]
+
+    @classmethod
+    def of(cls, sheet: Sheet, journal: Journal | None) -> _Resume:
+        if journal is None:
+            return cls(list(sheet.patches), [], {}, {}, set(), set())
+        resume = cls([], [], {}, {}, set(), set(journal.in_doubt))
+        for patch in sheet.patches:
+            image_id = patch.image_id
+            earlier = _earlier_plan(journal, patch)
+            if image_id in journal.recorded and earlier is not None:
+                resume.kept.append(earlier)
+                resume.recorded[image_id] = journal.recorded[image_id]
+                continue
+            resume.pending.append(patch)
+            if image_id in journal.in_doubt and earlier is not None:
+                resume.in_doubt_plans[image_id] = earlier
+            elif image_id in journal.in_doubt or image_id in journal.recorded:
+                resume.asked_anew.add(image_id)
+        resume.tell(journal)
+        return resume
+
+    def tell(self, journal: Journal) -> None:
+        """Say what is resumed, and when the journal is of another sheet or service."""
+        if journal.other_endpoint:
+            log.warning("the journal %s was written against %s, not this endpoint: it is set "
+                        "aside and nothing in it is resumed", journal.path,
+                        journal.other_endpoint)
+        if journal.other_sheet:
+            log.warning("the journal %s belongs to another version of the sheet: the %d "
+                        "images it had in doubt are read back before anything is sent, and "
+                        "of the %d it finished, the %d the sheet asks the same of are not "
+                        "sent again", journal.path, len(journal.in_doubt),
+                        len(journal.recorded), len(self.kept))
+        if self.recorded:
+            log.info("resuming: %d images already done are not sent again",
+                     len(self.recorded))
+
+
+def _earlier_plan(journal: Journal, patch: ImagePatch) -> ImagePlan | None:
+    """The plan the journal holds for ``patch``'s image, renumbered to the sheet's rows;
+    None when the sheet now asks otherwise.  A journal of this very sheet that recorded no
+    plan (an older format) stands for sending the sheet as written."""
+    raw = journal.plans.get(patch.image_id)
+    if raw is None:
+        return None if journal.other_sheet else unplanned(patch)
+    try:
+        plan = plan_from_json(raw)
+    except (KeyError, TypeError, ValueError):
+        return None  # a damaged plan: read the image and plan afresh
+    return rebased(plan, patch)
+
+
+def _journal_sending(journal: Journal | None) -> SendingCallback | None:
+    if journal is None:
+        return None
+    return lambda plan: journal.sending(plan.image_id, plan_to_json(plan))
 
 
 async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
@@ -335,18 +470,6 @@ async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
     if not done:
         raise ReadStopped("stopped at once while the current images were being read")
     return done[0]
-
-
-def _confirmed(plans: Sequence[ImagePlan], journal: Journal | None) -> dict[str, Outcome]:
-    """Images a dead run was writing that now read as done: that run applied them."""
-    if journal is None:
-        return {}
-    return {
-        plan.image_id: Outcome(plan.image_id, Status.SUCCEEDED,
-                               error_message="applied by the interrupted run: reading the image "
-                               "back shows the change in place")
-        for plan in plans if plan.image_id in journal.in_doubt and plan.status == Status.UNCHANGED
-    }
 
 
 def row_results(sheet: Sheet, plans: Sequence[ImagePlan],

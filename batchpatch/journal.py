@@ -13,8 +13,20 @@ and renamed into place, and the old one is read with ``O_NOFOLLOW``.  A write th
 tells ``on_failure`` (``apply_sheet`` then starts no new request).
 
 On resume, images whose recorded outcome is done are not sent again, and images that were
-being sent when the run died, or whose last write got no answer, are read back before
+being sent when the run died, or whose last write got an answer that may not tell the truth
+(no answer, a 502 …) and was not settled by reading the image back, are read back before
 anything is sent.
+
+Each ``sending`` and ``outcome`` line also holds the image's plan as it stood (``plan``: the
+before values, and which changes were already in place), so a resumed run reports every row
+as the run that did the work saw it — ``unchanged`` stays ``unchanged``, ``before`` is kept —
+and a read-back can tell which changes the dead run's write carried.
+
+A journal of another version of the sheet (same endpoint) is still loaded, and
+``other_sheet`` says so: the caller decides what its records are worth for the new sheet
+(images it had in doubt must be read back all the same).  A journal of another endpoint is
+set aside (``other_endpoint`` names it): its images are another service's (``--fake`` gets a
+new port, and a fresh service, every run).
 """
 
 from __future__ import annotations
@@ -67,6 +79,10 @@ class Journal:
         #: The first write that failed, if any.
         self.error: OSError | None = None
         self._on_failure: Callable[[OSError], None] | None = None
+        #: The latest plan recorded for each image, as ``plan.plan_to_json`` wrote it.
+        self.plans: dict[str, dict[str, Any]] = {}
+        self.other_sheet = False
+        self.other_endpoint = ""
         identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
         _refuse_folder(path)
         _remove_stale_copies(path)
@@ -94,9 +110,9 @@ class Journal:
         self._file = file
         self._write({"format": FORMAT, **identity})
         for outcome in self.recorded.values():
-            self.outcome(outcome)
+            self.outcome(outcome, self.plans.get(outcome.image_id))
         for image_id in self.in_doubt:
-            self.sending(image_id)
+            self.sending(image_id, self.plans.get(image_id))
         try:
             if self.error is None:
                 os.replace(fresh, self.path)
@@ -114,11 +130,22 @@ class Journal:
                            f"{error.strerror or error} — nothing was sent; free space (or "
                            "fix the folder's permissions) and rerun")
 
-    def sending(self, image_id: str) -> None:
-        self._write({"event": "sending", "image_id": image_id})
+    def sending(self, image_id: str, plan: dict[str, Any] | None = None) -> None:
+        """A PATCH of ``image_id`` is about to go out, carrying ``plan``'s changes."""
+        self._write({"event": "sending", "image_id": image_id}
+                    | ({} if plan is None else {"plan": plan}))
 
-    def outcome(self, outcome: Outcome) -> None:
-        self._write({"event": "outcome", **asdict(outcome), "status": str(outcome.status)})
+    def outcome(self, outcome: Outcome, plan: dict[str, Any] | None = None, *,
+                in_doubt: bool | None = None) -> None:
+        """``outcome`` is final for this run; ``plan`` decides its rows.  ``in_doubt``: its
+        last write may have been applied and no read-back settled it (default: the outcome
+        got no answer)."""
+        entry = {"event": "outcome", **asdict(outcome), "status": str(outcome.status)}
+        if plan is not None:
+            entry["plan"] = plan
+        if in_doubt is not None:
+            entry["in_doubt"] = in_doubt
+        self._write(entry)
 
     def close(self, *, finished: bool) -> None:
         """Close; a finished run's journal is removed, an unfinished one kept for resume."""
@@ -174,28 +201,35 @@ class Journal:
     def _load(self, identity: dict[str, str]) -> None:
         lines = self._lines()
         header = _parse(lines[0]) if lines else None
-        if not header or header.get("format") != FORMAT or any(
-            header.get(key) != value for key, value in identity.items()
-        ):
-            return  # another sheet or service: start afresh
+        if not header or header.get("format") != FORMAT:
+            return  # not a journal of ours: start afresh
+        if header.get("endpoint") != identity["endpoint"]:
+            self.other_endpoint = str(header.get("endpoint"))
+            return  # another service's images: nothing here is about ours
+        self.other_sheet = header.get("sheet_sha256") != identity["sheet_sha256"]
         sending: set[str] = set()
         for line in lines[1:]:
             entry = _parse(line)
             if entry is None:
                 continue
+            if isinstance(entry.get("plan"), dict):
+                self.plans[str(entry.get("image_id"))] = entry["plan"]
             if entry.get("event") == "sending":
                 sending.add(entry["image_id"])
             elif entry.get("event") == "outcome":
-                outcome = _outcome(entry)
-                self.recorded.pop(outcome.image_id, None)
-                if outcome.status.done:
-                    self.recorded[outcome.image_id] = outcome
-                    sending.discard(outcome.image_id)
-                elif outcome.maybe_applied:  # no answer came: still in doubt
-                    sending.add(outcome.image_id)
-                else:
-                    sending.discard(outcome.image_id)
+                self._settle(_outcome(entry), entry.get("in_doubt"), sending)
         self.in_doubt = sending - self.recorded.keys()
+
+    def _settle(self, outcome: Outcome, in_doubt: object, sending: set[str]) -> None:
+        """Fold one recorded outcome into what is known: done, in doubt, or neither."""
+        self.recorded.pop(outcome.image_id, None)
+        if outcome.status.done:
+            self.recorded[outcome.image_id] = outcome
+            sending.discard(outcome.image_id)
+        elif in_doubt if isinstance(in_doubt, bool) else outcome.maybe_applied:
+            sending.add(outcome.image_id)  # its write may have been applied: still in doubt
+        else:
+            sending.discard(outcome.image_id)
 
 
 def _refuse_folder(path: Path) -> None:

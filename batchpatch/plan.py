@@ -4,13 +4,17 @@ Pure: no I/O.  For each image it drops the changes already in place, chooses ``a
 ``replace`` from whether the attribute exists, and tells images that cannot be changed
 (not found, not ``active``) apart, so that a rerun of the same sheet sends nothing and
 ``replace`` of a missing attribute never reaches the service.
+
+``settle`` is the same planning after a write whose answer may not tell the truth: it decides
+from the image read back whether the write took effect, and per row who put each change in
+place, so the report says ``succeeded`` only for what this run (or the run it resumes) did.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from batchpatch.models import ImagePatch, JsonValue, Operation, Status
@@ -112,6 +116,96 @@ def unplanned(patch: ImagePatch) -> ImagePlan:
         Change(source, operation.path.lstrip("/"), operation, operation, None, False)
         for operation, source in zip(patch.operations, patch.sources, strict=True)
     ), observed=False)
+
+
+def settle(sent: ImagePlan, image: Mapping[str, Any] | None, *,
+           could_apply: bool = True) -> tuple[ImagePlan, bool]:
+    """After ``sent.patch`` was written with an answer that may not tell the truth, and
+    ``image`` was read back: ``(plan, applied)``.
+
+    IMS applies a patch list atomically, so the write took effect exactly when every change
+    it carried is in place now: then ``applied`` is True and the plan is ``sent`` itself
+    (its rows take the image's outcome).  Otherwise nothing of it was applied, and the plan
+    is ``sent`` planned again: a change found in place was in place without this run (its
+    row is ``unchanged``), the others are what is still to send, with ``add``/``replace``
+    chosen from the image.  ``before`` stays what the first plan saw.  ``could_apply``
+    False says the write is known to have been refused (``IMG.0035``): everything in place
+    was in place already.
+    """
+    again = plan_image(sent.patch_requested, image)
+    if again.status in (Status.FAILED, Status.SKIPPED):
+        return replace(sent, status=again.status, reason=again.reason), False
+    pairs = list(zip(sent.changes, again.changes, strict=True))
+    if could_apply and all(now.planned is None for was, now in pairs
+                           if was.planned is not None):
+        return sent, True
+    changes = tuple(was if was.planned is None else replace(was, planned=now.planned,
+                                                            exists=now.exists)
+                    for was, now in pairs)
+    if all(change.planned is None for change in changes):
+        return replace(sent, status=Status.UNCHANGED, reason="already as asked",
+                       changes=changes), False
+    return replace(sent, status=None, reason="", changes=changes), False
+
+
+def rebased(plan: ImagePlan, patch: ImagePatch) -> ImagePlan | None:
+    """``plan`` with its rows renumbered to ``patch``'s, if it asks exactly what ``patch``
+    asks (the same operations in the same order); None if the sheet now asks otherwise."""
+    if plan.image_id != patch.image_id or tuple(
+            change.requested for change in plan.changes) != patch.operations:
+        return None
+    return replace(plan, changes=tuple(replace(change, source=source) for change, source
+                                       in zip(plan.changes, patch.sources, strict=True)))
+
+
+def plan_to_json(plan: ImagePlan) -> dict[str, Any]:
+    """``plan`` as plain JSON, for plan files and the journal; ``plan_from_json`` reverses it."""
+    return {
+        "image_id": plan.image_id,
+        "name": plan.name,
+        "status": None if plan.status is None else str(plan.status),
+        "reason": plan.reason,
+        "observed": plan.observed,
+        "changes": [
+            {
+                "row": change.source,
+                "attribute": change.attribute,
+                "requested": change.requested.to_json(),
+                "planned": None if change.planned is None else change.planned.to_json(),
+                "before": change.before,
+                "exists": change.exists,
+            }
+            for change in plan.changes
+        ],
+    }
+
+
+def plan_from_json(entry: Mapping[str, Any]) -> ImagePlan:
+    """The plan ``plan_to_json`` wrote; ``KeyError``/``TypeError``/``ValueError`` if damaged."""
+    return ImagePlan(
+        image_id=str(entry["image_id"]),
+        status=None if entry["status"] is None else Status(entry["status"]),
+        reason=str(entry["reason"]),
+        name=str(entry.get("name", "")),
+        observed=bool(entry.get("observed", True)),
+        changes=tuple(
+            Change(
+                source=int(change["row"]),
+                attribute=str(change["attribute"]),
+                requested=_operation(change["requested"]),
+                planned=None if change["planned"] is None else _operation(change["planned"]),
+                before=change["before"],
+                exists=bool(change["exists"]),
+            )
+            for change in entry["changes"]
+        ),
+    )
+
+
+def _operation(data: Mapping[str, Any]) -> Operation:
+    if data["op"] not in ("add", "replace", "remove") or not str(data["path"]).startswith("/"):
+        raise ValueError(f"bad operation {data!r}")
+    return Operation(str(data["op"]), str(data["path"]), data.get("value"))
 
 
 def same_value(current: Any, wanted: JsonValue | None) -> bool:

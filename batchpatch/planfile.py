@@ -15,8 +15,8 @@ from typing import Any
 
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write
-from batchpatch.models import ImagePatch, Operation, Status
-from batchpatch.plan import Change, ImagePlan
+from batchpatch.models import ImagePatch, Operation
+from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
 from batchpatch.schema import check_attribute, check_value
 from batchpatch.sheet import Sheet
 
@@ -178,46 +178,8 @@ def _shown(operation: Operation) -> str:
 
 
 def _plan_json(plan: ImagePlan) -> dict[str, Any]:
-    return {
-        "image_id": plan.image_id,
-        "name": plan.name,
-        "status": None if plan.status is None else str(plan.status),
-        "reason": plan.reason,
-        "changes": [
-            {
-                "row": change.source,
-                "attribute": change.attribute,
-                "requested": change.requested.to_json(),
-                "planned": None if change.planned is None else change.planned.to_json(),
-                "before": change.before,
-                "exists": change.exists,
-            }
-            for change in plan.changes
-        ],
-    }
+    return plan_to_json(plan)
 
 
 def _plan_from(entry: dict[str, Any]) -> ImagePlan:
-    return ImagePlan(
-        image_id=str(entry["image_id"]),
-        status=None if entry["status"] is None else Status(entry["status"]),
-        reason=str(entry["reason"]),
-        name=str(entry.get("name", "")),
-        changes=tuple(
-            Change(
-                source=int(change["row"]),
-                attribute=str(change["attribute"]),
-                requested=_operation(change["requested"]),
-                planned=None if change["planned"] is None else _operation(change["planned"]),
-                before=change["before"],
-                exists=bool(change["exists"]),
-            )
-            for change in entry["changes"]
-        ),
-    )
-
-
-def _operation(data: dict[str, Any]) -> Operation:
-    if data["op"] not in ("add", "replace", "remove") or not str(data["path"]).startswith("/"):
-        raise ValueError(f"bad operation {data!r}")
-    return Operation(str(data["op"]), str(data["path"]), data.get("value"))
+    return plan_from_json(entry)

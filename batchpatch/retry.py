@@ -4,8 +4,22 @@
   control), ``IMG.0061`` (unknown system error): retried with exponential backoff and full
   jitter, capped; a ``Retry-After`` from the service wins over the computed wait;
 * permanent: every other 4xx: never retried;
-* ambiguous: a write that timed out or lost its connection may have been applied; the caller
-  must read the image back before deciding (see ``runner``).
+* ambiguous: an answer that may have come after the backend applied the write; the caller
+  must read the image back before anything is sent again (see ``runner``).  Which answers:
+
+  - no answer at all (timeout, connection lost after sending);
+  - 502 and 504: the API gateway forwarded the PATCH and IMS's own answer did not reach it
+    (APIGW.0201 "Backend timeout.", ims-api-facts §3.3), so IMS may have applied it;
+  - 500: IMS lists 500 among UpdateImage's answers, with IMG.0061 "Unknown system error.";
+    an unknown error inside IMS says nothing about whether the update was committed;
+  - any other answer judged ``Verdict.AMBIGUOUS`` (a 2xx that is not the patched image, for
+    one): the runner reads back on the verdict, whatever led to it.
+
+  Not ambiguous, retried blind: 503 (the gateway's "Backend unavailable." and IAM's
+  APIGW.0613 say the request was not served; HTTP 503 is a refusal by definition), 429 /
+  ``APIGW.0308`` and ``IMG.0060`` (flow control refuses the request before any work) and a
+  refused connection (nothing was sent).  A read-back costs one GET, so erring towards
+  "ambiguous" is cheap, while erring the other way applies a change twice.
 
 The random source is injectable so tests are exact.
 """
@@ -22,6 +36,8 @@ from batchpatch.client import CONNECT_FAILED, ApiResponse
 from batchpatch.throttle import Pacer, Sleep
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Answers after which a write may have been applied (see the module docstring).
+AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 TRANSIENT_CODES = frozenset({"APIGW.0308", "IMG.0060", "IMG.0061"})
 #: Answers that mean "slow down", as opposed to "something broke".
 THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
@@ -64,7 +80,7 @@ class RetryPolicy:
     def verdict(self, response: ApiResponse) -> Verdict:
         if response.ok:
             return Verdict.OK
-        if response.maybe_applied:
+        if response.maybe_applied or response.status in AMBIGUOUS_STATUSES:
             return Verdict.AMBIGUOUS
         if (response.error_code == CONNECT_FAILED or response.status in TRANSIENT_STATUSES
                 or response.error_code in TRANSIENT_CODES):

@@ -5,6 +5,7 @@ retries its image until it has a true outcome.  A failed image is data, never an
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +15,9 @@ from anyio.abc import TaskGroup
 
 from batchpatch.client import LOGIN_FAILED, ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
-from batchpatch.inventory import Reader, read_image
-from batchpatch.models import INTERRUPTED, ImagePatch, Operation, Outcome, Status
-from batchpatch.plan import ImagePlan, plan_image
+from batchpatch.inventory import Image, Reader, read_image
+from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
+from batchpatch.plan import ImagePlan, settle
 from batchpatch.retry import RetryPolicy, Verdict, tell_pacer
 from batchpatch.throttle import Pacer
 
@@ -27,8 +28,25 @@ NOT_ACTIVE = "IMG.0046"
 #: ``replace`` of an attribute the image does not have.
 ATTRIBUTE_CONFLICT = "IMG.0035"
 
+#: Added to the message of a write read back as not applied, after its last attempt.
+NOT_APPLIED = "; reading the image back shows it was not applied"
+#: What an answer says when it cannot know: dropped once a read-back knows.
+_UNSURE = re.compile(r"\s*\(?the change may or may not have been applied\)?")
+
 OutcomeCallback = Callable[[Outcome], None]
-SendingCallback = Callable[[str], None]
+#: Told before each PATCH, with the plan whose changes it carries.
+SendingCallback = Callable[[ImagePlan], None]
+
+
+@dataclass
+class _Work:
+    """One image's attempt as it goes: its plan (what is still to send), the PATCHes sent,
+    and whether its last write may have been applied without anyone knowing yet."""
+
+    plan: ImagePlan
+    sent: int = 0
+    converted: bool = False
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,8 +65,9 @@ class Safeguards:
 
 
 def outcome_of(patch: ImagePatch, response: ApiResponse, attempts: int,
-               elapsed_ms: int) -> Outcome:
-    """What ``response`` means for the rows of ``patch``."""
+               elapsed_ms: int, *, note: str = "") -> Outcome:
+    """What ``response`` means for the rows of ``patch``; ``note`` adds what a read-back
+    found (and then replaces the answer's own "may or may not have been applied")."""
     if response.ok:
         status = Status.SUCCEEDED
     elif response.status == 400 and response.error_code == NOT_ACTIVE:
@@ -56,6 +75,8 @@ def outcome_of(patch: ImagePatch, response: ApiResponse, attempts: int,
     else:
         status = Status.FAILED
     message = response.error_message
+    if note:
+        message = _UNSURE.sub("", message).strip() + note
     if status == Status.FAILED and attempts > 1:
         message = f"{message} (gave up after {attempts} attempts)".strip()
     return Outcome(
@@ -88,6 +109,11 @@ class Runner:
         self.client, self.pacer = client, pacer
         self.safeguards = safeguards or Safeguards()
         self.outcomes: dict[str, Outcome] = {}
+        #: Each attempted image's plan as its attempt ended: it decides the image's rows
+        #: (a read-back may have found some changes in place without this run).
+        self.plans: dict[str, ImagePlan] = {}
+        #: Images whose last write may have been applied and was never read back to settle.
+        self.unsettled: set[str] = set()
         self.stop_reason = ""
         self._on_outcome, self._on_sending = on_outcome, on_sending
         self._stop, self._abort = stop or anyio.Event(), abort
@@ -136,82 +162,114 @@ class Runner:
 
     async def _image(self, plan: ImagePlan, borrower: object) -> None:
         started = time.perf_counter()
-        sent = [0]  # PATCHes sent so far, still readable when the attempt is cut off
+        work = _Work(plan)  # still readable when the attempt is cut off
         try:
-            outcome = await self._attempt(plan, started, sent)
+            outcome = await self._attempt(plan, started, work)
         except anyio.get_cancelled_exc_class():
-            self._record(interrupted(plan.image_id, started, sent[0]))
+            self._record(interrupted(plan.image_id, started, work.sent, in_doubt=work.in_doubt),
+                         work)
             raise
         finally:
             self.pacer.release(borrower)
-        self._record(outcome)
+        self._record(outcome, work)
 
-    async def _attempt(self, plan: ImagePlan, started: float, counter: list[int]) -> Outcome:
-        """Try one image until it has a true outcome.  ``counter[0]`` counts the PATCHes."""
+    async def _attempt(self, plan: ImagePlan, started: float, work: _Work) -> Outcome:
+        """Try one image until it has a true outcome; ``work`` keeps its plan and count."""
         policy = self.safeguards.policy
-        requested = plan.patch_requested
-        patch, converted = plan.patch, False
         while True:
-            counter[0] += 1
-            attempts = counter[0]
-            sent_at = self.pacer.now()
-            if self._on_sending is not None:
-                self._on_sending(plan.image_id)
-            response = await self.client.update_image(patch.image_id, patch.body())
-            verdict = policy.verdict(response)
-            tell_pacer(self.pacer, response, verdict, sent_at)
+            response, verdict = await self._send(work)
+            attempts = work.sent
             if verdict == Verdict.OK:
-                return outcome_of(patch, response, attempts, _since(started))
+                return outcome_of(work.plan.patch, response, attempts, _since(started))
             if verdict == Verdict.PERMANENT:
-                if self._add_on_conflict and not converted and _conflict(patch, response):
-                    patch, converted = as_adds(patch), True
-                    await self.pacer.rate.wait()
-                    continue
-                return outcome_of(patch, response, attempts, _since(started))
+                refused = await self._after_refusal(work, response, started)
+                if refused is not None:
+                    return refused
+                await self.pacer.rate.wait()
+                continue
             last = attempts >= policy.max_attempts
             if last and verdict != Verdict.AMBIGUOUS:
-                return outcome_of(patch, response, attempts, _since(started))
+                return outcome_of(work.plan.patch, response, attempts, _since(started))
             log.info("%s %s after attempt %d: %s %s", "checking" if last else "retrying",
                      plan.image_id, attempts, response.status or "", response.error_code)
             await policy.sleep(policy.wait(attempts, response))
             if verdict == Verdict.AMBIGUOUS:  # even after the last attempt: tell the truth
-                settled = await self._read_back(requested, response, attempts, started)
-                if isinstance(settled, Outcome):
+                settled = await self._read_back(work, response, started)
+                if settled is not None:
                     return settled
                 if last:
-                    return outcome_of(patch, response, attempts, _since(started))
-                patch = settled
+                    return outcome_of(work.plan.patch, response, attempts, _since(started),
+                                      note=NOT_APPLIED)
             await self.pacer.rate.wait()
 
-    async def _read_back(self, requested: ImagePatch, response: ApiResponse, attempts: int,
-                         started: float) -> Outcome | ImagePatch:
-        """After a write with no answer: the outcome if the image settles it, else what to send.
+    async def _send(self, work: _Work) -> tuple[ApiResponse, Verdict]:
+        """One PATCH of what ``work`` still has to change; the image is in doubt until the
+        answer (or a read-back) says otherwise."""
+        work.sent += 1
+        work.in_doubt = True
+        sent_at = self.pacer.now()
+        if self._on_sending is not None:
+            self._on_sending(work.plan)
+        response = await self.client.update_image(work.plan.image_id, work.plan.patch.body())
+        verdict = self.safeguards.policy.verdict(response)
+        tell_pacer(self.pacer, response, verdict, sent_at)
+        work.in_doubt = verdict == Verdict.AMBIGUOUS
+        return response, verdict
+
+    async def _after_refusal(self, work: _Work, response: ApiResponse,
+                             started: float) -> Outcome | None:
+        """The outcome of a refused write; None to send again.
+
+        Without a read pass (``add_on_conflict``) an ``IMG.0035`` is answered by reading the
+        image once and planning against it: a ``replace`` of a missing attribute becomes
+        ``add``, a ``remove`` of a missing one is already as asked (its row ``unchanged``).
+        """
+        if (self._add_on_conflict and not work.converted
+                and _conflict(work.plan.patch, response)):
+            work.converted = True
+            return await self._read_back(work, response, started, could_apply=False)
+        return outcome_of(work.plan.patch, response, work.sent, _since(started))
+
+    async def _read_back(self, work: _Work, response: ApiResponse, started: float, *,
+                         could_apply: bool = True) -> Outcome | None:
+        """After a write whose answer may not tell the truth: the outcome if the image
+        settles it, else None with ``work.plan`` now holding only what is still to send.
 
         The image is read until a read succeeds (within the attempt budget), so a write is
-        never repeated blind.
+        never repeated blind; if it cannot be read, the image stays in doubt.
         """
         policy = self.safeguards.policy
         for reads in range(1, policy.max_attempts + 1):
             try:
-                image = await read_image(self._reader, requested.image_id)
+                image = await read_image(self._reader, work.plan.image_id)
             except ReadFailed as failure:
-                log.info("reading %s back failed: %s", requested.image_id, failure.message)
+                log.info("reading %s back failed: %s", work.plan.image_id, failure.message)
                 await policy.sleep(policy.wait(reads, response))
                 continue
-            replanned = plan_image(requested, image)
-            if replanned.status == Status.UNCHANGED:
-                return Outcome(requested.image_id, Status.SUCCEEDED, error_code="",
-                               error_message="the answer was lost, but reading the image "
-                               "back shows the change in place", attempts=attempts,
-                               elapsed_ms=_since(started))
-            if replanned.status is not None:
-                return Outcome(requested.image_id, replanned.status,
-                               error_message=replanned.reason, attempts=attempts,
-                               elapsed_ms=_since(started))
-            return replanned.patch
-        return outcome_of(requested, response, attempts, _since(started))
+            return self._settled(work, image, response, started, could_apply=could_apply)
+        work.in_doubt = could_apply
+        return outcome_of(work.plan.patch, response, work.sent, _since(started),
+                          note="; the image could not be read back" if could_apply else "")
 
-    def _record(self, outcome: Outcome) -> None:
+    def _settled(self, work: _Work, image: Image | None, response: ApiResponse,
+                 started: float, *, could_apply: bool) -> Outcome | None:
+        plan, applied = settle(work.plan, image, could_apply=could_apply)
+        work.plan, work.in_doubt = plan, False
+        if applied:
+            return Outcome(plan.image_id, Status.SUCCEEDED, response.status,
+                           error_message=shown_in_place(response),
+                           request_id=response.request_id, attempts=work.sent,
+                           elapsed_ms=_since(started))
+        if plan.status is not None:
+            return Outcome(plan.image_id, plan.status, response.status,
+                           error_message=plan.reason, request_id=response.request_id,
+                           attempts=work.sent, elapsed_ms=_since(started))
+        return None
+
+    def _record(self, outcome: Outcome, work: _Work) -> None:
+        self.plans[outcome.image_id] = work.plan
+        if work.in_doubt:
+            self.unsettled.add(outcome.image_id)
         self.outcomes[outcome.image_id] = outcome
         if self._on_outcome is not None:
             self._on_outcome(outcome)
@@ -242,29 +300,30 @@ class Runner:
             self._stop.set()
 
 
-def as_adds(patch: ImagePatch) -> ImagePatch:
-    """``patch`` with every ``replace`` turned into ``add`` (RFC 6902: add sets or replaces)."""
-    return ImagePatch(
-        patch.image_id,
-        tuple(Operation("add", o.path, o.value) if o.op == "replace" else o
-              for o in patch.operations),
-        patch.sources,
-    )
+def shown_in_place(response: ApiResponse) -> str:
+    """Why a write whose answer could not be trusted is ``succeeded``."""
+    if response.status is None:
+        return "the answer was lost, but reading the image back shows the change in place"
+    return (f"the service answered HTTP {response.status} {response.error_code}".rstrip()
+            + ", but reading the image back shows the change in place")
 
 
 def _conflict(patch: ImagePatch, response: ApiResponse) -> bool:
     return (response.status == 400 and response.error_code == ATTRIBUTE_CONFLICT
-            and any(operation.op == "replace" for operation in patch.operations))
+            and any(operation.op in ("replace", "remove") for operation in patch.operations))
 
 
-def interrupted(image_id: str, started: float, attempts: int) -> Outcome:
-    """The outcome of a request cut off mid-flight: nobody knows whether it was applied."""
+def interrupted(image_id: str, started: float, attempts: int, *,
+                in_doubt: bool = True) -> Outcome:
+    """The outcome of an image cut off mid-attempt: with a request in flight (or an
+    ambiguous answer not yet read back) nobody knows whether it was applied."""
     return Outcome(
         image_id=image_id,
         status=Status.FAILED,
         error_code=INTERRUPTED,
         error_message="stopped while the request was in flight; "
-        "the change may or may not have been applied",
+        "the change may or may not have been applied" if in_doubt else
+        "stopped between attempts; the last attempt was not applied",
         attempts=attempts,
         elapsed_ms=_since(started),
     )

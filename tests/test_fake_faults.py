@@ -381,7 +381,7 @@ def test_fake_config_freezes_its_script_and_stays_hashable() -> None:
     assert hash(config) == hash(FakeConfig(error_500=0.5, hang=0.5, rate_limit=20))
     assert config.throttle_limit == 20
     assert set(FAULT_KINDS) == {"ok", "500", "503", "429", "IMG.0060", "reset_before",
-                                "reset_after", "hang"}  # fmt: skip
+                                "reset_after", "hang", "502_after", "504_after"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -48,8 +48,8 @@ def test_journal_keeps_done_outcomes_and_flags_images_in_doubt(tmp_path: Path) -
     again.close(finished=False)
     assert path.exists()
     other = Journal(path, sheet_sha256="another sheet", endpoint="http://127.0.0.1:1")
-    assert not other.recorded
-    assert not other.in_doubt
+    assert other.other_sheet  # kept: its images in doubt must still be read back
+    assert other.in_doubt == {"c", "e"}
     other.close(finished=True)
     assert not path.exists()
 

@@ -70,7 +70,7 @@ LOST = ApiResponse(None, error_code=CONNECTION_ERROR, error_message="lost")
                      id="permanent"),
         pytest.param([ApiResponse(400, error_code="IMG.0046")], Status.SKIPPED, 1, 1, [],
                      id="not-active"),
-        pytest.param([ApiResponse(500)] * 3, Status.FAILED, 3, 3, [0.5, 1.0],
+        pytest.param([ApiResponse(503)] * 3, Status.FAILED, 3, 3, [0.5, 1.0],
                      id="gives-up"),
         pytest.param([ApiResponse(500), ApiResponse(500), (LOST, "applied")],
                      Status.SUCCEEDED, 3, 3, [0.5, 1.0, 2.0],

@@ -28,7 +28,9 @@ from batchpatch.fake.clock import http_date
 from batchpatch.fake.config import FakeConfig, FaultKind
 from batchpatch.fake.errors import (
     API_NOT_FOUND,
+    BACKEND_TIMEOUT,
     BACKEND_UNAVAILABLE,
+    BAD_GATEWAY,
     AuthRefused,
     FakeApiError,
     invalid_format,
@@ -187,10 +189,12 @@ class _FakeIms:
             except FakeApiError:
                 if fault == "reset_after":  # nothing applied, and still no answer
                     raise _NoResponse(CLOSED_WITHOUT_RESPONSE) from None
+                _raise_gateway_error_after(fault)  # the gateway's answer hides IMS's
                 raise
             self.stats.patch_applied(image_id)
             if fault == "reset_after":
                 raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
+            _raise_gateway_error_after(fault)
         finally:
             self.stats.patch_finished(image_id)
         return web.json_response(image)
@@ -254,6 +258,14 @@ def _raise_error_fault(fault: str | None) -> None:
         raise FakeApiError(503, "APIGW.0201", BACKEND_UNAVAILABLE)
     if fault == "IMG.0060":
         raise FakeApiError.ims("IMG.0060")
+
+
+def _raise_gateway_error_after(fault: str | None) -> None:
+    """Raise the gateway's 502 or 504 of a PATCH IMS has handled (applied or not)."""
+    if fault == "502_after":
+        raise FakeApiError(502, "APIGW.0201", BAD_GATEWAY)
+    if fault == "504_after":
+        raise FakeApiError(504, "APIGW.0201", BACKEND_TIMEOUT)
 
 
 def _decode_json(raw: bytes) -> object:

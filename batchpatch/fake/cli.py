@@ -39,6 +39,8 @@ _PROBABILITY_FLAGS = [
     ("--reset-before", "close a PATCH's connection unanswered, applying nothing"),
     ("--reset-after", "apply a PATCH, then close its connection unanswered"),
     ("--hang", "never answer a PATCH (until the client gives up or the server stops)"),
+    ("--bad-gateway-after", "apply a PATCH, then answer 502 APIGW.0201"),
+    ("--gateway-timeout-after", "apply a PATCH, then answer 504 APIGW.0201"),
 ]
 
 
@@ -211,6 +213,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Fa
             reset_before=args.reset_before,
             reset_after=args.reset_after,
             hang=args.hang,
+            bad_gateway_after=args.bad_gateway_after,
+            gateway_timeout_after=args.gateway_timeout_after,
             seed=args.seed,
             max_skew=args.max_skew,
             clock_offset=args.clock_offset,

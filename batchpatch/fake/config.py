@@ -10,14 +10,15 @@ from typing import Literal, get_args
 
 #: What a request can be made to suffer; ``"ok"`` (in a script only) means "no fault".
 FaultKind = Literal[
-    "ok", "500", "503", "429", "IMG.0060", "reset_before", "reset_after", "hang"
+    "ok", "500", "503", "429", "IMG.0060", "reset_before", "reset_after", "hang",
+    "502_after", "504_after",
 ]  # fmt: skip
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 #: The random faults a PATCH can draw, in the order their probabilities partition [0, 1).
 #: A GET draws only from the first two.
 PATCH_FAULT_FIELDS = ("error_500", "error_503", "flow_control", "reset_before", "reset_after",
-                      "hang")  # fmt: skip
+                      "hang", "bad_gateway_after", "gateway_timeout_after")  # fmt: skip
 
 Script = Mapping[str, Sequence[str]]
 
@@ -60,12 +61,16 @@ class FakeConfig:
     and nothing applied; ``reset_after``: the probability that the PATCH is applied (if the
     service's rules allow it) and the connection is then closed with no response.
     ``hang``: the probability that a PATCH never answers; it is held until the client
-    disconnects or the server stops, then its connection is closed.  Each request draws one
+    disconnects or the server stops, then its connection is closed.
+    ``bad_gateway_after``, ``gateway_timeout_after``: the probability that a PATCH is applied
+    (if the service's rules allow it) and the gateway then answers 502 or 504 APIGW.0201, as
+    when the backend's answer is lost between IMS and the gateway.  Each request draws one
     number and these outcomes are disjoint, so the PATCH probabilities must sum to at most 1;
     a GET uses only ``error_500`` and ``error_503``.  Faulted requests apply nothing (except
-    ``reset_after``).  A 429 is the gateway's and answers at once; every other PATCH fault
-    comes after the handler has waited ``latency`` plus the jitter, counted in flight, and
-    before the body is checked, so it answers the same whatever the body.
+    ``reset_after`` and the gateway errors after applying).  A 429 is the gateway's and
+    answers at once; every other PATCH fault comes after the handler has waited ``latency``
+    plus the jitter, counted in flight, and before the body is checked (the gateway errors
+    after applying: after it), so it answers the same whatever the body.
     ``seed``: seeds the ``random.Random`` behind the jitter and the random faults; with the
     same requests in the same order, a seeded server answers the same way.
 
@@ -96,6 +101,8 @@ class FakeConfig:
     reset_before: float = 0.0
     reset_after: float = 0.0
     hang: float = 0.0
+    bad_gateway_after: float = 0.0
+    gateway_timeout_after: float = 0.0
     seed: int | None = None
     script: Script = field(default_factory=_no_script, hash=False)
     access_key: str | None = None

@@ -40,6 +40,9 @@ THROTTLED = (
     "time:1 second"
 )
 BACKEND_UNAVAILABLE = "Backend unavailable."
+#: The gateway's answers when IMS's own answer did not reach it (APIGW.0201, 502 and 504).
+BAD_GATEWAY = "Bad gateway."
+BACKEND_TIMEOUT = "Backend timeout."
 TOKEN_EXPIRED = "The token must be updated."
 PROJECT_UNAVAILABLE = "The project is unavailable."
 #: The titles of the Keystone error bodies, by status.

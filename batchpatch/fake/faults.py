@@ -18,7 +18,9 @@ from batchpatch.fake.stats import RequestKind
 Clock = Callable[[], float]
 
 #: The random faults in the order their probabilities partition one uniform draw.
-_DRAWN: tuple[FaultKind, ...] = ("500", "503", "IMG.0060", "reset_before", "reset_after", "hang")
+_DRAWN: tuple[FaultKind, ...] = (
+    "500", "503", "IMG.0060", "reset_before", "reset_after", "hang", "502_after", "504_after"
+)  # fmt: skip
 #: The random faults a GET can draw: the first two.
 _LIST_FAULTS = 2
 
