@@ -11,7 +11,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from anyio.testing import wait_all_tasks_blocked
 
 from batchpatch.auth import TokenAuth
 from batchpatch.client import (
@@ -140,7 +139,7 @@ def test_a_producer_waiting_out_a_hold_stops_when_told() -> None:
         pacer.throttled(pacer.now(), 500.0, "test")
 
         async def signal_once_waiting() -> None:
-            await wait_all_tasks_blocked()  # the producer is asleep in the hold
+            await anyio.wait_all_tasks_blocked()  # the producer is asleep in the hold
             stop.set()
 
         async with anyio.create_task_group() as group:
