@@ -62,14 +62,17 @@ def test_a_2xx_counts_only_with_the_patched_image(fault: str, code: str, applied
         pytest.param({"id": "x", "team": "new", "gone": "1"}, "still has gone", id="not-removed"),
         pytest.param({"id": "x", "team": "new", "flag": True}, "", id="flag-shown-as-bool"),
         pytest.param([], "no image in the body", id="a-list"),
-        pytest.param({"error_code": "APIGW.0301", "error_msg": "no"}, "an error body",
-                     id="gateway-error"),
+        pytest.param(
+            {"error_code": "APIGW.0301", "error_msg": "no"}, "an error body", id="gateway-error"
+        ),
     ],
 )
 def test_the_body_must_show_every_value_sent(body: Any, problem: str) -> None:
-    operations = [{"op": "replace", "path": "/team", "value": "new"},
-                  {"op": "remove", "path": "/gone"},
-                  {"op": "add", "path": "/flag", "value": "true"}]
+    operations = [
+        {"op": "replace", "path": "/team", "value": "new"},
+        {"op": "remove", "path": "/gone"},
+        {"op": "add", "path": "/flag", "value": "true"},
+    ]
     if problem == "" and isinstance(body, dict) and "flag" not in body:
         operations = operations[:2]
     found = patched_problem(200, body, "x", operations)
@@ -82,20 +85,34 @@ def test_unexpected_answers_are_read_back_and_end_in_the_truth(
     images = account(6)
     ids = [image["id"] for image in images]
     script = {
-        ids[0]: ["wrong_id"],               # applied: reading back shows it
-        ids[1]: ["error_200"],              # not applied: read back, sent again
-        ids[2]: ["empty_204"],              # applied
-        ids[3]: ["not_json"],               # applied
-        ids[4]: ["error_200"] * 3,          # never applied: failed, "unexpected answer"
-        ids[5]: ["gzip_huge"],              # applied; a gzip bomb answer is not read whole
+        ids[0]: ["wrong_id"],  # applied: reading back shows it
+        ids[1]: ["error_200"],  # not applied: read back, sent again
+        ids[2]: ["empty_204"],  # applied
+        ids[3]: ["not_json"],  # applied
+        ids[4]: ["error_200"] * 3,  # never applied: failed, "unexpected answer"
+        ids[5]: ["gzip_huge"],  # applied; a gzip bomb answer is not read whole
     }
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "op", "path", "value"],
-                        [[image_id, "remove", "/team", ""] for image_id in ids])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "op", "path", "value"],
+        [[image_id, "remove", "/team", ""] for image_id in ids],
+    )
     config = FakeConfig(token=TOKEN, script=script, huge_bytes=17 * 1024 * 1024)
     with running_fake(images, config) as fake:
-        code = run_main(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url,
-                                      "--max-attempts", "3", "--quiet", *FAST_RETRIES],
-                        {"BATCHPATCH_AUTH_TOKEN": TOKEN})
+        code = run_main(
+            monkeypatch,
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--max-attempts",
+                "3",
+                "--quiet",
+                *FAST_RETRIES,
+            ],
+            {"BATCHPATCH_AUTH_TOKEN": TOKEN},
+        )
         applied = fake.stats.snapshot().applied_by_image
         state = fake.store.images
     assert code == 1

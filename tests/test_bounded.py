@@ -65,8 +65,10 @@ def test_a_hold_never_exceeds_the_cap(value: float) -> None:
 
 
 def _patches(ids: list[str]) -> list[ImagePatch]:
-    return [ImagePatch(image_id, (Operation("remove", "/team"),), (n,))
-            for n, image_id in enumerate(ids)]
+    return [
+        ImagePatch(image_id, (Operation("remove", "/team"),), (n,))
+        for n, image_id in enumerate(ids)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,8 @@ def test_a_far_retry_after_holds_the_run_600_s_at_most(header: str, longest: flo
             pacer = Pacer(Limits(2, 10), clock=clock, sleep=clock.sleep)
             policy = RetryPolicy(sleep=clock.sleep)
             outcomes = await Runner(client, pacer, Safeguards(policy)).run(
-                [unplanned(patch) for patch in _patches(ids)])
+                [unplanned(patch) for patch in _patches(ids)]
+            )
         return {image_id: outcome.status for image_id, outcome in outcomes.items()}
 
     with running_fake(images, config) as fake:
@@ -115,8 +118,12 @@ def test_a_signal_during_a_hold_stops_at_once_and_the_429_is_not_applied() -> No
 
     async def run(url: str) -> Runner:
         async with ImsClient(url, TokenAuth(TOKEN), timeout=10, connections=2) as client:
-            runner = Runner(client, Pacer(Limits(2, 10), sleep=long_sleep),
-                            Safeguards(RetryPolicy(sleep=long_sleep)), stop=stop)
+            runner = Runner(
+                client,
+                Pacer(Limits(2, 10), sleep=long_sleep),
+                Safeguards(RetryPolicy(sleep=long_sleep)),
+                stop=stop,
+            )
             with anyio.fail_after(60):
                 await runner.run([unplanned(patch) for patch in _patches(ids)])
         return runner
@@ -157,11 +164,15 @@ def test_paging_that_ignores_the_marker_stops_naming_the_endpoint(
 ) -> None:
     images = account(501)  # a full page of 500, and the wanted ids beyond it
     wanted = [image["id"] for image in images[450:]]
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"],
-                        [[image_id, "new"] for image_id in wanted])
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in wanted]
+    )
     with running_fake(images, FakeConfig(token=TOKEN, ignore_marker=True)) as fake:
-        code = run_main(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url, "--quiet"],
-                        {"BATCHPATCH_AUTH_TOKEN": TOKEN})
+        code = run_main(
+            monkeypatch,
+            ["apply", str(sheet), "--endpoint", fake.url, "--quiet"],
+            {"BATCHPATCH_AUTH_TOKEN": TOKEN},
+        )
         lists, patches = fake.stats.list_requests, fake.stats.patch_requests
     err = capsys.readouterr().err
     assert code == 3
@@ -182,16 +193,23 @@ def test_paging_that_ignores_the_marker_stops_naming_the_endpoint(
     ],
 )
 def test_an_unreadable_read_stops_the_run_with_a_report_not_a_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    answer: str, message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: str,
+    message: str,
 ) -> None:
     images = account(2)
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"],
-                        [[image["id"], "new"] for image in images])
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "team"], [[image["id"], "new"] for image in images]
+    )
     config = FakeConfig(token=TOKEN, list_answer=answer, huge_bytes=17 * MB)
     with running_fake(images, config) as fake:
-        code = run_main(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url, "--quiet",
-                                      "--max-attempts", "1"], {"BATCHPATCH_AUTH_TOKEN": TOKEN})
+        code = run_main(
+            monkeypatch,
+            ["apply", str(sheet), "--endpoint", fake.url, "--quiet", "--max-attempts", "1"],
+            {"BATCHPATCH_AUTH_TOKEN": TOKEN},
+        )
     err = capsys.readouterr().err
     assert code == 3
     assert "unparseable answer" in err
@@ -207,8 +225,9 @@ def test_a_gzip_bomb_costs_no_more_than_the_cap() -> None:
     config = FakeConfig(token=TOKEN, list_answer="gzip_huge", huge_bytes=body_size)
 
     async def read(url: str) -> tuple[str, int]:
-        async with ImsClient(url, TokenAuth(TOKEN), timeout=30, connections=1,
-                             max_answer=1 * MB) as client:
+        async with ImsClient(
+            url, TokenAuth(TOKEN), timeout=30, connections=1, max_answer=1 * MB
+        ) as client:
             tracemalloc.start()
             try:
                 response = await client.list_images({})

@@ -23,19 +23,25 @@ TOKEN_ENV = {"BATCHPATCH_AUTH_TOKEN": TOKEN}
 @pytest.mark.parametrize(
     "endpoint",
     [
-        pytest.param("https://robot:s3cr3t-pw@ims.ap-southeast-1.myhuaweicloud.com", id="user-pass"),
+        pytest.param(
+            "https://robot:s3cr3t-pw@ims.ap-southeast-1.myhuaweicloud.com", id="user-pass"
+        ),
         pytest.param("https://s3cr3t-pw@ims.ap-southeast-1.myhuaweicloud.com", id="user-only"),
         pytest.param("ftp://robot:s3cr3t-pw@ims.example", id="not-http"),
     ],
 )
 @pytest.mark.parametrize("command", ["whoami", "apply"])
 def test_userinfo_in_an_endpoint_is_refused_and_never_echoed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    endpoint: str, command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    endpoint: str,
+    command: str,
 ) -> None:
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[account(1)[0]["id"], "x"]])
-    args = [command, "--endpoint", endpoint] + ([str(sheet), "--dry-run"]
-                                                if command == "apply" else [])
+    args = [command, "--endpoint", endpoint] + (
+        [str(sheet), "--dry-run"] if command == "apply" else []
+    )
     code = run_main(monkeypatch, args, TOKEN_ENV)
     out, err = capsys.readouterr()
     assert code == 2
@@ -57,7 +63,9 @@ def test_userinfo_in_an_endpoint_is_refused_and_never_echoed(
     ],
 )
 def test_plain_http_is_for_this_machine_only(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    endpoint: str,
     allowed: bool,
 ) -> None:
     code = run_main(monkeypatch, ["whoami", "--endpoint", endpoint], TOKEN_ENV)
@@ -65,17 +73,27 @@ def test_plain_http_is_for_this_machine_only(
     assert code == (0 if allowed else 2)
     if not allowed:
         assert "--allow-insecure-http" in err
-        assert run_main(monkeypatch, ["whoami", "--endpoint", endpoint,
-                                      "--allow-insecure-http"], TOKEN_ENV) == 0
+        assert (
+            run_main(
+                monkeypatch, ["whoami", "--endpoint", endpoint, "--allow-insecure-http"], TOKEN_ENV
+            )
+            == 0
+        )
 
 
 def test_a_plain_http_iam_endpoint_is_refused_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    environ = {"BATCHPATCH_IAM_USER": "u", "BATCHPATCH_IAM_PASSWORD": "p-not-shown",
-               "BATCHPATCH_IAM_DOMAIN": "d"}
-    code = run_main(monkeypatch, ["whoami", "--region", "ap-southeast-1", "--iam-endpoint",
-                                  "http://iam.example.com"], environ)
+    environ = {
+        "BATCHPATCH_IAM_USER": "u",
+        "BATCHPATCH_IAM_PASSWORD": "p-not-shown",
+        "BATCHPATCH_IAM_DOMAIN": "d",
+    }
+    code = run_main(
+        monkeypatch,
+        ["whoami", "--region", "ap-southeast-1", "--iam-endpoint", "http://iam.example.com"],
+        environ,
+    )
     assert code == 2
     assert "iam endpoint http://iam.example.com is plain http://" in capsys.readouterr().err
 
@@ -83,18 +101,33 @@ def test_a_plain_http_iam_endpoint_is_refused_too(
 @pytest.mark.parametrize(
     ("environ", "source"),
     [
-        pytest.param({"BATCHPATCH_AUTH_TOKEN": "tok-a\nX-Evil: 1"},
-                     "environment variable BATCHPATCH_AUTH_TOKEN", id="token-newline"),
-        pytest.param({"HUAWEICLOUD_SDK_AK": "AK\rEVIL", "HUAWEICLOUD_SDK_SK": "sk-value"},
-                     "environment variables HUAWEICLOUD_SDK_AK", id="ak-carriage-return"),
-        pytest.param({"HUAWEICLOUD_SDK_AK": "AKAKAK", "HUAWEICLOUD_SDK_SK": "sk-value",
-                      "HUAWEICLOUD_SDK_PROJECT_ID": "p\x1broj"},
-                     "environment variables HUAWEICLOUD_SDK_AK", id="project-escape"),
+        pytest.param(
+            {"BATCHPATCH_AUTH_TOKEN": "tok-a\nX-Evil: 1"},
+            "environment variable BATCHPATCH_AUTH_TOKEN",
+            id="token-newline",
+        ),
+        pytest.param(
+            {"HUAWEICLOUD_SDK_AK": "AK\rEVIL", "HUAWEICLOUD_SDK_SK": "sk-value"},
+            "environment variables HUAWEICLOUD_SDK_AK",
+            id="ak-carriage-return",
+        ),
+        pytest.param(
+            {
+                "HUAWEICLOUD_SDK_AK": "AKAKAK",
+                "HUAWEICLOUD_SDK_SK": "sk-value",
+                "HUAWEICLOUD_SDK_PROJECT_ID": "p\x1broj",
+            },
+            "environment variables HUAWEICLOUD_SDK_AK",
+            id="project-escape",
+        ),
     ],
 )
 def test_a_credential_aiohttp_would_refuse_is_rejected_before_sending(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    environ: dict[str, str], source: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    environ: dict[str, str],
+    source: str,
 ) -> None:
     images = account(1)
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[images[0]["id"], "x"]])
@@ -105,7 +138,8 @@ def test_a_credential_aiohttp_would_refuse_is_rejected_before_sending(
     assert (code, sent) == (2, 0)
     assert source in err
     assert "control character" in err
-    assert "EVIL" not in err and "tok-a" not in err
+    assert "EVIL" not in err
+    assert "tok-a" not in err
 
 
 @pytest.mark.parametrize(
@@ -124,14 +158,21 @@ def test_a_credential_aiohttp_would_refuse_is_rejected_before_sending(
     ],
 )
 def test_rate_and_concurrency_are_bounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    option: str, value: str, accepted: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    accepted: bool,
 ) -> None:
     images = account(1)
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[images[0]["id"], "x"]])
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
-        code = run_main(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url, "--dry-run",
-                                      option, value], TOKEN_ENV)
+        code = run_main(
+            monkeypatch,
+            ["apply", str(sheet), "--endpoint", fake.url, "--dry-run", option, value],
+            TOKEN_ENV,
+        )
     err = capsys.readouterr().err
     assert code == (0 if accepted else 2), err
     if not accepted:
@@ -145,10 +186,26 @@ def tls(tmp_path: Path) -> ssl.SSLContext:
         pytest.skip("needs openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -157,15 +214,22 @@ def tls(tmp_path: Path) -> ssl.SSLContext:
 
 @pytest.mark.parametrize("mode", [["--no-plan"], []], ids=["write", "read"])
 def test_a_certificate_failure_stops_at_once_with_a_ca_bundle_hint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    tls: ssl.SSLContext, mode: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tls: ssl.SSLContext,
+    mode: list[str],
 ) -> None:
     images = account(3)
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"],
-                        [[image["id"], "x"] for image in images])
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "team"], [[image["id"], "x"] for image in images]
+    )
     with running_fake(images, FakeConfig(token=TOKEN), tls=tls) as fake:
-        code = run_main(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url, "--quiet",
-                                      "--backoff", "30", *mode], TOKEN_ENV)
+        code = run_main(
+            monkeypatch,
+            ["apply", str(sheet), "--endpoint", fake.url, "--quiet", "--backoff", "30", *mode],
+            TOKEN_ENV,
+        )
     err = capsys.readouterr().err
     assert code == 3
     assert "--ca-bundle" in err

@@ -17,12 +17,21 @@ FAST_RETRIES = ["--backoff", "0.01", "--max-backoff", "0.05"]
 
 def account(size: int) -> list[dict[str, Any]]:
     """``size`` active images with a ``team`` attribute to change."""
-    return [{"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n:03d}",
-             "status": "active", "min_ram": 0, "team": "old"} for n in range(size)]
+    return [
+        {
+            "id": str(uuid.UUID(int=n + 1, version=4)),
+            "name": f"image-{n:03d}",
+            "status": "active",
+            "min_ram": 0,
+            "team": "old",
+        }
+        for n in range(size)
+    ]
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, args: Sequence[str],
-             environ: Mapping[str, str]) -> int:
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, args: Sequence[str], environ: Mapping[str, str]
+) -> int:
     """``batchpatch ARGS`` in this process with exactly ``environ``'s credentials (none of
     the machine's, no proxies, no config file); an option error's exit code is returned."""
     for key in list(os.environ):

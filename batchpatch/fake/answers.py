@@ -54,8 +54,7 @@ def unreadable_answer(fault: str, config: FakeConfig) -> web.Response:
         return _json_bytes(deep_body(config.deep_levels))
     if fault == "bad_encoding":
         return _json_bytes(b'{"images": [{"id": "\xff\xfe\xfd"}]}')
-    return web.Response(status=200, text="<html><body>OK</body></html>",
-                        content_type="text/html")
+    return web.Response(status=200, text="<html><body>OK</body></html>", content_type="text/html")
 
 
 def huge_body(size: int) -> bytes:

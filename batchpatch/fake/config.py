@@ -188,8 +188,10 @@ class FakeConfig:
 
     def _check_answers(self) -> None:
         if self.list_answer is not None and self.list_answer not in LIST_ANSWER_FAULTS:
-            raise ValueError(f"list_answer must be one of {', '.join(LIST_ANSWER_FAULTS)}, "
-                             f"not {self.list_answer!r}")
+            raise ValueError(
+                f"list_answer must be one of {', '.join(LIST_ANSWER_FAULTS)}, "
+                f"not {self.list_answer!r}"
+            )
         if self.retry_after_header is not None and any(
             char in self.retry_after_header for char in "\r\n"
         ):
