@@ -4,6 +4,9 @@ answer is read past the size cap or crashes the run when it cannot be parsed."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -26,9 +29,10 @@ from batchpatch.plan import unplanned
 from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Runner, Safeguards
 from batchpatch.throttle import MAX_HOLD, Pacer, RateLimiter
-from tests.e2e import TOKEN
+from tests.e2e import ROOT, TOKEN, cli_environment
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
+from tests.test_resume import wait_for
 from tests.test_throttle import FakeClock
 from tests.wire import account, run_main
 
@@ -240,3 +244,30 @@ def test_a_gzip_bomb_costs_no_more_than_the_cap() -> None:
         code, peak = anyio.run(read, fake.url)
     assert code == UNPARSEABLE_ANSWER
     assert peak < 8 * MB  # the body is 32 MB once decompressed
+
+
+def test_sigint_during_a_retry_after_hold_ends_the_run_now(tmp_path: Path) -> None:
+    """The real process: the hold is 500 s and the grace 300 s, so only stopping at once
+    can end it within the guard's 60 s."""
+    images = account(3)
+    ids = [image["id"] for image in images]
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[i, "new"] for i in ids])
+    config = FakeConfig(token=TOKEN, script={ids[0]: ["429"]}, retry_after_header="500")
+    with running_fake(images, config) as fake:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchpatch", "apply", str(sheet), "--endpoint", fake.url,
+             "--no-plan", "--grace", "300"],
+            cwd=ROOT, env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        wait_for(lambda: fake.stats.faults["429"] == 1, "the 429")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        state = fake.store.images
+    assert process.returncode == 3, stderr
+    report = read_report(tmp_path / "s.results.csv")
+    assert report["status"].tolist() == ["failed", "not_attempted", "not_attempted"]
+    assert report.loc[0, "http_status"] == "429"
+    assert "not applied" in report.loc[0, "error_message"]
+    assert "may or may not" not in report.loc[0, "error_message"]
+    assert all(state[image_id]["team"] == "old" for image_id in ids)
