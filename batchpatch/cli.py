@@ -76,9 +76,9 @@ _positive_int = _number(int, lambda value: value >= 1, "a whole number of at lea
 _positive_float = _number(float, lambda value: 0 < value < math.inf, "a number greater than 0")
 _fraction = _number(float, lambda value: 0 <= value <= 1, "a fraction from 0 to 1")
 _rate = _number(float, lambda value: MIN_RATE <= value <= MAX_RATE,
-                f"a number from {MIN_RATE:g} to {MAX_RATE:g}")
+                f"a number greater than 0, from {MIN_RATE:g} to {MAX_RATE:g}")
 _concurrency = _number(int, lambda value: 1 <= value <= MAX_CONCURRENCY,
-                       f"a whole number from 1 to {MAX_CONCURRENCY}")
+                       f"a whole number of at least 1 and at most {MAX_CONCURRENCY}")
 
 
 class _Parser(argparse.ArgumentParser):
