@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
+
 from batchpatch.signer import DATE_HEADER, authorization, sdk_date
 
 TOKEN_VARIABLE = "BATCHPATCH_AUTH_TOKEN"
@@ -42,8 +44,9 @@ class Auth(Protocol):
     async def authorize(self, issuer: TokenIssuer, method: str, url: str,
                         headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
 
-    def expired(self) -> bool:
-        """After a token-expiry answer: forget the token; True when a retry can help."""
+    def expired(self, sent: Mapping[str, str] | None = None) -> bool:
+        """After a token-expiry answer to a request sent with the headers ``sent``: forget
+        that token (unless a newer one replaced it already); True when a retry can help."""
 
 
 def mask(secret: str) -> str:
@@ -63,7 +66,7 @@ class TokenAuth:
                         headers: Mapping[str, str], body: bytes) -> dict[str, str]:
         return {"X-Auth-Token": self.token}
 
-    def expired(self) -> bool:
+    def expired(self, sent: Mapping[str, str] | None = None) -> bool:
         return False
 
     def __repr__(self) -> str:
@@ -97,7 +100,7 @@ class AkSkAuth:
             parse_qsl(parts.query, keep_blank_values=True), signed, body)
         return added
 
-    def expired(self) -> bool:
+    def expired(self, sent: Mapping[str, str] | None = None) -> bool:
         return False
 
     def __repr__(self) -> str:
@@ -108,7 +111,11 @@ class AkSkAuth:
 @dataclass
 class PasswordAuth:
     """An IAM user's project-scoped token, got from ``POST {iam}/v3/auth/tokens``, cached
-    until ``TOKEN_MARGIN`` before it expires, and got again once after an expiry answer."""
+    until ``TOKEN_MARGIN`` before it expires, and got again once after an expiry answer.
+
+    However many requests are in flight when the token goes stale, one login gets the next
+    one: logins are serialised, and a request that waited for another's login uses its token.
+    """
 
     iam_endpoint: str
     user: str
@@ -121,19 +128,33 @@ class PasswordAuth:
     clock: Callable[[], float] = field(default=time.time, repr=False)
     _token: str = field(default="", repr=False)
     _expires: float = 0.0
+    _login: anyio.Lock | None = field(default=None, repr=False, compare=False)
+    #: Logins made so far (tests and debugging: one per expiry, however many in flight).
+    logins: int = 0
 
     async def authorize(self, issuer: TokenIssuer, method: str, url: str,
                         headers: Mapping[str, str], body: bytes) -> dict[str, str]:
-        if not self._token or self.clock() > self._expires - TOKEN_MARGIN:
-            self._token, self._expires = await issuer.issue_token(
-                self.iam_endpoint.rstrip("/") + "/v3/auth/tokens?nocatalog=true",
-                self._request_body())
+        if not self._fresh():
+            if self._login is None:
+                self._login = anyio.Lock()
+            async with self._login:
+                if not self._fresh():  # nobody logged in while this request waited
+                    self._token, self._expires = await issuer.issue_token(
+                        self.iam_endpoint.rstrip("/") + "/v3/auth/tokens?nocatalog=true",
+                        self._request_body())
+                    self.logins += 1
         return {"X-Auth-Token": self._token}
 
-    def expired(self) -> bool:
-        had = bool(self._token)
-        self._token = ""
-        return had
+    def _fresh(self) -> bool:
+        return bool(self._token) and self.clock() <= self._expires - TOKEN_MARGIN
+
+    def expired(self, sent: Mapping[str, str] | None = None) -> bool:
+        used = self._token if sent is None else sent.get("X-Auth-Token", "")
+        if not used:
+            return False
+        if used == self._token:
+            self._token = ""
+        return True
 
     def _request_body(self) -> bytes:
         project = {"id": self.project_id} if self.project_id else {"name": self.project_name}

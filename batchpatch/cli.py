@@ -38,6 +38,9 @@ from batchpatch.models import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE,
     DEFAULT_TIMEOUT,
+    MAX_CONCURRENCY,
+    MAX_RATE,
+    MIN_RATE,
     Limits,
     Outcome,
     Status,
@@ -80,6 +83,10 @@ def _number(kind: type[int] | type[float], accept: Callable[[float], bool],
 _positive_int = _number(int, lambda value: value >= 1, "a whole number of at least 1")
 _positive_float = _number(float, lambda value: 0 < value < math.inf, "a number greater than 0")
 _fraction = _number(float, lambda value: 0 <= value <= 1, "a fraction from 0 to 1")
+_rate = _number(float, lambda value: MIN_RATE <= value <= MAX_RATE,
+                f"a number greater than 0, from {MIN_RATE:g} to {MAX_RATE:g}")
+_concurrency = _number(int, lambda value: 1 <= value <= MAX_CONCURRENCY,
+                       f"a whole number of at least 1 and at most {MAX_CONCURRENCY}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,9 +117,9 @@ def _service_options() -> _Parser:
     options.add_argument("--fake-images", type=Path, metavar="FILE",
                          help="images for --fake (default: images.json beside the sheet)")
     _credential_options(options)
-    options.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
+    options.add_argument("--concurrency", type=_concurrency, default=DEFAULT_CONCURRENCY,
                          metavar="N", help="requests in flight at most (default: %(default)s)")
-    options.add_argument("--rate", type=_positive_float, default=DEFAULT_RATE, metavar="R",
+    options.add_argument("--rate", type=_rate, default=DEFAULT_RATE, metavar="R",
                          help="request starts per second at most, no burst "
                          "(default: %(default)s)")
     options.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
@@ -131,6 +138,9 @@ def _credential_options(options: argparse.ArgumentParser) -> None:
     options.add_argument("--ca-bundle", metavar="PATH",
                          help="trust these CA certificates (a private CA); TLS is always "
                          "verified")
+    options.add_argument("--allow-insecure-http", action="store_true",
+                         help="allow plain http:// endpoints on other machines (credentials "
+                         "then cross the network unencrypted)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,7 +397,8 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")
     target = resolve(Settings(options.endpoint, options.region, options.iam_endpoint,
-                              options.profile, options.config, options.ca_bundle))
+                              options.profile, options.config, options.ca_bundle,
+                              options.allow_insecure_http))
     for warning in target.warnings:
         notice(f"Warning: {warning}")
     yield target

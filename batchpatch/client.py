@@ -8,7 +8,9 @@ request headers, so credentials cannot leak through it.
 from __future__ import annotations
 
 import json
+import math
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -37,6 +39,23 @@ SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"}
 CONNECT_FAILED = "connect_failed"
 #: No request was sent: IAM would not give a token.
 LOGIN_FAILED = "iam_login_failed"
+#: The service's TLS certificate could not be verified: permanent, the run stops.
+TLS_FAILED = "tls_failed"
+#: A 2xx whose body is not what the request asked for (another image, an error body, no
+#: body): the write may or may not have been applied, so the image is read back.
+UNEXPECTED_ANSWER = "unexpected_answer"
+#: An answer that could not be read: over ``MAX_ANSWER_BYTES``, not JSON, too deep, not text.
+UNPARSEABLE_ANSWER = "unparseable_answer"
+#: Answers that are not the success they claim to be.
+NOT_SUCCESS = frozenset({UNEXPECTED_ANSWER, UNPARSEABLE_ANSWER})
+
+#: No answer is read past this many bytes (after decompression): a huge body or a gzip bomb
+#: costs at most this much memory.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+#: Bytes read at a time, so the cap is checked as the body arrives.
+READ_CHUNK = 64 * 1024
+#: Never hold for one ``Retry-After`` longer than this, however long the service asks.
+MAX_RETRY_AFTER = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +71,14 @@ class ApiResponse:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        """A 2xx that is what it claims: an unexpected or unreadable body is not success."""
+        return (self.status is not None and 200 <= self.status < 300
+                and self.error_code not in NOT_SUCCESS)
+
+    @property
+    def unexpected(self) -> bool:
+        """A 2xx that does not show the request's effect, or an answer that cannot be read."""
+        return self.error_code in NOT_SUCCESS
 
     @property
     def maybe_applied(self) -> bool:
@@ -73,7 +99,7 @@ def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
     """
     try:
         data = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         text = payload.decode("utf-8", "replace").strip()
         return "", text[:300] or "(no body)", ""  # the status is told by the caller
     if isinstance(data, dict):
@@ -90,8 +116,9 @@ class ImsClient:
     """Calls IMS at ``endpoint`` (``https://ims.REGION.myhuaweicloud.com``)."""
 
     def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int,
-                 ca_bundle: str | None = None) -> None:
+                 ca_bundle: str | None = None, max_answer: int = MAX_ANSWER_BYTES) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.max_answer = max_answer
         self._auth = auth
         self._ssl = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -124,8 +151,12 @@ class ImsClient:
         return f"{self.endpoint}/v2/cloudimages/{quote(image_id, safe='')}"
 
     async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
-        """``PATCH /v2/cloudimages/{image_id}`` with one atomic list of operations."""
-        return await self._send("PATCH", self.image_url(image_id), encode_body(operations))
+        """``PATCH /v2/cloudimages/{image_id}`` with one atomic list of operations.
+
+        A 2xx counts only when its body is the patched image (see ``check_patched``).
+        """
+        response = await self._send("PATCH", self.image_url(image_id), encode_body(operations))
+        return check_patched(response, image_id, operations)
 
     async def list_images(self, query: dict[str, str]) -> ApiResponse:
         """``GET /v2/cloudimages`` with the given filters (one page)."""
@@ -159,66 +190,179 @@ class ImsClient:
                 url, data=body, headers={"Content-Type": "application/json;charset=utf8",
                                          "User-Agent": USER_AGENT}, allow_redirects=False,
             ) as response:
-                payload = await response.read()
+                payload = await read_capped(response, self.max_answer) or b""
                 token = response.headers.get("X-Subject-Token", "")
                 if response.status in (200, 201) and token:
                     return token, _expiry(payload)
                 code, message, _ = parse_error(response.status, payload)
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise AuthFailed(f"cannot reach IAM at {url.split('?')[0]}: {error}") from None
+            reason = _describe(error) if isinstance(error, aiohttp.ClientError) else "timed out"
+            raise AuthFailed(f"cannot reach IAM at {url.split('?')[0]}: {reason}") from None
         raise AuthFailed(f"IAM refused the login: HTTP {response.status} {code} {message}"
                          .strip())
 
     async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
-        response = await self._send_once(method, url, body)
-        if _token_expired(response) and self._auth.expired():
-            response = await self._send_once(method, url, body)  # with a fresh token
+        """Send once; after a token-expiry answer, once more with a fresh token.
+
+        Every request that failed with the stale token is re-sent; the login itself happens
+        once however many were in flight (``Auth.expired`` is told which token failed).
+        """
+        response, sent = await self._send_once(method, url, body)
+        if _token_expired(response) and self._auth.expired(sent):
+            response, _ = await self._send_once(method, url, body)  # with a fresh token
         return response
 
-    async def _send_once(self, method: str, url: str, body: bytes) -> ApiResponse:
+    async def _send_once(self, method: str, url: str,
+                         body: bytes) -> tuple[ApiResponse, dict[str, str]]:
+        """One request and the headers it went with."""
         if self._session is None:
             raise RuntimeError("use ImsClient as an async context manager")
         try:
             headers = await self._headers(method, url, body)
         except AuthFailed as failure:
-            return ApiResponse(None, None, LOGIN_FAILED, str(failure))
+            return ApiResponse(None, None, LOGIN_FAILED, str(failure)), {}
+        unsafe = unsafe_header(headers)
+        if unsafe:
+            return ApiResponse(None, None, LOGIN_FAILED,
+                               f"the {unsafe} header from {self._auth.source} holds a control "
+                               "character (a line break?) — fix the credential"), headers
         self.requests += 1
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, allow_redirects=False
             ) as response:
-                payload = await response.read()
-                request_id = response.headers.get("X-Request-Id", "")
-                if 200 <= response.status < 300:
-                    return ApiResponse(response.status, _json_or_none(payload),
-                                       request_id=request_id)
-                code, message, body_request_id = parse_error(response.status, payload)
-                if response.status == 401:
-                    message += _skew_note(response.headers.get("Date"))
-                return ApiResponse(response.status, None, code, message,
-                                   request_id or body_request_id,
-                                   parse_retry_after(response.headers.get("Retry-After")))
+                return await self._answer(response), headers
         except TimeoutError:
             return ApiResponse(None, None, TIMEOUT,
                                f"no answer within {self._timeout.total:g} s "
-                               "(the change may or may not have been applied)")
+                               "(the change may or may not have been applied)"), headers
         except aiohttp.ClientConnectorError as error:
-            return ApiResponse(None, None, CONNECT_FAILED, _describe(error))
+            code = TLS_FAILED if _certificate_failure(error) else CONNECT_FAILED
+            return ApiResponse(None, None, code, _describe(error)), headers
         except aiohttp.ClientError as error:
-            return ApiResponse(None, None, CONNECTION_ERROR, _describe(error))
+            return ApiResponse(None, None, CONNECTION_ERROR, _describe(error)), headers
+
+    async def _answer(self, response: aiohttp.ClientResponse) -> ApiResponse:
+        """What ``response`` says, read up to ``max_answer`` bytes."""
+        status = response.status
+        request_id = response.headers.get("X-Request-Id", "")
+        payload = await read_capped(response, self.max_answer)
+        if payload is None:
+            return ApiResponse(status, None, UNPARSEABLE_ANSWER,
+                               f"unparseable answer: HTTP {status} with a body over "
+                               f"{self.max_answer // (1024 * 1024)} MB (not read further)",
+                               request_id)
+        if 200 <= status < 300:
+            return _success(status, payload, request_id)
+        code, message, body_request_id = parse_error(status, payload)
+        if status == 401:
+            message += _skew_note(response.headers.get("Date"))
+        return ApiResponse(status, None, code, message, request_id or body_request_id,
+                           parse_retry_after(response.headers.get("Retry-After")))
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The (decompressed) body, or None once it grows past ``cap`` bytes: never more is
+    held, whatever the body's declared or compressed size."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
+    """A 2xx: its JSON body, or an unparseable answer (not JSON, too deep, not UTF-8)."""
+    if not payload.strip():
+        return ApiResponse(status, None, request_id=request_id)
+    try:
+        body = json.loads(payload)
+    except RecursionError:
+        problem = "JSON nested too deep to read"
+    except UnicodeDecodeError:
+        problem = "a body that is not UTF-8 text"
+    except ValueError:
+        problem = "a body that is not JSON"
+    else:
+        return ApiResponse(status, body, request_id=request_id)
+    return ApiResponse(status, None, UNPARSEABLE_ANSWER,
+                       f"unparseable answer: HTTP {status} with {problem}", request_id)
+
+
+def check_patched(response: ApiResponse, image_id: str,
+                  operations: list[dict[str, Any]]) -> ApiResponse:
+    """``response`` as is, unless it is a 2xx whose body is not the patched image: then an
+    unexpected answer (the write may or may not have been applied, so it is read back)."""
+    if not response.ok:
+        return response
+    problem = patched_problem(response.status, response.body, image_id, operations)
+    if not problem:
+        return response
+    return ApiResponse(response.status, response.body, UNEXPECTED_ANSWER,
+                       f"unexpected answer: {problem}", response.request_id)
+
+
+def patched_problem(status: int | None, body: Any, image_id: str,
+                    operations: list[dict[str, Any]]) -> str:
+    """Why ``body`` is not image ``image_id`` with ``operations`` applied; "" when it is."""
+    if not isinstance(body, dict):
+        return f"HTTP {status} with no image in the body"
+    if "id" not in body and ("error" in body or "error_code" in body):
+        code, message, _ = parse_error(status or 200, encode_body(body))
+        return f"HTTP {status} with an error body ({code} {message})".replace(" )", ")")
+    if body.get("id") != image_id:
+        return f"HTTP {status} carrying the body of image {str(body.get('id'))[:64]!r}"
+    for operation in operations:
+        key = str(operation.get("path", "")).lstrip("/")
+        if operation.get("op") == "remove":
+            if key in body:
+                return f"HTTP {status}, but the image still has {key}"
+        elif not _same_value(operation.get("value"), body.get(key)):
+            return f"HTTP {status}, but the image's {key} is not the value sent"
+    return ""
+
+
+def _same_value(sent: Any, shown: Any) -> bool:
+    """IMS shows some values in another JSON type than sent (flags, ``max_ram``)."""
+    if sent == shown:
+        return True
+    if shown is None or isinstance(shown, (dict, list)):
+        return False
+    text = ("true" if shown else "false") if isinstance(shown, bool) else str(shown)
+    return text == str(sent)
+
+
+def unsafe_header(headers: Mapping[str, str]) -> str:
+    """The name of a header whose value aiohttp would refuse (a control character), or ""."""
+    for name, value in headers.items():
+        if any((ord(char) < 32 and char != "\t") or ord(char) == 127 for char in value):
+            return name
+    return ""
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    ``MAX_RETRY_AFTER``; None for no header, or a value that is not a finite time to come
+    (``inf``, ``nan``, a negative number, a malformed date)."""
     if not value:
         return None
+    seconds: float | None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = _seconds_until(value)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _seconds_until(http_date: str) -> float | None:
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -239,7 +383,7 @@ def _skew_note(date_header: str | None) -> str:
         return ""
     try:
         server = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return ""
     skew = (datetime.now(UTC) - server.astimezone(UTC)).total_seconds()
     if abs(skew) <= MAX_CLOCK_SKEW:
@@ -254,19 +398,28 @@ def _expiry(payload: bytes) -> float:
     try:
         expires = json.loads(payload)["token"]["expires_at"]
         return datetime.fromisoformat(str(expires).replace("Z", "+00:00")).timestamp()
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return datetime.now(UTC).timestamp() + 86_400
 
 
-def _json_or_none(payload: bytes) -> Any:
-    try:
-        return json.loads(payload) if payload else None
-    except ValueError:
-        return None
+def _certificate_failure(error: aiohttp.ClientConnectorError) -> bool:
+    """The service's certificate was refused: no retry can help, only a fix."""
+    return isinstance(error, aiohttp.ClientConnectorCertificateError) or (
+        isinstance(error, aiohttp.ClientSSLError)
+        and isinstance(error.os_error, ssl.SSLCertVerificationError))
+
+
+def _tls_message(error: aiohttp.ClientConnectorError) -> str:
+    cause = getattr(error, "certificate_error", None) or error.os_error
+    return (f"TLS failed at {error.host}:{error.port}: the service's certificate could not be "
+            f"verified ({cause}); nothing was sent — if it is signed by a private CA, pass "
+            "that CA with --ca-bundle PATH")
 
 
 def _describe(error: aiohttp.ClientError) -> str:
     """A one-line account of a transport error that never includes request headers."""
+    if isinstance(error, aiohttp.ClientConnectorError) and _certificate_failure(error):
+        return _tls_message(error)
     if isinstance(error, aiohttp.ClientConnectorError):
         return (f"cannot connect to {error.host}:{error.port} "
                 f"({error.os_error.strerror or error}); nothing was sent")

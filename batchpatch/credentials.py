@@ -20,6 +20,7 @@ A profile never holds a secret itself: it names environment variables (``ak_env`
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import stat
@@ -70,6 +71,7 @@ class Settings:
     profile: str | None = None
     config: Path | None = None
     ca_bundle: str | None = None
+    allow_insecure_http: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,12 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
         auth = _from_environment(environ, settings, warnings)
         if auth is None and config_path.is_file():
             profile = _profile(config_path, "default", required=False)
-    endpoint = _endpoint(settings, profile)
+    endpoint = safe_endpoint(_endpoint(settings, profile), "endpoint",
+                             allow_insecure_http=settings.allow_insecure_http)
     region = settings.region or profile.get("region") or region_of(endpoint)
-    iam = (settings.iam_endpoint or profile.get("iam_endpoint") or environ.get(ENV_IAM_ENDPOINT)
-           or iam_endpoint(region))
+    iam = safe_endpoint(
+        settings.iam_endpoint or profile.get("iam_endpoint") or environ.get(ENV_IAM_ENDPOINT)
+        or iam_endpoint(region), "iam endpoint", allow_insecure_http=settings.allow_insecure_http)
     if auth is None and profile:
         auth = _from_profile(profile, environ, region, iam, warnings)
     if auth is None:
@@ -133,10 +137,62 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
         if not (auth.project_name or auth.project_id):
             raise OptionsError("an IAM login needs a project — give --region (the project "
                                "name) or set project_id in the profile")
+    check_header_values(auth)
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
         _check_ca_bundle(str(ca_bundle))
     return Target(endpoint, iam, auth, region, ca_bundle, tuple(warnings))
+
+
+def safe_endpoint(endpoint: str, what: str, *, allow_insecure_http: bool = False) -> str:
+    """``endpoint``, unless it carries a user name or password (refused, and never echoed)
+    or is plain ``http://`` to a host other than this machine (refused unless allowed:
+    signatures, tokens and IAM passwords would cross the network readable)."""
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        raise OptionsError(f"{what} is not an http(s) URL — write it like "
+                           "https://ims.ap-southeast-1.myhuaweicloud.com") from None
+    shown = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}" + (
+        f":{port}" if port is not None else "") + parts.path
+    if "@" in parts.netloc:
+        raise OptionsError(f"{what} {shown} (as given) holds a user name or password before "
+                           "'@' — remove it; credentials come from the environment, a profile "
+                           "or a credentials file")
+    if parts.scheme == "http" and not allow_insecure_http and not _loopback(host):
+        raise OptionsError(f"{what} {shown} is plain http:// to another machine: credentials "
+                           "would cross the network unencrypted — use https://, or pass "
+                           "--allow-insecure-http if you really mean it")
+    return endpoint
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_header_values(auth: Auth) -> None:
+    """Refuse credentials that aiohttp could not put in a header (a line break or another
+    control character, often from a file saved with a stray newline); the value is never
+    shown."""
+    values: dict[str, str] = {}
+    if isinstance(auth, AkSkAuth):
+        values = {"access key": auth.access_key, "secret key": auth.secret_key,
+                  "project id": auth.project_id, "security token": auth.security_token}
+    elif isinstance(auth, TokenAuth):
+        values = {"token": auth.token}
+    elif isinstance(auth, PasswordAuth):
+        values = {"project id": auth.project_id}
+    for what, value in values.items():
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise OptionsError(f"{auth.source}: the {what} holds a control character (a line "
+                               "break?), which cannot be sent in an HTTP header — fix the "
+                               "value there")
 
 
 def _check_ca_bundle(path: str) -> None:
@@ -167,7 +223,8 @@ def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
     except ValueError:
         usable = False
     if not usable:
-        raise OptionsError(f"endpoint {endpoint!r} is not an http(s) URL — write it like "
+        shown = repr(endpoint) if "@" not in endpoint else "(a URL with '@', not shown)"
+        raise OptionsError(f"endpoint {shown} is not an http(s) URL — write it like "
                            "https://ims.ap-southeast-1.myhuaweicloud.com")
     return endpoint
 

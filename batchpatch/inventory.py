@@ -5,7 +5,9 @@ Two ways, chosen by how many images the sheet names (see bench/plan_calls.py):
 * up to ``BY_ID_LIMIT`` images: one ``GET /v2/cloudimages?id=ID`` each, concurrently
   under the run's pacer: n calls whatever the size of the account;
 * more: page through ``GET /v2/cloudimages?limit=500&marker=…`` and stop as soon as every
-  id has been seen: at most ⌈images in the account / 500⌉ calls.
+  id has been seen: at most ⌈images in the account / 500⌉ calls.  A service that ignores
+  ``marker`` would page forever: a page that brings no new id, or a marker seen before,
+  stops the read with ``ReadFailed`` naming the endpoint.
 
 ListImages documents ``id`` as a single exact id, so ids are never batched into one filter.
 """
@@ -106,6 +108,8 @@ async def read_by_id(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
 
 async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:
     found: dict[str, Image] = {}
+    seen: set[str] = set()
+    markers: set[str] = set()
     marker = ""
     while wanted - found.keys():
         query = {"limit": str(PAGE_SIZE)} | ({"marker": marker} if marker else {})
@@ -113,8 +117,20 @@ async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:
         found.update((image["id"], image) for image in page if image.get("id") in wanted)
         if len(page) < PAGE_SIZE:
             break
+        ids = {str(image.get("id", "")) for image in page}
         marker = str(page[-1].get("id", ""))
+        if not ids - seen or marker in markers:
+            raise endless_paging(reader.client.endpoint, marker)
+        seen |= ids
+        markers.add(marker)
     return found
+
+
+def endless_paging(endpoint: str, marker: str) -> ReadFailed:
+    """The service answered a page it had answered before: it does not honour ``marker``."""
+    return ReadFailed(200, "", f"ListImages at {endpoint}/v2/cloudimages answered the same "
+                      f"page again (marker {marker[:64]!r}): it does not page with marker, "
+                      "so the images cannot all be read", "")
 
 
 async def read_image(reader: Reader, image_id: str) -> Image | None:

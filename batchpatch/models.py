@@ -90,6 +90,11 @@ class Outcome:
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RATE = 10.0
 DEFAULT_TIMEOUT = 30.0
+#: The range of ``rate`` (request starts per second): below it a run would wait hours per
+#: request, above it the interval is too small to schedule.
+MIN_RATE, MAX_RATE = 0.01, 100_000.0
+#: The most requests in flight a run may ask for.
+MAX_CONCURRENCY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +110,10 @@ class Limits:
     timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be a whole number of at least 1")
-        if not self.rate > 0:
-            raise ValueError("rate must be greater than 0 requests per second")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}")
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            raise ValueError(f"rate must be from {MIN_RATE:g} to {MAX_RATE:g} requests per "
+                             "second")
         if not self.timeout > 0:
             raise ValueError("timeout must be greater than 0 seconds")

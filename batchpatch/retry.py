@@ -20,6 +20,13 @@
   ``APIGW.0308`` and ``IMG.0060`` (flow control refuses the request before any work) and a
   refused connection (nothing was sent).  A read-back costs one GET, so erring towards
   "ambiguous" is cheap, while erring the other way applies a change twice.
+* unexpected: a 2xx that is not the patched image (another image's body, an error body,
+  no body) or an answer that cannot be read: ambiguous too, since it proves nothing either
+  way;
+* a TLS certificate failure is permanent: only a fix (``--ca-bundle``) helps.
+
+Every ``Retry-After`` is capped at ``MAX_RETRY_AFTER`` (600 s) when it is parsed, and a
+value that is not a finite time to come counts as none.
 
 The random source is injectable so tests are exact.
 """
@@ -32,7 +39,7 @@ from enum import Enum
 
 import anyio
 
-from batchpatch.client import CONNECT_FAILED, ApiResponse
+from batchpatch.client import CONNECT_FAILED, MAX_RETRY_AFTER, ApiResponse
 from batchpatch.throttle import Pacer, Sleep
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -45,8 +52,6 @@ THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_BACKOFF = 30.0
-#: Never wait longer than this for one ``Retry-After``, however long the service asks.
-MAX_RETRY_AFTER = 600.0
 
 
 class Verdict(Enum):
@@ -80,6 +85,8 @@ class RetryPolicy:
     def verdict(self, response: ApiResponse) -> Verdict:
         if response.ok:
             return Verdict.OK
+        if response.unexpected:  # proves nothing: the image is read back
+            return Verdict.AMBIGUOUS
         if response.maybe_applied or response.status in AMBIGUOUS_STATUSES:
             return Verdict.AMBIGUOUS
         if (response.error_code == CONNECT_FAILED or response.status in TRANSIENT_STATUSES

@@ -8,18 +8,18 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 from anyio.abc import TaskGroup
 
-from batchpatch.client import LOGIN_FAILED, ApiResponse, ImsClient
+from batchpatch.client import LOGIN_FAILED, TLS_FAILED, ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed
 from batchpatch.inventory import Image, Reader, read_image
 from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
 from batchpatch.plan import ImagePlan, settle
-from batchpatch.retry import RetryPolicy, Verdict, tell_pacer
-from batchpatch.throttle import Pacer
+from batchpatch.retry import RetryPolicy, Verdict, is_throttled, tell_pacer
+from batchpatch.throttle import Pacer, sleep_unless_stopped
 
 log = logging.getLogger("batchpatch.runner")
 
@@ -151,7 +151,7 @@ class Runner:
 
     async def _produce(self, plans: Sequence[ImagePlan], requests: TaskGroup) -> None:
         for position, plan in enumerate(plans):
-            borrower = await self.pacer.acquire()
+            borrower = await self.pacer.acquire(self._stop)
             if self._stop.is_set():
                 self.pacer.release(borrower)
                 return
@@ -192,7 +192,9 @@ class Runner:
                 return outcome_of(work.plan.patch, response, attempts, _since(started))
             log.info("%s %s after attempt %d: %s %s", "checking" if last else "retrying",
                      plan.image_id, attempts, response.status or "", response.error_code)
-            await policy.sleep(policy.wait(attempts, response))
+            stop = self._stop if verdict == Verdict.RETRY else None  # nothing in doubt
+            if not await sleep_unless_stopped(policy.sleep, policy.wait(attempts, response), stop):
+                return not_retried(work.plan.patch, response, attempts, _since(started))
             if verdict == Verdict.AMBIGUOUS:  # even after the last attempt: tell the truth
                 settled = await self._read_back(work, response, started)
                 if settled is not None:
@@ -200,7 +202,8 @@ class Runner:
                 if last:
                     return outcome_of(work.plan.patch, response, attempts, _since(started),
                                       note=NOT_APPLIED)
-            await self.pacer.rate.wait()
+            if not await self.pacer.rate.wait(stop):
+                return not_retried(work.plan.patch, response, attempts, _since(started))
 
     async def _send(self, work: _Work) -> tuple[ApiResponse, Verdict]:
         """One PATCH of what ``work`` still has to change; the image is in doubt until the
@@ -288,6 +291,8 @@ class Runner:
             reason = (f"authentication failed using {auth.kind} from {auth.source} "
                       f"({outcome.http_status or ''} {outcome.error_code}: "
                       f"{outcome.error_message})")
+        elif outcome.error_code == TLS_FAILED:
+            reason = outcome.error_message
         elif guards.max_failures is not None and self._failed >= guards.max_failures:
             reason = f"{self._failed} images failed (--max-failures {guards.max_failures})"
         elif (guards.max_failure_rate is not None and finished >= guards.min_sample
@@ -311,6 +316,16 @@ def shown_in_place(response: ApiResponse) -> str:
 def _conflict(patch: ImagePatch, response: ApiResponse) -> bool:
     return (response.status == 400 and response.error_code == ATTRIBUTE_CONFLICT
             and any(operation.op in ("replace", "remove") for operation in patch.operations))
+
+
+def not_retried(patch: ImagePatch, response: ApiResponse, attempts: int,
+                elapsed_ms: int) -> Outcome:
+    """A retry the run stopped before sending: the last answer stands (a 429 applied
+    nothing, so the message says so)."""
+    outcome = outcome_of(patch, response, attempts, elapsed_ms)
+    note = "not applied; " if is_throttled(response) else ""
+    return replace(outcome, error_message=f"{outcome.error_message} ({note}the run stopped "
+                   "before retrying)".strip())
 
 
 def interrupted(image_id: str, started: float, attempts: int, *,

@@ -1,11 +1,14 @@
 """Limits on request starts: a no-burst rate and a cap on requests in flight.
 
 Pure anyio.  The clock and the sleep are injectable so tests can drive time by hand.
+Every wait for a start can be cut short by a stop event (a signal), and no hold on every
+start lasts longer than ``MAX_HOLD`` seconds, whatever a ``Retry-After`` asked.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -16,6 +19,8 @@ log = logging.getLogger("batchpatch.throttle")
 
 #: The adaptive rate never drops below this many requests per second.
 MINIMUM_RATE = 0.2
+#: No hold on every start lasts longer than this (the cap on one ``Retry-After``).
+MAX_HOLD = 600.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -48,20 +53,27 @@ class RateLimiter:
         self._interval = 1.0 / rate
 
     def hold(self, seconds: float) -> None:
-        """Let no start happen for ``seconds`` from now (a ``Retry-After``)."""
-        until = self._clock() + seconds
+        """Let no start happen for ``seconds`` from now (a ``Retry-After``), at most
+        ``MAX_HOLD``; a value that is not a finite number of seconds ahead is ignored."""
+        if not 0 < seconds < math.inf:
+            return
+        until = self._clock() + min(seconds, MAX_HOLD)
         self._next_start = until if self._next_start is None else max(self._next_start, until)
 
-    async def wait(self) -> None:
-        """Return when the next request may start."""
+    async def wait(self, stop: anyio.Event | None = None) -> bool:
+        """Return True when the next request may start; False at once when ``stop`` is set
+        first (before or during the wait: then no slot is used up)."""
         async with self._lock:
             now = self._clock()
             start = now if self._next_start is None else max(now, self._next_start)
-            if start > now:
-                await self._sleep(start - now)
+            if start > now and not await sleep_unless_stopped(self._sleep, start - now, stop):
+                return False
+            if stop is not None and stop.is_set():
+                return False
             # The next slot follows the scheduled one, not the (late) wake-up, so event-loop
             # lag does not eat into the rate; idle time still earns no credit.
             self._next_start = start + self._interval
+            return True
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}/s, next_start={self._next_start})"
@@ -100,11 +112,14 @@ class Pacer:
     def now(self) -> float:
         return self._clock()
 
-    async def acquire(self) -> object:
+    async def acquire(self, stop: anyio.Event | None = None) -> object:
+        """A slot and a turn in the rate.  When ``stop`` is set during the wait for the
+        turn, the slot is returned at once without a turn: the caller sees ``stop`` set,
+        releases it and starts nothing (a signal during a ``Retry-After`` hold)."""
         borrower = object()
         await self.capacity.acquire_on_behalf_of(borrower)
         try:
-            await self.rate.wait()
+            await self.rate.wait(stop)
         except BaseException:
             self.capacity.release_on_behalf_of(borrower)
             raise
@@ -115,7 +130,8 @@ class Pacer:
 
     def throttled(self, started: float, retry_after: float | None, why: str) -> None:
         """The service said "slow down" to a request started at ``started``."""
-        if retry_after is not None:
+        if retry_after is not None and 0 < retry_after < math.inf:
+            retry_after = min(retry_after, MAX_HOLD)
             self.rate.hold(retry_after)
             log.debug("throttle: holding every start for %.1f s (Retry-After, %s)",
                       retry_after, why)
@@ -143,3 +159,28 @@ class Pacer:
     def __repr__(self) -> str:
         return (f"Pacer({self.rate!r}, in_flight={self.capacity.borrowed_tokens}"
                 f"/{self.capacity.total_tokens})")
+
+
+async def sleep_unless_stopped(sleep: Sleep, seconds: float, stop: anyio.Event | None) -> bool:
+    """``sleep(seconds)``, cut short when ``stop`` is set; True when it slept the whole time."""
+    if stop is None:
+        await sleep(seconds)
+        return True
+    if stop.is_set():
+        return False
+    slept = False
+    async with anyio.create_task_group() as group:
+
+        async def doze() -> None:
+            nonlocal slept
+            await sleep(seconds)
+            slept = True
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            await stop.wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(doze)
+        group.start_soon(watch)
+    return slept

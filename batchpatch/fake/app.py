@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from aiohttp import web
 
+from batchpatch.fake.answers import is_answer_fault, patch_answer, unreadable_answer
 from batchpatch.fake.auth import FakeAuth, IncomingRequest
 from batchpatch.fake.clock import http_date
 from batchpatch.fake.config import FakeConfig, FaultKind
@@ -31,6 +32,7 @@ from batchpatch.fake.errors import (
     BACKEND_TIMEOUT,
     BACKEND_UNAVAILABLE,
     BAD_GATEWAY,
+    TOKEN_EXPIRED,
     AuthRefused,
     FakeApiError,
     invalid_format,
@@ -98,6 +100,8 @@ class _FakeIms:
         self.auth = auth
         self.faults = FaultPlan(config)
         self.stopping = asyncio.Event()
+        #: How many ``revoke`` faults have revoked every token so far.
+        self.revocations = 0
 
     async def release_hangs(self, app: web.Application) -> None:
         """On shutdown, end the hanging requests so stopping never waits for them."""
@@ -159,26 +163,52 @@ class _FakeIms:
 
     def _choose_fault(self, kind: RequestKind, image_id: str | None) -> FaultKind | None:
         """The rate limit, then the script, then the dice; a 429 is answered here."""
-        config = self.config
         if not self.faults.admit():
             self.stats.fault_injected("rate_limit")
-            raise throttled(config.throttle_limit or DEFAULT_THROTTLE_LIMIT, config.retry_after)
+            raise self._throttled()
         fault = self.faults.choose(kind, image_id)
         if fault is not None:
             self.stats.fault_injected(fault)
         if fault == "429":
-            raise throttled(config.throttle_limit or DEFAULT_THROTTLE_LIMIT, config.retry_after)
+            raise self._throttled()
         return fault
+
+    def _throttled(self) -> FakeApiError:
+        """The gateway's 429, with ``retry_after_header`` verbatim when one is configured."""
+        config = self.config
+        error = throttled(config.throttle_limit or DEFAULT_THROTTLE_LIMIT, config.retry_after)
+        if config.retry_after_header is not None:
+            error.headers["Retry-After"] = config.retry_after_header
+        return error
+
+    def _revoke_if(self, fault: str | None) -> int:
+        """A ``revoke`` fault revokes every token now; returns the count a request started at."""
+        if fault == "revoke":
+            self.auth.expire_tokens()
+            self.revocations += 1
+            return self.revocations - 1
+        return self.revocations
+
+    def _refuse_if_revoked(self, request: web.Request, started_at: int) -> None:
+        """A PATCH in flight with an IAM token when tokens were revoked: 401, as if its
+        token had been checked now."""
+        token = request.headers.get("X-Auth-Token")
+        if started_at != self.revocations and token and token != self.config.token:
+            raise AuthRefused(401, "APIGW.0307", TOKEN_EXPIRED, reason="token-expired")
 
     async def update_image(self, request: web.Request) -> web.Response:
         image_id = request.match_info["image_id"]
         fault = request.get(FAULT)
+        revocations = self._revoke_if(fault)
         self.stats.patch_started(image_id)
         try:
             raw = await request.read()
             delay = self.faults.delay()
             if delay:
                 await asyncio.sleep(delay)
+            self._refuse_if_revoked(request, revocations)
+            if fault == "error_200":  # nothing applied, yet a 200
+                return patch_answer(fault, {}, self.config)
             if fault == "hang":
                 await self._hang(request)
             if fault == "reset_before":
@@ -197,6 +227,8 @@ class _FakeIms:
             _raise_gateway_error_after(fault)
         finally:
             self.stats.patch_finished(image_id)
+        if is_answer_fault(fault):
+            return patch_answer(str(fault), image, self.config)
         return web.json_response(image)
 
     async def _hang(self, request: web.Request) -> NoReturn:
@@ -216,9 +248,10 @@ class _FakeIms:
         _raise_error_fault(request.get(FAULT))
         query = request.query
         filters = {key: value for key, value in query.items() if key not in ("limit", "marker")}
-        images = self.store.list_images(
-            filters, _parse_limit(query.get("limit")), query.get("marker")
-        )
+        marker = None if self.config.ignore_marker else query.get("marker")
+        images = self.store.list_images(filters, _parse_limit(query.get("limit")), marker)
+        if self.config.list_answer is not None:
+            return unreadable_answer(self.config.list_answer, self.config)
         return web.json_response({"images": images})
 
     async def issue_token(self, request: web.Request) -> web.Response:

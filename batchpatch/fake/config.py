@@ -15,6 +15,22 @@ FaultKind = Literal[
 ]  # fmt: skip
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
+#: Answers that do not tell the truth or cannot be read (see ``batchpatch.fake.answers``):
+#: script items for a PATCH, and (but ``revoke`` and the PATCH-only ones) ``list_answer``.
+AnswerFault = Literal[
+    "wrong_id", "error_200", "empty_204", "not_json", "huge_body", "gzip_huge", "deep_body",
+    "bad_encoding", "revoke",
+]  # fmt: skip
+ANSWER_FAULTS: tuple[str, ...] = get_args(AnswerFault)
+#: The misbehaviours a ListImages answer can be given with ``list_answer``.
+LIST_ANSWER_FAULTS = ("not_json", "huge_body", "gzip_huge", "deep_body", "bad_encoding")
+#: Every item a script may hold.
+SCRIPT_KINDS: tuple[str, ...] = (*FAULT_KINDS, *ANSWER_FAULTS)
+#: The size of a ``huge_body`` (and, decompressed, of a ``gzip_huge``) answer.
+HUGE_BODY_BYTES = 20 * 1024 * 1024
+#: How deep a ``deep_body`` answer nests its JSON arrays.
+DEEP_BODY_LEVELS = 200_000
+
 #: The random faults a PATCH can draw, in the order their probabilities partition [0, 1).
 #: A GET draws only from the first two.
 PATCH_FAULT_FIELDS = ("error_500", "error_503", "flow_control", "reset_before", "reset_after",
@@ -87,7 +103,21 @@ class FakeConfig:
     with a script item pending takes that item, ``"ok"`` included, and draws no random
     fault; once the list is used up, the image's PATCHes behave as configured.  Requests
     refused before the script (401, or 429 by the rate limit) do not use up an item.  Stored
-    as a read-only mapping of tuples.
+    as a read-only mapping of tuples.  A script may also hold the answer faults of
+    ``ANSWER_FAULTS`` (see ``batchpatch.fake.answers``): a 200 with another image's body
+    (``wrong_id``), a 200 with an IMS error body and nothing applied (``error_200``), an
+    empty 204 (``empty_204``), a 200 that is not JSON (``not_json``), ``huge_bytes`` of
+    body, plain or gzip-compressed (``huge_body``, ``gzip_huge``), ``deep_levels`` of
+    nested JSON (``deep_body``), a body that is not UTF-8 (``bad_encoding``): each after the
+    patch was applied; and ``revoke``: every IAM token issued so far is revoked, and every
+    PATCH in flight with one (this one included) answers 401 APIGW.0307 after its latency,
+    nothing applied.
+
+    Misbehaving service, beyond the script.  ``retry_after_header``: when set, every 429
+    carries exactly this ``Retry-After`` (``"99999"``, ``"inf"``, an HTTP date), overriding
+    ``retry_after``.  ``ignore_marker``: ListImages ignores ``marker``, so every page is the
+    first (endless paging).  ``list_answer``: every ListImages 200 is answered with this
+    fault of ``LIST_ANSWER_FAULTS`` instead of the images.
     """
 
     latency: float = 0.0
@@ -114,9 +144,15 @@ class FakeConfig:
     iam_password: str | None = field(default=None, repr=False)
     iam_domain: str | None = None
     token_lifetime: float = 86400.0
+    retry_after_header: str | None = None
+    ignore_marker: bool = False
+    list_answer: str | None = None
+    huge_bytes: int = HUGE_BODY_BYTES
+    deep_levels: int = DEEP_BODY_LEVELS
 
     def __post_init__(self) -> None:
         self._check_auth()
+        self._check_answers()
         for name in ("latency", "jitter"):
             _check_seconds(name, getattr(self, name))
         if self.retry_after is not None:
@@ -157,6 +193,20 @@ class FakeConfig:
         if not math.isfinite(self.clock_offset):
             raise ValueError(f"clock_offset must be finite seconds, not {self.clock_offset}")
 
+    def _check_answers(self) -> None:
+        if self.list_answer is not None and self.list_answer not in LIST_ANSWER_FAULTS:
+            raise ValueError(
+                f"list_answer must be one of {', '.join(LIST_ANSWER_FAULTS)}, "
+                f"not {self.list_answer!r}"
+            )
+        if self.retry_after_header is not None and any(
+            char in self.retry_after_header for char in "\r\n"
+        ):
+            raise ValueError("retry_after_header must be one line")
+        for name in ("huge_bytes", "deep_levels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number >= 1")
+
     @property
     def checks_credentials(self) -> bool:
         """Whether any credential is configured; if not, the gateway lets every caller in."""
@@ -182,11 +232,11 @@ def _checked_script(script: Script) -> Script:
             raise ValueError(
                 f"script[{image_id!r}] must be a sequence of faults, not the string {faults!r}"
             )
-        unknown = [fault for fault in faults if fault not in FAULT_KINDS]
+        unknown = [fault for fault in faults if fault not in SCRIPT_KINDS]
         if unknown:
             raise ValueError(
                 f"script[{image_id!r}] has the unknown fault {unknown[0]!r}; "
-                f"use one of {', '.join(FAULT_KINDS)}"
+                f"use one of {', '.join(SCRIPT_KINDS)}"
             )
         checked[image_id] = tuple(faults)
     return MappingProxyType(checked)

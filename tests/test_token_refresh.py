@@ -1,0 +1,99 @@
+"""One token refresh for all: when IAM tokens are revoked with requests in flight, one
+login gets the next token and every request refused with the old one is sent once more."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from batchpatch.auth import PasswordAuth
+from batchpatch.client import ImsClient
+from batchpatch.fake import FakeConfig, running_fake
+from tests.sheets import write_sheet
+from tests.test_cli import read_report
+from tests.wire import account, run_main
+
+USER, PASSWORD, DOMAIN = "ops-robot", "pw-9d1c-not-real", "acme"
+PROJECT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def iam_config(**knobs: object) -> FakeConfig:
+    return FakeConfig(
+        iam_user=USER, iam_password=PASSWORD, iam_domain=DOMAIN, latency=0.05, **knobs
+    )  # type: ignore[arg-type]
+
+
+def test_repeated_revocations_with_8_in_flight_finish_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = account(60)
+    ids = [image["id"] for image in images]
+    revokers = [ids[10], ids[30], ids[50]]  # far apart: each revocation settles first
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in ids]
+    )
+    config = iam_config(script={image_id: ["revoke"] for image_id in revokers})
+    environ = {
+        "BATCHPATCH_IAM_USER": USER,
+        "BATCHPATCH_IAM_PASSWORD": PASSWORD,
+        "BATCHPATCH_IAM_DOMAIN": DOMAIN,
+        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
+    }
+    with running_fake(images, config) as fake:
+        code = run_main(
+            monkeypatch,
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--iam-endpoint",
+                fake.url,
+                "--concurrency",
+                "8",
+                "--rate",
+                "1000",
+                "--quiet",
+            ],
+            environ,
+        )
+        stats = fake.stats.snapshot()
+        state = fake.store.images
+    assert code == 0
+    assert set(read_report(tmp_path / "s.results.csv")["status"]) == {"succeeded"}
+    assert stats.tokens_issued == 1 + len(revokers)  # one login per revocation, not per request
+    # the other requests in flight were refused with the old token too
+    assert stats.auth_failures["APIGW.0307/token-expired"] > len(revokers)
+    assert dict(stats.applied_by_image) == dict.fromkeys(ids, 1)
+    assert {state[image_id]["team"] for image_id in ids} == {"new"}
+
+
+def test_requests_refused_together_share_one_login() -> None:
+    """Eight reads refused with the same revoked token: one login, eight answers."""
+    images = account(8)
+
+    async def read_all(url: str, fake_expire: object) -> tuple[list[bool], int]:
+        auth = PasswordAuth(url, USER, PASSWORD, DOMAIN, project_id=PROJECT)
+        async with ImsClient(url, auth, timeout=10, connections=8) as client:
+            await client.list_images({"id": images[0]["id"]})  # the first login
+            assert callable(fake_expire)
+            fake_expire()
+            answers: list[bool] = [False] * len(images)
+
+            async def read(n: int) -> None:
+                response = await client.list_images({"id": images[n]["id"]})
+                answers[n] = response.ok
+
+            async with anyio.create_task_group() as group:
+                for n in range(len(images)):
+                    group.start_soon(read, n)
+        return answers, auth.logins
+
+    with running_fake(images, iam_config()) as fake:
+        answers, logins = anyio.run(read_all, fake.url, fake.expire_tokens)
+        stats = fake.stats.snapshot()
+    assert answers == [True] * len(images)
+    assert logins == stats.tokens_issued == 2
+    assert stats.auth_failures["APIGW.0307/token-expired"] == len(images)
