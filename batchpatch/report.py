@@ -13,6 +13,7 @@ from batchpatch.checks import RESULT_COLUMNS, passive_columns
 from batchpatch.files import atomic_write
 from batchpatch.models import Outcome
 from batchpatch.sheet import Sheet
+from batchpatch.textfile import encode_report
 
 #: Leading characters that make Excel or LibreOffice treat a cell as a formula (OWASP CSV
 #: injection): the cell gets a leading apostrophe so it is shown as text, never run.
@@ -88,7 +89,7 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
             frame.to_excel(temporary, index=False, sheet_name=sheet.sheet_name or "results",
                            engine="openpyxl")
         else:
-            frame.to_csv(temporary, index=False, sep="\t" if sheet.format == "tsv" else ",",
-                         encoding=sheet.encoding or "utf-8")
+            text = frame.to_csv(index=False, sep=sheet.delimiter)  # the input's delimiter
+            temporary.write_bytes(encode_report(text, sheet.encoding))
 
     return atomic_write(path, write)

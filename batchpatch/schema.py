@@ -7,6 +7,7 @@ arrive as text; ``typed_value`` turns the text into what the API expects.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from batchpatch.models import JsonValue
 
@@ -148,6 +149,8 @@ def cannot_remove(attribute: str) -> str:
 
 def check_value(attribute: str, value: JsonValue) -> str | None:
     """Why IMS would refuse ``value`` for ``attribute`` (already typed), or None."""
+    if attribute in ("name", "__description") and (reason := invisible_character(str(value))):
+        return f"{attribute} {reason}"
     hidden = _CONTROL.search(str(value))
     if hidden and attribute != "__description":  # line breaks there have their own message
         code = f"{ord(hidden.group()):04X}"
@@ -176,6 +179,24 @@ def check_value(attribute: str, value: JsonValue) -> str | None:
     elif attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
         return f"max_ram must be a whole number of MB, got {value!r} — write digits only"
     return None
+
+
+#: Zero-width and bidirectional control characters: invisible in a console or a sheet, they
+#: make two names that look the same differ, or show text in another order than it is
+#: stored (a "Trojan Source" name).  U+FEFF is the byte-order mark; a leading one in a file
+#: is taken off when it is decoded, so one left in a cell is always a stray.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def invisible_character(text: str) -> str | None:
+    """Where ``text`` holds a zero-width or bidirectional control character, or None."""
+    found = _INVISIBLE.search(text)
+    if found is None:
+        return None
+    code = f"U+{ord(found.group()):04X}"
+    return (f"holds an invisible {unicodedata.name(found.group(), 'formatting').lower()} "
+            f"character ({code}) at position {found.start() + 1} — delete the invisible "
+            "character (retype the text around it if you cannot see where it is)")
 
 
 def check_combination(attributes: set[str]) -> str | None:
