@@ -157,27 +157,35 @@ def check_value(attribute: str, value: JsonValue) -> str | None:
         return (f"{attribute} holds an invisible control character (U+{code}) — delete it "
                 f"(Excel shows it as _x{code}_)")
     if attribute == "name":
-        text = str(value)
-        if len(text) > 128:
-            return f"name is {len(text)} characters long — shorten it to 128 at most"
-        if text != text.strip():
-            return "name starts or ends with a space — remove the space"
-        if not _NAME.fullmatch(text):
-            return ("name may hold only letters, digits, - . _, spaces and Chinese characters"
-                    " — remove the other characters")
-    elif attribute == "__description":
-        text = str(value)
-        if len(text) > 1024:
-            return f"__description is {len(text)} characters long — shorten it to 1024 at most"
-        if any(character in text for character in "\r\n<>"):
-            return ("__description contains a line break, < or > — remove them")
-        if hidden:
-            return (f"__description holds an invisible control character "
-                    f"(U+{ord(hidden.group()):04X}) — delete it")
-    elif attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
+        return _name_problem(str(value))
+    if attribute == "__description":
+        return _description_problem(str(value), hidden)
+    if attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
         return f"hw_firmware_type must be bios or uefi, got {value!r} — write bios or uefi"
-    elif attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
+    if attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
         return f"max_ram must be a whole number of MB, got {value!r} — write digits only"
+    return None
+
+
+def _name_problem(text: str) -> str | None:
+    if len(text) > 128:
+        return f"name is {len(text)} characters long — shorten it to 128 at most"
+    if text != text.strip():
+        return "name starts or ends with a space — remove the space"
+    if not _NAME.fullmatch(text):
+        return ("name may hold only letters, digits, - . _, spaces and Chinese characters"
+                " — remove the other characters")
+    return None
+
+
+def _description_problem(text: str, hidden: re.Match[str] | None) -> str | None:
+    if len(text) > 1024:
+        return f"__description is {len(text)} characters long — shorten it to 1024 at most"
+    if any(character in text for character in "\r\n<>"):
+        return ("__description contains a line break, < or > — remove them")
+    if hidden:
+        return (f"__description holds an invisible control character "
+                f"(U+{ord(hidden.group()):04X}) — delete it")
     return None
 
 

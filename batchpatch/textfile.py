@@ -84,20 +84,45 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
     except UnicodeDecodeError:
         pass
     if b"\x00" in raw:
-        raise SheetError([Problem(
-            file, 0, "", "the file holds NUL bytes and is not UTF-8, so it is not a text sheet",
-            "save it as 'CSV UTF-8', or as 'Unicode Text' (UTF-16 with a byte-order mark)")])
+        raise SheetError(
+            [
+                Problem(
+                    file,
+                    0,
+                    "",
+                    "the file holds NUL bytes and is not UTF-8, so it is not a text sheet",
+                    "save it as 'CSV UTF-8', or as 'Unicode Text' (UTF-16 with a byte-order mark)",
+                )
+            ]
+        )
     bad = _non_utf8_lines(raw)
     if _has_utf8_text(raw):
-        raise SheetError([Problem(
-            file, line, "", "this line is not UTF-8, but the rest of the file is",
-            "retype the line's special characters and save the sheet as 'CSV UTF-8'; if the "
-            f"whole file is in another encoding, {SUGGESTION}") for line in bad])
+        raise SheetError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "",
+                    "this line is not UTF-8, but the rest of the file is",
+                    "retype the line's special characters and save the sheet as 'CSV UTF-8'; "
+                    f"if the whole file is in another encoding, {SUGGESTION}",
+                )
+                for line in bad
+            ]
+        )
     detected = detect_legacy(raw)
     if detected is None:
-        raise SheetError([Problem(
-            file, bad[0], "", "the line is not UTF-8, and the file's encoding cannot be told "
-            "for certain", f"save the sheet as 'CSV UTF-8', or {SUGGESTION}")])
+        raise SheetError(
+            [
+                Problem(
+                    file,
+                    bad[0],
+                    "",
+                    "the line is not UTF-8, and the file's encoding cannot be told for certain",
+                    f"save the sheet as 'CSV UTF-8', or {SUGGESTION}",
+                )
+            ]
+        )
     return Decoded(raw.decode(detected), detected, "detected")
 
 
@@ -127,15 +152,18 @@ def detect_legacy(raw: bytes) -> str | None:
         except UnicodeDecodeError:
             continue
         looks_right = _looks_cp1252(text) if encoding == "cp1252" else _looks_gbk(raw, text)
-        if looks_right and from_bytes(raw, cp_isolation=[encoding],
-                                      threshold=_CHAOS_LIMIT).best() is not None:
+        if (
+            looks_right
+            and from_bytes(raw, cp_isolation=[encoding], threshold=_CHAOS_LIMIT).best() is not None
+        ):
             plausible.append(encoding)
     return plausible[0] if len(plausible) == 1 else None
 
 
 def _looks_cp1252(text: str) -> bool:
     return _CP1252_RUN.search(text) is None and not any(
-        unicodedata.category(character) == "Cc" for character in text if ord(character) > 0x7F)
+        unicodedata.category(character) == "Cc" for character in text if ord(character) > 0x7F
+    )
 
 
 def _looks_gbk(raw: bytes, text: str) -> bool:
@@ -162,25 +190,31 @@ _Bom = tuple[bytes, str, str, set[str]]
 
 def _with_bom(file: str, raw: bytes, bom: _Bom) -> Decoded:
     mark, codec, written, _ = bom
-    return Decoded(_strict(file, raw[len(mark):], codec), written, "BOM")
+    return Decoded(_strict(file, raw[len(mark) :], codec), written, "BOM")
 
 
 def _forced(file: str, raw: bytes, encoding: str, bom: _Bom | None) -> Decoded:
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
-        raise OptionsError(f"--encoding {encoding!r} is not an encoding Python knows — use a "
-                           "name such as utf-8, gb18030, cp1252 or utf-16") from None
+        raise OptionsError(
+            f"--encoding {encoding!r} is not an encoding Python knows — use a "
+            "name such as utf-8, gb18030, cp1252 or utf-16"
+        ) from None
     if bom is not None:
         if name not in bom[3]:
-            raise OptionsError(f"--encoding {encoding}: the file starts with a {bom[1]} "
-                               "byte-order mark — drop --encoding, the mark says it all")
+            raise OptionsError(
+                f"--encoding {encoding}: the file starts with a {bom[1]} "
+                "byte-order mark — drop --encoding, the mark says it all"
+            )
         return _with_bom(file, raw, bom)
     if name == "utf-8":
         name = "utf-8-sig"  # tolerate a BOM the same way
     elif _has_utf8_text(raw) and not _non_utf8_lines(raw):
-        raise OptionsError(f"--encoding {encoding}: the file is UTF-8 text — drop --encoding, "
-                           "UTF-8 is read as such")
+        raise OptionsError(
+            f"--encoding {encoding}: the file is UTF-8 text — drop --encoding, "
+            "UTF-8 is read as such"
+        )
     return Decoded(_strict(file, raw, name), name, "--encoding")
 
 
@@ -189,11 +223,17 @@ def _strict(file: str, raw: bytes, codec: str) -> str:
         return raw.decode(codec)
     except UnicodeDecodeError as error:
         line = _line_of(raw, error.start, codec)
-        raise SheetError([Problem(
-            file, line, "", f"the line is not valid {codec} text "
-            f"(byte 0x{raw[error.start]:02x})",
-            f"save the sheet again in one encoding ('CSV UTF-8' is best), or {SUGGESTION}")
-        ]) from None
+        raise SheetError(
+            [
+                Problem(
+                    file,
+                    line,
+                    "",
+                    f"the line is not valid {codec} text (byte 0x{raw[error.start]:02x})",
+                    f"save the sheet again in one encoding ('CSV UTF-8' is best), or {SUGGESTION}",
+                )
+            ]
+        ) from None
 
 
 def _line_of(raw: bytes, offset: int, codec: str) -> int:
@@ -245,8 +285,9 @@ def delimiter_option(text: str) -> str:
     try:
         return _DELIMITER_NAMES[text.lower()]
     except KeyError:
-        raise OptionsError(f"--delimiter {text!r} is not one batchpatch reads — use , ; tab "
-                           "or |") from None
+        raise OptionsError(
+            f"--delimiter {text!r} is not one batchpatch reads — use , ; tab or |"
+        ) from None
 
 
 def sniff_delimiter(header_line: str, default: str) -> str:

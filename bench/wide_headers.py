@@ -59,8 +59,10 @@ def measure(case: str) -> None:
         seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     operations = sum(len(patch.operations) for patch in sheet.patches)
-    print(f"{case:10} {seconds:6.2f} s  {peak_mb:7.0f} MB peak  "
-          f"{sheet.row_count} rows, {len(sheet.frame.columns)} columns, {operations} changes")
+    print(
+        f"{case:10} {seconds:6.2f} s  {peak_mb:7.0f} MB peak  "
+        f"{sheet.row_count} rows, {len(sheet.frame.columns)} columns, {operations} changes"
+    )
 
 
 def main(argv: list[str]) -> None:

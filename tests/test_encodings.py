@@ -24,10 +24,12 @@ from tests.e2e import ROOT, SAMPLES, sample_images
 A, B, C = (image["id"] for image in sample_images()[:3])
 IMAGES = ["--fake", "--fake-images", str(SAMPLES / "images.json"), "--quiet"]
 ZURICH = f"image_id,name,__description\n{A},zurich-build,Zürich build server\n"
-CHINESE = (f"image_id,name,__description,#备注\n"
-           f"{A},构建服务器,北京数据中心的构建服务器镜像,内部使用\n"
-           f"{B},数据库-主,上海机房的数据库主节点镜像,运维组维护\n"
-           f"{C},网关,华南区域的接入网关镜像,请勿删除\n")
+CHINESE = (
+    f"image_id,name,__description,#备注\n"
+    f"{A},构建服务器,北京数据中心的构建服务器镜像,内部使用\n"
+    f"{B},数据库-主,上海机房的数据库主节点镜像,运维组维护\n"
+    f"{C},网关,华南区域的接入网关镜像,请勿删除\n"
+)
 
 
 def _values(path: Path, **options: str) -> list[str]:
@@ -50,8 +52,9 @@ def _problems(path: Path, **options: str) -> list[str]:
         pytest.param("utf-16-be", codecs.BOM_UTF16_BE, "utf-16-be (BOM)", id="utf-16-be"),
     ],
 )
-def test_unicode_files_are_read_as_such(tmp_path: Path, encoding: str, mark: bytes,
-                                        label: str) -> None:
+def test_unicode_files_are_read_as_such(
+    tmp_path: Path, encoding: str, mark: bytes, label: str
+) -> None:
     path = tmp_path / "s.csv"
     path.write_bytes(mark + CHINESE.encode(encoding))
     sheet = read_sheet(path)
@@ -60,10 +63,11 @@ def test_unicode_files_are_read_as_such(tmp_path: Path, encoding: str, mark: byt
     assert _values(path)[:2] == ["构建服务器", "北京数据中心的构建服务器镜像"]
 
 
-@pytest.mark.parametrize("mark", [codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE],
-                         ids=["le", "be"])
+@pytest.mark.parametrize("mark", [codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE], ids=["le", "be"])
 def test_excel_unicode_text_applies_and_reports_in_utf16_tab_separated(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], mark: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mark: bytes,
 ) -> None:
     """Excel's "Unicode Text": UTF-16 with a BOM, tab-separated, CRLF, saved as .txt."""
     codec = "utf-16-le" if mark == codecs.BOM_UTF16_LE else "utf-16-be"
@@ -89,7 +93,8 @@ def test_a_utf8_bom_report_keeps_its_bom(tmp_path: Path) -> None:
 
 
 def test_cp1252_is_detected_never_read_as_gb18030(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / "s.csv"
     path.write_bytes(ZURICH.encode("cp1252"))
@@ -100,22 +105,21 @@ def test_cp1252_is_detected_never_read_as_gb18030(
 
 
 def test_a_cp1252_run_sends_zurich_and_reports_in_cp1252(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sheet = tmp_path / "s.csv"
-    sheet.write_bytes(
-        (ZURICH + f"{B},cafe,Café für Bäcker – Größe “groß”\n").encode("cp1252"))
+    sheet.write_bytes((ZURICH + f"{B},cafe,Café für Bäcker \u2013 Größe “groß”\n").encode("cp1252"))
     assert main(["apply", str(sheet), *IMAGES]) == 0
     assert "encoding: cp1252 (detected)" in capsys.readouterr().out
     report = (tmp_path / "s.results.csv").read_bytes()
     rows = list(csv.reader(io.StringIO(report.decode("cp1252"))))
     assert rows[1][2] == "Zürich build server"
-    assert rows[2][2] == "Café für Bäcker – Größe “groß”"
+    assert rows[2][2] == "Café für Bäcker \u2013 Größe “groß”"
     assert '"__description":"Zürich build server"' in rows[1][-1]  # what was sent
 
 
-def test_real_gbk_chinese_is_detected(tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_gbk_chinese_is_detected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "s.csv"
     path.write_bytes(CHINESE.encode("gbk"))
     assert _values(path)[:2] == ["构建服务器", "北京数据中心的构建服务器镜像"]
@@ -135,8 +139,7 @@ def test_an_uncertain_encoding_is_refused_naming_the_first_line(tmp_path: Path) 
     # "ÄÖÜ" is three accented capitals in a row (unlike Western words) and "Zürich" read
     # as GBK glues a rare character between Latin letters: neither reading is certain.
     path = tmp_path / "s.csv"
-    path.write_bytes(f"image_id,name,__description\n{A},x,ok\n{B},y,ÄÖÜ Zürich\n"
-                     .encode("cp1252"))
+    path.write_bytes(f"image_id,name,__description\n{A},x,ok\n{B},y,ÄÖÜ Zürich\n".encode("cp1252"))
     lines = _problems(path)
     assert len(lines) == 1
     assert lines[0].startswith(f"{path}:3:: the line is not UTF-8")
@@ -146,8 +149,9 @@ def test_an_uncertain_encoding_is_refused_naming_the_first_line(tmp_path: Path) 
     assert read_sheet(path, encoding="cp1252").encoding_label == "cp1252 (--encoding)"
 
 
-def test_cli_exit_2_for_an_uncertain_encoding(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_2_for_an_uncertain_encoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "s.csv"
     path.write_bytes(f"image_id,__description\n{A},ÄÖÜ Zürich\n".encode("cp1252"))
     assert main(["validate", str(path)]) == 2
@@ -162,7 +166,8 @@ def test_a_utf8_file_with_some_other_lines_is_refused_naming_them(tmp_path: Path
         f"image_id,name,__description\n{A},构建,中文描述\n".encode()
         + f"{B},zurich,Zürich build server\n".encode("cp1252")
         + f"{C},网关,接入网关\n".encode()
-        + f"{C.replace('3', '4')},x,Größe\n".encode("cp1252"))
+        + f"{C.replace('3', '4')},x,Größe\n".encode("cp1252")
+    )
     lines = _problems(path)
     assert [line.split(" — ")[0] for line in lines] == [
         f"{path}:3:: this line is not UTF-8, but the rest of the file is",
@@ -181,13 +186,18 @@ def test_a_forced_encoding_that_does_not_fit_is_a_located_problem(tmp_path: Path
     ("content", "encoding", "message"),
     [
         pytest.param(b"image_id\n", "klingon", "not an encoding Python knows", id="unknown"),
-        pytest.param(codecs.BOM_UTF16_LE + "image_id\n".encode("utf-16-le"), "cp1252",
-                     "byte-order mark", id="contradicts-bom"),
+        pytest.param(
+            codecs.BOM_UTF16_LE + "image_id\n".encode("utf-16-le"),
+            "cp1252",
+            "byte-order mark",
+            id="contradicts-bom",
+        ),
         pytest.param(CHINESE.encode(), "gb18030", "the file is UTF-8 text", id="is-utf-8"),
     ],
 )
-def test_a_wrong_encoding_option_is_refused(tmp_path: Path, content: bytes, encoding: str,
-                                            message: str) -> None:
+def test_a_wrong_encoding_option_is_refused(
+    tmp_path: Path, content: bytes, encoding: str, message: str
+) -> None:
     path = tmp_path / "s.csv"
     path.write_bytes(content)
     with pytest.raises(OptionsError, match=message):

@@ -54,10 +54,16 @@ def test_a_binary_file_is_not_a_text_sheet(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_identical_rows_are_sent_once_with_a_warning(tmp_path: Path, suffix: str) -> None:
-    path = write_sheet(tmp_path / f"s{suffix}", LONG, [
-        [A, "add", "/team", "ops"], [B, "replace", "name", "db"],
-        [A, "add", "team", "ops"], [f" {B.upper()}", "replace", "/name", "db"],
-    ])
+    path = write_sheet(
+        tmp_path / f"s{suffix}",
+        LONG,
+        [
+            [A, "add", "/team", "ops"],
+            [B, "replace", "name", "db"],
+            [A, "add", "team", "ops"],
+            [f" {B.upper()}", "replace", "/name", "db"],
+        ],
+    )
     sheet = read_sheet(path)
     assert [str(w) for w in sheet.warnings] == [
         f"{path}:4:value: warning: the same change as row 2 — it is sent once; delete one of "
@@ -72,27 +78,36 @@ def test_identical_rows_are_sent_once_with_a_warning(tmp_path: Path, suffix: str
 
 
 def test_a_typed_repeat_in_a_wide_sheet_is_a_warning(tmp_path: Path) -> None:
-    path = write_sheet(tmp_path / "s.csv", ["image_id", "min_ram", "__support_kvm"],
-                       [[A, "1024", "TRUE"], [A, "1024.0", "yes"]])
+    path = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "min_ram", "__support_kvm"],
+        [[A, "1024", "TRUE"], [A, "1024.0", "yes"]],
+    )
     sheet = read_sheet(path)
     assert [(w.row, w.column) for w in sheet.warnings] == [(3, "min_ram"), (3, "__support_kvm")]
     assert len(sheet.patches[0].operations) == 2
 
 
 def test_conflicting_rows_stay_an_error_naming_both(tmp_path: Path) -> None:
-    path = write_sheet(tmp_path / "s.csv", LONG, [[A, "add", "/team", "ops"],
-                                                  [A, "add", "/team", "dev"]])
+    path = write_sheet(
+        tmp_path / "s.csv", LONG, [[A, "add", "/team", "ops"], [A, "add", "/team", "dev"]]
+    )
     lines = _problems(path)
-    assert lines == [f"{path}:3:value: conflicts with row 2, which changes the same attribute "
-                     "of the same image — keep only the change you want"]
+    assert lines == [
+        f"{path}:3:value: conflicts with row 2, which changes the same attribute "
+        "of the same image — keep only the change you want"
+    ]
 
 
 @pytest.mark.parametrize("command", ["validate", "plan", "apply"])
 def test_warnings_are_printed_and_do_not_fail_the_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
 ) -> None:
-    path = write_sheet(tmp_path / "s.csv", LONG, [[A, "add", "/team", "ops"],
-                                                  [A, "add", "/team", "ops"]])
+    path = write_sheet(
+        tmp_path / "s.csv", LONG, [[A, "add", "/team", "ops"], [A, "add", "/team", "ops"]]
+    )
     extra = {"validate": [], "plan": IMAGES[:3], "apply": IMAGES}[command]
     assert main([command, str(path), *extra]) == 0
     assert f"{path}:3:value: warning: the same change as row 2" in capsys.readouterr().err
@@ -100,14 +115,20 @@ def test_warnings_are_printed_and_do_not_fail_the_run(
 
 # ----------------------------------------------------------------- invisible characters
 
-INVISIBLE = [*map(chr, range(0x200B, 0x2010)), *map(chr, range(0x202A, 0x202F)),
-             *map(chr, range(0x2066, 0x206A)), "\ufeff"]
+INVISIBLE = [
+    *map(chr, range(0x200B, 0x2010)),
+    *map(chr, range(0x202A, 0x202F)),
+    *map(chr, range(0x2066, 0x206A)),
+    "\ufeff",
+]
 
 
 @pytest.mark.parametrize("character", INVISIBLE, ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
 @pytest.mark.parametrize("column", ["name", "__description"])
 def test_invisible_characters_are_refused_in_names_and_descriptions(
-    tmp_path: Path, character: str, column: str,
+    tmp_path: Path,
+    character: str,
+    column: str,
 ) -> None:
     path = write_sheet(tmp_path / "s.csv", ["image_id", column], [[A, f"web{character}01"]])
     lines = _problems(path)
@@ -126,8 +147,7 @@ def test_a_leading_bom_is_not_a_stray_one_but_a_second_is(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("empty", [300, 1000])
-def test_trailing_empty_header_cells_are_dropped_as_excel_does(tmp_path: Path,
-                                                               empty: int) -> None:
+def test_trailing_empty_header_cells_are_dropped_as_excel_does(tmp_path: Path, empty: int) -> None:
     tail = "," * empty
     path = tmp_path / "s.csv"
     path.write_text(f"image_id,name{tail}\n{A},web{tail}\n{B},db{tail}\n\n", encoding="utf-8")
@@ -141,11 +161,11 @@ def test_trailing_empty_header_cells_are_dropped_as_excel_does(tmp_path: Path,
 
 def test_cells_under_dropped_header_cells_must_be_empty(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
-    path.write_text(f"image_id,name,,,\n{A},web,,,\n{B},db,,stray,\n{C},x\n",
-                    encoding="utf-8")
+    path.write_text(f"image_id,name,,,\n{A},web,,,\n{B},db,,stray,\n{C},x\n", encoding="utf-8")
     assert _problems(path) == [
         f"{path}:3:#4: the cell holds 'stray', but its column has no header — give the "
-        "column a header, or clear the cell"]
+        "column a header, or clear the cell"
+    ]
 
 
 def test_empty_and_duplicate_header_names_come_before_any_row(tmp_path: Path) -> None:
@@ -161,8 +181,11 @@ def test_empty_and_duplicate_header_names_come_before_any_row(tmp_path: Path) ->
 def test_a_very_wide_sheet_is_validated(tmp_path: Path) -> None:
     """bench/wide_headers.py times 10**5 columns; here enough to take the wide path."""
     keys = [f"k{number:05d}" for number in range(1, 3000)]
-    path = write_sheet(tmp_path / "s.csv", ["image_id", *keys],
-                       [[A, *(["v"] * len(keys))], [B, *([""] * (len(keys) - 1)), "last"]])
+    path = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", *keys],
+        [[A, *(["v"] * len(keys))], [B, *([""] * (len(keys) - 1)), "last"]],
+    )
     sheet = read_sheet(path)
     assert len(sheet.frame.columns) == 3000
     assert [len(patch.operations) for patch in sheet.patches] == [2999, 1]
@@ -173,6 +196,8 @@ def test_a_very_wide_sheet_is_validated(tmp_path: Path) -> None:
 def test_a_row_too_long_for_a_very_wide_header_is_located(tmp_path: Path) -> None:
     keys = [f"k{number:05d}" for number in range(1, 1000)]
     path = tmp_path / "s.csv"
-    path.write_text(",".join(["image_id", *keys]) + "\n"
-                    + ",".join([A, *(["v"] * len(keys)), "extra"]) + "\n", encoding="utf-8")
+    path.write_text(
+        ",".join(["image_id", *keys]) + "\n" + ",".join([A, *(["v"] * len(keys)), "extra"]) + "\n",
+        encoding="utf-8",
+    )
     assert _problems(path)[0].startswith(f"{path}:2:: the row does not fit the header")
