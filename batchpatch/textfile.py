@@ -45,6 +45,7 @@ _BOMS = (
 #: Western text has accented letters alone or in pairs; three non-ASCII characters in a row
 #: are what GBK's two-byte characters look like when read as cp1252.
 _CP1252_RUN = re.compile(r"[^\x00-\x7f]{3,}")
+_DROP_ASCII = dict.fromkeys(range(0x80))
 #: Largest share of GBK characters outside GB2312 (the common set a Chinese text is almost
 #: wholly made of) for a GBK decoding to count as plausible.
 _RARE_SHARE = 0.1
@@ -171,18 +172,11 @@ def _looks_gbk(raw: bytes, text: str) -> bool:
         raw.decode("gbk")  # GB18030's four-byte sequences are not GBK
     except UnicodeDecodeError:
         return False
-    wide = [character for character in text if ord(character) > 0x7F]
-    rare = sum(1 for character in wide if not _in_gb2312(character))
+    wide = text.translate(_DROP_ASCII)
+    # GB2312 characters are two bytes each; what cannot be encoded is outside the set.
+    rare = len(wide) - len(wide.encode("gb2312", errors="ignore")) // 2
     glued = re.search(r"[A-Za-z][^\x00-\x7f][A-Za-z]", text)
     return bool(wide) and rare <= _RARE_SHARE * len(wide) and glued is None
-
-
-def _in_gb2312(character: str) -> bool:
-    try:
-        character.encode("gb2312")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 _Bom = tuple[bytes, str, str, set[str]]
