@@ -93,6 +93,14 @@ def duplicate_columns(file: str, header: list[str]) -> list[Problem]:
     return problems
 
 
+def header_problems(file: str, header: list[str]) -> list[Problem]:
+    """Empty and repeated header names, found before any frame is built from the rows."""
+    empty = [Problem(file, 1, f"#{position}", "a column has no header",
+                     "name the column, or delete it")
+             for position, column in enumerate(header, start=1) if not column]
+    return empty + duplicate_columns(file, header)
+
+
 def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
     """Problems with the header row itself (reported at row 1)."""
     problems = []
@@ -148,24 +156,47 @@ def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Proble
     return problems
 
 
-def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
-    """Two changes to one attribute of one image, and attributes that cannot coexist."""
-    problems = []
+def repeated_changes(file: str, changes: pd.DataFrame) -> tuple[list[Any], list[Problem]]:
+    """Changes that repeat an earlier row verbatim (same image, attribute, op and typed
+    value): the index labels to drop, since the change is sent once, and a warning each."""
+    labels, warnings = [], []
+    for label, row, column, first_row, identical in _repeats(changes):
+        if identical:
+            labels.append(label)
+            warnings.append(Problem(file, row + FIRST_DATA_ROW, column,
+                                    f"warning: the same change as row {first_row + FIRST_DATA_ROW}",
+                                    "it is sent once; delete one of the two rows"))
+    return labels, warnings
+
+
+def _repeats(changes: pd.DataFrame) -> Iterator[tuple[Any, int, str, int, bool]]:
+    """``(label, row, column, first row, identical)`` for each change to an attribute of an
+    image that an earlier row already changes; identical when op and typed value match."""
     key = ["image_id", "attribute"]
-    first = changes.groupby(key, sort=False)[["row", "op", "typed"]].transform("first")
     repeated = changes.duplicated(key, keep="first") & (changes["image_id"] != "")
-    for (row, column, op, value), (first_row, first_op, first_value) in zip(
-        _columns(changes[repeated], "row", "column", "op", "typed"),
-        _columns(first[repeated], "row", "op", "typed"), strict=True,
+    if not repeated.any():
+        return
+    firsts = changes.drop_duplicates(key)
+    first = {(image_id, attribute): (row, op, typed) for image_id, attribute, row, op, typed
+             in _columns(firsts, "image_id", "attribute", "row", "op", "typed")}
+    subset = changes[repeated]
+    for label, (image_id, attribute, row, column, op, typed) in zip(
+        subset.index.tolist(),
+        _columns(subset, "image_id", "attribute", "row", "column", "op", "typed"), strict=True,
     ):
-        if (op, value) == (first_op, first_value):
-            message = f"the same change as row {first_row + FIRST_DATA_ROW}"
-            fix = "delete one of the two rows"
-        else:
-            message = (f"conflicts with row {first_row + FIRST_DATA_ROW}, which changes the "
-                       "same attribute of the same image")
-            fix = "keep only the change you want"
-        problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
+        first_row, first_op, first_typed = first[(image_id, attribute)]
+        yield label, int(row), str(column), int(first_row), (op, typed) == (first_op, first_typed)
+
+
+def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
+    """Two different changes to one attribute of one image, and attributes that cannot
+    coexist.  Verbatim repeats are not clashes: ``repeated_changes`` warns of them."""
+    problems = [
+        Problem(file, row + FIRST_DATA_ROW, column,
+                f"conflicts with row {first_row + FIRST_DATA_ROW}, which changes the same "
+                "attribute of the same image", "keep only the change you want")
+        for _, row, column, first_row, identical in _repeats(changes) if not identical
+    ]
     setting = changes[changes["op"].isin(("add", "replace"))
                       & changes["attribute"].isin(EXCLUSIVE_ATTRIBUTES)]
     setting = setting[(~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))

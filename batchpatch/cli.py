@@ -102,6 +102,12 @@ def _sheet_options() -> _Parser:
     options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
     options.add_argument("--sheet", dest="sheet_name", metavar="NAME",
                          help="the worksheet of an XLSX file (default: the first)")
+    options.add_argument("--encoding", metavar="NAME",
+                         help="the encoding of a CSV/TSV file, e.g. gb18030 or cp1252 "
+                         "(default: UTF-8 or UTF-16 by its BOM, else detected when certain)")
+    options.add_argument("--delimiter", metavar="CHAR",
+                         help="the delimiter of a CSV/TSV file: , ; tab or | "
+                         "(default: told from the header line)")
     return options
 
 
@@ -300,17 +306,36 @@ def _asks_for_json(arguments: Sequence[str]) -> bool:
     return False
 
 
+def _read(options: argparse.Namespace, *, skip_invalid: bool = False) -> Sheet:
+    """The sheet as the options say to read it; its warnings shown on stderr."""
+    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name, skip_invalid=skip_invalid,
+                       encoding=options.encoding, delimiter=options.delimiter)
+    for warning in sheet.warnings:
+        notice(str(warning))
+    return sheet
+
+
+def _read_as(sheet: Sheet) -> str:
+    """How a CSV/TSV sheet was read, e.g. `` | encoding: cp1252 (detected) | delimiter: ;``."""
+    if not sheet.encoding_label:
+        return ""
+    delimiter = "tab" if sheet.delimiter == "\t" else sheet.delimiter
+    return f" | encoding: {sheet.encoding_label} | delimiter: {delimiter}"
+
+
 def _validate(options: argparse.Namespace) -> int:
-    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    sheet = _read(options)
     say(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
-        f"{sheet.shape} sheet")
+        f"{sheet.shape} sheet{_read_as(sheet)}")
     return EXIT_OK
 
 
 def _plan(options: argparse.Namespace) -> int:
     if options.out:
         check_plan_files(options.sheet, options.out, flags=True)
-    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    sheet = _read(options)
+    if sheet.encoding_label:
+        say(f"{options.sheet}: {sheet.row_count} rows{_read_as(sheet)}")
     with _target(options) as target:
         plans = anyio.run(_make_plan, options, sheet, target)
     for plan in plans:
@@ -333,8 +358,7 @@ def _apply(options: argparse.Namespace) -> int:
     if options.summary and options.summary.is_dir():
         raise OptionsError(f"--summary {options.summary} is a folder — give a file path")
     _check_apply_outputs(options)
-    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
-                       skip_invalid=options.skip_invalid)
+    sheet = _read(options, skip_invalid=options.skip_invalid)
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}")
     with _target(options) as target:

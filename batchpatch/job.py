@@ -105,7 +105,9 @@ class RunResult:
         rate = self.requests / self.seconds if self.seconds > 0 else 0.0
         return (f"{len(self.rows)} rows: {parts or 'nothing to do'} | "
                 f"{self.requests} requests in {self.seconds:.1f} s ({rate:.1f}/s) | "
-                f"report: {self.report_path}")
+                + (f"encoding: {self.sheet.encoding_label} | " if self.sheet.encoding_label
+                   else "")
+                + f"report: {self.report_path}")
 
 
 async def plan_sheet(sheet: Sheet, reader: Reader) -> list[ImagePlan]:
@@ -123,6 +125,8 @@ async def apply_sheet(
     safeguards: Safeguards | None = None,
     report_path: str | Path | None = None,
     sheet_name: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
     skip_invalid: bool = False,
     plan: bool | Sequence[ImagePlan] = True,
     dry_run: bool = False,
@@ -149,7 +153,8 @@ async def apply_sheet(
     in the result, not raised.
     """
     if not isinstance(sheet, Sheet):
-        sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid)
+        sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid,
+                           encoding=encoding, delimiter=delimiter)
     limits = limits or Limits()
     started = time.time()
     report = (Path(report_path) if report_path
@@ -526,6 +531,8 @@ async def make_plan(
     auth: Auth,
     limits: Limits | None = None,
     sheet_name: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
     out: str | Path | None = None,
     ca_bundle: str | None = None,
 ) -> list[ImagePlan]:
@@ -534,7 +541,7 @@ async def make_plan(
     Sends no write.  Raises ``ReadFailed`` when the images cannot be read.
     """
     if not isinstance(sheet, Sheet):
-        sheet = read_sheet(sheet, sheet_name=sheet_name)
+        sheet = read_sheet(sheet, sheet_name=sheet_name, encoding=encoding, delimiter=delimiter)
     if out is not None:
         check_plan_files(sheet.path, Path(out))
         clear_stale_temporaries([RunFile("the plan file", Path(out))])

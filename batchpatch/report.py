@@ -14,6 +14,7 @@ from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
 from batchpatch.models import Outcome, Status
 from batchpatch.sheet import Sheet
+from batchpatch.textfile import encode_report
 
 #: Leading characters that make Excel or LibreOffice treat a cell as a formula (OWASP CSV
 #: injection): the cell gets a leading apostrophe so it is shown as text, never run.
@@ -145,10 +146,5 @@ def _write_frame(sheet: Sheet, frame: pd.DataFrame, temporary: Path) -> None:
             temporary, index=False, sheet_name=worksheet_name(sheet.sheet_name), engine="openpyxl"
         )
     else:
-        frame.to_csv(
-            temporary,
-            index=False,
-            sep="\t" if sheet.format == "tsv" else ",",
-            encoding=sheet.encoding or "utf-8",
-            errors="replace",
-        )
+        text = frame.to_csv(index=False, sep=sheet.delimiter)  # the input's delimiter
+        temporary.write_bytes(encode_report(text, sheet.encoding))

@@ -7,6 +7,7 @@ arrive as text; ``typed_value`` turns the text into what the API expects.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from batchpatch.models import JsonValue
 
@@ -148,34 +149,62 @@ def cannot_remove(attribute: str) -> str:
 
 def check_value(attribute: str, value: JsonValue) -> str | None:
     """Why IMS would refuse ``value`` for ``attribute`` (already typed), or None."""
+    if attribute in ("name", "__description") and (reason := invisible_character(str(value))):
+        return f"{attribute} {reason}"
     hidden = _CONTROL.search(str(value))
     if hidden and attribute != "__description":  # line breaks there have their own message
         code = f"{ord(hidden.group()):04X}"
         return (f"{attribute} holds an invisible control character (U+{code}) — delete it "
                 f"(Excel shows it as _x{code}_)")
     if attribute == "name":
-        text = str(value)
-        if len(text) > 128:
-            return f"name is {len(text)} characters long — shorten it to 128 at most"
-        if text != text.strip():
-            return "name starts or ends with a space — remove the space"
-        if not _NAME.fullmatch(text):
-            return ("name may hold only letters, digits, - . _, spaces and Chinese characters"
-                    " — remove the other characters")
-    elif attribute == "__description":
-        text = str(value)
-        if len(text) > 1024:
-            return f"__description is {len(text)} characters long — shorten it to 1024 at most"
-        if any(character in text for character in "\r\n<>"):
-            return ("__description contains a line break, < or > — remove them")
-        if hidden:
-            return (f"__description holds an invisible control character "
-                    f"(U+{ord(hidden.group()):04X}) — delete it")
-    elif attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
+        return _name_problem(str(value))
+    if attribute == "__description":
+        return _description_problem(str(value), hidden)
+    if attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
         return f"hw_firmware_type must be bios or uefi, got {value!r} — write bios or uefi"
-    elif attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
+    if attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
         return f"max_ram must be a whole number of MB, got {value!r} — write digits only"
     return None
+
+
+def _name_problem(text: str) -> str | None:
+    if len(text) > 128:
+        return f"name is {len(text)} characters long — shorten it to 128 at most"
+    if text != text.strip():
+        return "name starts or ends with a space — remove the space"
+    if not _NAME.fullmatch(text):
+        return ("name may hold only letters, digits, - . _, spaces and Chinese characters"
+                " — remove the other characters")
+    return None
+
+
+def _description_problem(text: str, hidden: re.Match[str] | None) -> str | None:
+    if len(text) > 1024:
+        return f"__description is {len(text)} characters long — shorten it to 1024 at most"
+    if any(character in text for character in "\r\n<>"):
+        return ("__description contains a line break, < or > — remove them")
+    if hidden:
+        return (f"__description holds an invisible control character "
+                f"(U+{ord(hidden.group()):04X}) — delete it")
+    return None
+
+
+#: Zero-width and bidirectional control characters: invisible in a console or a sheet, they
+#: make two names that look the same differ, or show text in another order than it is
+#: stored (a "Trojan Source" name).  U+FEFF is the byte-order mark; a leading one in a file
+#: is taken off when it is decoded, so one left in a cell is always a stray.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def invisible_character(text: str) -> str | None:
+    """Where ``text`` holds a zero-width or bidirectional control character, or None."""
+    found = _INVISIBLE.search(text)
+    if found is None:
+        return None
+    code = f"U+{ord(found.group()):04X}"
+    return (f"holds an invisible {unicodedata.name(found.group(), 'formatting').lower()} "
+            f"character ({code}) at position {found.start() + 1} — delete the invisible "
+            "character (retype the text around it if you cannot see where it is)")
 
 
 def check_combination(attributes: set[str]) -> str | None:

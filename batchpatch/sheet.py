@@ -13,9 +13,10 @@ Two shapes, told apart by the header:
 
 from __future__ import annotations
 
+import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -29,13 +30,22 @@ from batchpatch.checks import (
     change_problems,
     column_problems,
     duplicate_columns,
+    header_problems,
     invalid_rows,
     passive_columns,
+    repeated_changes,
     workbook_problems,
 )
 from batchpatch.errors import OptionsError, Problem, SheetError
 from batchpatch.models import ImagePatch, JsonValue, Operation
 from batchpatch.schema import BASE_ATTRIBUTES, OPS, REMOVE_MARKER, typed_value
+from batchpatch.textfile import (
+    Decoded,
+    decode,
+    delimiter_option,
+    header_cells,
+    sniff_delimiter,
+)
 
 SheetFormat = Literal["csv", "tsv", "xlsx"]
 Shape = Literal["long", "wide"]
@@ -44,6 +54,7 @@ _FORMATS: dict[str, SheetFormat] = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".tab": "tsv",
+    ".txt": "tsv",  # Excel's "Unicode Text" (UTF-16, tab-separated)
     ".xlsx": "xlsx",
     ".xlsm": "xlsx",
 }
@@ -54,10 +65,13 @@ _FORMATS: dict[str, SheetFormat] = {
 class Sheet:
     """A loaded sheet: its source rows as text, and the patches they ask for.
 
-    ``frame`` keeps the source columns exactly as read, for the report.  ``idle_rows`` are
-    rows that ask for no change at all (a wide row with every cell blank).  ``invalid`` maps
-    the rows left out (only with ``skip_invalid``) to the reason; an image with one invalid
-    row is left out whole, since its patch is applied as one.
+    ``frame`` keeps the source columns exactly as read, for the report (written with
+    ``encoding`` and ``delimiter``; ``encoding_label`` says how the encoding was chosen).
+    ``warnings`` are located notes that do not stop a run (a change repeated verbatim).
+    ``idle_rows`` are rows that ask for no change at all (a wide row with every cell
+    blank, or a verbatim repeat).  ``invalid`` maps the rows left out (only with
+    ``skip_invalid``) to the reason; an image with one invalid row is left out whole,
+    since its patch is applied as one.
     """
 
     path: Path
@@ -70,6 +84,9 @@ class Sheet:
     idle_rows: tuple[int, ...]
     invalid: Mapping[int, str] = field(default_factory=dict)
     first_row: int = FIRST_DATA_ROW
+    delimiter: str = ","
+    encoding_label: str = ""
+    warnings: tuple[Problem, ...] = ()
 
     def row_number(self, position: int) -> int:
         """The row number a person sees for the 0-based source row ``position``."""
@@ -93,31 +110,38 @@ def sheet_format(path: Path) -> SheetFormat:
 
 
 def read_sheet(path: str | Path, *, sheet_name: str | None = None,
-               skip_invalid: bool = False) -> Sheet:
+               skip_invalid: bool = False, encoding: str | None = None,
+               delimiter: str | None = None) -> Sheet:
     """Load ``path``, check every row, and turn it into one patch per image.
 
-    Raises ``SheetError`` with every located problem at once, or ``OptionsError`` when the
-    file itself cannot be used.  With ``skip_invalid``, problems confined to rows leave
-    those rows' images out (see ``Sheet.invalid``) instead.
+    ``encoding`` and ``delimiter`` force how a CSV/TSV file is read (see ``textfile``);
+    by default both are told from the file, and only when certain.  Raises ``SheetError``
+    with every located problem at once, or ``OptionsError`` when the file itself cannot be
+    used.  With ``skip_invalid``, problems confined to rows leave those rows' images out
+    (see ``Sheet.invalid``) instead.  Identical repeated changes are sent once and listed
+    in ``Sheet.warnings``.
     """
     path = Path(path)
     fmt = sheet_format(path)
     if not path.is_file():
         raise OptionsError(f"{path}: no such file — check the path to the sheet")
-    encoding: str | None = None
     problems: list[Problem] = []
-    skipped_lines = 0
+    text: _Delimited | None = None
     if fmt == "xlsx":
+        if encoding is not None or delimiter is not None:
+            raise OptionsError("--encoding and --delimiter apply only to CSV and TSV files")
         grid, chosen = _read_xlsx(path, sheet_name)
     else:
         if sheet_name is not None:
             raise OptionsError(f"--sheet {sheet_name!r} applies only to Excel workbooks")
-        grid, encoding, skipped_lines = _read_delimited(path, "\t" if fmt == "tsv" else ",")
-        chosen = None
+        text = _read_delimited(path, fmt, encoding, delimiter)
+        grid, chosen = text.grid, None
+    skipped_lines = text.skipped if text else 0
     frame = _with_header(path, grid)
     if fmt == "xlsx" and chosen is not None:
         problems += workbook_problems(path, chosen, list(frame.columns))
     shape, changes = _changes(path, frame, problems)
+    changes, warnings = _without_repeats(path, changes, skipped_lines)
     problems += change_problems(str(path), changes, long=shape == "long")
     problems = [replace(p, row=p.row + skipped_lines) if p.row else p for p in problems]
     last_row = len(frame) + FIRST_DATA_ROW - 1 + skipped_lines
@@ -127,28 +151,96 @@ def read_sheet(path: str | Path, *, sheet_name: str | None = None,
     invalid = invalid_rows(changes, problems, first_row=FIRST_DATA_ROW + skipped_lines)
     valid = changes[~changes["row"].isin(list(invalid))]
     patches, idle = _group(valid, len(frame), invalid)
-    return Sheet(path, fmt, encoding, chosen, shape, frame, patches, idle, invalid,
-                 FIRST_DATA_ROW + skipped_lines)
+    return Sheet(path, fmt, text.decoded.encoding if text else None, chosen, shape, frame,
+                 patches, idle, invalid, FIRST_DATA_ROW + skipped_lines,
+                 delimiter=text.delimiter if text else ",",
+                 encoding_label=text.decoded.label if text else "",
+                 warnings=tuple(warnings))
 
 
-def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str, int]:
-    """The raw grid of cells (header included), the encoding, and how many blank lines stood
-    above the header (so rows are numbered as a spreadsheet shows them)."""
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise SheetError(
-            [_whole_file(path, "the file holds NUL bytes, so it is not a text sheet",
-                         "export the sheet again as CSV (UTF-8)")]
-        )
-    encoding, text = _decode(path, raw)
+def _without_repeats(path: Path, changes: pd.DataFrame,
+                     skipped_lines: int) -> tuple[pd.DataFrame, list[Problem]]:
+    """``changes`` with identical repeats dropped (each is sent once), and a warning each."""
+    labels, warnings = repeated_changes(str(path), changes)
+    warnings = [replace(w, row=w.row + skipped_lines) for w in warnings]
+    return changes.drop(index=labels), warnings
+
+
+@dataclass(frozen=True)
+class _Delimited:
+    """A CSV/TSV file read: its grid of cells (header first), how it was decoded, its
+    delimiter, and the blank lines above the header (so rows are numbered as shown)."""
+
+    grid: pd.DataFrame
+    decoded: Decoded
+    delimiter: str
+    skipped: int
+
+
+def _read_delimited(path: Path, fmt: SheetFormat, encoding: str | None,
+                    delimiter: str | None) -> _Delimited:
+    """Decode, find the delimiter, check the header, then parse only the named columns.
+
+    Trailing empty header cells (Excel exports often end every line in hundreds of
+    commas) are dropped before any frame is built, so they cost nothing; the cells under
+    them must be empty.
+    """
+    decoded = _decode(path, path.read_bytes(), encoding)
+    text = decoded.text
     if not text.strip():
-        raise SheetError([_whole_file(path, "the sheet is empty",
-                                      "add a header row and at least one change")])
+        _raise(_whole_file(path, "the sheet is empty", "add a header row and at least one change"))
     body = text.lstrip("\r\n")
     skipped = text[: len(text) - len(body)].count("\n")
-    data = body.encode("utf-8")
+    default = "\t" if fmt == "tsv" else ","
+    separator = delimiter_option(delimiter) if delimiter is not None else sniff_delimiter(
+        body.split("\n", 1)[0], default)
+    header = header_cells(body, separator)
+    kept = len(header)
+    while kept > 1 and not header[kept - 1].strip():
+        kept -= 1
+    problems = header_problems(str(path), [cell.strip() for cell in header[:kept]])
+    if "\x00" in body:
+        problems += _nul_cells(path, body, separator, header, skipped)
+    if kept < len(header):
+        problems += _cells_beyond_header(path, body, separator, kept, len(header), skipped)
+    if problems:
+        raise SheetError(problems)
+    if kept > _WIDE:
+        grid = _parse_wide(path, body, separator, kept, skipped)
+    else:
+        grid = _parse(path, body.encode("utf-8"), separator,
+                      kept if kept < len(header) else None, skipped)
+    return _Delimited(grid, decoded, separator, skipped)
+
+
+#: Above this many columns a sheet is parsed into one block of cells: pandas' per-column
+#: work (a dtype conversion, an index) would cost seconds per 10,000 columns.
+_WIDE = 500
+
+
+def _parse_wide(path: Path, body: str, separator: str, columns: int,
+                skipped: int) -> pd.DataFrame:
+    """A very wide sheet's cells as one 2-D block; short rows padded with empty cells."""
+    rows = []
+    for line, cells in _records(body, separator):
+        if len(cells) > columns and any(cell.strip() for cell in cells[columns:]):
+            _raise(Problem(str(path), line + skipped, "",
+                           f"the row does not fit the header ({len(cells)} cells, "
+                           f"the header has {columns})",
+                           "make every row have as many cells as the header, quoting cells "
+                           "that contain the separator"))
+        rows.append(cells[:columns] + [""] * (columns - len(cells)))
+    return pd.DataFrame(np.array(rows, dtype=object), dtype=object)
+
+
+def _parse(path: Path, data: bytes, separator: str, columns: int | None,
+           skipped: int) -> pd.DataFrame:
+    """Every cell as text; the first ``columns`` only when given."""
     options: dict[str, Any] = {"sep": separator, "dtype": str, "keep_default_na": False,
                                "header": None, "skip_blank_lines": False}
+    if columns is not None:
+        options["usecols"] = range(columns)
+    grid: pd.DataFrame
     try:
         grid = pd.read_csv(io.BytesIO(data), engine="pyarrow", **options)
     except Exception:  # pyarrow's messages do not say where; ask the C parser, which does
@@ -162,7 +254,51 @@ def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, str, int]
                         "make every row have as many cells as the header, quoting cells "
                         "that contain the separator")
             )
-    return grid, encoding, skipped
+    return grid
+
+
+def _records(body: str, separator: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line the record starts on, cells)`` for every record of ``body``."""
+    reader = csv.reader(io.StringIO(body), delimiter=separator)
+    start = 1
+    for cells in reader:
+        yield start, cells
+        start = reader.line_num + 1
+
+
+def _nul_cells(path: Path, body: str, separator: str, header: list[str],
+               skipped: int) -> list[Problem]:
+    """Each cell holding a NUL character, at its row and column."""
+    return [
+        Problem(str(path), line + skipped, _column_name(header, position),
+                "the cell holds a NUL character (byte 0, invisible)",
+                "delete it; if many cells hold them, save the sheet again as 'CSV UTF-8'")
+        for line, cells in _records(body, separator)
+        for position, cell in enumerate(cells) if "\x00" in cell
+    ]
+
+
+def _cells_beyond_header(path: Path, body: str, separator: str, kept: int, total: int,
+                         skipped: int) -> list[Problem]:
+    """Cells with text under the header cells dropped as empty.  Most lines end in exactly
+    the delimiters of those empty cells, which is checked without parsing; only otherwise
+    is every record parsed."""
+    tail = separator * (total - kept)
+    lines = body.split("\n")
+    if all(line.rstrip("\r").endswith(tail) or not line.strip() for line in lines):
+        return []
+    return [
+        Problem(str(path), line + skipped, f"#{kept + offset + 1}",
+                f"the cell holds {cell.strip()[:40]!r}, but its column has no header",
+                "give the column a header, or clear the cell")
+        for line, cells in _records(body, separator) if line > 1
+        for offset, cell in enumerate(cells[kept:]) if cell.strip()
+    ]
+
+
+def _column_name(header: list[str], position: int) -> str:
+    name = header[position].strip() if position < len(header) else ""
+    return name or f"#{position + 1}"
 
 
 def _with_header(path: Path, grid: pd.DataFrame) -> pd.DataFrame:
@@ -177,22 +313,13 @@ def _with_header(path: Path, grid: pd.DataFrame) -> pd.DataFrame:
     duplicates = duplicate_columns(str(path), header)
     if duplicates:
         raise SheetError(duplicates)
-    frame.columns = header
+    frame.columns = pd.Index(header, dtype=object)  # plain strings: fast to walk
     return frame
 
 
-def _decode(path: Path, raw: bytes) -> tuple[str, str]:
-    """Decode as Excel saves CSV: UTF-8 (with or without BOM), else GB18030 (covers GBK)."""
-    encodings = ("utf-8-sig",) if raw.startswith(b"\xef\xbb\xbf") else ("utf-8", "gb18030")
-    for encoding in encodings:
-        try:
-            return encoding, raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise SheetError(
-        [_whole_file(path, "the file is neither UTF-8 nor GB18030/GBK text",
-                     "save it again as 'CSV UTF-8' from your spreadsheet program")]
-    )
+def _decode(path: Path, raw: bytes, encoding: str | None) -> Decoded:
+    """The file's text, decoded only in an encoding that is certain (``textfile.decode``)."""
+    return decode(str(path), raw, encoding)
 
 
 def _read_xlsx(path: Path, sheet_name: str | None) -> tuple[pd.DataFrame, str]:
@@ -279,16 +406,7 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
     if not attributes:
         _raise(Problem(str(path), 1, "", "no attribute columns next to image_id",
                        "add a column per attribute to change, e.g. name or __description"))
-    melted = (
-        frame[attributes]
-        .assign(row=np.arange(len(frame)), image_id=frame[id_column].str.strip().str.lower())
-        .melt(id_vars=["row", "image_id"], value_vars=attributes,
-              var_name="column", value_name="value")
-    )
-    order = {column: index for index, column in enumerate(attributes)}
-    melted = melted[melted["value"].str.strip() != ""]
-    melted = melted.assign(order=melted["column"].map(order))
-    melted = melted.sort_values(["row", "order"], kind="stable").drop(columns="order")
+    melted = _cells_by_row(frame, id_column, attributes)
     removing = melted["value"].str.strip().str.lower() == REMOVE_MARKER
     melted["attribute"] = melted["column"].map(attribute_names(list(frame.columns)))
     melted["op"] = np.where(
@@ -300,6 +418,21 @@ def _wide_changes(path: Path, frame: pd.DataFrame, lowered: dict[str, str],
     changes["attribute_column"] = changes["column"]
     problems += _common_problems(path, changes, id_column)
     return _typed(path, changes, problems)
+
+
+def _cells_by_row(frame: pd.DataFrame, id_column: str, attributes: list[str]) -> pd.DataFrame:
+    """``row, image_id, column, value`` for every non-blank attribute cell, in sheet order
+    (row by row, left to right).  Built from one 2-D array, not column by column, so 10**5
+    columns cost what 10**5 cells do."""
+    values = frame[attributes].to_numpy(dtype=object)
+    rows, width = values.shape
+    melted = pd.DataFrame({
+        "row": np.repeat(np.arange(rows), width),
+        "image_id": np.repeat(frame[id_column].str.strip().str.lower().to_numpy(), width),
+        "column": np.tile(np.array(attributes, dtype=object), rows),
+        "value": pd.Series(values.ravel(), dtype=object).astype(str),
+    })
+    return melted[melted["value"].str.strip() != ""]
 
 
 def _common_problems(path: Path, changes: pd.DataFrame, id_column: str) -> list[Problem]:
