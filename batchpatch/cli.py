@@ -245,13 +245,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _validate(options: argparse.Namespace) -> int:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    _print_worksheet(sheet)
     print(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
           f"{sheet.shape} sheet")
     return EXIT_OK
 
 
+def _print_worksheet(sheet: Sheet, say: Callable[[str], None] = print) -> None:
+    """Name the worksheet of a workbook that was read: it may not be the first tab."""
+    if sheet.sheet_name is not None:
+        say(f"sheet: {sheet.sheet_name}")
+
+
 def _plan(options: argparse.Namespace) -> int:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name)
+    _print_worksheet(sheet)
     with _target(options) as target:
         plans = anyio.run(_make_plan, options, sheet, target)
     for plan in plans:
@@ -275,6 +283,7 @@ def _apply(options: argparse.Namespace) -> int:
         raise OptionsError(f"--summary {options.summary} is a folder — give a file path")
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name,
                        skip_invalid=options.skip_invalid)
+    _print_worksheet(sheet, notice)
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}")
     with _target(options) as target:
