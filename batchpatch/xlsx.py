@@ -117,8 +117,8 @@ def read_worksheet(path: Path, sheet_name: str | None) -> Worksheet:
         with zipfile.ZipFile(path) as archive:
             return _read(path, _Parts(archive), sheet_name)
     except _Unreadable as error:
-        raise SheetError([_whole_file(path, str(error), "open it in Excel and save it "
-                                      "again as .xlsx")]) from None
+        raise SheetError([_whole_file(path, f"not a readable Excel workbook: {error}",
+                                      "open it in Excel and save it again as .xlsx")]) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
             NotImplementedError, RuntimeError, ValueError) as error:
         raise SheetError([_whole_file(path, _not_a_workbook(path, error),
@@ -717,7 +717,6 @@ class _Table:
         self.header_row = min(cells.rows)
         self.header = {column: text.strip() for row, column, text in self._all() if
                        row == self.header_row}
-        self.data_rows = sorted({row for row in cells.rows if row > self.header_row})
         self.labels: dict[int, str] = {}
 
     def _all(self) -> Iterator[tuple[int, int, str]]:
@@ -725,7 +724,7 @@ class _Table:
 
     def worksheet(self) -> Worksheet:
         kept, fatal = self._columns()
-        last_row = self._last_row(fatal)
+        last_row = self._last_row(set(kept), fatal)
         self.labels = {column: self.header.get(column) or f"#{column}" for column in kept}
         fatal += self._header_problems(kept)
         located = self._cell_problems(last_row)
@@ -756,16 +755,20 @@ class _Table:
         for row, column in zip(self.cells.rows, self.cells.columns, strict=True):
             if column in wanted and row > self.header_row:
                 firsts[column] = min(firsts.get(column, row), row)
-        return kept, [self._stray(firsts[column], column, "beside") for column in far]
+        return kept, [self._stray(firsts[column], column, "to the right of")
+                      for column in far]
 
-    def _last_row(self, fatal: list[Problem]) -> int:
-        """The last row of the data: the rows after a run of ``MAX_EMPTY_ROWS`` empty rows
-        are not part of it (a problem names their first cell)."""
+    def _last_row(self, kept: set[int], fatal: list[Problem]) -> int:
+        """The last row of the data in the ``kept`` columns: the rows after a run of
+        ``MAX_EMPTY_ROWS`` empty rows are not part of it (a problem names their first cell)."""
+        rows = sorted({row for row, column in zip(self.cells.rows, self.cells.columns,
+                                                  strict=True)
+                       if row > self.header_row and column in kept})
         previous = self.header_row
-        for row in self.data_rows:
+        for row in rows:
             if row - previous > MAX_EMPTY_ROWS:
                 column = min(c for r, c in zip(self.cells.rows, self.cells.columns,
-                                               strict=True) if r == row)
+                                               strict=True) if r == row and c in kept)
                 fatal.append(self._stray(row, column, "below"))
                 return previous
             previous = row
