@@ -77,8 +77,9 @@ class Worksheet:
     problems: tuple[Problem, ...] = ()
     kinds: dict[tuple[int, str], tuple[CellKind, str, str]] = field(default_factory=dict)
 
-    def value_problems(self, file: str, rows: Iterable[int], columns: Iterable[str],
-                       attributes: Iterable[str]) -> list[Problem]:
+    def value_problems(
+        self, file: str, rows: Iterable[int], columns: Iterable[str], attributes: Iterable[str]
+    ) -> list[Problem]:
         """Cells sent to an attribute that cannot take what Excel shows in them.
 
         ``rows``, ``columns`` and ``attributes`` describe each change: the 0-based data row,
@@ -97,14 +98,22 @@ class Worksheet:
 
 
 def _refusal(attribute: str, kind: CellKind, reference: str, shown: str) -> tuple[str, str]:
-    as_text = (f"format column {reference.rstrip('0123456789')} as Text (Format Cells → "
-               "Number → Text) and type the value again")
+    as_text = (
+        f"format column {reference.rstrip('0123456789')} as Text (Format Cells → "
+        "Number → Text) and type the value again"
+    )
     if kind == "boolean":
-        return (f"cell {reference} holds the logical value {shown}, which {attribute} does "
-                "not take (only the true/false flags do)", as_text)
+        return (
+            f"cell {reference} holds the logical value {shown}, which {attribute} does "
+            "not take (only the true/false flags do)",
+            as_text,
+        )
     what = "a percentage" if kind == "percent" else "a duration"
-    return (f"cell {reference} is formatted as {what} (Excel shows {shown}), which "
-            f"{attribute} cannot take as it is", as_text)
+    return (
+        f"cell {reference} is formatted as {what} (Excel shows {shown}), which "
+        f"{attribute} cannot take as it is",
+        as_text,
+    )
 
 
 def read_worksheet(path: Path, sheet_name: str | None) -> Worksheet:
@@ -117,13 +126,34 @@ def read_worksheet(path: Path, sheet_name: str | None) -> Worksheet:
         with zipfile.ZipFile(path) as archive:
             return _read(path, _Parts(archive), sheet_name)
     except _Unreadable as error:
-        raise SheetError([_whole_file(path, f"not a readable Excel workbook: {error}",
-                                      "open it in Excel and save it again as .xlsx")]) from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
-            NotImplementedError, RuntimeError, ValueError) as error:
-        raise SheetError([_whole_file(path, _not_a_workbook(path, error),
-                                      "open it in Excel and save it again as .xlsx "
-                                      "(without a password)")]) from None
+        raise SheetError(
+            [
+                _whole_file(
+                    path,
+                    f"not a readable Excel workbook: {error}",
+                    "open it in Excel and save it again as .xlsx",
+                )
+            ]
+        ) from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ) as error:
+        raise SheetError(
+            [
+                _whole_file(
+                    path,
+                    _not_a_workbook(path, error),
+                    "open it in Excel and save it again as .xlsx (without a password)",
+                )
+            ]
+        ) from None
 
 
 def _not_a_workbook(path: Path, error: BaseException) -> str:
@@ -152,12 +182,18 @@ def _local(name: str) -> str:
 
 
 def _refuse_dtd(*_: object) -> NoReturn:
-    raise _Unreadable("an XML part declares a DTD, which a workbook never needs "
-                      "(entity expansion is refused)")
+    raise _Unreadable(
+        "an XML part declares a DTD, which a workbook never needs (entity expansion is refused)"
+    )
 
 
-def _parser(start: Callable[[str, dict[str, str]], None], end: Callable[[str], None],
-            text: Callable[[str], None] | None = None, *, namespaces: bool = True) -> Any:
+def _parser(
+    start: Callable[[str, dict[str, str]], None],
+    end: Callable[[str], None],
+    text: Callable[[str], None] | None = None,
+    *,
+    namespaces: bool = True,
+) -> Any:
     """An expat parser that refuses any DTD, hence every entity declaration or reference.
 
     Without ``namespaces``, names come as written (``c``, ``x:c``): faster, for the big
@@ -197,14 +233,16 @@ class _Parts:
                 while chunk := stream.read(1 << 20):
                     read += len(chunk)
                     if read > MAX_PART_BYTES:
-                        raise _Unreadable(f"the part {name} unpacks to more than "
-                                          f"{MAX_PART_BYTES >> 20} MB")
+                        raise _Unreadable(
+                            f"the part {name} unpacks to more than {MAX_PART_BYTES >> 20} MB"
+                        )
                     parser.Parse(chunk, False)
                 parser.Parse(b"", True)
         except expat.ExpatError as error:
-            raise _Unreadable(f"the part {name} is not well-formed XML "
-                              f"({expat.ErrorString(error.code)}, line {error.lineno})"
-                              ) from None
+            raise _Unreadable(
+                f"the part {name} is not well-formed XML "
+                f"({expat.ErrorString(error.code)}, line {error.lineno})"
+            ) from None
 
     def elements(self, name: str, wanted: set[str]) -> list[tuple[str, str, dict[str, str]]]:
         """``(parent, element, attributes)`` of every element named in ``wanted``, in order;
@@ -215,8 +253,9 @@ class _Parts:
         def start(tag: str, attributes: dict[str, str]) -> None:
             local = _local(tag)
             if local in wanted:
-                found.append((stack[-1], local, {_local(key): value
-                                                 for key, value in attributes.items()}))
+                found.append(
+                    (stack[-1], local, {_local(key): value for key, value in attributes.items()})
+                )
             stack.append(local)
 
         def end(_: str) -> None:
@@ -257,8 +296,10 @@ def _relations(parts: _Parts, part: str) -> dict[str, tuple[str, str]]:
         if attributes.get("TargetMode") == "External" or not target:
             continue
         resolved = target.lstrip("/") if target.startswith("/") else _normalised(folder, target)
-        relations[attributes.get("Id", "")] = (resolved,
-                                               attributes.get("Type", "").rsplit("/", 1)[-1])
+        relations[attributes.get("Id", "")] = (
+            resolved,
+            attributes.get("Type", "").rsplit("/", 1)[-1],
+        )
     return relations
 
 
@@ -283,15 +324,27 @@ def _book(parts: _Parts) -> _Book:
     for parent, element, attributes in found:
         if element == "sheet" and parent == "sheets":
             target, type_ = relations.get(attributes.get("id", ""), ("", ""))
-            entries.append(_Entry(attributes.get("name", ""), attributes.get("state", "visible"),
-                                  target if type_ == "worksheet" and parts.has(target) else None))
+            entries.append(
+                _Entry(
+                    attributes.get("name", ""),
+                    attributes.get("state", "visible"),
+                    target if type_ == "worksheet" and parts.has(target) else None,
+                )
+            )
     views = [attributes for _, element, attributes in found if element == "workbookView"]
     active_tab = _integer(views[0].get("activeTab", "0")) if views else 0
-    date1904 = any(attributes.get("date1904", "").lower() in ("1", "true")
-                   for _, element, attributes in found if element == "workbookPr")
-    return _Book(tuple(entries), active_tab, date1904,
-                 _existing(parts, by_type.get("sharedStrings")), _existing(parts,
-                                                                          by_type.get("styles")))
+    date1904 = any(
+        attributes.get("date1904", "").lower() in ("1", "true")
+        for _, element, attributes in found
+        if element == "workbookPr"
+    )
+    return _Book(
+        tuple(entries),
+        active_tab,
+        date1904,
+        _existing(parts, by_type.get("sharedStrings")),
+        _existing(parts, by_type.get("styles")),
+    )
 
 
 def _existing(parts: _Parts, name: str | None) -> str | None:
@@ -313,23 +366,38 @@ def _chosen(path: Path, book: _Book, sheet_name: str | None) -> _Entry:
         for entry in book.entries:
             if entry.name == sheet_name:
                 if entry.part is None:
-                    raise OptionsError(f"{path}: {sheet_name!r} is not a worksheet (a chart "
-                                       f"sheet?) — choose one of: {_names(worksheets)}")
+                    raise OptionsError(
+                        f"{path}: {sheet_name!r} is not a worksheet (a chart "
+                        f"sheet?) — choose one of: {_names(worksheets)}"
+                    )
                 return entry
-        raise OptionsError(f"{path}: no sheet named {sheet_name!r} — choose one of: "
-                           f"{_names(worksheets)}")
+        raise OptionsError(
+            f"{path}: no sheet named {sheet_name!r} — choose one of: {_names(worksheets)}"
+        )
     visible = [entry for entry in worksheets if entry.state == "visible"]
     if not visible:
-        raise SheetError([_whole_file(path, "the workbook has no visible worksheet",
-                                      "name the worksheet to read with --sheet NAME")])
+        raise SheetError(
+            [
+                _whole_file(
+                    path,
+                    "the workbook has no visible worksheet",
+                    "name the worksheet to read with --sheet NAME",
+                )
+            ]
+        )
     if 0 <= book.active_tab < len(book.entries) and book.entries[book.active_tab] in visible:
         return book.entries[book.active_tab]
     return visible[0]
 
 
 def _names(entries: list[_Entry]) -> str:
-    return ", ".join(repr(entry.name) + ("" if entry.state == "visible" else f" ({entry.state})")
-                     for entry in entries) or "(none)"
+    return (
+        ", ".join(
+            repr(entry.name) + ("" if entry.state == "visible" else f" ({entry.state})")
+            for entry in entries
+        )
+        or "(none)"
+    )
 
 
 # -------------------------------------------------------------------- strings and formats
@@ -372,8 +440,9 @@ class _Strings:
         elif local == "si":
             if len(self.texts) >= MAX_CELLS:
                 raise _Unreadable(f"the shared strings hold more than {MAX_CELLS:,} texts")
-            self.texts.append(_TOO_LONG if self._size > MAX_TEXT
-                              else _unescaped("".join(self._chunks)))
+            self.texts.append(
+                _TOO_LONG if self._size > MAX_TEXT else _unescaped("".join(self._chunks))
+            )
         elif local == "rPh":
             self._phonetic -= 1
 
@@ -384,15 +453,16 @@ class _Strings:
 
 
 def _unescaped(text: str) -> str:
-    return _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), text) if "_x" in text \
-        else text
+    return _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), text) if "_x" in text else text
 
 
 #: Built-in number formats (ECMA-376 §18.8.30, and the East Asian ones Excel adds).
 _BUILT_IN: dict[int, _Format] = {
-    9: "percent", 10: "percent",
-    **dict.fromkeys((14, 15, 16, 17, 22, 27, 28, 29, 30, 31, 36, 50, 51, 52, 53, 54, 57, 58),
-                    "date"),
+    9: "percent",
+    10: "percent",
+    **dict.fromkeys(
+        (14, 15, 16, 17, 22, 27, 28, 29, 30, 31, 36, 50, 51, 52, 53, 54, 57, 58), "date"
+    ),
     **dict.fromkeys((18, 19, 20, 21, 32, 33, 34, 35, 55, 56), "time"),
     **dict.fromkeys((45, 46, 47), "duration"),
 }
@@ -454,8 +524,9 @@ class _SheetReader:
     def __init__(self, strings: _Strings, formats: list[_Format], date1904: bool) -> None:
         self.cells = _Cells()
         self.strings, self.date1904 = strings, date1904
-        self.formats: dict[str, _Format] = {str(index): kind for index, kind in enumerate(formats)
-                                            if kind}
+        self.formats: dict[str, _Format] = {
+            str(index): kind for index, kind in enumerate(formats) if kind
+        }
         self.names: dict[str, str] = {}
         self.letters: dict[str, int] = {}
         self.row, self.row_text, self.column = 0, "", 0
@@ -530,7 +601,7 @@ class _SheetReader:
                 raise _Unreadable(f"the cell reference {reference!r} is not valid")
             self.letters[letters] = column
         self.column = column
-        digits = reference[len(letters):]
+        digits = reference[len(letters) :]
         if digits and digits != self.row_text:
             self.row, self.row_text = _checked_row(digits, self.row), digits
 
@@ -561,9 +632,11 @@ class _SheetReader:
         if kind == "str":
             return _unescaped(value or "")
         if self.formula and not value:
-            self._problem("holds a formula with no saved value",
-                          "open the workbook in Excel and save it (Excel saves the value), "
-                          "or paste the values only (Paste Special → Values)")
+            self._problem(
+                "holds a formula with no saved value",
+                "open the workbook in Excel and save it (Excel saves the value), "
+                "or paste the values only (Paste Special → Values)",
+            )
             return ""
         if kind == "e":
             self._problem(f"shows the error {value}", "correct the formula, or type the value")
@@ -578,8 +651,10 @@ class _SheetReader:
         try:
             text = self.strings.texts[int(value or "")]
         except (ValueError, IndexError):
-            self._problem("refers to a shared string the workbook does not hold",
-                          "type the cell again and save the workbook in Excel")
+            self._problem(
+                "refers to a shared string the workbook does not hold",
+                "type the cell again and save the workbook in Excel",
+            )
             return ""
         if text is _TOO_LONG:
             self._too_long()
@@ -587,8 +662,9 @@ class _SheetReader:
         return text
 
     def _too_long(self) -> None:
-        self._problem(f"holds more than {MAX_TEXT:,} characters, more than Excel allows",
-                      "shorten the text")
+        self._problem(
+            f"holds more than {MAX_TEXT:,} characters, more than Excel allows", "shorten the text"
+        )
 
     def _boolean(self, value: str) -> str:
         text = {"1": "true", "0": "false"}.get(value.strip(), value.strip().lower())
@@ -697,8 +773,9 @@ def _read(path: Path, parts: _Parts, sheet_name: str | None) -> Worksheet:
     entry = _chosen(path, book, sheet_name)
     strings = _Strings()
     if book.shared_strings is not None:
-        parts.parse(book.shared_strings,
-                    _parser(strings.start, strings.end, strings.text, namespaces=False))
+        parts.parse(
+            book.shared_strings, _parser(strings.start, strings.end, strings.text, namespaces=False)
+        )
     reader = _SheetReader(strings, _cell_formats(parts, book.styles), book.date1904)
     assert entry.part is not None
     parts.parse(entry.part, _parser(reader.start, reader.end, reader.text, namespaces=False))
@@ -712,11 +789,17 @@ class _Table:
     def __init__(self, path: Path, name: str, cells: _Cells) -> None:
         self.path, self.name, self.cells = path, name, cells
         if not cells.texts:
-            raise SheetError([_whole_file(path, "the sheet is empty",
-                                          "add a header row and at least one change")])
+            raise SheetError(
+                [
+                    _whole_file(
+                        path, "the sheet is empty", "add a header row and at least one change"
+                    )
+                ]
+            )
         self.header_row = min(cells.rows)
-        self.header = {column: text.strip() for row, column, text in self._all() if
-                       row == self.header_row}
+        self.header = {
+            column: text.strip() for row, column, text in self._all() if row == self.header_row
+        }
         self.labels: dict[int, str] = {}
 
     def _all(self) -> Iterator[tuple[int, int, str]]:
@@ -731,20 +814,38 @@ class _Table:
         if fatal:
             raise SheetError(fatal + located)
         if last_row == self.header_row:
-            raise SheetError([Problem(str(self.path), 0, "", "the sheet has a header but no "
-                                      "rows", "add at least one change under the header")])
+            raise SheetError(
+                [
+                    Problem(
+                        str(self.path),
+                        0,
+                        "",
+                        "the sheet has a header but no rows",
+                        "add at least one change under the header",
+                    )
+                ]
+            )
         if (last_row - self.header_row) * len(kept) > MAX_TABLE_CELLS:
-            raise SheetError([_whole_file(self.path, f"the table is too large ({last_row:,} "
-                                          f"rows by {len(kept):,} columns)",
-                                          "split the sheet into smaller ones")])
+            raise SheetError(
+                [
+                    _whole_file(
+                        self.path,
+                        f"the table is too large ({last_row:,} rows by {len(kept):,} columns)",
+                        "split the sheet into smaller ones",
+                    )
+                ]
+            )
         return self._built(kept, last_row, tuple(located))
 
     def _columns(self) -> tuple[list[int], list[Problem]]:
         """The table's columns (named, or holding data next to named ones), and a problem for
         each column of data cut off from the table by an empty column."""
         named = [column for column, text in self.header.items() if text]
-        used = {column for row, column in zip(self.cells.rows, self.cells.columns,
-                                              strict=True) if row > self.header_row}
+        used = {
+            column
+            for row, column in zip(self.cells.rows, self.cells.columns, strict=True)
+            if row > self.header_row
+        }
         end = max(named, default=0) + 1
         while end in used:
             end += 1
@@ -755,20 +856,26 @@ class _Table:
         for row, column in zip(self.cells.rows, self.cells.columns, strict=True):
             if column in wanted and row > self.header_row:
                 firsts[column] = min(firsts.get(column, row), row)
-        return kept, [self._stray(firsts[column], column, "to the right of")
-                      for column in far]
+        return kept, [self._stray(firsts[column], column, "to the right of") for column in far]
 
     def _last_row(self, kept: set[int], fatal: list[Problem]) -> int:
         """The last row of the data in the ``kept`` columns: the rows after a run of
         ``MAX_EMPTY_ROWS`` empty rows are not part of it (a problem names their first cell)."""
-        rows = sorted({row for row, column in zip(self.cells.rows, self.cells.columns,
-                                                  strict=True)
-                       if row > self.header_row and column in kept})
+        rows = sorted(
+            {
+                row
+                for row, column in zip(self.cells.rows, self.cells.columns, strict=True)
+                if row > self.header_row and column in kept
+            }
+        )
         previous = self.header_row
         for row in rows:
             if row - previous > MAX_EMPTY_ROWS:
-                column = min(c for r, c in zip(self.cells.rows, self.cells.columns,
-                                               strict=True) if r == row and c in kept)
+                column = min(
+                    c
+                    for r, c in zip(self.cells.rows, self.cells.columns, strict=True)
+                    if r == row and c in kept
+                )
                 fatal.append(self._stray(row, column, "below"))
                 return previous
             previous = row
@@ -776,29 +883,56 @@ class _Table:
 
     def _stray(self, row: int, column: int, where: str) -> Problem:
         reference = f"{column_letters(column)}{row}"
-        return Problem(str(self.path), row, self.header.get(column) or f"#{column}",
-                       f"cell {reference} lies far {where} the data, outside the table",
-                       f"delete it (select {reference}, then Delete), or move it next to "
-                       "the table")
+        return Problem(
+            str(self.path),
+            row,
+            self.header.get(column) or f"#{column}",
+            f"cell {reference} lies far {where} the data, outside the table",
+            f"delete it (select {reference}, then Delete), or move it next to the table",
+        )
 
     def _header_problems(self, kept: list[int]) -> list[Problem]:
-        problems = [Problem(str(self.path), self.header_row, f"#{column}",
-                            "a column has no header", "name the column, or delete it")
-                    for column in kept if not self.header.get(column)]
+        problems = [
+            Problem(
+                str(self.path),
+                self.header_row,
+                f"#{column}",
+                "a column has no header",
+                "name the column, or delete it",
+            )
+            for column in kept
+            if not self.header.get(column)
+        ]
         names = [self.header[column] for column in kept if self.header.get(column)]
-        return problems + [Problem(p.file, self.header_row, p.column, p.message, p.fix)
-                           for p in duplicate_columns(str(self.path), names)]
+        return problems + [
+            Problem(p.file, self.header_row, p.column, p.message, p.fix)
+            for p in duplicate_columns(str(self.path), names)
+        ]
 
     def _cell_problems(self, last_row: int) -> list[Problem]:
-        problems = [Problem(str(self.path), row, self._label(column),
-                            f"cell {column_letters(column)}{row} {message}", fix)
-                    for row, column, message, fix in self.cells.problems]
+        problems = [
+            Problem(
+                str(self.path),
+                row,
+                self._label(column),
+                f"cell {column_letters(column)}{row} {message}",
+                fix,
+            )
+            for row, column, message, fix in self.cells.problems
+        ]
         for reference in self.cells.merged:
             problems += self._merged(reference, last_row)
             if len(problems) > MAX_CELLS:
-                raise SheetError([_whole_file(self.path, "the sheet holds too many merged "
-                                              "cells", "unmerge every cell (select all, then "
-                                              "Merge & Center off) and fill them in")])
+                raise SheetError(
+                    [
+                        _whole_file(
+                            self.path,
+                            "the sheet holds too many merged cells",
+                            "unmerge every cell (select all, then "
+                            "Merge & Center off) and fill them in",
+                        )
+                    ]
+                )
         return problems
 
     def _label(self, column: int) -> str:
@@ -811,11 +945,18 @@ class _Table:
         if not top or not left:
             return []
         rows = range(max(top, self.header_row), min(bottom, last_row) + 1) or range(top, top + 1)
-        return [Problem(str(self.path), row, self._label(left), f"merged cells {reference}",
-                        "unmerge them and fill in every cell") for row in rows]
+        return [
+            Problem(
+                str(self.path),
+                row,
+                self._label(left),
+                f"merged cells {reference}",
+                "unmerge them and fill in every cell",
+            )
+            for row in rows
+        ]
 
-    def _built(self, kept: list[int], last_row: int,
-               problems: tuple[Problem, ...]) -> Worksheet:
+    def _built(self, kept: list[int], last_row: int, problems: tuple[Problem, ...]) -> Worksheet:
         first_row = self.header_row + 1
         height = last_row - self.header_row
         position = {column: index for index, column in enumerate(kept)}
@@ -823,19 +964,26 @@ class _Table:
         for row, column, text in self._all():
             if first_row <= row <= last_row:
                 columns[position[column]][row - first_row] = text
-        kinds = {(row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}",
-                                                          shown)
-                 for (row, column), (kind, shown) in self.cells.kinds.items()
-                 if first_row <= row <= last_row and column in position}
-        return Worksheet(self.name, tuple(self.labels[column] for column in kept),
-                         tuple(columns), first_row, problems, kinds)
+        kinds = {
+            (row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}", shown)
+            for (row, column), (kind, shown) in self.cells.kinds.items()
+            if first_row <= row <= last_row and column in position
+        }
+        return Worksheet(
+            self.name,
+            tuple(self.labels[column] for column in kept),
+            tuple(columns),
+            first_row,
+            problems,
+            kinds,
+        )
 
 
 def _coordinates(reference: str) -> tuple[int, int]:
     """(row, column) of ``A1``-style ``reference``, or (0, 0) if it is not one."""
     cleaned = reference.replace("$", "")
     letters = cleaned.rstrip("0123456789")
-    digits = cleaned[len(letters):]
+    digits = cleaned[len(letters) :]
     column = _column_number(letters)
     row = int(digits) if digits.isdigit() and len(digits) <= 7 else 0
     return (row, column) if column and 1 <= row <= MAX_ROW else (0, 0)
