@@ -529,7 +529,7 @@ class _SheetReader:
         }
         self.names: dict[str, str] = {}
         self.letters: dict[str, int] = {}
-        self.row, self.row_text, self.column = 0, "", 0
+        self.row, self.row_text, self.column = 0, "\0", 0  # "\0": no row number seen yet
         self.type, self.style, self.formula = "n", "", False
         self.value: str | None = None
         self.chunks: list[str] = []
@@ -539,8 +539,20 @@ class _SheetReader:
 
     def start(self, tag: str, attributes: dict[str, str]) -> None:
         local = self.names.get(tag) or self._learn(tag)
-        if local == "c":
-            self._start_cell(attributes)
+        if local == "c":  # the hot path, inlined: once per cell
+            reference = attributes.get("r")
+            if reference is None:
+                self._next_column()
+            else:
+                letters = reference.rstrip("0123456789")
+                self.column = self.letters.get(letters) or self._column(letters, reference)
+                digits = reference[len(letters) :]
+                if digits != self.row_text:
+                    self._move_to_row(digits)
+            self.type = attributes.get("t") or "n"
+            self.style = attributes.get("s", "")
+            self.formula, self.value = False, None
+            self.chunks, self.size, self.capturing = [], 0, False
         elif local == "v" or local == "t":
             self.capturing = not self.phonetic
         elif local == "f":
@@ -577,38 +589,36 @@ class _SheetReader:
         self.row = _checked_row(number, self.row + 1)
         self.row_text, self.column = str(self.row), 0
 
-    def _start_cell(self, attributes: dict[str, str]) -> None:
-        reference = attributes.get("r")
-        if reference is None:
-            self.column += 1
-            if self.column > MAX_COLUMN:
-                raise _Unreadable(f"row {self.row} runs past Excel's last column, XFD")
-        else:
-            self._locate(reference)
+    def _next_column(self) -> None:
+        """A cell without a reference is the one after the previous cell of its row."""
+        self.column += 1
+        if self.column > MAX_COLUMN:
+            raise _Unreadable(f"row {self.row} runs past Excel's last column, XFD")
         if not self.row:
             raise _Unreadable("a cell lies outside any row")
-        self.type = attributes.get("t") or "n"
-        self.style = attributes.get("s", "")
-        self.formula, self.value = False, None
-        self.chunks, self.size, self.capturing = [], 0, False
 
-    def _locate(self, reference: str) -> None:
-        letters = reference.rstrip("0123456789")
-        column = self.letters.get(letters)
-        if column is None:
-            column = _column_number(letters)
-            if not column:
-                raise _Unreadable(f"the cell reference {reference!r} is not valid")
-            self.letters[letters] = column
-        self.column = column
-        digits = reference[len(letters) :]
-        if digits and digits != self.row_text:
+    def _column(self, letters: str, reference: str) -> int:
+        column = _column_number(letters)
+        if not column:
+            raise _Unreadable(f"the cell reference {reference!r} is not valid")
+        self.letters[letters] = column
+        return column
+
+    def _move_to_row(self, digits: str) -> None:
+        if digits:
             self.row, self.row_text = _checked_row(digits, self.row), digits
+        elif not self.row:
+            raise _Unreadable("a cell lies outside any row")
 
     def _end_cell(self) -> None:
         kind = self.type
         if kind == "s":
-            text = self._shared(self.value)
+            try:
+                text = self.strings.texts[int(self.value or "")]
+            except (ValueError, IndexError):
+                text = self._missing_string()
+            if text is _TOO_LONG:
+                text = self._too_long()
         elif kind == "inlineStr":
             text = self._inline()
         else:
@@ -647,24 +657,18 @@ class _SheetReader:
             return _iso_date(value or "")
         return self._number(value or "")
 
-    def _shared(self, value: str | None) -> str:
-        try:
-            text = self.strings.texts[int(value or "")]
-        except (ValueError, IndexError):
-            self._problem(
-                "refers to a shared string the workbook does not hold",
-                "type the cell again and save the workbook in Excel",
-            )
-            return ""
-        if text is _TOO_LONG:
-            self._too_long()
-            return ""
-        return text
+    def _missing_string(self) -> str:
+        self._problem(
+            "refers to a shared string the workbook does not hold",
+            "type the cell again and save the workbook in Excel",
+        )
+        return ""
 
-    def _too_long(self) -> None:
+    def _too_long(self) -> str:
         self._problem(
             f"holds more than {MAX_TEXT:,} characters, more than Excel allows", "shorten the text"
         )
+        return ""
 
     def _boolean(self, value: str) -> str:
         text = {"1": "true", "0": "false"}.get(value.strip(), value.strip().lower())
