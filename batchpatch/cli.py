@@ -85,7 +85,7 @@ def _sheet_options() -> _Parser:
     options = _Parser(add_help=False)
     options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
     options.add_argument("--sheet", dest="sheet_name", metavar="NAME",
-                         help="the worksheet of an XLSX file (default: the first)")
+                         help="the worksheet of an XLSX file (default: the one Excel opens on)")
     return options
 
 
