@@ -7,12 +7,8 @@ the check allows.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
 from typing import Any
-from xml.etree import ElementTree
 
 import pandas as pd
 
@@ -39,10 +35,6 @@ RESULT_COLUMNS = frozenset(
 )
 LONG_COLUMNS = frozenset({"image_id", "op", "path", "value"})
 EXCLUSIVE_ATTRIBUTES = frozenset().union(*(group | excludes for group, excludes in EXCLUSIVE))
-
-
-_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_RELATIONSHIP = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 
 
 #: A header with all of these is a report fed back in as a sheet.
@@ -232,75 +224,6 @@ def invalid_rows(changes: pd.DataFrame, problems: list[Problem],
             "an image's changes are sent together or not at all",
         )
     return reasons
-
-
-def workbook_problems(path: Path, sheet_name: str, header: list[str]) -> list[Problem]:
-    """Merged and formula cells in an XLSX sheet: pandas would read them as blanks."""
-    from python_calamine import CalamineWorkbook
-
-    problems = []
-    sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_name(sheet_name)
-    for (first_row, first_column), (last_row, last_column) in sheet.merged_cell_ranges or []:
-        for row in range(first_row, last_row + 1):  # every row it covers reads as blank
-            problems.append(Problem(
-                str(path), row + 1, _header_at(header, first_column),
-                f"merged cells {_cell(first_row, first_column)}:{_cell(last_row, last_column)}",
-                "unmerge them and fill in every cell"))
-    for row, column in _formula_cells(path, sheet_name):
-        problems.append(Problem(str(path), row, _header_at(header, column),
-                                f"cell {_cell(row - 1, column)} holds a formula",
-                                "paste the values only (Paste Special → Values)"))
-    return problems
-
-
-def _formula_cells(path: Path, sheet_name: str) -> Iterator[tuple[int, int]]:
-    """``(row, 0-based column)`` of every formula cell in the named worksheet."""
-    with zipfile.ZipFile(path) as archive:
-        target = _worksheet_path(archive, sheet_name)
-        if target is None:
-            return
-        data = archive.read(target)
-        if b"<f" not in data:
-            return
-        for _, element in ElementTree.iterparse(io.BytesIO(data)):
-            if element.tag == f"{_MAIN}c" and element.find(f"{_MAIN}f") is not None:
-                reference = element.get("r", "")
-                letters = reference.rstrip("0123456789")
-                yield int(reference[len(letters):]), _column_index(letters)
-            if element.tag == f"{_MAIN}row":
-                element.clear()
-
-
-def _worksheet_path(archive: zipfile.ZipFile, sheet_name: str) -> str | None:
-    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-    relation = next((sheet.get(_RELATIONSHIP) for sheet in workbook.iter(f"{_MAIN}sheet")
-                     if sheet.get("name") == sheet_name), None)
-    relations = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
-    for entry in relations:
-        if entry.get("Id") == relation:
-            target = entry.get("Target", "")
-            return target.lstrip("/") if target.startswith("/") else str(
-                PurePosixPath("xl") / target)
-    return None
-
-
-def _column_index(letters: str) -> int:
-    index = 0
-    for letter in letters:
-        index = index * 26 + ord(letter) - ord("A") + 1
-    return index - 1
-
-
-def _cell(row: int, column: int) -> str:
-    letters, column = "", column + 1
-    while column:
-        column, remainder = divmod(column - 1, 26)
-        letters = chr(ord("A") + remainder) + letters
-    return f"{letters}{row + 1}"
-
-
-def _header_at(header: list[str], column: int) -> str:
-    return header[column] if column < len(header) else f"#{column + 1}"
 
 
 def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:

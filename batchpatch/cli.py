@@ -101,7 +101,7 @@ def _sheet_options() -> _Parser:
     options = _Parser(add_help=False)
     options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
     options.add_argument("--sheet", dest="sheet_name", metavar="NAME",
-                         help="the worksheet of an XLSX file (default: the first)")
+                         help="the worksheet of an XLSX file (default: the one Excel opens on)")
     options.add_argument("--encoding", metavar="NAME",
                          help="the encoding of a CSV/TSV file, e.g. gb18030 or cp1252 "
                          "(default: UTF-8 or UTF-16 by its BOM, else detected when certain)")
@@ -325,15 +325,23 @@ def _read_as(sheet: Sheet) -> str:
 
 def _validate(options: argparse.Namespace) -> int:
     sheet = _read(options)
+    _print_worksheet(sheet, say)
     say(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
         f"{sheet.shape} sheet{_read_as(sheet)}")
     return EXIT_OK
+
+
+def _print_worksheet(sheet: Sheet, show: Callable[[str], None]) -> None:
+    """Name the worksheet of a workbook that was read: it may not be the first tab."""
+    if sheet.sheet_name is not None:
+        show(f"sheet: {sheet.sheet_name}")
 
 
 def _plan(options: argparse.Namespace) -> int:
     if options.out:
         check_plan_files(options.sheet, options.out, flags=True)
     sheet = _read(options)
+    _print_worksheet(sheet, say)
     if sheet.encoding_label:
         say(f"{options.sheet}: {sheet.row_count} rows{_read_as(sheet)}")
     with _target(options) as target:
@@ -359,6 +367,7 @@ def _apply(options: argparse.Namespace) -> int:
         raise OptionsError(f"--summary {options.summary} is a folder — give a file path")
     _check_apply_outputs(options)
     sheet = _read(options, skip_invalid=options.skip_invalid)
+    _print_worksheet(sheet, notice)
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}")
     with _target(options) as target:

@@ -34,7 +34,6 @@ from batchpatch.checks import (
     invalid_rows,
     passive_columns,
     repeated_changes,
-    workbook_problems,
 )
 from batchpatch.errors import OptionsError, Problem, SheetError
 from batchpatch.models import ImagePatch, JsonValue, Operation
@@ -46,6 +45,7 @@ from batchpatch.textfile import (
     header_cells,
     sniff_delimiter,
 )
+from batchpatch.xlsx import Worksheet, read_worksheet
 
 SheetFormat = Literal["csv", "tsv", "xlsx"]
 Shape = Literal["long", "wide"]
@@ -127,23 +127,25 @@ def read_sheet(path: str | Path, *, sheet_name: str | None = None,
         raise OptionsError(f"{path}: no such file — check the path to the sheet")
     problems: list[Problem] = []
     text: _Delimited | None = None
+    worksheet: Worksheet | None = None
     if fmt == "xlsx":
         if encoding is not None or delimiter is not None:
             raise OptionsError("--encoding and --delimiter apply only to CSV and TSV files")
-        grid, chosen = _read_xlsx(path, sheet_name)
+        worksheet = read_worksheet(path, sheet_name)
+        frame, chosen, skipped_lines = _read_xlsx(worksheet)
     else:
         if sheet_name is not None:
             raise OptionsError(f"--sheet {sheet_name!r} applies only to Excel workbooks")
         text = _read_delimited(path, fmt, encoding, delimiter)
-        grid, chosen = text.grid, None
-    skipped_lines = text.skipped if text else 0
-    frame = _with_header(path, grid)
-    if fmt == "xlsx" and chosen is not None:
-        problems += workbook_problems(path, chosen, list(frame.columns))
+        chosen, skipped_lines = None, text.skipped
+        frame = _with_header(path, text.grid)
     shape, changes = _changes(path, frame, problems)
     changes, warnings = _without_repeats(path, changes, skipped_lines)
     problems += change_problems(str(path), changes, long=shape == "long")
     problems = [replace(p, row=p.row + skipped_lines) if p.row else p for p in problems]
+    if worksheet is not None:  # located in Excel's own row numbers already
+        problems += [*worksheet.problems, *worksheet.value_problems(
+            str(path), *(changes[name].tolist() for name in ("row", "column", "attribute")))]
     last_row = len(frame) + FIRST_DATA_ROW - 1 + skipped_lines
     beyond_rows = any(not FIRST_DATA_ROW + skipped_lines <= p.row <= last_row for p in problems)
     if problems and (not skip_invalid or beyond_rows):
@@ -322,25 +324,11 @@ def _decode(path: Path, raw: bytes, encoding: str | None) -> Decoded:
     return decode(str(path), raw, encoding)
 
 
-def _read_xlsx(path: Path, sheet_name: str | None) -> tuple[pd.DataFrame, str]:
-    from python_calamine import CalamineWorkbook  # read-only sheet list, no cell parsing
-
-    try:
-        names = CalamineWorkbook.from_path(str(path)).sheet_names
-    except Exception as error:
-        raise SheetError(
-            [_whole_file(path, f"not a readable Excel workbook ({_first_line(error)})",
-                         "open it in Excel and save it again as .xlsx")]
-        ) from None
-    chosen = sheet_name if sheet_name is not None else names[0]
-    if chosen not in names:
-        raise OptionsError(
-            f"{path}: no sheet named {chosen!r} — choose one of: "
-            + ", ".join(repr(name) for name in names)
-        )
-    grid = pd.read_excel(path, sheet_name=chosen, dtype=str, keep_default_na=False,
-                         engine="calamine", header=None)
-    return grid.fillna(""), chosen
+def _read_xlsx(worksheet: Worksheet) -> tuple[pd.DataFrame, str, int]:
+    """The frame of ``worksheet``, its name, and how many rows stand above its header."""
+    frame = pd.DataFrame(dict(zip(worksheet.header, worksheet.columns, strict=True)),
+                         dtype=str)
+    return frame, worksheet.name, worksheet.first_row - FIRST_DATA_ROW
 
 
 def _changes(path: Path, frame: pd.DataFrame,

@@ -672,7 +672,7 @@ def test_formula_cell_in_xlsx(tmp_path: Path) -> None:
                                        [B, "db", 1024]])
     problems = problems_of(path)
     assert where(problems) == [(2, "min_ram")]
-    assert problems[0].message == "cell C2 holds a formula"
+    assert problems[0].message == "cell C2 holds a formula with no saved value"
     assert "Paste Special" in problems[0].fix
 
 
@@ -820,8 +820,9 @@ def test_skip_invalid_with_a_formula_leaves_out_its_row(tmp_path: Path) -> None:
     path = _xlsx(tmp_path / "s.xlsx", [["image_id", "name"], [A, "=1+2"], [B, "db"]])
     sheet = read_sheet(path, skip_invalid=True)
     assert [patch.image_id for patch in sheet.patches] == [B]
-    assert sheet.invalid == {0: "name: cell B2 holds a formula — paste the values only "
-                                "(Paste Special → Values)"}
+    assert sheet.invalid == {0: "name: cell B2 holds a formula with no saved value — open the "
+                                "workbook in Excel and save it (Excel saves the value), or "
+                                "paste the values only (Paste Special → Values)"}
 
 
 def test_skip_invalid_leaves_out_every_row_of_a_merged_range(tmp_path: Path) -> None:
