@@ -223,15 +223,15 @@ def test_a_journal_that_cannot_grow_stops_the_run_and_the_report_keeps_every_row
 def test_a_report_that_cannot_be_written_points_to_the_journal(
     tmp_path: Path, cli: CliRunner
 ) -> None:
-    # One image, forty rows: a small journal and a big report.
+    # One image, forty rows with a long comment each: a small journal and a big report.
     sheet = write_sheet(
         tmp_path / "s.csv",
-        ["image_id", "op", "path", "value"],
-        [[IDS[0], "add", f"key_{n:02d}", f"value-{n:02d}"] for n in range(40)],
+        ["image_id", "op", "path", "value", "#note"],
+        [[IDS[0], "add", f"key_{n:02d}", f"value-{n:02d}", "n" * 1000] for n in range(40)],
     )
     journal = tmp_path / "s.results.csv.journal"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        done = run_limited(2000, ["apply", str(sheet), "--endpoint", fake.url])
+        done = run_limited(30_000, ["apply", str(sheet), "--endpoint", fake.url])
         left = sorted(p.name for p in tmp_path.iterdir())
         code, _, err = cli("apply", str(sheet), "--endpoint", fake.url)
         patches = fake.stats.patch_requests

@@ -224,7 +224,7 @@ def test_option_errors_are_json_lines_when_json_logs_were_asked_for(
     assert entry["level"] == "error"
     assert entry["message"] == (
         "Error: argument --concurrency: expected a whole number of "
-        "at least 1, got '0' — see 'batchpatch apply --help'"
+        "at least 1 and at most 1000, got '0' — see 'batchpatch apply --help'"
     )
 
 
@@ -232,8 +232,8 @@ def test_option_errors_stay_plain_text_otherwise(tmp_path: Path, cli: CliRunner)
     code, _, err = cli("apply", str(tmp_path / "s.csv"), "--concurrency", "0")
     assert code == 2
     assert err == (
-        "Error: argument --concurrency: expected a whole number of at least 1, "
-        "got '0' — see 'batchpatch apply --help'\n"
+        "Error: argument --concurrency: expected a whole number of at least 1 and at most "
+        "1000, got '0' — see 'batchpatch apply --help'\n"
     )
 
 
