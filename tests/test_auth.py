@@ -116,7 +116,9 @@ def test_a_refused_iam_login_stops_the_run(tmp_path: Path) -> None:
         stats = fake.stats.snapshot()
     assert done.returncode == 3
     assert "IAM refused the login: HTTP 401" in done.stderr
-    assert stats.total_requests == 0 or stats.patch_requests == 0
+    # One login, refused; not one request reached IMS.
+    assert [(entry.method, entry.path, entry.status) for entry in stats.log] == [
+        ("POST", "/v3/auth/tokens", 401)]
     assert "wrong-password" not in done.stdout + done.stderr
 
 
