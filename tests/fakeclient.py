@@ -75,7 +75,7 @@ async def send(
             return Reply(
                 response.status,
                 CIMultiDict(response.headers),
-                json.loads(content) if content.strip() else None,
+                json.loads(content) if content else None,
             )
     except aiohttp.ClientConnectorError:
         raise  # nothing listening: not a dropped answer
