@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import ROOT, cli_environment, run_cli
+from tests.e2e import SAMPLES, cli_environment, run_cli
 from tests.test_cli import read_report
 
 
@@ -18,15 +18,17 @@ def test_the_readme_demo_runs_as_the_console_script(tmp_path: Path) -> None:
     script = shutil.which("batchpatch", path=str(Path(sys.executable).parent))
     if script is None:
         pytest.skip("the console script is not installed beside this interpreter")
-    report = tmp_path / "report.csv"
+    # A copy of the samples: the run locks its sheet, and test_cli runs the same sample.
+    for name in ("changes.csv", "images.json"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
     done = subprocess.run(
-        [script, "apply", "samples/changes.csv", "--fake", "--report", str(report)],
-        cwd=ROOT, env=cli_environment(None), capture_output=True, text=True, timeout=60,
+        [script, "apply", "changes.csv", "--fake"],
+        cwd=tmp_path, env=cli_environment(None), capture_output=True, text=True, timeout=60,
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("8 rows: 8 succeeded | 16 requests in ")
-    assert set(read_report(report)["status"]) == {"succeeded"}
+    assert set(read_report(tmp_path / "changes.results.csv")["status"]) == {"succeeded"}
 
 
 def test_python_dash_m_batchpatch_is_the_same_cli(tmp_path: Path) -> None:
