@@ -70,7 +70,8 @@ def run_cli(
     in_process: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """``batchpatch ARGS`` with the token (if any) in the environment only, from ``cwd``
-    (the repository by default): its exit code, stdout and stderr."""
+    (the repository by default): its exit code, stdout and stderr.  ``timeout`` bounds a
+    subprocess only; in process, the run's own timeouts (``--timeout``, the fake's) hold."""
     env = cli_environment(token, environ)
     if not in_process:
         return subprocess.run(
