@@ -20,12 +20,13 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from batchpatch import __version__
 from batchpatch.auth import Auth
 from batchpatch.errors import AuthFailed
 from batchpatch.models import CONNECTION_ERROR, MAYBE_APPLIED, TIMEOUT
 
 CONTENT_TYPE = "application/json;charset=utf-8"
-USER_AGENT = "batchpatch/0.1"
+USER_AGENT = f"batchpatch/{__version__}"
 
 #: AK/SK signatures are refused beyond this many seconds between the client's and the
 #: service's clocks.

@@ -13,10 +13,10 @@ from batchpatch.auth import TokenAuth
 from batchpatch.client import UNEXPECTED_ANSWER, UNPARSEABLE_ANSWER, ImsClient, patched_problem
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.retry import RetryPolicy, Verdict
-from tests.e2e import TOKEN
+from tests.e2e import TOKEN, main_exit_code
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
-from tests.wire import FAST_RETRIES, account, run_main
+from tests.wire import FAST_RETRIES, account
 
 REMOVE_TEAM = [{"op": "remove", "path": "/team"}]
 
@@ -99,7 +99,7 @@ def test_unexpected_answers_are_read_back_and_end_in_the_truth(
     )
     config = FakeConfig(token=TOKEN, script=script, huge_bytes=17 * 1024 * 1024)
     with running_fake(images, config) as fake:
-        code = run_main(
+        code = main_exit_code(
             monkeypatch,
             [
                 "apply",

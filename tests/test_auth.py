@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
-from tests.e2e import ROOT, cli_environment, run_cli
+from tests.e2e import run_cli, start_cli
 from tests.sheets import write_sheet
 from tests.test_resume import outcome_lines, wait_for
 
@@ -89,11 +88,10 @@ def test_iam_login_token_is_reused_and_renewed_once_when_it_expires(tmp_path: Pa
     config = FakeConfig(iam_user=USER, iam_password=PASSWORD, iam_domain=DOMAIN,
                         project_id=PROJECT, latency=0.2)
     with running_fake(IMAGES, config) as fake:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "batchpatch", "apply", str(sheet), "--endpoint", fake.url,
-             "--iam-endpoint", fake.url, "--concurrency", "1", "--rate", "100"],
-            cwd=ROOT, env=cli_environment(None, LOGIN_ENV), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+        process = start_cli(
+            ["apply", str(sheet), "--endpoint", fake.url, "--iam-endpoint", fake.url,
+             "--concurrency", "1", "--rate", "100"],
+            token=None, environ=LOGIN_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         wait_for(lambda: outcome_lines(journal) >= 2, "two images done")
         assert fake.expire_tokens() == 1  # the token dies mid-run
@@ -118,7 +116,9 @@ def test_a_refused_iam_login_stops_the_run(tmp_path: Path) -> None:
         stats = fake.stats.snapshot()
     assert done.returncode == 3
     assert "IAM refused the login: HTTP 401" in done.stderr
-    assert stats.total_requests == 0 or stats.patch_requests == 0
+    # One login, refused; not one request reached IMS.
+    assert [(entry.method, entry.path, entry.status) for entry in stats.log] == [
+        ("POST", "/v3/auth/tokens", 401)]
     assert "wrong-password" not in done.stdout + done.stderr
 
 
@@ -148,11 +148,9 @@ def test_no_secret_appears_in_any_output_of_a_full_run(tmp_path: Path) -> None:
         other = write_sheet(tmp_path / "t.csv", ["image_id", "name"],
                             [[image["id"], f"later-{n}"] for n, image in enumerate(IMAGES)])
         journal = tmp_path / "t.results.csv.journal"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "batchpatch", "apply", str(other), *common,
-             "--concurrency", "1"],
-            cwd=ROOT, env=cli_environment(None, AKSK_ENV), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+        process = start_cli(["apply", str(other), *common, "--concurrency", "1"],
+                            token=None, environ=AKSK_ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
         wait_for(lambda: outcome_lines(journal) >= 1, "an outcome journaled")
         process.send_signal(signal.SIGKILL)
         process.communicate()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -29,12 +28,12 @@ from batchpatch.plan import unplanned
 from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Runner, Safeguards
 from batchpatch.throttle import MAX_HOLD, Pacer, RateLimiter
-from tests.e2e import ROOT, TOKEN, cli_environment
+from tests.e2e import TOKEN, main_exit_code, start_cli
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 from tests.test_resume import wait_for
 from tests.test_throttle import FakeClock
-from tests.wire import account, run_main
+from tests.wire import account
 
 WEEKS_AHEAD = format_datetime(datetime.now(UTC) + timedelta(weeks=3), usegmt=True)
 MB = 1024 * 1024
@@ -172,7 +171,7 @@ def test_paging_that_ignores_the_marker_stops_naming_the_endpoint(
         tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in wanted]
     )
     with running_fake(images, FakeConfig(token=TOKEN, ignore_marker=True)) as fake:
-        code = run_main(
+        code = main_exit_code(
             monkeypatch,
             ["apply", str(sheet), "--endpoint", fake.url, "--quiet"],
             {"BATCHPATCH_AUTH_TOKEN": TOKEN},
@@ -209,7 +208,7 @@ def test_an_unreadable_read_stops_the_run_with_a_report_not_a_traceback(
     )
     config = FakeConfig(token=TOKEN, list_answer=answer, huge_bytes=17 * MB)
     with running_fake(images, config) as fake:
-        code = run_main(
+        code = main_exit_code(
             monkeypatch,
             ["apply", str(sheet), "--endpoint", fake.url, "--quiet", "--max-attempts", "1"],
             {"BATCHPATCH_AUTH_TOKEN": TOKEN},
@@ -254,11 +253,9 @@ def test_sigint_during_a_retry_after_hold_ends_the_run_now(tmp_path: Path) -> No
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[i, "new"] for i in ids])
     config = FakeConfig(token=TOKEN, script={ids[0]: ["429"]}, retry_after_header="500")
     with running_fake(images, config) as fake:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "batchpatch", "apply", str(sheet), "--endpoint", fake.url,
-             "--no-plan", "--grace", "300"],
-            cwd=ROOT, env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
+        process = start_cli(
+            ["apply", str(sheet), "--endpoint", fake.url, "--no-plan", "--grace", "300"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         wait_for(lambda: fake.stats.faults["429"] == 1, "the 429")
         process.send_signal(signal.SIGINT)

@@ -1,4 +1,4 @@
-"""The CLI end to end: real files, a real subprocess, the fake IMS over real sockets."""
+"""The CLI end to end: real files, the CLI in process, the fake IMS over real sockets."""
 
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
-from tests.e2e import TOKEN
+from tests.e2e import TOKEN, main_exit_code
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
-from tests.wire import account, run_main
+from tests.wire import account
 
 TOKEN_ENV = {"BATCHPATCH_AUTH_TOKEN": TOKEN}
 
@@ -42,7 +42,7 @@ def test_userinfo_in_an_endpoint_is_refused_and_never_echoed(
     args = [command, "--endpoint", endpoint] + (
         [str(sheet), "--dry-run"] if command == "apply" else []
     )
-    code = run_main(monkeypatch, args, TOKEN_ENV)
+    code = main_exit_code(monkeypatch, args, TOKEN_ENV)
     out, err = capsys.readouterr()
     assert code == 2
     assert "s3cr3t-pw" not in out + err
@@ -68,13 +68,13 @@ def test_plain_http_is_for_this_machine_only(
     endpoint: str,
     allowed: bool,
 ) -> None:
-    code = run_main(monkeypatch, ["whoami", "--endpoint", endpoint], TOKEN_ENV)
+    code = main_exit_code(monkeypatch, ["whoami", "--endpoint", endpoint], TOKEN_ENV)
     err = capsys.readouterr().err
     assert code == (0 if allowed else 2)
     if not allowed:
         assert "--allow-insecure-http" in err
         assert (
-            run_main(
+            main_exit_code(
                 monkeypatch, ["whoami", "--endpoint", endpoint, "--allow-insecure-http"], TOKEN_ENV
             )
             == 0
@@ -89,7 +89,7 @@ def test_a_plain_http_iam_endpoint_is_refused_too(
         "BATCHPATCH_IAM_PASSWORD": "p-not-shown",
         "BATCHPATCH_IAM_DOMAIN": "d",
     }
-    code = run_main(
+    code = main_exit_code(
         monkeypatch,
         ["whoami", "--region", "ap-southeast-1", "--iam-endpoint", "http://iam.example.com"],
         environ,
@@ -132,7 +132,7 @@ def test_a_credential_aiohttp_would_refuse_is_rejected_before_sending(
     images = account(1)
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[images[0]["id"], "x"]])
     with running_fake(images, FakeConfig()) as fake:
-        code = run_main(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url], environ)
+        code = main_exit_code(monkeypatch, ["apply", str(sheet), "--endpoint", fake.url], environ)
         sent = fake.stats.total_requests
     err = capsys.readouterr().err
     assert (code, sent) == (2, 0)
@@ -168,7 +168,7 @@ def test_rate_and_concurrency_are_bounded(
     images = account(1)
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "team"], [[images[0]["id"], "x"]])
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
-        code = run_main(
+        code = main_exit_code(
             monkeypatch,
             ["apply", str(sheet), "--endpoint", fake.url, "--dry-run", option, value],
             TOKEN_ENV,
@@ -225,7 +225,7 @@ def test_a_certificate_failure_stops_at_once_with_a_ca_bundle_hint(
         tmp_path / "s.csv", ["image_id", "team"], [[image["id"], "x"] for image in images]
     )
     with running_fake(images, FakeConfig(token=TOKEN), tls=tls) as fake:
-        code = run_main(
+        code = main_exit_code(
             monkeypatch,
             ["apply", str(sheet), "--endpoint", fake.url, "--quiet", "--backoff", "30", *mode],
             TOKEN_ENV,

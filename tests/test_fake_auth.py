@@ -32,12 +32,13 @@ from urllib.parse import quote, unquote
 import aiohttp
 import pytest
 import yarl
-from multidict import CIMultiDict
 
 from batchpatch.fake import FakeConfig, FakeServer, main, running_fake
 from batchpatch.fake import signing as fake_signing
 from batchpatch.fake.auth import LOCKOUT_FAILURES, LOCKOUT_SECONDS
 from batchpatch.fake.cli import OptionsError, build_parser, config_from_args
+from tests.fakeclient import Reply, new_session
+from tests.fakeclient import send as send_to
 
 try:
     from huaweicloudsdkcore.sdk_request import SdkRequest
@@ -240,13 +241,6 @@ class Call:
         return yarl.URL(server.url + self.path + (f"?{query}" if query else ""), encoded=True)
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: CIMultiDict[str]
-    body: Any
-
-
 def sdk_date(when: datetime) -> str:
     return when.astimezone(UTC).strftime(SDK_DATE)
 
@@ -286,20 +280,14 @@ def signed_call(
     return Call(method, path, sorted(query), all_headers, body)
 
 
-async def reply_of(response: aiohttp.ClientResponse) -> Reply:
-    text = await response.text()
-    return Reply(response.status, CIMultiDict(response.headers), json.loads(text) if text else None)
-
-
 async def send(session: aiohttp.ClientSession, server: FakeServer, call: Call) -> Reply:
-    async with session.request(
-        call.method, call.url(server), headers=call.headers, data=call.body or None
-    ) as response:
-        return await reply_of(response)
+    return await send_to(
+        session, call.method, call.url(server), raw=call.body or None, headers=call.headers
+    )
 
 
 async def send_one(server: FakeServer, call: Call) -> Reply:
-    async with aiohttp.ClientSession() as session:
+    async with new_session() as session:
         return await send(session, server, call)
 
 
@@ -458,7 +446,7 @@ async def test_a_wrongly_signed_request_is_refused_with_the_gateway_body(case: R
 async def test_five_failures_in_a_row_lock_the_ak_for_five_minutes(failures: list[str]) -> None:
     assert len(failures) == LOCKOUT_FAILURES
     with running_fake(IMAGES, FULL) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
 
             async def attempt(kind: str = "right") -> Reply:
                 if kind == "sk":
@@ -495,7 +483,7 @@ async def test_five_failures_in_a_row_lock_the_ak_for_five_minutes(failures: lis
 @pytest.mark.asyncio
 async def test_a_success_resets_the_count_and_unknown_aks_do_not_lock_the_known_one() -> None:
     with running_fake(IMAGES, FULL) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             statuses = []
             for _ in range(2):
                 for _ in range(LOCKOUT_FAILURES - 1):
@@ -528,7 +516,7 @@ async def test_every_response_is_dated_by_the_fakes_clock(offset: float) -> None
     config = FakeConfig(token=TOKEN, clock_offset=offset)
     with running_fake(IMAGES, config) as server:
         before = time.time()
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             replies = [
                 await send(session, server, plain_call(**{"X-Auth-Token": TOKEN})),
                 await send(session, server, plain_call()),
@@ -548,7 +536,7 @@ async def test_every_response_is_dated_by_the_fakes_clock(offset: float) -> None
 async def test_a_client_with_a_skewed_clock_can_correct_it_from_the_date_header() -> None:
     config = replace(FULL, clock_offset=1200.0)  # the client is 20 minutes behind
     with running_fake(IMAGES, config) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             naive = await send(session, server, signed_call(server, date=datetime.now(UTC)))
             server_now = datetime.fromtimestamp(response_time(naive), UTC)
             corrected = await send(session, server, signed_call(server, date=server_now))
@@ -561,7 +549,7 @@ async def test_a_client_with_a_skewed_clock_can_correct_it_from_the_date_header(
 async def test_max_skew_is_configurable() -> None:
     config = replace(FULL, max_skew=60.0)
     with running_fake(IMAGES, config) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             now = server.clock.now()
             inside = signed_call(server, date=now - timedelta(seconds=50))
             outside = signed_call(server, date=now - timedelta(seconds=90))
@@ -596,12 +584,13 @@ async def ask_token(
     raw: bytes | None = None,
 ) -> Reply:  # fmt: skip
     data = raw if raw is not None else json.dumps(body).encode()
-    async with session.post(
+    return await send_to(
+        session,
+        "POST",
         f"{server.url}/v3/auth/tokens{query}",
-        data=data,
+        raw=data,
         headers={"Content-Type": "application/json;charset=utf8"},
-    ) as response:
-        return await reply_of(response)
+    )
 
 
 def with_token(token: str) -> Call:
@@ -616,7 +605,7 @@ def with_token(token: str) -> Call:
 async def test_iam_issues_a_token_that_the_gateway_accepts(query: str, catalog: bool) -> None:
     config = replace(FULL, token_lifetime=7200.0)
     with running_fake(IMAGES, config) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             issued = await ask_token(session, server, token_request(), query=query)
             token = issued.headers["X-Subject-Token"]
             used = await send(session, server, with_token(token))
@@ -644,7 +633,7 @@ async def test_iam_issues_a_token_that_the_gateway_accepts(query: str, catalog: 
 @pytest.mark.asyncio
 async def test_expire_tokens_turns_every_issued_token_into_apigw_0307() -> None:
     with running_fake(IMAGES, FULL) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             first = (await ask_token(session, server, token_request())).headers["X-Subject-Token"]
             second = (await ask_token(session, server, token_request())).headers["X-Subject-Token"]
             assert first != second
@@ -666,7 +655,7 @@ async def test_expire_tokens_turns_every_issued_token_into_apigw_0307() -> None:
 @pytest.mark.asyncio
 async def test_an_issued_token_expires_after_its_lifetime_on_the_fakes_clock() -> None:
     with running_fake(IMAGES, replace(FULL, token_lifetime=60.0)) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             token = (await ask_token(session, server, token_request())).headers["X-Subject-Token"]
             server.advance_clock(59.0)
             alive = await send(session, server, with_token(token))
@@ -714,7 +703,7 @@ async def test_iam_refuses_wrong_or_malformed_token_requests(
     body: object, status: int, expected: dict[str, Any] | None, key: str
 ) -> None:
     with running_fake(IMAGES, FULL) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             raw = body if isinstance(body, bytes) else None
             reply = await ask_token(session, server, body, raw=raw)
         stats = server.stats.snapshot()
@@ -734,7 +723,7 @@ async def test_iam_refuses_wrong_or_malformed_token_requests(
 async def test_the_token_route_is_neither_faulted_nor_throttled() -> None:
     config = replace(FULL, error_503=1.0, rate_limit=1)
     with running_fake(IMAGES, config) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             replies = [await ask_token(session, server, token_request()) for _ in range(3)]
     assert [reply.status for reply in replies] == [201] * 3
 
@@ -784,7 +773,7 @@ async def test_which_credentials_pass(
 @pytest.mark.asyncio
 async def test_iam_issues_to_anyone_when_no_credential_is_configured() -> None:
     with running_fake(IMAGES) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             issued = await ask_token(session, server, token_request("who", "ever", "any"))
     assert issued.status == 201
     assert issued.body["token"]["user"]["name"] == "who"
@@ -803,7 +792,7 @@ async def test_secrets_never_reach_a_repr_a_log_or_an_answer(
     for secret in (SK, TOKEN, IAM_PASSWORD):
         assert secret not in shown
     with running_fake(IMAGES, FULL) as server:
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             issued = await ask_token(session, server, token_request())
             token = issued.headers["X-Subject-Token"]
             replies = [
@@ -986,7 +975,7 @@ async def test_the_fake_ims_process_verifies_signatures_against_its_skewed_clock
             "--clock-offset", "-7200"]  # fmt: skip
     with fake_process(argv, ENV) as url:
         server = SimpleNamespace(url=url, clock=SimpleNamespace(now=lambda: datetime.now(UTC)))
-        async with aiohttp.ClientSession() as session:
+        async with new_session() as session:
             naive = await send(session, server, signed_call(server))  # type: ignore[arg-type]
             skewed = datetime.fromtimestamp(response_time(naive), UTC)
             right = await send(session, server, signed_call(server, date=skewed))  # type: ignore[arg-type]

@@ -10,8 +10,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from batchpatch.fake import cli as fake_cli
 from batchpatch.fake.config import FAULT_KINDS
 from batchpatch.fake.faults import FaultPlan, SlidingWindow
 from batchpatch.fake.harness import SHUTDOWN_TIMEOUT
+from tests.fakeclient import DROPPED, Reply, new_session, token_headers, url_of
+from tests.fakeclient import send as send_to
 
 TOKEN = "fault-token"
 IMAGES: list[dict[str, Any]] = [
@@ -32,15 +33,6 @@ ORIGINAL = {image["id"]: image for image in IMAGES}
 THROTTLED = (
     "The throttling threshold has been reached: policy user over ratelimit,limit:{},time:1 second"
 )
-DISCONNECTS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-DROPPED = "dropped"  # an Outcome's status when the connection closed with no response
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: int | str
-    headers: Mapping[str, str]
-    body: Any
 
 
 def rename(name: str) -> list[dict[str, str]]:
@@ -56,21 +48,23 @@ async def send(
     name: str = "renamed",
     token: str | None = TOKEN,
     give_up_after: float | None = None,
-) -> Outcome:
+) -> Reply:
     """One PATCH of ``image_id`` (or one GET of the list); a disconnect is DROPPED."""
     path = "/v2/cloudimages" + (f"/{image_id}" if image_id else "")
-    try:
-        async with session.request(
-            method,
-            fake.url + path,
-            json=rename(name) if method == "PATCH" else None,
-            headers={} if token is None else {"X-Auth-Token": token},
-            timeout=aiohttp.ClientTimeout(total=give_up_after),
-        ) as response:
-            text = await response.text()
-            return Outcome(response.status, response.headers, json.loads(text) if text else None)
-    except DISCONNECTS:
-        return Outcome(DROPPED, {}, None)
+    if method != "PATCH":
+        headers = token_headers(token, content_type=None)
+        return await send_to(
+            session, method, url_of(fake, path), headers=headers, give_up_after=give_up_after
+        )
+    headers = token_headers(token, content_type="application/json")
+    return await send_to(
+        session,
+        method,
+        url_of(fake, path),
+        json_body=rename(name),
+        headers=headers,
+        give_up_after=give_up_after,
+    )
 
 
 async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
@@ -81,11 +75,6 @@ async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
             return
         assert time.monotonic() < deadline, "the server never got there"
         await asyncio.sleep(0.005)
-
-
-def session() -> aiohttp.ClientSession:
-    # No pool limit: the burst tests need every request on the wire at once.
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
 # --- Scripted faults, one kind at a time -----------------------------------------------------
@@ -129,7 +118,7 @@ async def test_a_scripted_fault_answers_and_applies_as_its_kind_says(
 ) -> None:
     config = FakeConfig(token=TOKEN, script={"img-1": [fault, "ok"]}, **extra)
     with running_fake(IMAGES, config) as fake:
-        async with session() as client:
+        async with new_session() as client:
             first = await send(client, fake, "PATCH", "img-1", name="first")
             after_first = fake.store.images
             second = await send(client, fake, "PATCH", "img-1", name="second")
@@ -159,7 +148,7 @@ async def test_a_scripted_fault_answers_and_applies_as_its_kind_says(
 async def test_a_script_comes_before_the_dice_and_only_for_its_image() -> None:
     config = FakeConfig(token=TOKEN, error_500=1.0, script={"img-1": ["503", "ok", "IMG.0060"]})
     with running_fake(IMAGES, config) as fake:
-        async with session() as client:
+        async with new_session() as client:
             img1 = [(await send(client, fake, "PATCH", "img-1")).status for _ in range(5)]
             img2 = [(await send(client, fake, "PATCH", "img-2")).status for _ in range(2)]
         snap = fake.stats.snapshot()
@@ -174,7 +163,7 @@ async def test_a_script_comes_before_the_dice_and_only_for_its_image() -> None:
 async def test_decisions_go_auth_then_rate_limit_then_script() -> None:
     config = FakeConfig(token=TOKEN, rate_limit=2, script={"img-1": ["500", "503"]})
     with running_fake(IMAGES, config) as fake:
-        async with session() as client:
+        async with new_session() as client:
             refused = [await send(client, fake, "PATCH", "img-1", token=None) for _ in range(3)]
             statuses = [
                 (await send(client, fake, "PATCH", "img-1")).status,
@@ -197,7 +186,7 @@ async def test_decisions_go_auth_then_rate_limit_then_script() -> None:
 async def test_a_hang_times_the_client_out_and_ends_when_it_leaves() -> None:
     config = FakeConfig(token=TOKEN, script={"img-1": ["hang"]})
     with running_fake(IMAGES, config) as fake:
-        async with session() as client:
+        async with new_session() as client:
             with pytest.raises(TimeoutError):
                 await send(client, fake, "PATCH", "img-1", give_up_after=0.2)
             await eventually(lambda: fake.stats.snapshot().in_flight == 0)
@@ -213,7 +202,7 @@ async def test_a_hang_times_the_client_out_and_ends_when_it_leaves() -> None:
 @pytest.mark.asyncio
 async def test_a_hang_does_not_hold_up_shutdown() -> None:
     config = FakeConfig(token=TOKEN, hang=1.0)
-    async with session() as client:
+    async with new_session() as client:
         with running_fake(IMAGES, config) as fake:
             pending = asyncio.ensure_future(send(client, fake, "PATCH", "img-1"))
             await eventually(lambda: fake.stats.snapshot().in_flight == 1)
@@ -244,7 +233,7 @@ async def test_a_burst_over_the_rate_limit_gets_exactly_the_excess_refused(
     limit, burst = 10, 25
     config = FakeConfig(token=TOKEN, rate_limit=limit, retry_after=retry_after)
     with running_fake(IMAGES, config) as fake:
-        async with session() as client:
+        async with new_session() as client:
             requests = [
                 send(client, fake, *(("PATCH", f"img-{n % 3 + 1}") if n % 2 else ("GET",)))
                 for n in range(burst)
@@ -292,7 +281,7 @@ PATCHES, GETS = 240, 60
 async def _random_run(seed: int) -> tuple[list[int | str], Any]:
     config = FakeConfig(token=TOKEN, seed=seed, **RATES)
     with running_fake(IMAGES, config) as fake:
-        async with session() as client:
+        async with new_session() as client:
             statuses = [
                 (await send(client, fake, "PATCH", f"img-{n % 3 + 1}", name=f"n{n}")).status
                 for n in range(PATCHES)
@@ -401,7 +390,7 @@ async def test_certain_random_faults_hit_the_routes_they_name(
     method: str, fields: dict[str, Any], get_status: int, patch_status: int | str
 ) -> None:
     with running_fake(IMAGES, FakeConfig(token=TOKEN, **fields)) as fake:
-        async with session() as client:
+        async with new_session() as client:
             outcome = await send(client, fake, method, "img-1" if method == "PATCH" else None)
     assert outcome.status == (patch_status if method == "PATCH" else get_status)
 

@@ -12,12 +12,9 @@ import socket
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from batchpatch.fake import (
 )
 from batchpatch.fake.app import MAX_BODY_BYTES
 from batchpatch.fake.errors import IMS_MESSAGES
+from tests.fakeclient import Reply, request, token_headers, url_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token"
@@ -78,16 +76,6 @@ IMAGES: list[dict[str, Any]] = [
 ALL_IDS = [image["id"] for image in IMAGES]
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-
-
 def call(
     fake: FakeServer | str,
     method: str,
@@ -97,20 +85,13 @@ def call(
     raw: bytes | None = None,
     token: str | None = TOKEN,
 ) -> Reply:
-    """One request to a fake (or its URL) with urllib; any status is returned, never raised."""
-    url = fake if isinstance(fake, str) else fake.url
-    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json;charset=utf-8"}
-    if token is not None:
-        headers["X-Auth-Token"] = token
-    request = urllib.request.Request(url + path, data=data, headers=headers, method=method)
-    try:
-        with _OPENER.open(request, timeout=10) as response:
-            status, head, content = response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        status, head, content = error.code, dict(error.headers), error.read()
-        error.close()
-    return Reply(status, head, json.loads(content) if content else None)
+    """One request to a fake (or its URL); any status is returned, never raised."""
+    return request(
+        method,
+        url_of(fake, path),
+        raw=raw if raw is not None else None if body is None else json.dumps(body).encode(),
+        headers=token_headers(token),
+    )
 
 
 def patch(fake: FakeServer, image_id: str, ops: object, **kwargs: Any) -> Reply:
@@ -422,8 +403,8 @@ def test_the_token_is_not_echoed_or_shown(fresh: FakeServer) -> None:
         patch(fresh, "img-1", [op("replace", "name", "x")]),
     ]
     for reply in replies:
-        assert "secret-guess" not in json.dumps(reply.body) + json.dumps(reply.headers)
-        assert TOKEN not in json.dumps(reply.body) + json.dumps(reply.headers)
+        assert "secret-guess" not in json.dumps(reply.body) + json.dumps(dict(reply.headers))
+        assert TOKEN not in json.dumps(reply.body) + json.dumps(dict(reply.headers))
     assert TOKEN not in repr(fresh.config)
 
 
@@ -639,8 +620,8 @@ def test_running_fake_accepts_a_store_and_stops_on_exit() -> None:
     with running_fake(store) as server:
         assert server.store is store
         url = server.url
-    with pytest.raises(urllib.error.URLError):
-        _OPENER.open(url + "/v2/cloudimages", timeout=2)
+    with pytest.raises(aiohttp.ClientConnectorError):
+        request("GET", url + "/v2/cloudimages", timeout=2)
 
 
 def test_running_fake_raises_when_the_port_is_taken() -> None:

@@ -17,8 +17,7 @@ from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.journal import Journal
 from batchpatch.models import Outcome, Status
 from batchpatch.planfile import sheet_digest
-from tests.e2e import ROOT, TOKEN, cli_environment
-from tests.inprocess import CliRunner, cli_runner
+from tests.e2e import ROOT, TOKEN, CliRunner, cli_environment, cli_runner
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 

@@ -13,8 +13,7 @@ import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.lock import hold_run, lock_folder, lock_path, report_lock_path, run_lock
-from tests.e2e import TOKEN
-from tests.inprocess import CliRunner, cli_runner
+from tests.e2e import TOKEN, CliRunner, cli_runner
 from tests.sheets import write_sheet
 
 IMAGES: list[dict[str, Any]] = [

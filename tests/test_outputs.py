@@ -19,8 +19,7 @@ from batchpatch.errors import OptionsError
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.files import remove_stale_temporaries, temporary_name_pattern
 from batchpatch.lock import lock_path
-from tests.e2e import ROOT, TOKEN, cli_environment, sample_images
-from tests.inprocess import quiet_environment, run_main
+from tests.e2e import ROOT, TOKEN, cli_environment, quiet_environment, run_main, sample_images
 from tests.sheets import write_sheet
 
 IMAGES = sample_images()

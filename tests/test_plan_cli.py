@@ -1,8 +1,9 @@
-"""validate, plan, --out/--plan, --dry-run and --skip-invalid through the real CLI."""
+"""validate, plan, --out/--plan, --dry-run and --skip-invalid through the CLI (in process)."""
 
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def test_dry_run_prints_exact_requests_masks_the_token_and_writes_nothing(
         f"PATCH {fake.url}/v2/cloudimages/{A}\n"
         "Content-Type: application/json;charset=utf-8\n"
         f"Host: {fake.url.removeprefix('http://')}\n"
-        "User-Agent: batchpatch/0.1\n"
+        f"User-Agent: batchpatch/{version('batchpatch')}\n"
         "X-Auth-Token: ***\n\n"
         '[{"op":"replace","path":"/name","value":"dry"},'
         '{"op":"replace","path":"/min_ram","value":2048}]\n'

@@ -18,8 +18,7 @@ from batchpatch.fake import FakeConfig, FakeServer, running_fake
 from batchpatch.models import ImagePatch, Operation
 from batchpatch.plan import plan_image
 from batchpatch.sheet import read_sheet
-from tests.e2e import TOKEN, sample_images
-from tests.inprocess import quiet_environment, run_main
+from tests.e2e import TOKEN, quiet_environment, run_main, sample_images
 from tests.sheets import write_sheet
 
 IMAGES = sample_images()

@@ -17,8 +17,7 @@ import pytest
 from batchpatch.client import parse_error
 from batchpatch.errors import ReadFailed
 from batchpatch.fake import FakeConfig, running_fake
-from tests.e2e import ROOT, TOKEN, cli_environment
-from tests.inprocess import CliRunner, cli_runner
+from tests.e2e import ROOT, TOKEN, CliRunner, cli_environment, cli_runner
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 from tests.test_resume import outcome_lines, wait_for

@@ -16,13 +16,16 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_public_api_is_pinned_and_sorted() -> None:
     assert batchpatch.__all__ == sorted(batchpatch.__all__)
     assert batchpatch.__all__ == [
-        "AkSkAuth", "Auth", "BatchpatchError", "ImagePatch", "ImagePlan", "InputError",
-        "Limits", "Operation", "OptionsError", "Outcome", "PasswordAuth", "Problem",
-        "RetryPolicy", "RunAborted", "RunResult", "Safeguards", "Sheet", "SheetError",
-        "Status", "TokenAuth", "apply_sheet", "load_plan", "make_plan", "read_sheet",
+        "AkSkAuth", "Auth", "AuthFailed", "BatchpatchError", "Change", "ImagePatch",
+        "ImagePlan", "InputError", "Limits", "Operation", "OptionsError", "Outcome",
+        "PasswordAuth", "Problem", "ReadFailed", "ReadStopped", "RetryPolicy", "RowResult",
+        "RunAborted", "RunResult", "Safeguards", "Sheet", "SheetError", "Status", "TokenAuth",
+        "WriteFailed", "apply_sheet", "load_plan", "make_plan", "read_sheet",
     ]
     for name in batchpatch.__all__:
-        assert getattr(batchpatch, name) is not None
+        value = getattr(batchpatch, name)
+        assert value.__name__ == name, name  # the object itself, not a stand-in
+        assert name in dir(batchpatch)
 
 
 def test_every_apply_option_is_in_the_readme_table() -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.journal import Journal
 from batchpatch.lock import lock_path, run_lock
 from batchpatch.models import Outcome, Status
-from tests.e2e import ROOT, TOKEN, cli_environment, run_cli
+from tests.e2e import TOKEN, run_cli, start_cli
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 
@@ -94,11 +93,8 @@ def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
     journal = tmp_path / "s.results.csv.journal"
     args = ["apply", str(sheet), "--concurrency", "3", "--rate", "200"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.15)) as fake:
-        env = cli_environment()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        process = start_cli([*args, "--endpoint", fake.url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: journal.exists() and outcome_lines(journal) >= done_before_kill
                      and fake.stats.patch_requests > done_before_kill, "progress")
@@ -106,6 +102,9 @@ def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
             process.send_signal(signal.SIGKILL)
             process.wait()
         assert process.returncode == -signal.SIGKILL
+        # The fake finishes what the dead run had in flight (it is not told the client
+        # died); the rerun starts once that has settled, as any later rerun would.
+        wait_for(lambda: fake.stats.snapshot().in_flight == 0, "the dead run's PATCHes")
         assert journal.exists()
         killed_at = outcome_lines(journal)
         resumed = run_cli([*args, "--endpoint", fake.url])
@@ -139,8 +138,11 @@ def test_a_second_run_on_the_same_sheet_is_refused_while_one_holds_the_lock(
     assert other_report.returncode == 2  # the lock is the sheet's, whatever the report
     assert done.returncode == 2
     assert f"another batchpatch run (pid {os.getpid()}) is working on this sheet" in done.stderr
-    again = run_cli(["apply", str(sheet), "--fake-images", "/nonexistent", "--fake"])
-    assert "another batchpatch run" not in again.stderr  # released with the holder
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps(IMAGES))
+    again = run_cli(["apply", str(sheet), "--fake-images", str(images), "--fake"])
+    assert again.returncode == 0, again.stderr  # released with the holder: this run got it
+    assert "another batchpatch run" not in again.stderr
 
 
 def test_summary_and_json_logs_for_scheduled_runs(tmp_path: Path) -> None:
@@ -171,11 +173,8 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int
     journal = tmp_path / "s.results.csv.journal"
     args = ["apply", str(sheet), "--concurrency", "2", "--rate", "200"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.3)) as fake:
-        env = cli_environment()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        process = start_cli([*args, "--endpoint", fake.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for(lambda: outcome_lines(journal) >= 2 and fake.stats.snapshot().in_flight > 0,
                  "requests in flight")
         process.send_signal(signal.SIGINT)
@@ -198,6 +197,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int
             assert set(report.loc[report["status"] == "failed", "error_code"]) <= {
                 "interrupted"}
         assert journal.exists()
+        wait_for(lambda: fake.stats.snapshot().in_flight == 0, "the cut-off PATCHes")
         resumed = run_cli([*args, "--endpoint", fake.url])
         state = fake.store.images
         stats = fake.stats.snapshot()
@@ -214,12 +214,8 @@ def test_a_signal_during_the_read_pass_stops_the_run(tmp_path: Path, signals: in
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], rows)
     config = FakeConfig(token=TOKEN, rate_limit=2, retry_after=2)  # reads crawl
     with running_fake(IMAGES, config) as fake:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "batchpatch", "apply", str(sheet), "--endpoint", fake.url,
-             "--rate", "50"],
-            cwd=ROOT, env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_cli(["apply", str(sheet), "--endpoint", fake.url, "--rate", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for(lambda: fake.stats.snapshot().list_requests >= 3, "reads under way")
         process.send_signal(signal.SIGINT)
         assert process.stderr is not None

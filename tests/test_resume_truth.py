@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from batchpatch.journal import Journal
 from batchpatch.models import Limits, Outcome, Status
 from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Safeguards
-from tests.e2e import ROOT, TOKEN, cli_environment, run_cli
+from tests.e2e import TOKEN, run_cli, start_cli
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 from tests.test_readback import LONG, account
@@ -32,12 +31,8 @@ IN_FLIGHT = 1.0
 def killed_while_patching(fake: FakeServer, args: list[str], journal: Path) -> None:
     """Run ``batchpatch ARGS``, SIGKILL it with its first PATCH in flight, and wait until
     the fake has applied that PATCH: the dead run's write took effect, unanswered."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "batchpatch", *args, "--endpoint", fake.url],
-        cwd=ROOT,
-        env=cli_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = start_cli(
+        [*args, "--endpoint", fake.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for(lambda: fake.stats.snapshot().in_flight > 0, "a PATCH in flight")

@@ -11,9 +11,10 @@ import pytest
 from batchpatch.auth import PasswordAuth
 from batchpatch.client import ImsClient
 from batchpatch.fake import FakeConfig, running_fake
+from tests.e2e import main_exit_code
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
-from tests.wire import account, run_main
+from tests.wire import account
 
 USER, PASSWORD, DOMAIN = "ops-robot", "pw-9d1c-not-real", "acme"
 PROJECT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -42,7 +43,7 @@ def test_repeated_revocations_with_8_in_flight_finish_every_row(
         "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
     }
     with running_fake(images, config) as fake:
-        code = run_main(
+        code = main_exit_code(
             monkeypatch,
             [
                 "apply",
