@@ -68,13 +68,15 @@ def test_a_run_end_to_end_against_another_service(tmp_path: Path, plan: PlanSour
     assert "reading the image back shows the change in place" in report.loc[1, "error_message"]
     assert report["attempts"].tolist()[:3] == ["2", "1", "1"]
     assert len(waits) == 2  # one backoff after the throttle, one before the read-back
-    assert result.exit_code == 1 and result.requests == service.requests
+    assert result.exit_code == 1
+    assert result.requests == service.requests
     # The ledger is what the report and the summary were read from.
     assert ledger is result.ledger
     assert {i: o.status for i, o in ledger.outcomes().items()}[IDS[1]] == Status.SUCCEEDED
     assert result.counts == {"succeeded": 3, "skipped": 1}
     sendings = [image_id for event, image_id in told if event == Event.SENDING]
-    assert sendings.count(IDS[0]) == 2 and sendings.count(IDS[1]) == 1
+    assert sendings.count(IDS[0]) == 2
+    assert sendings.count(IDS[1]) == 1
 
 
 def test_the_memory_service_is_an_image_service() -> None:
