@@ -29,14 +29,14 @@ Namer = Callable[[str, str], str]
 Wording = Callable[[Namer], str]
 
 #: Parameters the library names in words rather than as ``name=value``.
-_PARAMETER_WORDS = {"report_path": "the report path", "summary_path": "the summary path"}
+_PARAMETER_WORDS = {"report_path": "report path", "summary_path": "summary path"}
 
 
 def library_name(parameter: str, value: str) -> str:
     """How the library names ``parameter`` set to ``value`` in its own messages."""
     words = _PARAMETER_WORDS.get(parameter)
     if words is not None:
-        return f"{words} {value}".strip()
+        return f"the {words} {value}" if value else words
     return f"{parameter}={value}" if value else parameter
 
 
