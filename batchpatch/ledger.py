@@ -127,9 +127,15 @@ class Ledger:
         """An answer (or a read-back) says whether the image's last write is in doubt."""
         self.entry(image_id).in_doubt = in_doubt
 
-    def finish(self, outcome: Outcome, plan: ImagePlan | None = None, *,
-               in_doubt: bool = False, counted: bool = True,
-               event: Event | None = Event.OUTCOME) -> Entry:
+    def finish(
+        self,
+        outcome: Outcome,
+        plan: ImagePlan | None = None,
+        *,
+        in_doubt: bool = False,
+        counted: bool = True,
+        event: Event | None = Event.OUTCOME,
+    ) -> Entry:
         """``outcome`` is final for this run; ``in_doubt``: its last write may have been
         applied and nothing settled it.  ``counted`` False keeps it out of the tally (an
         image settled before sending began); ``event`` None tells no listener (a dry run)."""
@@ -148,14 +154,18 @@ class Ledger:
         with its outcome, or ``outcome`` (what its plan decided)."""
         self._tell(Event.SETTLED, entry, outcome or entry.outcome)
 
-    def restore(self, image_id: str, outcome: Outcome | None, plan: ImagePlan | None, *,
-                in_doubt: bool) -> Entry:
+    def restore(
+        self, image_id: str, outcome: Outcome | None, plan: ImagePlan | None, *, in_doubt: bool
+    ) -> Entry:
         """What an earlier run's journal says of an image, told to no listener."""
         entry = self.entry(image_id)
         entry.plan = plan or entry.plan
         entry.outcome, entry.in_doubt, entry.earlier = outcome, in_doubt, outcome is not None
-        entry.stage = Stage.FINISHED if outcome is not None else (
-            Stage.SENDING if in_doubt else Stage.PLANNED)
+        entry.stage = (
+            Stage.FINISHED
+            if outcome is not None
+            else (Stage.SENDING if in_doubt else Stage.PLANNED)
+        )
         return entry
 
     def _tell(self, event: Event, entry: Entry, outcome: Outcome | None) -> None:

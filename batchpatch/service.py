@@ -62,8 +62,11 @@ class ApiResponse:
     @property
     def ok(self) -> bool:
         """A 2xx that is what it claims: an unexpected or unreadable body is not success."""
-        return (self.status is not None and 200 <= self.status < 300
-                and self.error_code not in NOT_SUCCESS)
+        return (
+            self.status is not None
+            and 200 <= self.status < 300
+            and self.error_code not in NOT_SUCCESS
+        )
 
     @property
     def unexpected(self) -> bool:
@@ -122,8 +125,7 @@ class ImageService(Protocol):
     def requests(self) -> int:
         """Requests sent to the service so far."""
 
-    async def update_image(self, image_id: str,
-                           operations: list[dict[str, Any]]) -> ApiResponse:
+    async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
         """One atomic write of ``operations``; ``ok`` only when the answer shows them."""
 
     async def list_images(self, query: Mapping[str, str]) -> ApiResponse:

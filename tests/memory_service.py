@@ -19,8 +19,12 @@ from batchpatch.service import AnswerKind, ApiResponse, Image
 THROTTLE = "throttle"
 LOSE_AFTER_APPLY = "lose_after_apply"
 
-_KINDS = {"slow_down": AnswerKind.THROTTLED, "lost": AnswerKind.MAYBE_APPLIED,
-          "no_such_key": AnswerKind.CONFLICT, "frozen": AnswerKind.NOT_ACTIVE}
+_KINDS = {
+    "slow_down": AnswerKind.THROTTLED,
+    "lost": AnswerKind.MAYBE_APPLIED,
+    "no_such_key": AnswerKind.CONFLICT,
+    "frozen": AnswerKind.NOT_ACTIVE,
+}
 
 
 @dataclass
@@ -36,8 +40,7 @@ class MemoryService:
     #: Writes that took effect, per image.
     applied: dict[str, int] = field(default_factory=dict)
 
-    async def update_image(self, image_id: str,
-                           operations: list[dict[str, Any]]) -> ApiResponse:
+    async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
         self.requests += 1
         self.calls.append(("update", image_id))
         fault = self.faults.get(image_id, []).pop(0) if self.faults.get(image_id) else ""
@@ -99,4 +102,4 @@ def _page(images: Mapping[str, Image], query: Mapping[str, str]) -> list[Image]:
     ids = sorted(images)
     marker = query.get("marker", "")
     start = ids.index(marker) + 1 if marker in ids else 0
-    return [images[i] for i in ids[start:start + int(query.get("limit", "500"))]]
+    return [images[i] for i in ids[start : start + int(query.get("limit", "500"))]]

@@ -24,8 +24,10 @@ IDS = [f"00000000-0000-4000-8000-{n:012d}" for n in range(1, 5)]
 
 
 def _service(faults: dict[str, list[str]]) -> MemoryService:
-    store = {image_id: {"id": image_id, "status": "active", "name": f"old-{n}"}
-             for n, image_id in enumerate(IDS)}
+    store = {
+        image_id: {"id": image_id, "status": "active", "name": f"old-{n}"}
+        for n, image_id in enumerate(IDS)
+    }
     store[IDS[3]]["status"] = "frozen"
     return MemoryService(store, faults)
 
@@ -34,18 +36,28 @@ async def _recorded(waits: list[float], seconds: float) -> None:
     waits.append(seconds)  # the policy's backoff, on the test's own time
 
 
-def _apply(tmp_path: Path, service: ImageService, plan: PlanSource,
-           ledger: Ledger) -> tuple[RunResult, list[float]]:
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"],
-                        [[image_id, f"new-{n}"] for n, image_id in enumerate(IDS)])
+def _apply(
+    tmp_path: Path, service: ImageService, plan: PlanSource, ledger: Ledger
+) -> tuple[RunResult, list[float]]:
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "name"],
+        [[image_id, f"new-{n}"] for n, image_id in enumerate(IDS)],
+    )
     waits: list[float] = []
     policy = RetryPolicy(max_attempts=3, sleep=lambda s: _recorded(waits, s))
 
     async def run() -> RunResult:
-        return await apply_sheet(sheet, endpoint="memory://images", auth=TokenAuth("unused"),
-                                 limits=Limits(concurrency=2, rate=1000),
-                                 safeguards=Safeguards(policy), plan=plan,
-                                 service=service, ledger=ledger)
+        return await apply_sheet(
+            sheet,
+            endpoint="memory://images",
+            auth=TokenAuth("unused"),
+            limits=Limits(concurrency=2, rate=1000),
+            safeguards=Safeguards(policy),
+            plan=plan,
+            service=service,
+            ledger=ledger,
+        )
 
     return anyio.run(run), waits
 
