@@ -23,16 +23,25 @@ from tqdm import tqdm
 
 from batchpatch.auth import TokenAuth
 from batchpatch.credentials import Settings, Target, resolve
-from batchpatch.errors import InputError, OptionsError, RunAborted, SheetError
+from batchpatch.errors import (
+    InputError,
+    OptionsError,
+    RunAborted,
+    SheetError,
+    Worded,
+    library_name,
+)
+from batchpatch.exits import EXIT_INVALID, EXIT_OK, EXIT_STOPPED, plan_exit_code
 from batchpatch.job import (
-    EXIT_INVALID,
-    EXIT_OK,
-    EXIT_ROWS_NOT_DONE,
-    EXIT_STOPPED,
+    AS_WRITTEN,
+    READ_PASS,
+    PlanSource,
     RunResult,
+    SavedPlan,
     apply_sheet,
     make_plan,
 )
+from batchpatch.ledger import Entry, Event, Ledger
 from batchpatch.logs import configure_logging, notice, say, silence, write_summary
 from batchpatch.models import (
     DEFAULT_CONCURRENCY,
@@ -43,7 +52,6 @@ from batchpatch.models import (
     MIN_RATE,
     Limits,
     Outcome,
-    Status,
 )
 from batchpatch.outputs import (
     RunFile,
@@ -62,6 +70,28 @@ from batchpatch.retry import (
 )
 from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
+
+#: The flag of each library parameter, for messages the library words in its own terms.
+FLAGS = {"report_path": "--report", "summary_path": "--summary", "max_failures":
+         "--max-failures", "max_failure_rate": "--max-failure-rate", "restart": "--restart",
+         "ca_bundle": "--ca-bundle", "sheet_name": "--sheet", "min_sample": "--min-sample"}
+#: Parameter values that are a flag of their own.
+VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
+
+
+def flag_name(parameter: str, value: str) -> str:
+    """How the CLI names a library parameter set to ``value``: by its flag."""
+    if (parameter, value) in VALUE_FLAGS:
+        return "use " + VALUE_FLAGS[parameter, value]
+    flag = FLAGS.get(parameter)
+    if flag is None:
+        return library_name(parameter, value)
+    return f"{flag} {value}".strip()
+
+
+def in_flags(error: BaseException) -> str:
+    """An error's message with the library's parameter names turned into flags."""
+    return error.text(flag_name) if isinstance(error, Worded) else str(error)
 
 
 def _number(kind: type[int] | type[float], accept: Callable[[float], bool],
@@ -261,10 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                level=logging.ERROR)
         return EXIT_INVALID
     except InputError as error:
-        notice(f"Error: {error}", level=logging.ERROR)
+        notice(f"Error: {in_flags(error)}", level=logging.ERROR)
         return EXIT_INVALID
     except RunAborted as error:
-        notice(f"Error: {error}", level=logging.ERROR)
+        notice(f"Error: {in_flags(error)}", level=logging.ERROR)
         return EXIT_STOPPED
     except KeyboardInterrupt:  # SIGINT before or after the run, which handles its own
         notice("Error: stopped by a signal", level=logging.ERROR)
@@ -351,8 +381,7 @@ def _plan(options: argparse.Namespace) -> int:
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
     say(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items())
         + (f" | plan saved to {options.out}" if options.out else ""))
-    blocked = any(plan.status in (Status.FAILED, Status.SKIPPED) for plan in plans)
-    return EXIT_ROWS_NOT_DONE if blocked else EXIT_OK
+    return plan_exit_code(plans)
 
 
 async def _make_plan(options: argparse.Namespace, sheet: Sheet,
@@ -371,12 +400,13 @@ def _apply(options: argparse.Namespace) -> int:
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}")
     with _target(options) as target:
-        plan: bool | list[ImagePlan] = not options.no_plan
+        plan: PlanSource = AS_WRITTEN if options.no_plan else READ_PASS
         if options.plan_file:
-            plan = load_plan(options.plan_file, sheet, target.endpoint)
+            plan = SavedPlan(load_plan(options.plan_file, sheet, target.endpoint))
         result = anyio.run(_run, options, sheet, target, plan)
     if result.stop_reason:
-        notice(f"Stopped early: {result.stop_reason}")
+        reason = result.stop.text(flag_name) if result.stop else result.stop_reason
+        notice(f"Stopped early: {reason}")
     say(result.summary())
     if options.summary:
         try:
@@ -445,19 +475,20 @@ def _whoami(options: argparse.Namespace) -> int:
 
 
 async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
-               plan: bool | list[ImagePlan]) -> RunResult:
+               plan: PlanSource) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
-    counts: Counter[str] = Counter()
+    ledger = Ledger()  # the bar shows what the run's ledger holds
     hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
     bar = nullcontext() if hidden else tqdm(total=len(sheet.patches), unit="image",
                                             file=sys.stderr, dynamic_ncols=True)
 
-    def progress(outcome: Outcome) -> None:
-        counts[str(outcome.status)] += 1
+    def progress(event: Event, entry: Entry, outcome: Outcome | None) -> None:
+        if event == Event.SENDING or outcome is None:
+            return
         if isinstance(bar, tqdm) and not bar.disable:
             try:
                 bar.update(1)
-                bar.set_postfix(counts, refresh=False)
+                bar.set_postfix(ledger.progress, refresh=False)
             except OSError:  # the terminal went away (SIGHUP): the run goes on without it
                 bar.disable = True
                 silence(sys.stderr)
@@ -465,6 +496,7 @@ async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
     def show(request: str) -> None:
         say(request + "\n")
 
+    ledger.listen(progress)
     try:
         with bar:
             async with anyio.create_task_group() as group:
@@ -474,8 +506,8 @@ async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
                     limits=_limits(options), safeguards=_safeguards(options),
                     restart=options.restart, ca_bundle=target.ca_bundle,
                     report_path=options.report, plan=plan,
-                    dry_run=options.dry_run, on_request=show, on_outcome=progress,
-                    stop=stop, abort=abort,
+                    dry_run=options.dry_run, on_request=show, stop=stop, abort=abort,
+                    ledger=ledger,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

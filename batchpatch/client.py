@@ -11,7 +11,6 @@ import json
 import math
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -23,7 +22,18 @@ import aiohttp
 from batchpatch import __version__
 from batchpatch.auth import Auth
 from batchpatch.errors import AuthFailed
-from batchpatch.models import CONNECTION_ERROR, MAYBE_APPLIED, TIMEOUT
+from batchpatch.models import CONNECTION_ERROR, TIMEOUT
+from batchpatch.service import (
+    NOT_SUCCESS,
+    UNEXPECTED_ANSWER,
+    UNPARSEABLE_ANSWER,
+    AnswerKind,
+    ApiResponse,
+    Image,
+)
+from batchpatch.throttle import MAX_HOLD
+
+__all__ = ["NOT_SUCCESS", "UNEXPECTED_ANSWER", "UNPARSEABLE_ANSWER", "ApiResponse", "ImsClient"]
 
 CONTENT_TYPE = "application/json;charset=utf-8"
 USER_AGENT = f"batchpatch/{__version__}"
@@ -42,49 +52,25 @@ CONNECT_FAILED = "connect_failed"
 LOGIN_FAILED = "iam_login_failed"
 #: The service's TLS certificate could not be verified: permanent, the run stops.
 TLS_FAILED = "tls_failed"
-#: A 2xx whose body is not what the request asked for (another image, an error body, no
-#: body): the write may or may not have been applied, so the image is read back.
-UNEXPECTED_ANSWER = "unexpected_answer"
-#: An answer that could not be read: over ``MAX_ANSWER_BYTES``, not JSON, too deep, not text.
-UNPARSEABLE_ANSWER = "unparseable_answer"
-#: Answers that are not the success they claim to be.
-NOT_SUCCESS = frozenset({UNEXPECTED_ANSWER, UNPARSEABLE_ANSWER})
-
 #: No answer is read past this many bytes (after decompression): a huge body or a gzip bomb
 #: costs at most this much memory.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 #: Bytes read at a time, so the cap is checked as the body arrives.
 READ_CHUNK = 64 * 1024
 #: Never hold for one ``Retry-After`` longer than this, however long the service asks.
-MAX_RETRY_AFTER = 600.0
+MAX_RETRY_AFTER = MAX_HOLD
 
-
-@dataclass(frozen=True, slots=True)
-class ApiResponse:
-    """What one request came back with."""
-
-    status: int | None
-    body: Any = None
-    error_code: str = ""
-    error_message: str = ""
-    request_id: str = ""
-    retry_after: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        """A 2xx that is what it claims: an unexpected or unreadable body is not success."""
-        return (self.status is not None and 200 <= self.status < 300
-                and self.error_code not in NOT_SUCCESS)
-
-    @property
-    def unexpected(self) -> bool:
-        """A 2xx that does not show the request's effect, or an answer that cannot be read."""
-        return self.error_code in NOT_SUCCESS
-
-    @property
-    def maybe_applied(self) -> bool:
-        """No answer came after the request may have reached the service."""
-        return self.error_code in MAYBE_APPLIED
+#: IMS answers 400 IMG.0046 when the image is not ``active``: the row is skipped, not failed.
+NOT_ACTIVE = "IMG.0046"
+#: ``replace`` (or ``remove``) of an attribute the image does not have.
+ATTRIBUTE_CONFLICT = "IMG.0035"
+#: Statuses and codes after which a request is sent again (see ``classify_answer``).
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_CODES = frozenset({"APIGW.0308", "IMG.0060", "IMG.0061"})
+#: Answers after which a write may have been applied (see ``classify_answer``).
+AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
+#: Answers that mean "slow down", as opposed to "something broke".
+THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
 
 
 def encode_body(body: Any) -> bytes:
@@ -113,8 +99,60 @@ def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
     return "", json.dumps(data, ensure_ascii=False)[:300], ""
 
 
+def is_throttled(response: ApiResponse) -> bool:
+    return response.status == 429 or response.error_code in THROTTLE_CODES
+
+
+def classify_answer(response: ApiResponse) -> AnswerKind:
+    """What an IMS (or API gateway) answer means for a run.
+
+    * throttled: 429, ``APIGW.0308``, ``IMG.0060`` (IMS flow control) — nothing was done;
+    * unavailable: 503, ``IMG.0061`` on a 4xx, a refused connection — not served;
+    * maybe applied: no answer after sending, 500/502/504 (the gateway forwarded the PATCH
+      and IMS's own answer did not reach it, ims-api-facts §3.3; IMS lists 500 with
+      IMG.0061 "Unknown system error."), and a 2xx that is not the patched image;
+    * not active: ``IMG.0046``; conflict: ``IMG.0035``; auth failed: 401 or no IAM token;
+      forbidden: 403; TLS failed: the certificate; refused: every other answer.
+    """
+    if response.ok:
+        return AnswerKind.OK
+    if (response.unexpected or response.maybe_applied
+            or response.status in AMBIGUOUS_STATUSES):
+        return AnswerKind.MAYBE_APPLIED
+    if is_throttled(response):
+        return AnswerKind.THROTTLED
+    if (response.error_code == CONNECT_FAILED or response.status in TRANSIENT_STATUSES
+            or response.error_code in TRANSIENT_CODES):
+        return AnswerKind.UNAVAILABLE
+    return _refusal_kind(response)
+
+
+_REFUSALS_BY_CODE = {NOT_ACTIVE: AnswerKind.NOT_ACTIVE, ATTRIBUTE_CONFLICT: AnswerKind.CONFLICT,
+                     LOGIN_FAILED: AnswerKind.AUTH_FAILED, TLS_FAILED: AnswerKind.TLS_FAILED}
+
+
+def _refusal_kind(response: ApiResponse) -> AnswerKind:
+    if response.status == 401:
+        return AnswerKind.AUTH_FAILED
+    if response.status == 403:
+        return AnswerKind.FORBIDDEN
+    kind = _REFUSALS_BY_CODE.get(response.error_code, AnswerKind.REFUSED)
+    if kind in (AnswerKind.NOT_ACTIVE, AnswerKind.CONFLICT) and response.status != 400:
+        return AnswerKind.REFUSED
+    return kind
+
+
+def images_in(response: ApiResponse) -> list[Image] | None:
+    """The images of a ListImages answer (``{"images": [...]}``); None without that list."""
+    images = response.body.get("images") if isinstance(response.body, dict) else None
+    if not isinstance(images, list):
+        return None
+    return [image for image in images if isinstance(image, dict)]
+
+
 class ImsClient:
-    """Calls IMS at ``endpoint`` (``https://ims.REGION.myhuaweicloud.com``)."""
+    """Calls IMS at ``endpoint`` (``https://ims.REGION.myhuaweicloud.com``): the IMS adapter
+    of ``service.ImageService``."""
 
     def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int,
                  ca_bundle: str | None = None, max_answer: int = MAX_ANSWER_BYTES) -> None:
@@ -148,6 +186,15 @@ class ImsClient:
     def auth(self) -> Auth:
         return self._auth
 
+    def classify(self, answer: ApiResponse) -> AnswerKind:
+        return classify_answer(answer)
+
+    def images(self, answer: ApiResponse) -> list[Image] | None:
+        return images_in(answer)
+
+    def describe(self) -> str:
+        return f"{self._auth.kind} from {self._auth.source}"
+
     def image_url(self, image_id: str) -> str:
         return f"{self.endpoint}/v2/cloudimages/{quote(image_id, safe='')}"
 
@@ -159,7 +206,7 @@ class ImsClient:
         response = await self._send("PATCH", self.image_url(image_id), encode_body(operations))
         return check_patched(response, image_id, operations)
 
-    async def list_images(self, query: dict[str, str]) -> ApiResponse:
+    async def list_images(self, query: Mapping[str, str]) -> ApiResponse:
         """``GET /v2/cloudimages`` with the given filters (one page)."""
         url = f"{self.endpoint}/v2/cloudimages"
         if query:

@@ -17,7 +17,37 @@ how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+#: How a message names one of the library's parameters, given its value: the library says
+#: ``max_failures=3`` or "the report path r.csv"; the CLI passes a namer that says
+#: ``--max-failures 3`` or ``--report r.csv`` instead (``cli.flag_name``).
+Namer = Callable[[str, str], str]
+#: A message written against a namer.
+Wording = Callable[[Namer], str]
+
+#: Parameters the library names in words rather than as ``name=value``.
+_PARAMETER_WORDS = {"report_path": "report path", "summary_path": "summary path"}
+
+
+def library_name(parameter: str, value: str) -> str:
+    """How the library names ``parameter`` set to ``value`` in its own messages."""
+    words = _PARAMETER_WORDS.get(parameter)
+    if words is not None:
+        return f"the {words} {value}" if value else words
+    return f"{parameter}={value}" if value else parameter
+
+
+class Worded:
+    """A message that names parameters: ``str()`` in the library's words, ``text(namer)``
+    in a caller's (the CLI's flag names)."""
+
+    wording: Wording | None = None
+
+    def text(self, name: Namer = library_name) -> str:
+        return self.wording(name) if self.wording is not None else str(self)
 
 
 class BatchpatchError(Exception):
@@ -55,28 +85,57 @@ class SheetError(InputError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class OptionsError(InputError):
-    """A command-line option or a setting is invalid or missing."""
+class OptionsError(InputError, Worded):
+    """An option (a parameter of the library, a flag of the CLI) or a setting is invalid or
+    missing.  ``parameter`` names it when the error is about one."""
+
+    def __init__(self, message: str = "", *, parameter: str = "",
+                 wording: Wording | None = None) -> None:
+        self.parameter = parameter
+        self.wording = wording
+        super().__init__(message if wording is None else wording(library_name))
+
+    @classmethod
+    def about(cls, parameter: str, value: str, say: Callable[[str], str], *,
+              value_shown: bool = True) -> OptionsError:
+        """An error about ``parameter`` set to ``value``: ``say`` gets how it is named."""
+        return cls(parameter=parameter, wording=lambda name: say(
+            name(parameter, value) if value_shown else name(parameter, "")))
+
+    def text(self, name: Namer = library_name) -> str:
+        return Worded.text(self, name)
 
 
 class RunAborted(BatchpatchError):
     """The run stopped before every row was attempted."""
 
 
-class ReadFailed(RunAborted):
-    """Reading the current images failed; without them no plan can be trusted."""
+class ReadFailed(RunAborted, Worded):
+    """Reading the current images failed; without them no plan can be trusted.
 
-    def __init__(self, status: int | None, code: str, message: str, request_id: str) -> None:
+    ``kind`` is the service's ``AnswerKind`` of the answer, when one was judged.
+    """
+
+    def __init__(self, status: int | None, code: str, message: str, request_id: str, *,
+                 kind: Any = None) -> None:
         self.status, self.code, self.message, self.request_id = status, code, message, request_id
-        answer = f"HTTP {status}" if status is not None else "no answer"
-        detail = " ".join(part for part in (code, message) if part)
-        reference = f" (request id {request_id})" if request_id else ""
+        self.kind = kind
+        super().__init__(self.text())
+
+    @property
+    def refused_credentials(self) -> bool:
+        return (self.status in (401, 403) or self.code == "iam_login_failed"
+                or getattr(self.kind, "value", "") in ("auth_failed", "forbidden"))
+
+    def wording(self, name: Namer) -> str:
+        answer = f"HTTP {self.status}" if self.status is not None else "no answer"
+        detail = " ".join(part for part in (self.code, self.message) if part)
+        reference = f" (request id {self.request_id})" if self.request_id else ""
         fix = ("check the credentials (batchpatch whoami shows which are used)"
-               if status in (401, 403) or code == "iam_login_failed" else
-               "fix the cause and run again, or use --no-plan to send the sheet's changes "
-               "as written")
-        super().__init__(f"could not read the current images: {answer} {detail}{reference}"
-                         f" — {fix}")
+               if self.refused_credentials else
+               f"fix the cause and run again, or send the sheet's changes as written "
+               f"({name('plan', 'AS_WRITTEN')})")
+        return f"could not read the current images: {answer} {detail}{reference} — {fix}"
 
 
 class AuthFailed(RunAborted):
@@ -85,6 +144,22 @@ class AuthFailed(RunAborted):
 
 class ReadStopped(RunAborted):
     """A signal stopped the run while the current images were being read."""
+
+
+@dataclass(frozen=True)
+class StopReason(Worded):
+    """Why a run stopped early: ``kind`` for a program (``max_failures``, ``auth``,
+    ``signal`` …), ``str()`` for a person, ``text(namer)`` in a caller's words."""
+
+    kind: str
+    message: str
+    wording: Wording | None = None
+
+    def __str__(self) -> str:
+        return self.message if self.wording is None else self.wording(library_name)
+
+    def __bool__(self) -> bool:
+        return True
 
 
 class WriteFailed(RunAborted):

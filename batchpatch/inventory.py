@@ -16,46 +16,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
-from batchpatch.client import ApiResponse, ImsClient
 from batchpatch.errors import ReadFailed, ReadStopped
-from batchpatch.retry import RetryPolicy, Verdict, tell_pacer
+from batchpatch.retry import Attempt, RetryPolicy, attempt
+from batchpatch.service import ApiResponse, Image, ImageService
 from batchpatch.throttle import Pacer
 
 BY_ID_LIMIT = 50
 PAGE_SIZE = 500
 
-Image = dict[str, Any]
+__all__ = ["Image", "Reader", "fetch_images", "read_image"]
 
 
 @dataclass
 class Reader:
-    """ListImages calls under the run's pacer, retried like writes (a read is always safe
-    to repeat, so a lost answer is simply asked again)."""
+    """Image reads under the run's pacer, through the one retry loop (a read is always
+    safe to repeat, so a lost answer is simply asked again)."""
 
-    client: ImsClient
+    client: ImageService
     pacer: Pacer
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     stop: anyio.Event | None = None
 
     async def images(self, query: dict[str, str]) -> list[Image]:
         """One page of images; the caller has already waited for its turn to start."""
-        attempt = 0
-        while True:
-            attempt += 1
-            started = self.pacer.now()
-            response = await self.client.list_images(query)
-            verdict = self.policy.verdict(response)
-            tell_pacer(self.pacer, response, verdict, started)
-            if verdict == Verdict.OK or verdict == Verdict.PERMANENT or (
-                attempt >= self.policy.max_attempts
-            ):
-                return _images(response)
-            await self.policy.sleep(self.policy.wait(attempt, response))
-            await self.pacer.rate.wait()
+        tried: Attempt[None] = await attempt(lambda: self.client.list_images(query), self.client,
+                              self.policy, self.pacer, what="a read")
+        return _images(self.client, tried.answer)
 
     async def paced(self, query: dict[str, str]) -> list[Image]:
         """``images`` after waiting for a free slot and a turn in the rate."""
@@ -145,12 +134,12 @@ async def read_image(reader: Reader, image_id: str) -> Image | None:
     return None
 
 
-def _images(response: ApiResponse) -> list[Image]:
+def _images(service: ImageService, response: ApiResponse) -> list[Image]:
     if not response.ok:
         raise ReadFailed(response.status, response.error_code, response.error_message,
-                         response.request_id)
-    images = response.body.get("images") if isinstance(response.body, dict) else None
-    if not isinstance(images, list):
+                         response.request_id, kind=service.classify(response))
+    images = service.images(response)
+    if images is None:
         raise ReadFailed(response.status, "", "ListImages answered without an images list",
                          response.request_id)
-    return [image for image in images if isinstance(image, dict)]
+    return images

@@ -1,7 +1,17 @@
 """One run from sheet to report: the library entry point the CLI is a thin layer over.
 
-read the sheet → read the current images and plan (unless told not to) → send the patches
-that still change something → one outcome per source row → the report.
+A run is four plain stages, each a function below:
+
+1. read the sheet (``read_sheet``) and check the outputs;
+2. choose the plan source (``PlanSource``: ``ReadPass``, ``SavedPlan`` or ``AsWritten``),
+   and with it each pending image's plan (``_Run.choose_plans``), after settling what an
+   earlier run left in doubt;
+3. send the plans that still change something (``_Run.send``, through the ``Runner``);
+4. write the report, one row per source row (``rows_of``).
+
+Every image's fate is in one ``Ledger``, which the journal persists and everything else
+(progress, thresholds, report, summary) reads.  The job talks to the service only through
+``service.ImageService``.
 """
 
 from __future__ import annotations
@@ -12,17 +22,26 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 
 from batchpatch.auth import Auth
-from batchpatch.client import LOGIN_FAILED, ImsClient
-from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, WriteFailed
+from batchpatch.client import ImsClient
+from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, StopReason, WriteFailed
+from batchpatch.exits import (
+    EXIT_INVALID,
+    EXIT_MEANINGS,
+    EXIT_OK,
+    EXIT_ROWS_NOT_DONE,
+    EXIT_STOPPED,
+    apply_exit_code,
+)
 from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
+from batchpatch.ledger import Entry, Event, Ledger, Listener
 from batchpatch.lock import hold_run
 from batchpatch.models import ImagePatch, Limits, Outcome, Status
 from batchpatch.outputs import (
@@ -37,7 +56,6 @@ from batchpatch.plan import (
     plan_all,
     plan_from_json,
     plan_image,
-    plan_to_json,
     rebased,
     settle,
     unplanned,
@@ -45,23 +63,32 @@ from batchpatch.plan import (
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
-from batchpatch.runner import OutcomeCallback, Runner, Safeguards, SendingCallback
+from batchpatch.runner import OutcomeCallback, Runner, Safeguards
+from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.throttle import Pacer
 
 log = logging.getLogger("batchpatch")
 
-#: Exit codes, shared by every command (see the README).
-EXIT_OK = 0
-EXIT_ROWS_NOT_DONE = 1
-EXIT_INVALID = 2
-EXIT_STOPPED = 3
-EXIT_MEANINGS = {
-    EXIT_OK: "every row succeeded or was already as asked",
-    EXIT_ROWS_NOT_DONE: "finished, but some rows were not done (failed or skipped)",
-    EXIT_INVALID: "invalid input or options; nothing was sent",
-    EXIT_STOPPED: "stopped early; the report covers every row",
-}
+__all__ = [
+    "AS_WRITTEN",
+    "EXIT_INVALID",
+    "EXIT_MEANINGS",
+    "EXIT_OK",
+    "EXIT_ROWS_NOT_DONE",
+    "EXIT_STOPPED",
+    "READ_PASS",
+    "AsWritten",
+    "PlanSource",
+    "ReadPass",
+    "RunResult",
+    "SavedPlan",
+    "apply_sheet",
+    "make_plan",
+    "plan_sheet",
+    "row_results",
+    "rows_of",
+]
 
 #: ``error_code`` of rows the plan keeps from being sent, by their status.
 PLAN_REFUSALS = {Status.FAILED: "not_found", Status.SKIPPED: "not_active"}
@@ -71,8 +98,46 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class ReadPass:
+    """Read every image first and send only what still changes something (the default)."""
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """Send exactly these plans (``planfile.load_plan``), checked against the sheet."""
+
+    plans: Sequence[ImagePlan]
+
+
+@dataclass(frozen=True)
+class AsWritten:
+    """Read nothing first; send the sheet as written.  A ``replace`` the service refuses as
+    a conflict (IMS: ``IMG.0035``) is retried as ``add``."""
+
+
+#: Where each image's plan comes from.
+PlanSource = ReadPass | SavedPlan | AsWritten
+READ_PASS, AS_WRITTEN = ReadPass(), AsWritten()
+
+
+def plan_source(plan: PlanSource | bool | Sequence[ImagePlan]) -> PlanSource:
+    """``plan`` as a ``PlanSource``; ``True``/``False``/a list of plans are the older
+    spellings of ``ReadPass()``/``AsWritten()``/``SavedPlan(plans)``."""
+    if isinstance(plan, ReadPass | SavedPlan | AsWritten):
+        return plan
+    if isinstance(plan, bool):
+        return READ_PASS if plan else AS_WRITTEN
+    return SavedPlan(list(plan))
+
+
+@dataclass(frozen=True)
 class RunResult:
-    """A finished (or stopped) run: one result per source row, and where the report is."""
+    """A finished (or stopped) run: one result per source row, and where the report is.
+
+    ``stop`` is the structured reason (``kind``, and ``text(namer)`` in a caller's words);
+    ``stop_reason`` the same in the library's words ("" when the run finished); ``ledger``
+    every image's fate.
+    """
 
     sheet: Sheet
     rows: Sequence[RowResult]
@@ -80,6 +145,8 @@ class RunResult:
     requests: int
     seconds: float
     stop_reason: str = ""
+    stop: StopReason | None = None
+    ledger: Ledger | None = None
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -87,15 +154,13 @@ class RunResult:
 
     @property
     def counts(self) -> Counter[str]:
+        """Rows by status (the rows are the ledger's view of each source row)."""
         return Counter(str(row.outcome.status) for row in self.rows)
 
     @property
     def exit_code(self) -> int:
-        if self.stop_reason:
-            return EXIT_STOPPED
-        if all(row.outcome.status.done for row in self.rows):
-            return EXIT_OK
-        return EXIT_ROWS_NOT_DONE
+        return apply_exit_code((row.outcome.status for row in self.rows),
+                               stopped=bool(self.stop_reason))
 
     def summary(self) -> str:
         """One line: counts by status, wall time, request rate, report path."""
@@ -128,7 +193,7 @@ async def apply_sheet(
     encoding: str | None = None,
     delimiter: str | None = None,
     skip_invalid: bool = False,
-    plan: bool | Sequence[ImagePlan] = True,
+    plan: PlanSource | bool | Sequence[ImagePlan] = READ_PASS,
     dry_run: bool = False,
     restart: bool = False,
     ca_bundle: str | None = None,
@@ -136,18 +201,24 @@ async def apply_sheet(
     on_outcome: OutcomeCallback | None = None,
     stop: anyio.Event | None = None,
     abort: anyio.Event | None = None,
+    ledger: Ledger | None = None,
+    service: ImageService | None = None,
 ) -> RunResult:
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
-    ``plan``: True reads the current images first and sends only what still changes
-    something; a list of plans (``planfile.load_plan``) sends exactly those; False sends
-    the sheet as written, turning ``replace`` into ``add`` where IMS answers ``IMG.0035``.
+    ``plan``: ``ReadPass()`` reads the current images first and sends only what still
+    changes something; ``SavedPlan(plans)`` (``planfile.load_plan``) sends exactly those;
+    ``AsWritten()`` sends the sheet as written, turning ``replace`` into ``add`` where IMS
+    answers ``IMG.0035`` (``True``, a list of plans and ``False`` still mean the same).
     ``dry_run`` sends no write: each PATCH is handed to ``on_request`` as text instead
     and its rows are reported ``planned``.  ``stop`` starts no new request; ``abort``
     also cuts off those in flight.  Either way, the report covers every row.
 
     Outcomes are journaled beside the report as they happen; rerunning a run that did not
     finish resumes it (``restart`` ignores the journal).  One run per report at a time.
+    ``ledger`` (optional) is the record the run keeps each image's fate in: listen to it
+    for progress.  ``service`` replaces the IMS client built from ``endpoint`` and
+    ``auth`` (another API, or a test double); ``endpoint`` still names it in the journal.
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
     in the result, not raised.
@@ -155,23 +226,20 @@ async def apply_sheet(
     if not isinstance(sheet, Sheet):
         sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid,
                            encoding=encoding, delimiter=delimiter)
-    limits = limits or Limits()
-    started = time.time()
+    source = plan_source(plan)
     report = (Path(report_path) if report_path
               else default_report_path(sheet.path, dry_run=dry_run))
-    files = apply_files(sheet.path, report, dry_run=dry_run)
-    check_outputs(*files)
-    if report.suffix.lower() != sheet.path.suffix.lower():
-        raise OptionsError(f"--report {report} must have the sheet's extension "
-                           f"({sheet.path.suffix}), since the report is written in its format")
-    if not isinstance(plan, bool):
-        check_plans(sheet, plan)
-    check_report_writable(sheet, report)  # find out now, not after the changes were sent
+    started = time.time()
+    _check_inputs(sheet, report, source, dry_run=dry_run)
     stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
-    run = _Run(sheet, report, endpoint, auth, limits, safeguards or Safeguards(), plan,
-               dry_run, ca_bundle, on_request, on_outcome, stop, abort)
+    ledger = ledger if ledger is not None else Ledger()
+    if on_outcome is not None:
+        ledger.listen(_outcome_listener(on_outcome))
+    run = _Run(sheet, report, endpoint, auth, limits or Limits(), safeguards or Safeguards(),
+               source, dry_run, ca_bundle, on_request, stop, abort, ledger, service)
     with hold_run(sheet.path, report):
-        clear_stale_temporaries(files[1], started=started)
+        clear_stale_temporaries(apply_files(sheet.path, report, dry_run=dry_run)[1],
+                                started=started)
         if dry_run:
             return await _written(run.execute(None), report, None)
         journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
@@ -184,6 +252,29 @@ async def apply_sheet(
         finally:
             journal.close(finished=finished)
         return result
+
+
+def _check_inputs(sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool) -> None:
+    """Stage 1's checks, before anything is sent: outputs never overwrite inputs, the
+    report has the sheet's format and can be written, a saved plan fits the sheet."""
+    check_outputs(*apply_files(sheet.path, report, dry_run=dry_run))
+    if report.suffix.lower() != sheet.path.suffix.lower():
+        raise OptionsError.about("report_path", str(report), lambda named: (
+            f"{named} must have the sheet's extension ({sheet.path.suffix}), since the "
+            "report is written in its format"))
+    if isinstance(source, SavedPlan):
+        check_plans(sheet, source.plans)
+    check_report_writable(sheet, report)  # find out now, not after the changes were sent
+
+
+def _outcome_listener(on_outcome: OutcomeCallback) -> Listener:
+    """``on_outcome`` told of every outcome the ledger gets, sent or settled without."""
+
+    def tell(event: Event, entry: Entry, outcome: Outcome | None) -> None:
+        if event != Event.SENDING and outcome is not None:
+            on_outcome(outcome)
+
+    return tell
 
 
 class _ReportNotWritten(Exception):
@@ -223,7 +314,8 @@ async def _written(execution: Awaitable[RunResult], report: Path,
         reason = (f"could not write the journal at {journal.path}: {_why(journal.error)} — "
                   "no request was started after that; the report holds every outcome; "
                   "free space and rerun")
-        return dataclasses.replace(result, stop_reason=reason)
+        return dataclasses.replace(result, stop_reason=reason,
+                                   stop=StopReason("journal", reason))
     return result
 
 
@@ -241,138 +333,144 @@ class _Run:
     auth: Auth
     limits: Limits
     safeguards: Safeguards
-    plan: bool | Sequence[ImagePlan]
+    source: PlanSource
     dry_run: bool
     ca_bundle: str | None
     on_request: RequestPrinter | None
-    on_outcome: OutcomeCallback | None
-    stop: anyio.Event | None
+    stop: anyio.Event
     abort: anyio.Event | None
+    ledger: Ledger
+    service: ImageService | None = None
 
     async def execute(self, journal: Journal | None) -> RunResult:
-        """Read, plan, send and report; journal each event when given a journal."""
-        sheet, auth = self.sheet, self.auth
-        pacer = Pacer(self.limits)
+        """Stages 2 to 4: choose the plans, send, write the report; the journal (when
+        given) appends each of the ledger's events."""
         started = time.perf_counter()
-        resume = _Resume.of(sheet, journal)
-        start = _Start([unplanned(patch) for patch in resume.pending], resume.kept, {})
-        stop_reason = ""
-        async with ImsClient(self.endpoint, auth, timeout=self.limits.timeout,
-                             connections=self.limits.concurrency,
-                             ca_bundle=self.ca_bundle) as client:
-            try:
-                start = await self._start(resume, Reader(client, pacer, self.safeguards.policy,
-                                                         self.stop))
-            except ReadStopped as stopped:
-                stop_reason = str(stopped)
-            except ReadFailed as failure:
-                stop_reason = str(failure)
-                if failure.status in (401, 403) or failure.code == LOGIN_FAILED:
-                    stop_reason += f" (credentials used: {auth.kind} from {auth.source})"
-            else:
-                stop_reason = await self._send(client, pacer, journal, start)
+        if journal is not None:
+            journal.attach(self.ledger)
+        resume = _Resume.of(self.sheet, journal)
+        resume.enter(self.ledger)
+        async with self._service() as client:
+            stop = await self._plan_and_send(client, resume)
             requests = client.requests
-        seconds = time.perf_counter() - started
-        rows = row_results(sheet, [*start.plans, *start.kept], start.outcomes)
-        write_report(sheet, rows, self.report)
-        return RunResult(sheet, rows, self.report, requests, seconds, stop_reason)
+        rows = rows_of(self.sheet, self.ledger)
+        write_report(self.sheet, rows, self.report)
+        return RunResult(self.sheet, rows, self.report, requests,
+                         time.perf_counter() - started, "" if stop is None else str(stop),
+                         stop, self.ledger)
 
-    async def _start(self, resume: _Resume, reader: Reader) -> _Start:
-        """Each pending image's plan, reading first the images that need it: all of them
-        with a read pass, else those an earlier run left in doubt or the sheet now asks
-        otherwise of.  An image in doubt that reads as done was applied by that run."""
-        plan, pending = self.plan, resume.pending
-        to_read = ({patch.image_id for patch in pending} if plan is True
+    def _service(self) -> Any:
+        if self.service is not None:
+            return _Borrowed(self.service)
+        return ImsClient(self.endpoint, self.auth, timeout=self.limits.timeout,
+                         connections=self.limits.concurrency, ca_bundle=self.ca_bundle)
+
+    async def _plan_and_send(self, client: ImageService,
+                             resume: _Resume) -> StopReason | None:
+        pacer = Pacer(self.limits)
+        reader = Reader(client, pacer, self.safeguards.policy, self.stop)
+        try:
+            await self.choose_plans(resume, reader)
+        except ReadStopped as stopped:
+            return StopReason("signal", str(stopped))
+        except ReadFailed as failure:
+            return _read_failed(failure, client)
+        return await self.send(client, pacer)
+
+    async def choose_plans(self, resume: _Resume, reader: Reader) -> None:
+        """Stage 2: each pending image's plan, from the plan source, into the ledger.
+
+        Images that need it are read first: all of them with a read pass, else those an
+        earlier run left in doubt or the sheet now asks otherwise of.  An image in doubt
+        that reads as done was applied by that run."""
+        to_read = ({patch.image_id for patch in resume.pending}
+                   if isinstance(self.source, ReadPass)
                    else resume.in_doubt | resume.asked_anew)
         images = {}
         if to_read:
             images = await _unless_aborted(self.abort, fetch_images(
-                reader, [patch.image_id for patch in pending if patch.image_id in to_read]))
-        saved = {} if isinstance(plan, bool) else {p.image_id: p for p in plan}
-        start = _Start([], resume.kept, dict(resume.recorded))
-        for patch in pending:
+                reader, [p.image_id for p in resume.pending if p.image_id in to_read]))
+        saved = ({p.image_id: p for p in self.source.plans}
+                 if isinstance(self.source, SavedPlan) else {})
+        for patch in resume.pending:
             image_id, image = patch.image_id, images.get(patch.image_id)
             earlier = resume.in_doubt_plans.get(image_id)
             if earlier is not None:
-                settled, applied = settle(earlier, image)
-                start.plans.append(settled)
-                if applied:
-                    start.outcomes[image_id] = start.confirmed[image_id] = Outcome(
-                        image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN)
+                self._settle_earlier(earlier, image)
             elif image_id in to_read:
-                start.plans.append(plan_image(patch, image))
+                self.ledger.plan(plan_image(patch, image))
             else:
-                start.plans.append(saved.get(image_id) or unplanned(patch))
-        return start
+                self.ledger.plan(saved.get(image_id) or unplanned(patch))
 
-    async def _send(self, client: ImsClient, pacer: Pacer, journal: Journal | None,
-                    start: _Start) -> str:
-        """Send every plan that still changes something; the reason the run stopped, if so."""
-        on_outcome = self.on_outcome
-        self._announce(journal, start)
-        sendable = [p for p in start.plans
-                    if p.status is None and p.image_id not in start.outcomes]
+    def _settle_earlier(self, earlier: ImagePlan, image: dict[str, Any] | None) -> None:
+        """An image an earlier run left in doubt, read back: applied by it, or replanned."""
+        settled, applied = settle(earlier, image)
+        self.ledger.plan(settled)
+        if applied:  # journaled, not counted: this run sent nothing
+            self.ledger.finish(Outcome(settled.image_id, Status.SUCCEEDED,
+                                       error_message=APPLIED_BY_EARLIER_RUN),
+                               counted=False)
+
+    async def send(self, client: ImageService, pacer: Pacer) -> StopReason | None:
+        """Stage 3: send every plan that still changes something; why the run stopped,
+        if it did."""
+        self._announce_unsent()
+        sendable = [entry.plan for entry in self.ledger
+                    if entry.plan is not None and entry.plan.status is None
+                    and entry.outcome is None]
         if self.dry_run:
-            await self._preview(client, sendable, start)
-            return ""
+            await self._preview(client, sendable)
+            return None
+        runner = Runner(client, pacer, self.safeguards, ledger=self.ledger, stop=self.stop,
+                        abort=self.abort, add_on_conflict=isinstance(self.source, AsWritten))
+        attempted = await runner.run(sendable)
+        if runner.stop is None and len(attempted) < len(sendable):
+            return StopReason("not_attempted", "stopped before every image was attempted")
+        return runner.stop
 
-        def record(outcome: Outcome) -> None:  # the runner has its plan and doubt by now
-            if journal is not None:
-                journal.outcome(outcome, plan_to_json(runner.plans[outcome.image_id]),
-                                in_doubt=outcome.image_id in runner.unsettled)
-            if on_outcome is not None:
-                on_outcome(outcome)
+    def _announce_unsent(self) -> None:
+        """Tell the ledger's listeners (progress) of every image settled without a write:
+        what an earlier run finished or this run confirmed, and what the plan decided."""
+        for entry in self.ledger:
+            if entry.announced:
+                continue
+            if entry.outcome is not None:
+                self.ledger.announce(entry)
+            elif entry.plan is not None and entry.plan.status is not None:
+                self.ledger.announce(entry, Outcome(entry.image_id, entry.plan.status))
 
-        runner = Runner(client, pacer, self.safeguards, on_outcome=record,
-                        on_sending=_journal_sending(journal),
-                        stop=self.stop, abort=self.abort, add_on_conflict=self.plan is False)
-        start.outcomes.update(await runner.run(sendable))
-        start.plans = [runner.plans.get(plan.image_id, plan) for plan in start.plans]
-        if not runner.stop_reason and len(runner.outcomes) < len(sendable):
-            return "stopped before every image was attempted"
-        return runner.stop_reason
-
-
-    def _announce(self, journal: Journal | None, start: _Start) -> None:
-        """Journal what reading back confirmed; count every image settled without a write."""
-        by_id = {plan.image_id: plan for plan in start.plans}
-        for image_id, outcome in start.confirmed.items():
-            if journal is not None:
-                journal.outcome(outcome, plan_to_json(by_id[image_id]), in_doubt=False)
-        if self.on_outcome is not None:
-            for outcome in start.settled():
-                self.on_outcome(outcome)
-
-    async def _preview(self, client: ImsClient, sendable: Sequence[ImagePlan],
-                       start: _Start) -> None:
+    async def _preview(self, client: ImageService, sendable: Sequence[ImagePlan]) -> None:
         """A dry run: each PATCH handed to ``on_request`` as text, its rows ``planned``."""
         for item in sendable:
             if self.on_request is not None:
                 self.on_request(await client.preview_update(item.image_id, item.patch.body()))
-            start.outcomes[item.image_id] = Outcome(item.image_id, Status.PLANNED)
+            self.ledger.finish(Outcome(item.image_id, Status.PLANNED), counted=False,
+                               event=None)
+
+
+class _Borrowed:
+    """A service the caller owns, used as the run's without opening or closing it."""
+
+    def __init__(self, service: ImageService) -> None:
+        self.service = service
+
+    async def __aenter__(self) -> ImageService:
+        return self.service
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _read_failed(failure: ReadFailed, client: ImageService) -> StopReason:
+    """The images could not be read: the run stops, naming the credentials if refused."""
+    suffix = (f" (credentials used: {client.describe()})" if failure.refused_credentials
+              else "")
+    return StopReason("read_failed", "", lambda name: failure.text(name) + suffix)
 
 
 #: Why an image a dead run was writing is ``succeeded`` without a write of this run.
 APPLIED_BY_EARLIER_RUN = ("applied by the interrupted run: reading the image back shows the "
                           "change in place")
-
-
-@dataclass
-class _Start:
-    """Where sending starts: each pending image's plan, the plans of images an earlier run
-    finished (they decide those rows), and every outcome known before a write is sent."""
-
-    plans: list[ImagePlan]
-    kept: list[ImagePlan]
-    outcomes: dict[str, Outcome]
-    confirmed: dict[str, Outcome] = field(default_factory=dict)
-
-    def settled(self) -> list[Outcome]:
-        """The outcomes of images settled without a write of this run."""
-        return [*self.outcomes.values(), *(Outcome(plan.image_id, plan.status)
-                                           for plan in self.plans
-                                           if plan.status is not None
-                                           and plan.image_id not in self.outcomes)]
 
 
 @dataclass(frozen=True)
@@ -415,6 +513,15 @@ class _Resume:
         resume.tell(journal)
         return resume
 
+    def enter(self, ledger: Ledger) -> None:
+        """Into the run's ledger: what the earlier run finished (its outcome and plan,
+        not journaled again) and a send-as-written plan for every pending image, which
+        stands if the images cannot be read."""
+        for plan in self.kept:
+            ledger.restore(plan.image_id, self.recorded[plan.image_id], plan, in_doubt=False)
+        for patch in self.pending:
+            ledger.plan(unplanned(patch))
+
     def tell(self, journal: Journal) -> None:
         """Say what is resumed, and when the journal is of another sheet or service."""
         if journal.other_endpoint:
@@ -446,12 +553,6 @@ def _earlier_plan(journal: Journal, patch: ImagePatch) -> ImagePlan | None:
     return rebased(plan, patch)
 
 
-def _journal_sending(journal: Journal | None) -> SendingCallback | None:
-    if journal is None:
-        return None
-    return lambda plan: journal.sending(plan.image_id, plan_to_json(plan))
-
-
 async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
     """``await work``, unless ``abort`` is set first: then ``ReadStopped``."""
     if abort is None:
@@ -475,6 +576,11 @@ async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
     if not done:
         raise ReadStopped("stopped at once while the current images were being read")
     return done[0]
+
+
+def rows_of(sheet: Sheet, ledger: Ledger) -> list[RowResult]:
+    """Stage 4: the report's rows, read from the ledger."""
+    return row_results(sheet, list(ledger.plans().values()), ledger.outcomes())
 
 
 def row_results(sheet: Sheet, plans: Sequence[ImagePlan],

@@ -12,6 +12,10 @@ and renamed into place, and the old one is read with ``O_NOFOLLOW``.  A write th
 (a full disk) never raises into the run: the journal stops writing, keeps the error, and
 tells ``on_failure`` (``apply_sheet`` then starts no new request).
 
+The journal is the ledger's persistence (``ledger.Ledger``): ``attach`` appends each of a
+run's ledger events as it happens, and what an earlier run left is loaded back into a ledger
+(``earlier``), of which ``recorded`` and ``in_doubt`` are views.
+
 On resume, images whose recorded outcome is done are not sent again, and images that were
 being sent when the run died, or whose last write got an answer that may not tell the truth
 (no answer, a 502 …) and was not settled by reading the image back, are read back before
@@ -44,7 +48,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from batchpatch.errors import OptionsError, WriteFailed
+from batchpatch.ledger import Entry, Event, Ledger
 from batchpatch.models import Outcome, Status
+from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
 
 FORMAT = "batchpatch-journal/1"
 #: How the fresh journal a run writes before renaming it into place ends.
@@ -72,8 +78,8 @@ class Journal:
         the run), and nothing more is written.
         """
         self.path = path
-        self.recorded: dict[str, Outcome] = {}
-        self.in_doubt: set[str] = set()
+        #: What the earlier run's journal holds: outcomes that are done, images in doubt.
+        self.earlier = Ledger()
         #: Lines of the earlier journal that were ignored as damaged.
         self.damaged = 0
         #: The first write that failed, if any.
@@ -96,6 +102,27 @@ class Journal:
         self._file = self._create_fresh(identity)
         self._on_failure = on_failure
 
+    @property
+    def recorded(self) -> dict[str, Outcome]:
+        """Images the earlier run finished (done), by id."""
+        return self.earlier.done()
+
+    @property
+    def in_doubt(self) -> set[str]:
+        """Images the earlier run was writing, or whose write may have been applied."""
+        return self.earlier.in_doubt()
+
+    def attach(self, ledger: Ledger) -> None:
+        """Append each of ``ledger``'s later events (a PATCH sent, an outcome) as it happens."""
+        ledger.listen(self._append)
+
+    def _append(self, event: Event, entry: Entry, outcome: Outcome | None) -> None:
+        plan = None if entry.plan is None else plan_to_json(entry.plan)
+        if event == Event.SENDING:
+            self.sending(entry.image_id, plan)
+        elif event == Event.OUTCOME and outcome is not None:
+            self.outcome(outcome, plan, in_doubt=entry.in_doubt)
+
     def _create_fresh(self, identity: dict[str, str]) -> IO[str]:
         """A new journal holding the header and what was carried over, renamed into place.
 
@@ -111,7 +138,7 @@ class Journal:
         self._write({"format": FORMAT, **identity})
         for outcome in self.recorded.values():
             self.outcome(outcome, self.plans.get(outcome.image_id))
-        for image_id in self.in_doubt:
+        for image_id in sorted(self.in_doubt):
             self.sending(image_id, self.plans.get(image_id))
         try:
             if self.error is None:
@@ -207,6 +234,7 @@ class Journal:
             self.other_endpoint = str(header.get("endpoint"))
             return  # another service's images: nothing here is about ours
         self.other_sheet = header.get("sheet_sha256") != identity["sheet_sha256"]
+        recorded: dict[str, Outcome] = {}
         sending: set[str] = set()
         for line in lines[1:]:
             entry = _parse(line)
@@ -217,25 +245,40 @@ class Journal:
             if entry.get("event") == "sending":
                 sending.add(entry["image_id"])
             elif entry.get("event") == "outcome":
-                self._settle(_outcome(entry), entry.get("in_doubt"), sending)
-        self.in_doubt = sending - self.recorded.keys()
+                _settle(_outcome(entry), entry.get("in_doubt"), recorded, sending)
+        for image_id, outcome in recorded.items():
+            self.earlier.restore(image_id, outcome, self._plan(image_id), in_doubt=False)
+        for image_id in sorted(sending - recorded.keys()):
+            self.earlier.restore(image_id, None, self._plan(image_id), in_doubt=True)
 
-    def _settle(self, outcome: Outcome, in_doubt: object, sending: set[str]) -> None:
-        """Fold one recorded outcome into what is known: done, in doubt, or neither."""
-        self.recorded.pop(outcome.image_id, None)
-        if outcome.status.done:
-            self.recorded[outcome.image_id] = outcome
-            sending.discard(outcome.image_id)
-        elif in_doubt if isinstance(in_doubt, bool) else outcome.maybe_applied:
-            sending.add(outcome.image_id)  # its write may have been applied: still in doubt
-        else:
-            sending.discard(outcome.image_id)
+    def _plan(self, image_id: str) -> ImagePlan | None:
+        """The latest plan recorded for ``image_id``; None when none was, or it is damaged."""
+        raw = self.plans.get(image_id)
+        try:
+            return None if raw is None else plan_from_json(raw)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _settle(outcome: Outcome, in_doubt: object, recorded: dict[str, Outcome],
+            sending: set[str]) -> None:
+    """Fold one recorded outcome into what is known: done, in doubt, or neither."""
+    recorded.pop(outcome.image_id, None)
+    if outcome.status.done:
+        recorded[outcome.image_id] = outcome
+        sending.discard(outcome.image_id)
+    elif in_doubt if isinstance(in_doubt, bool) else outcome.maybe_applied:
+        sending.add(outcome.image_id)  # its write may have been applied: still in doubt
+    else:
+        sending.discard(outcome.image_id)
 
 
 def _refuse_folder(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        raise OptionsError(f"{path} is a folder where the journal goes — move it away, or "
-                           "choose another --report")
+        raise OptionsError.about(
+            "report_path", str(path.with_name(path.name.removesuffix(".journal"))),
+            lambda report: f"{path} is a folder where the journal goes — move it away, or "
+            f"choose another {report}", value_shown=False)
 
 
 def _remove_stale_copies(path: Path) -> None:

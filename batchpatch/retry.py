@@ -1,11 +1,18 @@
-"""When to try a request again, and how long to wait first.  One place for the whole policy.
+"""When to try a request again, how long to wait first, and the one loop that does it.
+
+The loop (``attempt``) is the only retry loop of batchpatch: reads use it as it is, writes
+add what only they need through ``Hooks`` (a read-back after an ambiguous answer, the
+conversion of a refused ``replace``).  The policy is one object (urllib3's ``Retry`` is the
+model); which answers are which is the service's call (``ImageService.classify``), so the
+rules below are how the IMS adapter judges, mapped here from ``AnswerKind`` to a verdict.
 
 * transient: no answer, 500/502/503/504, 429, ``APIGW.0308``, ``IMG.0060`` (IMS flow
   control), ``IMG.0061`` (unknown system error): retried with exponential backoff and full
   jitter, capped; a ``Retry-After`` from the service wins over the computed wait;
 * permanent: every other 4xx: never retried;
 * ambiguous: an answer that may have come after the backend applied the write; the caller
-  must read the image back before anything is sent again (see ``runner``).  Which answers:
+  must read the image back before anything is sent again (the runner's
+  ``Hooks.ambiguous``).  Which answers:
 
   - no answer at all (timeout, connection lost after sending);
   - 502 and 504: the API gateway forwarded the PATCH and IMS's own answer did not reach it
@@ -33,25 +40,28 @@ The random source is injectable so tests are exact.
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Generic, TypeVar
 
 import anyio
 
-from batchpatch.client import CONNECT_FAILED, MAX_RETRY_AFTER, ApiResponse
-from batchpatch.throttle import Pacer, Sleep
+from batchpatch.service import AnswerKind, ApiResponse, ImageService
+from batchpatch.throttle import MAX_HOLD, Pacer, Sleep, sleep_unless_stopped
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Answers after which a write may have been applied (see the module docstring).
-AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
-TRANSIENT_CODES = frozenset({"APIGW.0308", "IMG.0060", "IMG.0061"})
-#: Answers that mean "slow down", as opposed to "something broke".
-THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
+log = logging.getLogger("batchpatch.retry")
+
+#: Never hold for one ``Retry-After`` longer than this, however long the service asks.
+MAX_RETRY_AFTER = MAX_HOLD
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_BACKOFF = 30.0
+
+T = TypeVar("T")
 
 
 class Verdict(Enum):
@@ -61,8 +71,12 @@ class Verdict(Enum):
     PERMANENT = "permanent"
 
 
-def is_throttled(response: ApiResponse) -> bool:
-    return response.status == 429 or response.error_code in THROTTLE_CODES
+_VERDICTS = {
+    AnswerKind.OK: Verdict.OK,
+    AnswerKind.THROTTLED: Verdict.RETRY,
+    AnswerKind.UNAVAILABLE: Verdict.RETRY,
+    AnswerKind.MAYBE_APPLIED: Verdict.AMBIGUOUS,
+}
 
 
 @dataclass(frozen=True)
@@ -82,17 +96,9 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be a whole number of at least 1")
 
-    def verdict(self, response: ApiResponse) -> Verdict:
-        if response.ok:
-            return Verdict.OK
-        if response.unexpected:  # proves nothing: the image is read back
-            return Verdict.AMBIGUOUS
-        if response.maybe_applied or response.status in AMBIGUOUS_STATUSES:
-            return Verdict.AMBIGUOUS
-        if (response.error_code == CONNECT_FAILED or response.status in TRANSIENT_STATUSES
-                or response.error_code in TRANSIENT_CODES):
-            return Verdict.RETRY
-        return Verdict.PERMANENT
+    def verdict(self, kind: AnswerKind) -> Verdict:
+        """Send again, read back first, or take the answer as it is."""
+        return _VERDICTS.get(kind, Verdict.PERMANENT)
 
     def wait(self, attempt: int, response: ApiResponse) -> float:
         """Seconds to wait after the ``attempt``-th request got ``response``."""
@@ -101,11 +107,106 @@ class RetryPolicy:
         return self.random.uniform(0.0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
-def tell_pacer(pacer: Pacer, response: ApiResponse, verdict: Verdict, sent_at: float) -> None:
+def tell_pacer(pacer: Pacer, response: ApiResponse, kind: AnswerKind, sent_at: float) -> None:
     """What an answer says about the service's load: "slow down", healthy, or neither (a
     5xx or no answer says nothing about our rate)."""
-    if is_throttled(response):
+    if kind == AnswerKind.THROTTLED:
         pacer.throttled(sent_at, response.retry_after,
                         response.error_code or str(response.status))
-    elif verdict in (Verdict.OK, Verdict.PERMANENT):
+    elif kind not in (AnswerKind.UNAVAILABLE, AnswerKind.MAYBE_APPLIED):
         pacer.healthy()
+
+
+class Ending(Enum):
+    """How ``attempt`` ended."""
+
+    #: The last answer stands: a success, a refusal, or the last of the attempts.
+    ANSWERED = "answered"
+    #: A hook settled the request (``Attempt.settled`` holds what it found).
+    SETTLED = "settled"
+    #: The last answer was ambiguous and nothing settled it.
+    UNSETTLED = "unsettled"
+    #: The run stopped during a wait, before the request was sent again.
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Attempt(Generic[T]):
+    """The end of one request's tries: the last answer, its kind, and how many were sent."""
+
+    ending: Ending
+    answer: ApiResponse
+    kind: AnswerKind
+    attempts: int
+    settled: T | None = None
+
+
+@dataclass(frozen=True)
+class Hooks(Generic[T]):
+    """What a caller adds to the loop.  Each hook returns a settled value (the loop ends
+    with it) or None (send again: the hook may have changed what ``send`` sends).
+
+    ``refused``: after a permanent refusal (no hook: the refusal stands).  ``ambiguous``:
+    after the wait that follows an answer that may hide an applied write, told whether that
+    was the last attempt (no hook: treated as a retry).  ``stop``: cuts short the waits
+    before a blind retry (never those after an ambiguous answer: something is in doubt).
+    """
+
+    refused: Callable[[ApiResponse, AnswerKind, int], Awaitable[T | None]] | None = None
+    ambiguous: Callable[[ApiResponse, int], Awaitable[T | None]] | None = None
+    stop: anyio.Event | None = None
+
+
+async def attempt(send: Callable[[], Awaitable[ApiResponse]], service: ImageService,
+                  policy: RetryPolicy, pacer: Pacer, hooks: Hooks[T] | None = None,
+                  *, what: str = "") -> Attempt[T]:
+    """Send until the answer is final: judge each answer, tell the pacer, wait (backoff,
+    then a turn in the rate), and stop at ``policy.max_attempts``.  The caller has waited
+    for the first request's turn already."""
+    hooks = hooks or Hooks()
+    attempts = 0
+    while True:
+        sent_at = pacer.now()
+        answer = await send()
+        attempts += 1
+        kind = service.classify(answer)
+        verdict = policy.verdict(kind)
+        tell_pacer(pacer, answer, kind, sent_at)
+        ending = await _next_step(answer, kind, verdict, attempts, policy, hooks, what)
+        if ending is not None:
+            return ending
+        if not await pacer.rate.wait(hooks.stop if verdict == Verdict.RETRY else None):
+            return Attempt(Ending.STOPPED, answer, kind, attempts)
+
+
+async def _next_step(answer: ApiResponse, kind: AnswerKind, verdict: Verdict, attempts: int,
+                     policy: RetryPolicy, hooks: Hooks[T], what: str) -> Attempt[T] | None:
+    """How the loop ends after this answer, or None to send again after a turn in the rate."""
+    if verdict == Verdict.OK or (verdict == Verdict.PERMANENT and hooks.refused is None):
+        return Attempt(Ending.ANSWERED, answer, kind, attempts)
+    if verdict == Verdict.PERMANENT:
+        return _ended(await hooks.refused(answer, kind, attempts) if hooks.refused else None,
+                      answer, kind, attempts, otherwise=None)
+    ambiguous = verdict == Verdict.AMBIGUOUS and hooks.ambiguous is not None
+    last = attempts >= policy.max_attempts
+    if last and not ambiguous:
+        return Attempt(Ending.ANSWERED, answer, kind, attempts)
+    log.info("%s %s after attempt %d: %s %s", "checking" if last else "retrying", what,
+             attempts, answer.status or "", answer.error_code)
+    stop = hooks.stop if verdict == Verdict.RETRY else None  # nothing in doubt
+    if not await sleep_unless_stopped(policy.sleep, policy.wait(attempts, answer), stop):
+        return Attempt(Ending.STOPPED, answer, kind, attempts)
+    if not ambiguous or hooks.ambiguous is None:
+        return None
+    settled = await hooks.ambiguous(answer, attempts)  # even after the last attempt
+    return _ended(settled, answer, kind, attempts,
+                  otherwise=Ending.UNSETTLED if last else None)
+
+
+def _ended(settled: T | None, answer: ApiResponse, kind: AnswerKind, attempts: int, *,
+           otherwise: Ending | None) -> Attempt[T] | None:
+    if settled is not None:
+        return Attempt(Ending.SETTLED, answer, kind, attempts, settled)
+    if otherwise is None:
+        return None
+    return Attempt(otherwise, answer, kind, attempts)

@@ -13,20 +13,16 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.abc import TaskGroup
 
-from batchpatch.client import LOGIN_FAILED, TLS_FAILED, ApiResponse, ImsClient
-from batchpatch.errors import ReadFailed
+from batchpatch.errors import ReadFailed, StopReason
 from batchpatch.inventory import Image, Reader, read_image
+from batchpatch.ledger import Ledger
 from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
 from batchpatch.plan import ImagePlan, settle
-from batchpatch.retry import RetryPolicy, Verdict, is_throttled, tell_pacer
-from batchpatch.throttle import Pacer, sleep_unless_stopped
+from batchpatch.retry import Attempt, Ending, Hooks, RetryPolicy, attempt
+from batchpatch.service import AnswerKind, ApiResponse, ImageService
+from batchpatch.throttle import Pacer
 
 log = logging.getLogger("batchpatch.runner")
-
-#: IMS answers 400 IMG.0046 when the image is not ``active``: the row is skipped, not failed.
-NOT_ACTIVE = "IMG.0046"
-#: ``replace`` of an attribute the image does not have.
-ATTRIBUTE_CONFLICT = "IMG.0035"
 
 #: Added to the message of a write read back as not applied, after its last attempt.
 NOT_APPLIED = "; reading the image back shows it was not applied"
@@ -44,9 +40,14 @@ class _Work:
     and whether its last write may have been applied without anyone knowing yet."""
 
     plan: ImagePlan
+    started: float = field(default_factory=time.perf_counter)
     sent: int = 0
     converted: bool = False
     in_doubt: bool = False
+
+    def outcome(self, response: ApiResponse, kind: AnswerKind, *, note: str = "") -> Outcome:
+        return outcome_of(self.plan.patch, response, self.sent, _since(self.started),
+                          note=note, kind=kind)
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,14 @@ class Safeguards:
 
 
 def outcome_of(patch: ImagePatch, response: ApiResponse, attempts: int,
-               elapsed_ms: int, *, note: str = "") -> Outcome:
-    """What ``response`` means for the rows of ``patch``; ``note`` adds what a read-back
-    found (and then replaces the answer's own "may or may not have been applied")."""
+               elapsed_ms: int, *, note: str = "",
+               kind: AnswerKind | None = None) -> Outcome:
+    """What ``response`` (of ``kind``) means for the rows of ``patch``; ``note`` adds what
+    a read-back found (and then replaces the answer's own "may or may not have been
+    applied")."""
     if response.ok:
         status = Status.SUCCEEDED
-    elif response.status == 400 and response.error_code == NOT_ACTIVE:
+    elif kind == AnswerKind.NOT_ACTIVE:
         status = Status.SKIPPED
     else:
         status = Status.FAILED
@@ -92,34 +95,33 @@ def outcome_of(patch: ImagePatch, response: ApiResponse, attempts: int,
 
 
 class Runner:
-    """Sends the plans' patches; collects one outcome per image; knows why it stopped."""
+    """Sends the plans' patches through ``service``; each image's fate goes into ``ledger``
+    (the one record: thresholds read it too); knows why it stopped."""
 
     def __init__(
         self,
-        client: ImsClient,
+        client: ImageService,
         pacer: Pacer,
         safeguards: Safeguards | None = None,
         *,
+        ledger: Ledger | None = None,
         on_outcome: OutcomeCallback | None = None,
-        on_sending: SendingCallback | None = None,
         stop: anyio.Event | None = None,
         abort: anyio.Event | None = None,
         add_on_conflict: bool = False,
     ) -> None:
         self.client, self.pacer = client, pacer
         self.safeguards = safeguards or Safeguards()
-        self.outcomes: dict[str, Outcome] = {}
-        #: Each attempted image's plan as its attempt ended: it decides the image's rows
-        #: (a read-back may have found some changes in place without this run).
-        self.plans: dict[str, ImagePlan] = {}
-        #: Images whose last write may have been applied and was never read back to settle.
-        self.unsettled: set[str] = set()
-        self.stop_reason = ""
-        self._on_outcome, self._on_sending = on_outcome, on_sending
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.stop: StopReason | None = None
+        self._on_outcome = on_outcome
         self._stop, self._abort = stop or anyio.Event(), abort
         self._add_on_conflict = add_on_conflict
-        self._failed = self._succeeded = 0
         self._reader = Reader(client, pacer, self.safeguards.policy)
+
+    @property
+    def stop_reason(self) -> str:
+        return "" if self.stop is None else str(self.stop)
 
     async def run(self, plans: Sequence[ImagePlan]) -> dict[str, Outcome]:
         """Send every plan's patch; return the outcome of each image that was attempted.
@@ -143,11 +145,18 @@ class Runner:
                 async with anyio.create_task_group() as requests:
                     await self._produce(plans, requests)
             watcher.cancel_scope.cancel()
-        if not self.stop_reason and self._abort is not None and self._abort.is_set():
-            self.stop_reason = "stopped at once; requests in flight were cut off"
-        elif not self.stop_reason and self._stop.is_set():
-            self.stop_reason = "stopped by a signal; requests in flight were finished"
-        return self.outcomes
+        self._note_signal()
+        ids = {plan.image_id for plan in plans}
+        return {i: o for i, o in self.ledger.outcomes().items() if i in ids}
+
+    def _note_signal(self) -> None:
+        if self.stop is not None:
+            return
+        if self._abort is not None and self._abort.is_set():
+            self.stop = StopReason("abort", "stopped at once; requests in flight were cut off")
+        elif self._stop.is_set():
+            self.stop = StopReason("signal",
+                                   "stopped by a signal; requests in flight were finished")
 
     async def _produce(self, plans: Sequence[ImagePlan], requests: TaskGroup) -> None:
         for position, plan in enumerate(plans):
@@ -161,79 +170,74 @@ class Runner:
                 requests.start_soon(self._image, plan, borrower)
 
     async def _image(self, plan: ImagePlan, borrower: object) -> None:
-        started = time.perf_counter()
         work = _Work(plan)  # still readable when the attempt is cut off
+        self.ledger.plan(plan)
         try:
-            outcome = await self._attempt(plan, started, work)
+            outcome, kind = await self._attempt(work)
         except anyio.get_cancelled_exc_class():
-            self._record(interrupted(plan.image_id, started, work.sent, in_doubt=work.in_doubt),
-                         work)
+            self._record(interrupted(plan.image_id, work.started, work.sent,
+                                     in_doubt=work.in_doubt), work, None)
             raise
         finally:
             self.pacer.release(borrower)
-        self._record(outcome, work)
+        self._record(outcome, work, kind)
 
-    async def _attempt(self, plan: ImagePlan, started: float, work: _Work) -> Outcome:
-        """Try one image until it has a true outcome; ``work`` keeps its plan and count."""
-        policy = self.safeguards.policy
-        while True:
-            response, verdict = await self._send(work)
-            attempts = work.sent
-            if verdict == Verdict.OK:
-                return outcome_of(work.plan.patch, response, attempts, _since(started))
-            if verdict == Verdict.PERMANENT:
-                refused = await self._after_refusal(work, response, started)
-                if refused is not None:
-                    return refused
-                await self.pacer.rate.wait()
-                continue
-            last = attempts >= policy.max_attempts
-            if last and verdict != Verdict.AMBIGUOUS:
-                return outcome_of(work.plan.patch, response, attempts, _since(started))
-            log.info("%s %s after attempt %d: %s %s", "checking" if last else "retrying",
-                     plan.image_id, attempts, response.status or "", response.error_code)
-            stop = self._stop if verdict == Verdict.RETRY else None  # nothing in doubt
-            if not await sleep_unless_stopped(policy.sleep, policy.wait(attempts, response), stop):
-                return not_retried(work.plan.patch, response, attempts, _since(started))
-            if verdict == Verdict.AMBIGUOUS:  # even after the last attempt: tell the truth
-                settled = await self._read_back(work, response, started)
-                if settled is not None:
-                    return settled
-                if last:
-                    return outcome_of(work.plan.patch, response, attempts, _since(started),
-                                      note=NOT_APPLIED)
-            if not await self.pacer.rate.wait(stop):
-                return not_retried(work.plan.patch, response, attempts, _since(started))
+    async def _attempt(self, work: _Work) -> tuple[Outcome, AnswerKind]:
+        """Try one image until it has a true outcome, through the one retry loop; the
+        hooks add what only writes need."""
 
-    async def _send(self, work: _Work) -> tuple[ApiResponse, Verdict]:
+        async def send() -> ApiResponse:
+            return await self._send(work)
+
+        async def ambiguous(response: ApiResponse, attempts: int) -> Outcome | None:
+            return await self._read_back(work, response)
+
+        async def refused(response: ApiResponse, kind: AnswerKind,
+                          attempts: int) -> Outcome | None:
+            return await self._after_refusal(work, response, kind)
+
+        tried = await attempt(send, self.client, self.safeguards.policy, self.pacer,
+                              Hooks(refused=refused, ambiguous=ambiguous, stop=self._stop),
+                              what=work.plan.image_id)
+        return self._ended(work, tried), tried.kind
+
+    def _ended(self, work: _Work, tried: Attempt[Outcome]) -> Outcome:
+        if tried.ending == Ending.SETTLED and tried.settled is not None:
+            return tried.settled
+        if tried.ending == Ending.STOPPED:
+            return not_retried(work.plan.patch, tried.answer, tried.attempts,
+                               _since(work.started), kind=tried.kind)
+        if tried.ending == Ending.UNSETTLED:
+            return work.outcome(tried.answer, tried.kind, note=NOT_APPLIED)
+        return work.outcome(tried.answer, tried.kind)
+
+    async def _send(self, work: _Work) -> ApiResponse:
         """One PATCH of what ``work`` still has to change; the image is in doubt until the
         answer (or a read-back) says otherwise."""
         work.sent += 1
         work.in_doubt = True
-        sent_at = self.pacer.now()
-        if self._on_sending is not None:
-            self._on_sending(work.plan)
+        self.ledger.sending(work.plan)
         response = await self.client.update_image(work.plan.image_id, work.plan.patch.body())
-        verdict = self.safeguards.policy.verdict(response)
-        tell_pacer(self.pacer, response, verdict, sent_at)
-        work.in_doubt = verdict == Verdict.AMBIGUOUS
-        return response, verdict
+        work.in_doubt = self.client.classify(response) == AnswerKind.MAYBE_APPLIED
+        self.ledger.answered(work.plan.image_id, in_doubt=work.in_doubt)
+        return response
 
     async def _after_refusal(self, work: _Work, response: ApiResponse,
-                             started: float) -> Outcome | None:
+                             kind: AnswerKind) -> Outcome | None:
         """The outcome of a refused write; None to send again.
 
-        Without a read pass (``add_on_conflict``) an ``IMG.0035`` is answered by reading the
-        image once and planning against it: a ``replace`` of a missing attribute becomes
-        ``add``, a ``remove`` of a missing one is already as asked (its row ``unchanged``).
+        Without a read pass (``add_on_conflict``) a conflict (IMS: ``IMG.0035``) is
+        answered by reading the image once and planning against it: a ``replace`` of a
+        missing attribute becomes ``add``, a ``remove`` of a missing one is already as
+        asked (its row ``unchanged``).
         """
-        if (self._add_on_conflict and not work.converted
-                and _conflict(work.plan.patch, response)):
+        if (self._add_on_conflict and not work.converted and kind == AnswerKind.CONFLICT
+                and _replaces_or_removes(work.plan.patch)):
             work.converted = True
-            return await self._read_back(work, response, started, could_apply=False)
-        return outcome_of(work.plan.patch, response, work.sent, _since(started))
+            return await self._read_back(work, response, could_apply=False)
+        return work.outcome(response, kind)
 
-    async def _read_back(self, work: _Work, response: ApiResponse, started: float, *,
+    async def _read_back(self, work: _Work, response: ApiResponse, *,
                          could_apply: bool = True) -> Outcome | None:
         """After a write whose answer may not tell the truth: the outcome if the image
         settles it, else None with ``work.plan`` now holding only what is still to send.
@@ -249,60 +253,72 @@ class Runner:
                 log.info("reading %s back failed: %s", work.plan.image_id, failure.message)
                 await policy.sleep(policy.wait(reads, response))
                 continue
-            return self._settled(work, image, response, started, could_apply=could_apply)
+            return self._settled(work, image, response, could_apply=could_apply)
         work.in_doubt = could_apply
-        return outcome_of(work.plan.patch, response, work.sent, _since(started),
-                          note="; the image could not be read back" if could_apply else "")
+        return work.outcome(response, self.client.classify(response),
+                            note="; the image could not be read back" if could_apply else "")
 
-    def _settled(self, work: _Work, image: Image | None, response: ApiResponse,
-                 started: float, *, could_apply: bool) -> Outcome | None:
+    def _settled(self, work: _Work, image: Image | None, response: ApiResponse, *,
+                 could_apply: bool) -> Outcome | None:
         plan, applied = settle(work.plan, image, could_apply=could_apply)
         work.plan, work.in_doubt = plan, False
+        self.ledger.plan(plan)
+        self.ledger.answered(plan.image_id, in_doubt=False)
         if applied:
             return Outcome(plan.image_id, Status.SUCCEEDED, response.status,
                            error_message=shown_in_place(response),
                            request_id=response.request_id, attempts=work.sent,
-                           elapsed_ms=_since(started))
+                           elapsed_ms=_since(work.started))
         if plan.status is not None:
             return Outcome(plan.image_id, plan.status, response.status,
                            error_message=plan.reason, request_id=response.request_id,
-                           attempts=work.sent, elapsed_ms=_since(started))
+                           attempts=work.sent, elapsed_ms=_since(work.started))
         return None
 
-    def _record(self, outcome: Outcome, work: _Work) -> None:
-        self.plans[outcome.image_id] = work.plan
-        if work.in_doubt:
-            self.unsettled.add(outcome.image_id)
-        self.outcomes[outcome.image_id] = outcome
+    def _record(self, outcome: Outcome, work: _Work, kind: AnswerKind | None) -> None:
+        self.ledger.finish(outcome, work.plan, in_doubt=work.in_doubt)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
-        if outcome.status == Status.SUCCEEDED:
-            self._succeeded += 1
-        elif outcome.status == Status.FAILED:
-            self._failed += 1
-            self._check_thresholds(outcome)
+        if outcome.status == Status.FAILED:
+            self._check_thresholds(outcome, kind)
 
-    def _check_thresholds(self, outcome: Outcome) -> None:
-        guards, reason = self.safeguards, ""
-        finished = len(self.outcomes)
-        if (outcome.http_status == 401 or outcome.error_code == LOGIN_FAILED
-                or (outcome.http_status == 403 and not self._succeeded)):
-            auth = self.client.auth
-            reason = (f"authentication failed using {auth.kind} from {auth.source} "
-                      f"({outcome.http_status or ''} {outcome.error_code}: "
-                      f"{outcome.error_message})")
-        elif outcome.error_code == TLS_FAILED:
-            reason = outcome.error_message
-        elif guards.max_failures is not None and self._failed >= guards.max_failures:
-            reason = f"{self._failed} images failed (--max-failures {guards.max_failures})"
-        elif (guards.max_failure_rate is not None and finished >= guards.min_sample
-              and self._failed / finished > guards.max_failure_rate):
-            reason = (f"{self._failed} of {finished} images failed, more than "
-                      f"{guards.max_failure_rate:.0%} (--max-failure-rate)")
-        if reason and not self.stop_reason:
-            self.stop_reason = reason
+    def _check_thresholds(self, outcome: Outcome, kind: AnswerKind | None) -> None:
+        reason = self._threshold(outcome, kind)
+        if reason is not None and self.stop is None:
+            self.stop = reason
             log.warning("stopping: %s", reason)
             self._stop.set()
+
+    def _threshold(self, outcome: Outcome, kind: AnswerKind | None) -> StopReason | None:
+        """Why the run must stop after this failure, if it must: refused credentials, a
+        certificate that cannot be verified, or too many failures (read from the ledger)."""
+        tally = self.ledger.tally
+        if kind == AnswerKind.AUTH_FAILED or (kind == AnswerKind.FORBIDDEN
+                                              and not tally.succeeded):
+            return StopReason("auth", f"authentication failed using {self.client.describe()} "
+                              f"({outcome.http_status or ''} {outcome.error_code}: "
+                              f"{outcome.error_message})")
+        if kind == AnswerKind.TLS_FAILED:
+            return StopReason("tls", outcome.error_message)
+        return _too_many_failures(self.safeguards, tally.failed, tally.finished)
+
+
+def _too_many_failures(guards: Safeguards, failed: int, finished: int) -> StopReason | None:
+    if guards.max_failures is not None and failed >= guards.max_failures:
+        limit = str(guards.max_failures)
+        return StopReason("max_failures", "", lambda name: f"{failed} images failed "
+                          f"({name('max_failures', limit)})")
+    if (guards.max_failure_rate is not None and finished >= guards.min_sample
+            and failed / finished > guards.max_failure_rate):
+        rate = guards.max_failure_rate
+        return StopReason("max_failure_rate", "", lambda name: (
+            f"{failed} of {finished} images failed, more than {rate:.0%} "
+            f"({name('max_failure_rate', '')})"))
+    return None
+
+
+def _replaces_or_removes(patch: ImagePatch) -> bool:
+    return any(operation.op in ("replace", "remove") for operation in patch.operations)
 
 
 def shown_in_place(response: ApiResponse) -> str:
@@ -313,17 +329,12 @@ def shown_in_place(response: ApiResponse) -> str:
             + ", but reading the image back shows the change in place")
 
 
-def _conflict(patch: ImagePatch, response: ApiResponse) -> bool:
-    return (response.status == 400 and response.error_code == ATTRIBUTE_CONFLICT
-            and any(operation.op in ("replace", "remove") for operation in patch.operations))
-
-
 def not_retried(patch: ImagePatch, response: ApiResponse, attempts: int,
-                elapsed_ms: int) -> Outcome:
-    """A retry the run stopped before sending: the last answer stands (a 429 applied
-    nothing, so the message says so)."""
-    outcome = outcome_of(patch, response, attempts, elapsed_ms)
-    note = "not applied; " if is_throttled(response) else ""
+                elapsed_ms: int, *, kind: AnswerKind | None = None) -> Outcome:
+    """A retry the run stopped before sending: the last answer stands (a throttled request
+    applied nothing, so the message says so)."""
+    outcome = outcome_of(patch, response, attempts, elapsed_ms, kind=kind)
+    note = "not applied; " if kind == AnswerKind.THROTTLED else ""
     return replace(outcome, error_message=f"{outcome.error_message} ({note}the run stopped "
                    "before retrying)".strip())
 

@@ -10,7 +10,13 @@ import anyio
 import pytest
 
 from batchpatch.auth import TokenAuth
-from batchpatch.client import UNEXPECTED_ANSWER, UNPARSEABLE_ANSWER, ImsClient, patched_problem
+from batchpatch.client import (
+    UNEXPECTED_ANSWER,
+    UNPARSEABLE_ANSWER,
+    ImsClient,
+    classify_answer,
+    patched_problem,
+)
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.retry import RetryPolicy, Verdict
 from tests.e2e import TOKEN, main_exit_code
@@ -47,7 +53,8 @@ def test_a_2xx_counts_only_with_the_patched_image(fault: str, code: str, applied
         state = fake.store.images[image_id]
     assert response.error_code == code
     assert response.ok is (code == "")
-    assert RetryPolicy().verdict(response) == (Verdict.OK if not code else Verdict.AMBIGUOUS)
+    verdict = RetryPolicy().verdict(classify_answer(response))
+    assert verdict == (Verdict.OK if not code else Verdict.AMBIGUOUS)
     assert ("team" not in state) is applied
     if code:
         assert response.error_message.startswith(("unexpected answer", "unparseable answer"))

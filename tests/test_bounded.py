@@ -134,8 +134,9 @@ def test_a_signal_during_a_hold_stops_at_once_and_the_429_is_not_applied() -> No
     with running_fake(images, config) as fake:
         runner = anyio.run(run, fake.url)
         state = fake.store.images
-    assert list(runner.outcomes) == [ids[0]]
-    outcome = runner.outcomes[ids[0]]
+    outcomes = runner.ledger.outcomes()
+    assert list(outcomes) == [ids[0]]
+    outcome = outcomes[ids[0]]
     assert (outcome.status, outcome.http_status) == (Status.FAILED, 429)
     assert "not applied" in outcome.error_message
     assert "may or may not" not in outcome.error_message

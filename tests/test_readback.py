@@ -16,8 +16,9 @@ from batchpatch.fake.cli import build_parser, config_from_args
 from batchpatch.job import RunResult, apply_sheet
 from batchpatch.models import ImagePatch, Limits, Operation, Status
 from batchpatch.plan import unplanned
-from batchpatch.retry import RetryPolicy, Verdict
+from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Runner, Safeguards
+from batchpatch.service import AnswerKind
 from batchpatch.throttle import Pacer
 from tests.e2e import TOKEN
 from tests.sheets import write_sheet
@@ -192,14 +193,14 @@ async def test_a_read_back_keeps_unchanged_rows_and_their_before(tmp_path: Path)
     assert dict(stats.applied_by_image) == {image_id: 1}
 
 
-class Unconvinced(RetryPolicy):
-    """A policy that, like a check of 2xx bodies, finds some answers not to be trusted."""
+class Unconvinced(ScriptedClient):
+    """A service that, like a check of 2xx bodies, finds some answers not to be trusted."""
 
-    def verdict(self, response: ApiResponse) -> Verdict:
-        body = response.body
-        if response.ok and isinstance(body, dict) and body.get("id", IMAGE) != IMAGE:
-            return Verdict.AMBIGUOUS
-        return super().verdict(response)
+    def classify(self, answer: ApiResponse) -> AnswerKind:  # type: ignore[override]
+        body = answer.body
+        if answer.ok and isinstance(body, dict) and body.get("id", IMAGE) != IMAGE:
+            return AnswerKind.MAYBE_APPLIED
+        return super().classify(answer)
 
 
 @pytest.mark.anyio
@@ -208,9 +209,9 @@ async def test_any_ambiguous_verdict_leads_to_a_read_back() -> None:
     which finds the change in place, so nothing is sent again."""
     clock = FakeClock()
     wrong_image = ApiResponse(200, {"id": "another-image"})
-    client = ScriptedClient([wrong_image, ApiResponse(200, {"id": IMAGE})])
+    client = Unconvinced([wrong_image, ApiResponse(200, {"id": IMAGE})])
     pacer = Pacer(Limits(concurrency=1, rate=1000), clock=clock, sleep=clock.sleep)
-    policy = Unconvinced(max_attempts=3, sleep=clock.sleep)
+    policy = RetryPolicy(max_attempts=3, sleep=clock.sleep)
     runner = Runner(client, pacer, Safeguards(policy))  # type: ignore[arg-type]
     patch = ImagePatch(IMAGE, (Operation("replace", "/name", "new"),), (0,))
     outcome = (await runner.run([unplanned(patch)]))[IMAGE]

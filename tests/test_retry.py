@@ -8,9 +8,15 @@ from email.utils import format_datetime
 
 import pytest
 
-from batchpatch.client import CONNECT_FAILED, ApiResponse, parse_retry_after
+from batchpatch.client import (
+    CONNECT_FAILED,
+    ApiResponse,
+    classify_answer,
+    is_throttled,
+    parse_retry_after,
+)
 from batchpatch.models import CONNECTION_ERROR, TIMEOUT, Limits
-from batchpatch.retry import MAX_RETRY_AFTER, RetryPolicy, Verdict, is_throttled
+from batchpatch.retry import MAX_RETRY_AFTER, RetryPolicy, Verdict
 from batchpatch.throttle import Pacer
 from tests.test_throttle import FakeClock
 
@@ -40,7 +46,7 @@ from tests.test_throttle import FakeClock
     ],
 )
 def test_verdicts(response: ApiResponse, verdict: Verdict) -> None:
-    assert RetryPolicy().verdict(response) == verdict
+    assert RetryPolicy().verdict(classify_answer(response)) == verdict
 
 
 class Highest(random.Random):

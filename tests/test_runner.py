@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from batchpatch.auth import TokenAuth
-from batchpatch.client import ApiResponse
+from batchpatch.client import ApiResponse, classify_answer, images_in
 from batchpatch.models import CONNECTION_ERROR, TIMEOUT, ImagePatch, Limits, Operation, Status
 from batchpatch.plan import unplanned
 from batchpatch.retry import RetryPolicy
@@ -27,6 +27,13 @@ class ScriptedClient:
     when the script says it was applied (``"applied"`` after a lost answer)."""
 
     auth = TokenAuth("t", source="test")
+    endpoint = "scripted"
+    requests = 0
+    classify = staticmethod(classify_answer)
+    images = staticmethod(images_in)
+
+    def describe(self) -> str:
+        return "token from test"
 
     def __init__(self, script: Sequence[ApiResponse | tuple[ApiResponse, str]]) -> None:
         self.script = list(script)

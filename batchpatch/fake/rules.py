@@ -118,15 +118,8 @@ def apply_ops(image: dict[str, Any], ops: list[PatchOp]) -> dict[str, Any]:
 
 def stored_value(name: str, value: object) -> object:
     """Check ``value`` for attribute ``name`` and return what the image will hold."""
-    if name == "min_ram":
-        # bool is an int subclass, but JSON true is not a size.
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise FakeApiError.ims("IMG.0055")
-        return value
-    if name == "max_ram":
-        if not isinstance(value, str) or not _DIGITS.fullmatch(value):
-            raise FakeApiError.ims("IMG.0055")
-        return value
+    if name in ("min_ram", "max_ram"):
+        return _ram(name, value)
     if not isinstance(value, str):
         raise invalid_format(f"the value of /{name} must be a JSON string")
     if name == "name":
@@ -138,6 +131,18 @@ def stored_value(name: str, value: object) -> object:
             raise FakeApiError.ims("IMG.0141")
     elif _is_flag(name) and value not in ("true", "false"):
         raise invalid_format(f'the value of /{name} must be "true" or "false"')
+    return value
+
+
+def _ram(name: str, value: object) -> object:
+    """``min_ram`` is a JSON number, ``max_ram`` a string of digits."""
+    if name == "min_ram":
+        # bool is an int subclass, but JSON true is not a size.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FakeApiError.ims("IMG.0055")
+        return value
+    if not isinstance(value, str) or not _DIGITS.fullmatch(value):
+        raise FakeApiError.ims("IMG.0055")
     return value
 
 
