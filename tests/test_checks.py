@@ -837,7 +837,8 @@ def test_skip_invalid_leaves_out_every_row_of_a_merged_range(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("edit", "rows"),
     [
-        pytest.param(lambda sheet: sheet.merge_cells("D6:E7"), [6, 7], id="merged"),
+        # A merged range below the data covers no data row: it is reported once, at its corner.
+        pytest.param(lambda sheet: sheet.merge_cells("D6:E7"), [6], id="merged"),
         pytest.param(lambda sheet: sheet.__setitem__("D9", "=1+1"), [9], id="formula"),
     ],
 )
