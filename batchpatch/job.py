@@ -66,7 +66,7 @@ from batchpatch.report import write_report as _write_report_file
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
-from batchpatch.throttle import Pacer
+from batchpatch.throttle import Pacer, sleep_unless_stopped
 
 log = logging.getLogger("batchpatch")
 
@@ -388,6 +388,7 @@ class _Run:
                    else resume.in_doubt | resume.asked_anew)
         images = {}
         if to_read:
+            await self._let_earlier_writes_land(resume)
             images = await _unless_aborted(self.abort, fetch_images(
                 reader, [p.image_id for p in resume.pending if p.image_id in to_read]))
         saved = ({p.image_id: p for p in self.source.plans}
@@ -401,6 +402,23 @@ class _Run:
                 self.ledger.plan(plan_image(patch, image))
             else:
                 self.ledger.plan(saved.get(image_id) or unplanned(patch))
+
+    async def _let_earlier_writes_land(self, resume: _Resume) -> None:
+        """Wait until the request timeout has passed since the earlier run's last write in
+        doubt: a write it sent just before it died may still be on its way to being
+        applied, and reading the image before then would send it a second time."""
+        if not resume.in_doubt or resume.last_doubtful_write is None:
+            return
+        wait = min(resume.last_doubtful_write + self.limits.timeout - time.time(),
+                   self.limits.timeout)
+        if wait <= 0:
+            return
+        log.warning("waiting %.1f s before reading back %d image(s) the interrupted run was "
+                 "writing: its last write may still be applied (the request timeout is "
+                 "%g s)", wait, len(resume.in_doubt), self.limits.timeout)
+        if not await sleep_unless_stopped(anyio.sleep, wait, self.stop):
+            raise ReadStopped("stopped by a signal before the images the interrupted run "
+                              "was writing were read back")
 
     def _settle_earlier(self, earlier: ImagePlan, image: dict[str, Any] | None) -> None:
         """An image an earlier run left in doubt, read back: applied by it, or replanned."""
@@ -492,12 +510,14 @@ class _Resume:
     in_doubt_plans: dict[str, ImagePlan]
     asked_anew: set[str]
     in_doubt: set[str]
+    #: When the earlier run last sent a write still in doubt (epoch seconds), if known.
+    last_doubtful_write: float | None = None
 
     @classmethod
     def of(cls, sheet: Sheet, journal: Journal | None) -> _Resume:
         if journal is None:
             return cls(list(sheet.patches), [], {}, {}, set(), set())
-        resume = cls([], [], {}, {}, set(), set(journal.in_doubt))
+        resume = cls([], [], {}, {}, set(), set(journal.in_doubt), journal.last_doubtful_write)
         for patch in sheet.patches:
             image_id = patch.image_id
             earlier = _earlier_plan(journal, patch)

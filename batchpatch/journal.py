@@ -39,9 +39,11 @@ import contextlib
 import glob
 import json
 import logging
+import math
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -87,6 +89,8 @@ class Journal:
         self._on_failure: Callable[[OSError], None] | None = None
         #: The latest plan recorded for each image, as ``plan.plan_to_json`` wrote it.
         self.plans: dict[str, dict[str, Any]] = {}
+        #: When the earlier run sent each image's latest write (epoch seconds).
+        self.sent_at: dict[str, float] = {}
         self.other_sheet = False
         self.other_endpoint = ""
         identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
@@ -111,6 +115,12 @@ class Journal:
     def in_doubt(self) -> set[str]:
         """Images the earlier run was writing, or whose write may have been applied."""
         return self.earlier.in_doubt()
+
+    @property
+    def last_doubtful_write(self) -> float | None:
+        """When (epoch seconds) the earlier run last sent a write still in doubt; None if
+        it sent none, or the journal does not say."""
+        return max((self.sent_at[i] for i in self.in_doubt if i in self.sent_at), default=None)
 
     def attach(self, ledger: Ledger) -> None:
         """Append each of ``ledger``'s later events (a PATCH sent, an outcome) as it happens."""
@@ -138,8 +148,8 @@ class Journal:
         self._write({"format": FORMAT, **identity})
         for outcome in self.recorded.values():
             self.outcome(outcome, self.plans.get(outcome.image_id))
-        for image_id in sorted(self.in_doubt):
-            self.sending(image_id, self.plans.get(image_id))
+        for image_id in sorted(self.in_doubt):  # when it was sent, not now
+            self.sending(image_id, self.plans.get(image_id), self.sent_at.get(image_id))
         try:
             if self.error is None:
                 os.replace(fresh, self.path)
@@ -157,9 +167,12 @@ class Journal:
                            f"{error.strerror or error} — nothing was sent; free space (or "
                            "fix the folder's permissions) and rerun")
 
-    def sending(self, image_id: str, plan: dict[str, Any] | None = None) -> None:
-        """A PATCH of ``image_id`` is about to go out, carrying ``plan``'s changes."""
-        self._write({"event": "sending", "image_id": image_id}
+    def sending(self, image_id: str, plan: dict[str, Any] | None = None,
+                at: float | None = None) -> None:
+        """A PATCH of ``image_id`` is about to go out (or went out ``at``, epoch seconds),
+        carrying ``plan``'s changes."""
+        self._write({"event": "sending", "image_id": image_id,
+                     "at": round(time.time() if at is None else at, 3)}
                     | ({} if plan is None else {"plan": plan}))
 
     def outcome(self, outcome: Outcome, plan: dict[str, Any] | None = None, *,
@@ -244,12 +257,18 @@ class Journal:
                 self.plans[str(entry.get("image_id"))] = entry["plan"]
             if entry.get("event") == "sending":
                 sending.add(entry["image_id"])
+                self._note_sent_at(entry)
             elif entry.get("event") == "outcome":
                 _settle(_outcome(entry), entry.get("in_doubt"), recorded, sending)
         for image_id, outcome in recorded.items():
             self.earlier.restore(image_id, outcome, self._plan(image_id), in_doubt=False)
         for image_id in sorted(sending - recorded.keys()):
             self.earlier.restore(image_id, None, self._plan(image_id), in_doubt=True)
+
+    def _note_sent_at(self, entry: dict[str, Any]) -> None:
+        at = entry.get("at")
+        if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+            self.sent_at[entry["image_id"]] = float(at)
 
     def _plan(self, image_id: str) -> ImagePlan | None:
         """The latest plan recorded for ``image_id``; None when none was, or it is damaged."""

@@ -168,3 +168,34 @@ def test_the_journal_keeps_plans_and_what_is_in_doubt_across_generations(tmp_pat
         assert again.in_doubt == {"b"}
         assert again.plans == {"a": plan, "b": {**plan, "image_id": "b"}}
         again.close(finished=False)
+
+
+def test_a_rerun_straight_after_a_kill_waits_for_the_dead_runs_write_to_land(
+    tmp_path: Path,
+) -> None:
+    # The fake holds the dead run's PATCH for IN_FLIGHT seconds and applies it then. A rerun
+    # that read the image at once would find the change missing and send it a second time;
+    # it waits until the request timeout has passed since that write went out.
+    images = account(1)
+    image_id = images[0]["id"]
+    sheet = write_sheet(tmp_path / "s.csv", LONG, [[image_id, "replace", "/name", "renamed"]])
+    journal = tmp_path / "s.results.csv.journal"
+    args = ["apply", str(sheet), "--rate", "200", "--timeout", str(IN_FLIGHT * 2.5)]
+    with running_fake(images, FakeConfig(token=TOKEN, latency=IN_FLIGHT)) as fake:
+        process = start_cli(
+            [*args, "--endpoint", fake.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for(lambda: fake.stats.snapshot().in_flight > 0, "a PATCH in flight")
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        assert not fake.stats.snapshot().applied_by_image  # still held by the fake
+        resumed = run_cli([*args, "--endpoint", fake.url])
+        stats = fake.stats.snapshot()
+    assert resumed.returncode == 0, resumed.stderr
+    assert dict(stats.applied_by_image) == {image_id: 1}
+    assert stats.patch_requests == 1
+    assert "its last write may still be applied" in resumed.stderr
+    report = read_report(tmp_path / "s.results.csv")
+    assert report.loc[0, "error_message"].startswith("applied by the interrupted run")
