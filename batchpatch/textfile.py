@@ -456,7 +456,7 @@ def _parse(
 
 def _records(body: str, separator: str) -> Iterator[tuple[int, list[str]]]:
     """``(line the record starts on, cells)`` for every record of ``body``."""
-    reader = csv.reader(io.StringIO(body), delimiter=separator)
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=separator)
     start = 1
     for cells in reader:
         yield start, cells
