@@ -72,8 +72,12 @@ class Grid:
 def header_problems(file: str, header: list[str], row: int = 1) -> list[Problem]:
     """Empty and repeated header names, found before any frame is built from the rows."""
     empty = [
-        Problem(file, row, f"#{position}", Reason("a column has no header",
-                                                  "name the column, or delete it"))
+        Problem(
+            file,
+            row,
+            f"#{position}",
+            Reason("a column has no header", "name the column, or delete it"),
+        )
         for position, column in enumerate(header, start=1)
         if not column
     ]
@@ -88,8 +92,15 @@ def duplicate_columns(file: str, header: list[str], row: int = 1) -> list[Proble
         key = column.lower().lstrip("/")
         if key and key in seen:
             problems.append(
-                Problem(file, row, column, Reason(f"column {seen[key]!r} appears more than once",
-                                                  "keep one column per attribute"))
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(
+                        f"column {seen[key]!r} appears more than once",
+                        "keep one column per attribute",
+                    ),
+                )
             )
         seen.setdefault(key, column)
     return problems
