@@ -71,8 +71,9 @@ class Changes:
 
     def __post_init__(self) -> None:
         if tuple(self.frame.columns) != CHANGE_COLUMNS:
-            raise ValueError(f"changes need the columns {CHANGE_COLUMNS}, not "
-                             f"{tuple(self.frame.columns)}")
+            raise ValueError(
+                f"changes need the columns {CHANGE_COLUMNS}, not {tuple(self.frame.columns)}"
+            )
 
     def without(self, mask: Any) -> Changes:
         """These changes less those ``mask`` selects."""
@@ -106,17 +107,37 @@ def column_problems(file: str, columns: list[str], long: bool, row: int = 1) -> 
     attributes = attribute_names(columns)
     for position, column in enumerate(columns, start=1):
         if not column:
-            problems.append(Problem(file, row, f"#{position}", Reason(
-                "a column has no header", "name the column, or delete it")))
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    f"#{position}",
+                    Reason("a column has no header", "name the column, or delete it"),
+                )
+            )
         elif column in passive or column.lower() == "image_id":
             continue
         elif long and column.lower() not in LONG_COLUMNS:
-            problems.append(Problem(file, row, column, Reason(
-                f"unknown column {column!r}",
-                "delete it, or start its header with # to keep it as a comment")))
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(
+                        f"unknown column {column!r}",
+                        "delete it, or start its header with # to keep it as a comment",
+                    ),
+                )
+            )
         elif not long and (reason := check_attribute(attributes[column], "add")):
-            problems.append(Problem(file, row, column, Reason(
-                reason.what, reason.fix + ", or start the header with # for a comment")))
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(reason.what, reason.fix + ", or start the header with # for a comment"),
+                )
+            )
     return problems
 
 
@@ -149,8 +170,13 @@ def cell_problems(file: str, changes: Changes) -> list[Problem]:
     frame = changes.frame
     long = changes.shape == "long"
     problems = column_problems(file, list(changes.header), long, changes.header_row)
-    problems += _located(file, frame, frame["image_id"] == "", changes.id_column,
-                         Reason("image_id is empty", "fill in the image's id, or delete the row"))
+    problems += _located(
+        file,
+        frame,
+        frame["image_id"] == "",
+        changes.id_column,
+        Reason("image_id is empty", "fill in the image's id, or delete the row"),
+    )
     if long:
         problems += _long_cell_problems(file, changes)
     return problems + _untyped(file, frame)
@@ -163,26 +189,52 @@ def _long_cell_problems(file: str, changes: Changes) -> list[Problem]:
     blank_value = frame["value"].str.strip() == ""
     setting = frame["op"].isin(("add", "replace"))
     return [
-        *_located(file, frame, ~frame["op"].isin(OPS), changes.op_column,
-                  Reason("op must be add, replace or remove", "write one of add, replace, remove")),
-        *_located(file, frame, frame["attribute"] == "", frame["attribute_column"],
-                  Reason("path is empty", "write the attribute to change, e.g. /name")),
-        *_located(file, frame, setting & blank_value, value_column,
-                  Reason("add and replace need a value",
-                         "fill in the value, or use op remove to delete the attribute")),
-        *_located(file, frame, (frame["op"] == "remove") & ~blank_value, value_column,
-                  Reason("remove takes no value",
-                         "clear the value, or use add or replace to set one")),
+        *_located(
+            file,
+            frame,
+            ~frame["op"].isin(OPS),
+            changes.op_column,
+            Reason("op must be add, replace or remove", "write one of add, replace, remove"),
+        ),
+        *_located(
+            file,
+            frame,
+            frame["attribute"] == "",
+            frame["attribute_column"],
+            Reason("path is empty", "write the attribute to change, e.g. /name"),
+        ),
+        *_located(
+            file,
+            frame,
+            setting & blank_value,
+            value_column,
+            Reason(
+                "add and replace need a value",
+                "fill in the value, or use op remove to delete the attribute",
+            ),
+        ),
+        *_located(
+            file,
+            frame,
+            (frame["op"] == "remove") & ~blank_value,
+            value_column,
+            Reason("remove takes no value", "clear the value, or use add or replace to set one"),
+        ),
     ]
 
 
 def _untyped(file: str, frame: pd.DataFrame) -> list[Problem]:
     """Values that cannot become the JSON their attribute takes."""
     problems = []
-    needs_type = (frame["typed"].isna() & frame["op"].isin(("add", "replace"))
-                  & (frame["attribute"] != "") & (frame["value"].str.strip() != ""))
-    for row, attribute, value, column in _columns(frame[needs_type], "row", "attribute",
-                                                  "value", "column"):
+    needs_type = (
+        frame["typed"].isna()
+        & frame["op"].isin(("add", "replace"))
+        & (frame["attribute"] != "")
+        & (frame["value"].str.strip() != "")
+    )
+    for row, attribute, value, column in _columns(
+        frame[needs_type], "row", "attribute", "value", "column"
+    ):
         try:
             typed_value(attribute, value)
         except UntypedValue as error:
@@ -194,8 +246,11 @@ def change_problems(file: str, changes: Changes) -> list[Problem]:
     """Problems of single changes, and of changes that clash within one image."""
     frame = changes.frame
     problems: list[Problem] = []
-    id_reasons = {image_id: check_image_id(image_id)
-                  for image_id in frame["image_id"].unique().tolist() if image_id}
+    id_reasons = {
+        image_id: check_image_id(image_id)
+        for image_id in frame["image_id"].unique().tolist()
+        if image_id
+    }
     for row, image_id in _columns(frame.drop_duplicates("row"), "row", "image_id"):
         reason = id_reasons.get(image_id)
         if reason:
@@ -234,10 +289,16 @@ def _note_problems(
         note = notes.get((int(row), column))
         if note is None or (note.kind == "boolean" and attribute in FLAG_ATTRIBUTES):
             continue
-        which = ("does not take (only the true/false flags do)" if note.kind == "boolean"
-                 else "cannot take as it is")
-        problems.append(Problem(file, int(row), column,
-                                Reason(f"{note.what}, which {attribute} {which}", note.fix)))
+        which = (
+            "does not take (only the true/false flags do)"
+            if note.kind == "boolean"
+            else "cannot take as it is"
+        )
+        problems.append(
+            Problem(
+                file, int(row), column, Reason(f"{note.what}, which {attribute} {which}", note.fix)
+            )
+        )
     return problems
 
 
@@ -248,9 +309,17 @@ def repeated_changes(file: str, frame: pd.DataFrame) -> tuple[list[Any], list[Pr
     for label, row, column, first_row, identical in _repeats(frame):
         if identical:
             labels.append(label)
-            warnings.append(Problem(file, row, column, Reason(
-                f"warning: the same change as row {first_row}",
-                "it is sent once; delete one of the two rows")))
+            warnings.append(
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(
+                        f"warning: the same change as row {first_row}",
+                        "it is sent once; delete one of the two rows",
+                    ),
+                )
+            )
     return labels, warnings
 
 
@@ -262,12 +331,17 @@ def _repeats(frame: pd.DataFrame) -> Iterator[tuple[Any, int, str, int, bool]]:
     if not repeated.any():
         return
     firsts = frame.drop_duplicates(key)
-    first = {(image_id, attribute): (row, op, typed) for image_id, attribute, row, op, typed
-             in _columns(firsts, "image_id", "attribute", "row", "op", "typed")}
+    first = {
+        (image_id, attribute): (row, op, typed)
+        for image_id, attribute, row, op, typed in _columns(
+            firsts, "image_id", "attribute", "row", "op", "typed"
+        )
+    }
     subset = frame[repeated]
     for label, (image_id, attribute, row, column, op, typed) in zip(
         subset.index.tolist(),
-        _columns(subset, "image_id", "attribute", "row", "column", "op", "typed"), strict=True,
+        _columns(subset, "image_id", "attribute", "row", "column", "op", "typed"),
+        strict=True,
     ):
         first_row, first_op, first_typed = first[(image_id, attribute)]
         yield label, int(row), str(column), int(first_row), (op, typed) == (first_op, first_typed)
@@ -277,15 +351,26 @@ def _clashes(file: str, frame: pd.DataFrame) -> list[Problem]:
     """Two different changes to one attribute of one image, and attributes that cannot
     coexist.  Verbatim repeats are not clashes: ``repeated_changes`` warns of them."""
     problems = [
-        Problem(file, row, column, Reason(
-            f"conflicts with row {first_row}, which changes the same attribute of the same "
-            "image", "keep only the change you want"))
-        for _, row, column, first_row, identical in _repeats(frame) if not identical
+        Problem(
+            file,
+            row,
+            column,
+            Reason(
+                f"conflicts with row {first_row}, which changes the same attribute of the same "
+                "image",
+                "keep only the change you want",
+            ),
+        )
+        for _, row, column, first_row, identical in _repeats(frame)
+        if not identical
     ]
-    setting = frame[frame["op"].isin(("add", "replace"))
-                    & frame["attribute"].isin(EXCLUSIVE_ATTRIBUTES)]
-    setting = setting[(~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
-                      & (setting["image_id"] != "")]
+    setting = frame[
+        frame["op"].isin(("add", "replace")) & frame["attribute"].isin(EXCLUSIVE_ATTRIBUTES)
+    ]
+    setting = setting[
+        (~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
+        & (setting["image_id"] != "")
+    ]
     for _, group in setting.groupby("image_id", sort=False):
         reason = check_combination(set(group["attribute"]))
         if reason:
@@ -304,8 +389,7 @@ def invalid_rows(frame: pd.DataFrame, problems: list[Problem]) -> dict[int, str]
     for row, image_id in _columns(frame[frame["row"].isin(list(reasons))], "row", "image_id"):
         if image_id:
             culprits[image_id] = min(culprits.get(image_id, int(row)), int(row))
-    for row, image_id in _columns(frame[frame["image_id"].isin(list(culprits))],
-                                  "row", "image_id"):
+    for row, image_id in _columns(frame[frame["image_id"].isin(list(culprits))], "row", "image_id"):
         reasons.setdefault(
             int(row),
             f"row {culprits[image_id]} of the same image is invalid; "
@@ -320,10 +404,15 @@ def _located(
     """A problem at each change ``mask`` selects, in ``column`` (a header, or a Series of
     them per change)."""
     selected = frame[mask]
-    columns = (selected[column.name].tolist() if isinstance(column, pd.Series)
-               else [column] * len(selected))
-    return [Problem(file, int(row), name, reason)
-            for row, name in zip(selected["row"].tolist(), columns, strict=True)]
+    columns = (
+        selected[column.name].tolist()
+        if isinstance(column, pd.Series)
+        else [column] * len(selected)
+    )
+    return [
+        Problem(file, int(row), name, reason)
+        for row, name in zip(selected["row"].tolist(), columns, strict=True)
+    ]
 
 
 def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:

@@ -91,23 +91,68 @@ def typed_value(attribute: str, text: str) -> JsonValue:
 
 
 #: The attributes a user may change besides their own extension keys (IMS UpdateImage).
-UPDATABLE = frozenset(
-    {"name", "__description", "enterprise_project_id", "min_ram", "max_ram",
-     "hw_firmware_type", "__support_xen_gpu_type", "__support_kvm_gpu_type"}
-) | FLAG_ATTRIBUTES
+UPDATABLE = (
+    frozenset(
+        {
+            "name",
+            "__description",
+            "enterprise_project_id",
+            "min_ram",
+            "max_ram",
+            "hw_firmware_type",
+            "__support_xen_gpu_type",
+            "__support_kvm_gpu_type",
+        }
+    )
+    | FLAG_ATTRIBUTES
+)
 
 #: Attributes IMS reports but does not let a user change.
 READ_ONLY = frozenset(
     {
-        "id", "status", "visibility", "owner", "file", "self", "schema", "checksum", "size",
-        "virtual_size", "protected", "container_format", "disk_format", "min_disk",
-        "created_at", "updated_at", "active_at", "virtual_env_type", "__os_bit", "__os_type",
-        "__os_version", "__platform", "__imagetype", "__isregistered", "__originalimagename",
-        "__backup_id", "__productcode", "__image_size", "__image_source_type",
-        "__data_origin", "__whole_image", "__system__cmkid", "__os_feature_list",
-        "__account_code", "__is_offshelved", "__lazyloading", "__root_origin",
-        "__sequence_num", "__support_agent_list", "__image_displayname",
-        "__system_support_market", "__support_arm", "tags",
+        "id",
+        "status",
+        "visibility",
+        "owner",
+        "file",
+        "self",
+        "schema",
+        "checksum",
+        "size",
+        "virtual_size",
+        "protected",
+        "container_format",
+        "disk_format",
+        "min_disk",
+        "created_at",
+        "updated_at",
+        "active_at",
+        "virtual_env_type",
+        "__os_bit",
+        "__os_type",
+        "__os_version",
+        "__platform",
+        "__imagetype",
+        "__isregistered",
+        "__originalimagename",
+        "__backup_id",
+        "__productcode",
+        "__image_size",
+        "__image_source_type",
+        "__data_origin",
+        "__whole_image",
+        "__system__cmkid",
+        "__os_feature_list",
+        "__account_code",
+        "__is_offshelved",
+        "__lazyloading",
+        "__root_origin",
+        "__sequence_num",
+        "__support_agent_list",
+        "__image_displayname",
+        "__system_support_market",
+        "__support_arm",
+        "tags",
     }
 )
 
@@ -131,18 +176,24 @@ def check_image_id(image_id: str) -> Reason | None:
     if _UUID.fullmatch(image_id):
         return None
     if _SCIENTIFIC.fullmatch(image_id):
-        return Reason(f"image_id {image_id!r} looks like a number Excel turned into scientific "
-                      "notation", "format the column as Text and paste the ids again")
-    return Reason(f"image_id {image_id!r} is not an image id (a UUID such as "
-                  "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01)",
-                  "copy the id from the console or ListImages")
+        return Reason(
+            f"image_id {image_id!r} looks like a number Excel turned into scientific notation",
+            "format the column as Text and paste the ids again",
+        )
+    return Reason(
+        f"image_id {image_id!r} is not an image id (a UUID such as "
+        "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01)",
+        "copy the id from the console or ListImages",
+    )
 
 
 def check_attribute(attribute: str, op: str) -> Reason | None:
     """Why ``op`` may not touch ``attribute``, or None."""
     if attribute in READ_ONLY or attribute.lower() in READ_ONLY:
-        return Reason(f"{attribute.lower()} is read-only",
-                      "remove this change; IMS does not let users change it")
+        return Reason(
+            f"{attribute.lower()} is read-only",
+            "remove this change; IMS does not let users change it",
+        )
     if op == "remove" and attribute in BASE_ATTRIBUTES:
         return cannot_remove(attribute)
     if attribute in UPDATABLE:
@@ -150,11 +201,15 @@ def check_attribute(attribute: str, op: str) -> Reason | None:
     if attribute.lower() in UPDATABLE:
         return Reason(f"unknown attribute {attribute!r}", f"did you mean {attribute.lower()!r}?")
     if attribute.startswith("__"):
-        return Reason(f"unknown system attribute {attribute!r}",
-                      "check the spelling; your own keys must not start with __")
+        return Reason(
+            f"unknown system attribute {attribute!r}",
+            "check the spelling; your own keys must not start with __",
+        )
     if not _CUSTOM_KEY.fullmatch(attribute):
-        return Reason(f"custom attribute {attribute!r} must be lower-case letters, digits, "
-                      "_ . : -", "rename it in lower case")
+        return Reason(
+            f"custom attribute {attribute!r} must be lower-case letters, digits, _ . : -",
+            "rename it in lower case",
+        )
     return None
 
 
@@ -169,15 +224,16 @@ def check_value(attribute: str, value: JsonValue) -> Reason | None:
     hidden = _CONTROL.search(str(value))
     if hidden and attribute != "__description":  # line breaks there have their own message
         code = f"{ord(hidden.group()):04X}"
-        return Reason(f"{attribute} holds an invisible control character (U+{code})",
-                      f"delete it (Excel shows it as _x{code}_)")
+        return Reason(
+            f"{attribute} holds an invisible control character (U+{code})",
+            f"delete it (Excel shows it as _x{code}_)",
+        )
     if attribute == "name":
         return _name_problem(str(value))
     if attribute == "__description":
         return _description_problem(str(value), hidden)
     if attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
-        return Reason(f"hw_firmware_type must be bios or uefi, got {value!r}",
-                      "write bios or uefi")
+        return Reason(f"hw_firmware_type must be bios or uefi, got {value!r}", "write bios or uefi")
     if attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
         return Reason(f"max_ram must be a whole number of MB, got {value!r}", "write digits only")
     return None
@@ -189,20 +245,23 @@ def _name_problem(text: str) -> Reason | None:
     if text != text.strip():
         return Reason("name starts or ends with a space", "remove the space")
     if not _NAME.fullmatch(text):
-        return Reason("name may hold only letters, digits, - . _, spaces and Chinese characters",
-                      "remove the other characters")
+        return Reason(
+            "name may hold only letters, digits, - . _, spaces and Chinese characters",
+            "remove the other characters",
+        )
     return None
 
 
 def _description_problem(text: str, hidden: re.Match[str] | None) -> Reason | None:
     if len(text) > 1024:
-        return Reason(f"__description is {len(text)} characters long",
-                      "shorten it to 1024 at most")
+        return Reason(f"__description is {len(text)} characters long", "shorten it to 1024 at most")
     if any(character in text for character in "\r\n<>"):
         return Reason("__description contains a line break, < or >", "remove them")
     if hidden:
-        return Reason("__description holds an invisible control character "
-                      f"(U+{ord(hidden.group()):04X})", "delete it")
+        return Reason(
+            f"__description holds an invisible control character (U+{ord(hidden.group()):04X})",
+            "delete it",
+        )
     return None
 
 
@@ -223,8 +282,7 @@ def invisible_character(text: str) -> Reason | None:
     return Reason(
         f"holds an invisible {unicodedata.name(found.group(), 'formatting').lower()} "
         f"character ({code}) at position {found.start() + 1}",
-        "delete the invisible character (retype the text around it if you cannot see "
-        "where it is)",
+        "delete the invisible character (retype the text around it if you cannot see where it is)",
     )
 
 
@@ -233,7 +291,9 @@ def check_combination(attributes: set[str]) -> Reason | None:
     for group, excludes in EXCLUSIVE:
         chosen, excluded = attributes & group, attributes & excludes
         if chosen and excluded:
-            return Reason(f"{', '.join(sorted(chosen))} cannot coexist with "
-                          f"{', '.join(sorted(excluded))} on one image",
-                          "keep only one of them")
+            return Reason(
+                f"{', '.join(sorted(chosen))} cannot coexist with "
+                f"{', '.join(sorted(excluded))} on one image",
+                "keep only one of them",
+            )
     return None

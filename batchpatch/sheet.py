@@ -106,9 +106,14 @@ def sheet_format(path: Path) -> SheetFormat:
         ) from None
 
 
-def read_sheet(path: str | Path, *, sheet_name: str | None = None,
-               skip_invalid: bool = False, encoding: str | None = None,
-               delimiter: str | None = None) -> Sheet:
+def read_sheet(
+    path: str | Path,
+    *,
+    sheet_name: str | None = None,
+    skip_invalid: bool = False,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> Sheet:
     """Load ``path``, check every row, and turn it into one patch per image.
 
     ``encoding`` and ``delimiter`` force how a CSV/TSV file is read (see ``textfile``);
@@ -129,14 +134,30 @@ def read_sheet(path: str | Path, *, sheet_name: str | None = None,
     invalid = invalid_rows(changes.frame, problems)
     valid = checked.changes.frame
     patches, idle = _group(valid[~valid["row"].isin(list(invalid))], grid, invalid)
-    return Sheet(path, grid.format, grid.encoding, grid.sheet_name, changes.shape, grid.frame,
-                 patches, idle, {row - grid.first_row: why for row, why in invalid.items()},
-                 grid.first_row, delimiter=grid.delimiter, encoding_label=grid.encoding_label,
-                 warnings=tuple(checked.warnings))
+    return Sheet(
+        path,
+        grid.format,
+        grid.encoding,
+        grid.sheet_name,
+        changes.shape,
+        grid.frame,
+        patches,
+        idle,
+        {row - grid.first_row: why for row, why in invalid.items()},
+        grid.first_row,
+        delimiter=grid.delimiter,
+        encoding_label=grid.encoding_label,
+        warnings=tuple(checked.warnings),
+    )
 
 
-def read_grid(path: Path, *, sheet_name: str | None = None, encoding: str | None = None,
-              delimiter: str | None = None) -> Grid:
+def read_grid(
+    path: Path,
+    *,
+    sheet_name: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> Grid:
     """The cells of ``path``, read by the reader of its format (see ``sheet_format``)."""
     fmt = sheet_format(path)
     if not path.is_file():
@@ -156,9 +177,14 @@ def grid_changes(file: str, grid: Grid) -> Changes:
     frame = grid.frame
     lowered = {column.lower(): column for column in frame.columns}
     if "image_id" not in lowered:
-        _raise(file, 1, Reason("no image_id column",
-                               "name the column holding the image ids 'image_id' in the header "
-                               "row"))
+        _raise(
+            file,
+            1,
+            Reason(
+                "no image_id column",
+                "name the column holding the image ids 'image_id' in the header row",
+            ),
+        )
     if "op" in lowered and "path" in lowered:
         return _long_changes(grid, lowered)
     return _wide_changes(file, grid, lowered["image_id"])
@@ -181,7 +207,8 @@ def _long_changes(grid: Grid, lowered: dict[str, str]) -> Changes:
         }
     )
     blank_row = (cells[["image_id", "op", "attribute"]] == "").all(axis=1) & (
-        cells["value"].str.strip() == "")
+        cells["value"].str.strip() == ""
+    )
     # a blank line asks for nothing
     return _changes(cells[~blank_row], "long", id_column, grid, op_column)
 
@@ -189,16 +216,24 @@ def _long_changes(grid: Grid, lowered: dict[str, str]) -> Changes:
 def _wide_changes(file: str, grid: Grid, id_column: str) -> Changes:
     frame = grid.frame
     passive = passive_columns(list(frame.columns))
-    attributes = [column for column in frame.columns
-                  if column != id_column and column not in passive]
+    attributes = [
+        column for column in frame.columns if column != id_column and column not in passive
+    ]
     if not attributes:
-        _raise(file, 1, Reason("no attribute columns next to image_id",
-                               "add a column per attribute to change, e.g. name or __description"))
+        _raise(
+            file,
+            1,
+            Reason(
+                "no attribute columns next to image_id",
+                "add a column per attribute to change, e.g. name or __description",
+            ),
+        )
     cells = _cells_by_row(grid, id_column, attributes)
     removing = cells["value"].str.strip().str.lower() == REMOVE_MARKER
     cells["attribute"] = cells["column"].map(attribute_names(list(frame.columns)))
     cells["op"] = np.where(
-        removing, "remove",
+        removing,
+        "remove",
         np.where(cells["attribute"].isin(BASE_ATTRIBUTES), "replace", "add"),
     )
     cells.loc[removing, "value"] = ""
@@ -214,17 +249,20 @@ def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataF
     frame = grid.frame
     values = frame[attributes].to_numpy(dtype=object)
     rows, width = values.shape
-    melted = pd.DataFrame({
-        "row": np.repeat(np.arange(rows) + grid.first_row, width),
-        "image_id": np.repeat(frame[id_column].str.strip().str.lower().to_numpy(), width),
-        "column": np.tile(np.array(attributes, dtype=object), rows),
-        "value": pd.Series(values.ravel(), dtype=object).astype(str),
-    })
+    melted = pd.DataFrame(
+        {
+            "row": np.repeat(np.arange(rows) + grid.first_row, width),
+            "image_id": np.repeat(frame[id_column].str.strip().str.lower().to_numpy(), width),
+            "column": np.tile(np.array(attributes, dtype=object), rows),
+            "value": pd.Series(values.ravel(), dtype=object).astype(str),
+        }
+    )
     return melted[melted["value"].str.strip() != ""]
 
 
-def _changes(cells: pd.DataFrame, shape: Shape, id_column: str, grid: Grid,
-             op_column: str = "op") -> Changes:
+def _changes(
+    cells: pd.DataFrame, shape: Shape, id_column: str, grid: Grid, op_column: str = "op"
+) -> Changes:
     """The one constructor of a sheet's ``Changes``: ``cells`` plus the ``typed`` column,
     the JSON value to send (None where there is none, or it cannot be typed: the checks
     say why)."""
@@ -239,8 +277,14 @@ def _changes(cells: pd.DataFrame, shape: Shape, id_column: str, grid: Grid,
         except UntypedValue:
             continue
     frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))
-    return Changes(frame[list(CHANGE_COLUMNS)], shape, id_column, tuple(grid.frame.columns),
-                   grid.header_row, op_column)
+    return Changes(
+        frame[list(CHANGE_COLUMNS)],
+        shape,
+        id_column,
+        tuple(grid.frame.columns),
+        grid.header_row,
+        op_column,
+    )
 
 
 def _group(
@@ -252,7 +296,9 @@ def _group(
     ops = [
         Operation(op, "/" + attribute, value)
         for op, attribute, value in zip(
-            changes["op"].tolist(), changes["attribute"].tolist(), changes["typed"].tolist(),
+            changes["op"].tolist(),
+            changes["attribute"].tolist(),
+            changes["typed"].tolist(),
             strict=True,
         )
     ]
@@ -264,10 +310,10 @@ def _group(
     order = np.argsort(codes, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
     patches = [
-        ImagePatch(str(image_id), tuple(ops[p] for p in members),
-                   tuple(position_list[p] for p in members))
-        for image_id, members in zip(images.tolist(), (g.tolist() for g in groups),
-                                     strict=True)
+        ImagePatch(
+            str(image_id), tuple(ops[p] for p in members), tuple(position_list[p] for p in members)
+        )
+        for image_id, members in zip(images.tolist(), (g.tolist() for g in groups), strict=True)
     ]
     busy = np.zeros(len(grid.frame), dtype=bool)
     busy[positions] = True

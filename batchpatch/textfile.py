@@ -130,8 +130,7 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
                     bad[0],
                     "",
                     Reason(
-                        "the line is not UTF-8, and the file's encoding cannot be told for "
-                        "certain",
+                        "the line is not UTF-8, and the file's encoding cannot be told for certain",
                         f"save the sheet as 'CSV UTF-8', or {SUGGESTION}",
                     ),
                 )

@@ -101,9 +101,7 @@ def _note(kind: CellKind, reference: str, shown: str) -> CellNote:
 def read_grid(path: Path, sheet_name: str | None) -> Grid:
     """The worksheet ``sheet_name`` of ``path`` (or the one Excel opens on) as a ``Grid``."""
     worksheet = read_worksheet(path, sheet_name)
-    frame = pd.DataFrame(
-        dict(zip(worksheet.header, worksheet.columns, strict=True)), dtype=str
-    )
+    frame = pd.DataFrame(dict(zip(worksheet.header, worksheet.columns, strict=True)), dtype=str)
     return Grid(
         frame,
         worksheet.first_row,
@@ -791,11 +789,7 @@ class _Table:
     def __init__(self, path: Path, name: str, cells: _Cells) -> None:
         self.path, self.name, self.cells = path, name, cells
         if not cells.texts:
-            raise SheetError(
-                [
-                    whole_file(str(path), EMPTY)
-                ]
-            )
+            raise SheetError([whole_file(str(path), EMPTY)])
         self.header_row = min(cells.rows)
         self.header = {
             column: text.strip() for row, column, text in self._all() if row == self.header_row
@@ -814,11 +808,7 @@ class _Table:
         if fatal:
             raise SheetError(fatal + located)
         if last_row == self.header_row:
-            raise SheetError(
-                [
-                    whole_file(str(self.path), NO_ROWS)
-                ]
-            )
+            raise SheetError([whole_file(str(self.path), NO_ROWS)])
         if (last_row - self.header_row) * len(kept) > MAX_TABLE_CELLS:
             raise SheetError(
                 [
