@@ -1,229 +1,418 @@
 """Local checks of a sheet, before anything is sent: every problem, located, at once.
 
-Works on the table of changes ``sheet`` builds (one row per requested change: ``row``,
-``image_id``, ``op``, ``attribute``, ``value``, ``column``, ``typed``), vectorised where
-the check allows.
+Works on the ``Changes`` the sheet asks for (built by ``sheet`` from a ``grid.Grid``),
+vectorised where the check allows.  Rows are spreadsheet rows throughout, as a person sees
+them (the header is row 1 of a sheet with nothing above it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import pandas as pd
 
-from batchpatch.errors import Problem
+from batchpatch.errors import Problem, Reason
+from batchpatch.grid import CellNote, Grid
+from batchpatch.report import INPUT_SUFFIX, RESULT_COLUMNS, fed_back_results, is_report
 from batchpatch.schema import (
     BASE_ATTRIBUTES,
     EXCLUSIVE,
     FLAG_ATTRIBUTES,
+    OPS,
+    UntypedValue,
     cannot_remove,
     check_attribute,
     check_combination,
     check_image_id,
     check_value,
+    typed_value,
 )
 
-#: The first data row of a sheet is row 2 for a person looking at it: row 1 is the header.
-FIRST_DATA_ROW = 2
+Shape = Literal["long", "wide"]
 
-#: Columns batchpatch writes into a report.  A report fed back in as input keeps them, but
-#: they are never taken for attributes to change.
-RESULT_COLUMNS = frozenset(
-    {"status", "http_status", "error_code", "error_message", "request_id", "attempts",
-     "elapsed_ms", "before", "after"}
-)
 LONG_COLUMNS = frozenset({"image_id", "op", "path", "value"})
 EXCLUSIVE_ATTRIBUTES = frozenset().union(*(group | excludes for group, excludes in EXCLUSIVE))
 
+#: The columns of ``Changes.frame``, in order: one row per requested change.
+#:
+#: ``row``: the spreadsheet row (int) · ``image_id``: trimmed, lower-cased ·
+#: ``op``: trimmed, lower-cased, as written (maybe not an op) · ``attribute``: without a
+#: leading ``/`` · ``value``: the cell's text as read · ``column``: the header of the cell
+#: holding the value · ``attribute_column``: the header of the cell naming the attribute
+#: (``path`` in a long sheet, the value's own column in a wide one) · ``typed``: the JSON
+#: value to send, None where there is none (``remove``) or it cannot be typed.
+CHANGE_COLUMNS = (
+    "row",
+    "image_id",
+    "op",
+    "attribute",
+    "value",
+    "column",
+    "attribute_column",
+    "typed",
+)
 
-#: A header with all of these is a report fed back in as a sheet.
-REPORT_MARKERS = frozenset({"status", "http_status", "error_code", "error_message",
-                            "request_id", "attempts", "elapsed_ms"})
+
+@dataclass(frozen=True)
+class Changes:
+    """Every change a sheet asks for, in sheet order: ``frame`` holds exactly
+    ``CHANGE_COLUMNS``; ``shape`` is the sheet's, ``id_column`` the header of its image
+    ids (and ``op_column`` of a long sheet's ops), ``header`` all of its header, and
+    ``header_row`` the row the header is on."""
+
+    frame: pd.DataFrame
+    shape: Shape
+    id_column: str
+    header: tuple[str, ...]
+    header_row: int = 1
+    op_column: str = "op"
+
+    def __post_init__(self) -> None:
+        if tuple(self.frame.columns) != CHANGE_COLUMNS:
+            raise ValueError(
+                f"changes need the columns {CHANGE_COLUMNS}, not {tuple(self.frame.columns)}"
+            )
+
+    def without(self, mask: Any) -> Changes:
+        """These changes less those ``mask`` selects."""
+        return replace(self, frame=self.frame[~mask])
 
 
 def passive_columns(header: list[str]) -> set[str]:
     """Columns carried into the report but never sent: ``#comment`` columns, and the result
     columns of a report fed back in (only then: elsewhere ``after`` may be a custom key)."""
-    lowered = {column.lower() for column in header}
-    is_report = lowered >= REPORT_MARKERS
-    return {column for column in header
-            if column.startswith("#") or (is_report and column.lower() in RESULT_COLUMNS)}
-
-
-#: The report keeps an input column named like a result column (``after``) as
-#: ``after (input)``.
-INPUT_SUFFIX = " (input)"
+    return {column for column in header if column.startswith("#")} | fed_back_results(header)
 
 
 def attribute_names(header: list[str]) -> dict[str, str]:
     """The attribute each column of a wide sheet changes: its header without a leading ``/``;
     in a report fed back in, ``after (input)`` is the input column ``after`` again."""
-    lowered = {column.lower() for column in header}
-    is_report = lowered >= REPORT_MARKERS
+    report = is_report(header)
     names = {}
     for column in header:
         attribute = column.lstrip("/")
         original = attribute.removesuffix(INPUT_SUFFIX)
-        if is_report and original != attribute and original.lower() in RESULT_COLUMNS:
+        if report and original != attribute and original.lower() in RESULT_COLUMNS:
             attribute = original
         names[column] = attribute
     return names
 
 
-def duplicate_columns(file: str, header: list[str]) -> list[Problem]:
-    """Columns that name the same thing (``name``, `` Name``, ``/name``): which one counts?"""
-    seen: dict[str, str] = {}
-    problems = []
-    for column in header:
-        key = column.lower().lstrip("/")
-        if key and key in seen:
-            problems.append(Problem(file, 1, column,
-                                    f"column {seen[key]!r} appears more than once",
-                                    "keep one column per attribute"))
-        seen.setdefault(key, column)
-    return problems
-
-
-def header_problems(file: str, header: list[str]) -> list[Problem]:
-    """Empty and repeated header names, found before any frame is built from the rows."""
-    empty = [Problem(file, 1, f"#{position}", "a column has no header",
-                     "name the column, or delete it")
-             for position, column in enumerate(header, start=1) if not column]
-    return empty + duplicate_columns(file, header)
-
-
-def column_problems(file: str, columns: list[str], long: bool) -> list[Problem]:
-    """Problems with the header row itself (reported at row 1)."""
+def column_problems(file: str, columns: list[str], long: bool, row: int = 1) -> list[Problem]:
+    """Problems with the header row itself (reported at ``row``, the header's)."""
     problems = []
     passive = passive_columns(columns)
     attributes = attribute_names(columns)
     for position, column in enumerate(columns, start=1):
         if not column:
-            problems.append(Problem(file, 1, f"#{position}", "a column has no header",
-                                    "name the column, or delete it"))
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    f"#{position}",
+                    Reason("a column has no header", "name the column, or delete it"),
+                )
+            )
         elif column in passive or column.lower() == "image_id":
             continue
         elif long and column.lower() not in LONG_COLUMNS:
-            problems.append(Problem(file, 1, column, f"unknown column {column!r}",
-                                    "delete it, or start its header with # to keep it as "
-                                    "a comment"))
-        elif not long:
-            reason = check_attribute(attributes[column], "add")
-            if reason:
-                message, _, fix = reason.partition(" — ")
-                problems.append(Problem(file, 1, column, message,
-                                        fix + ", or start the header with # for a comment"))
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(
+                        f"unknown column {column!r}",
+                        "delete it, or start its header with # to keep it as a comment",
+                    ),
+                )
+            )
+        elif not long and (reason := check_attribute(attributes[column], "add")):
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(reason.what, reason.fix + ", or start the header with # for a comment"),
+                )
+            )
     return problems
 
 
-def change_problems(file: str, changes: pd.DataFrame, long: bool) -> list[Problem]:
+@dataclass(frozen=True)
+class Checked:
+    """What the checks made of a sheet's changes: the ones to send (each verbatim repeat
+    dropped, since it is sent once), every located problem, and the warnings (repeats)."""
+
+    changes: Changes
+    problems: list[Problem]
+    warnings: list[Problem]
+
+
+def check(file: str, changes: Changes, grid: Grid) -> Checked:
+    """Every problem of ``changes`` read from ``grid``, in the order ``invalid_rows`` takes a
+    row's first reason from: the header, each change's cells, the changes themselves (once
+    each: repeats dropped), the reader's own problems, and the cells written as something
+    their attribute cannot take."""
+    problems = cell_problems(file, changes)
+    labels, warnings = repeated_changes(file, changes.frame)
+    kept = changes.without(changes.frame.index.isin(labels))
+    problems += change_problems(file, kept)
+    problems += grid.problems
+    problems += _note_problems(file, kept.frame, grid.notes)
+    return Checked(kept, problems, warnings)
+
+
+def cell_problems(file: str, changes: Changes) -> list[Problem]:
+    """The header's problems, then those of each change's cells on their own."""
+    frame = changes.frame
+    long = changes.shape == "long"
+    problems = column_problems(file, list(changes.header), long, changes.header_row)
+    problems += _located(
+        file,
+        frame,
+        frame["image_id"] == "",
+        changes.id_column,
+        Reason("image_id is empty", "fill in the image's id, or delete the row"),
+    )
+    if long:
+        problems += _long_cell_problems(file, changes)
+    return problems + _untyped(file, frame)
+
+
+def _long_cell_problems(file: str, changes: Changes) -> list[Problem]:
+    """The op, path and value cells of a long sheet, each on its own."""
+    frame = changes.frame
+    value_column = frame["column"]
+    blank_value = frame["value"].str.strip() == ""
+    setting = frame["op"].isin(("add", "replace"))
+    return [
+        *_located(
+            file,
+            frame,
+            ~frame["op"].isin(OPS),
+            changes.op_column,
+            Reason("op must be add, replace or remove", "write one of add, replace, remove"),
+        ),
+        *_located(
+            file,
+            frame,
+            frame["attribute"] == "",
+            frame["attribute_column"],
+            Reason("path is empty", "write the attribute to change, e.g. /name"),
+        ),
+        *_located(
+            file,
+            frame,
+            setting & blank_value,
+            value_column,
+            Reason(
+                "add and replace need a value",
+                "fill in the value, or use op remove to delete the attribute",
+            ),
+        ),
+        *_located(
+            file,
+            frame,
+            (frame["op"] == "remove") & ~blank_value,
+            value_column,
+            Reason("remove takes no value", "clear the value, or use add or replace to set one"),
+        ),
+    ]
+
+
+def _untyped(file: str, frame: pd.DataFrame) -> list[Problem]:
+    """Values that cannot become the JSON their attribute takes."""
+    problems = []
+    needs_type = (
+        frame["typed"].isna()
+        & frame["op"].isin(("add", "replace"))
+        & (frame["attribute"] != "")
+        & (frame["value"].str.strip() != "")
+    )
+    for row, attribute, value, column in _columns(
+        frame[needs_type], "row", "attribute", "value", "column"
+    ):
+        try:
+            typed_value(attribute, value)
+        except UntypedValue as error:
+            problems.append(Problem(file, int(row), column, error.reason))
+    return problems
+
+
+def change_problems(file: str, changes: Changes) -> list[Problem]:
     """Problems of single changes, and of changes that clash within one image."""
+    frame = changes.frame
     problems: list[Problem] = []
-
-    def add(row: Any, column: str, reason: str) -> None:
-        message, _, fix = reason.partition(" — ")
-        problems.append(Problem(file, int(row) + FIRST_DATA_ROW, column, message, fix))
-
-    id_reasons = {image_id: check_image_id(image_id)
-                  for image_id in changes["image_id"].unique().tolist() if image_id}
-    for row, image_id, column in _columns(changes.drop_duplicates("row"),
-                                          "row", "image_id", "id_column"):
+    id_reasons = {
+        image_id: check_image_id(image_id)
+        for image_id in frame["image_id"].unique().tolist()
+        if image_id
+    }
+    for row, image_id in _columns(frame.drop_duplicates("row"), "row", "image_id"):
         reason = id_reasons.get(image_id)
         if reason:
-            add(row, column, reason)
+            problems.append(Problem(file, int(row), changes.id_column, reason))
+    long = changes.shape == "long"
     for row, op, attribute, column, attribute_column, typed in _columns(
-        changes, "row", "op", "attribute", "column", "attribute_column", "typed"
+        frame, "row", "op", "attribute", "column", "attribute_column", "typed"
     ):
-        if not attribute or op not in ("add", "replace", "remove"):
+        if not attribute or op not in OPS:
             continue
-        reason = check_attribute(attribute, op) if long else (
-            cannot_remove(attribute) if op == "remove" and attribute in BASE_ATTRIBUTES
-            else None)
-        if reason:
-            add(row, str(attribute_column), reason)
+        if reason := _attribute_reason(attribute, op, long):
+            problems.append(Problem(file, int(row), str(attribute_column), reason))
         elif typed is not None and (reason := check_value(attribute, typed)):
-            add(row, column, reason)
-    problems += _clashes(file, changes)
+            problems.append(Problem(file, int(row), column, reason))
+    return problems + _clashes(file, frame)
+
+
+def _attribute_reason(attribute: str, op: str, long: bool) -> Reason | None:
+    """Why ``op`` may not touch ``attribute``; a wide sheet's header was checked already,
+    so only removing an attribute every image has is left."""
+    if long:
+        return check_attribute(attribute, op)
+    if op == "remove" and attribute in BASE_ATTRIBUTES:
+        return cannot_remove(attribute)
+    return None
+
+
+def _note_problems(
+    file: str, frame: pd.DataFrame, notes: Mapping[tuple[int, str], CellNote]
+) -> list[Problem]:
+    """Cells sent to an attribute that cannot take what the program shows in them."""
+    if not notes:
+        return []
+    problems = []
+    for row, column, attribute in _columns(frame, "row", "column", "attribute"):
+        note = notes.get((int(row), column))
+        if note is None or (note.kind == "boolean" and attribute in FLAG_ATTRIBUTES):
+            continue
+        which = (
+            "does not take (only the true/false flags do)"
+            if note.kind == "boolean"
+            else "cannot take as it is"
+        )
+        problems.append(
+            Problem(
+                file, int(row), column, Reason(f"{note.what}, which {attribute} {which}", note.fix)
+            )
+        )
     return problems
 
 
-def repeated_changes(file: str, changes: pd.DataFrame) -> tuple[list[Any], list[Problem]]:
+def repeated_changes(file: str, frame: pd.DataFrame) -> tuple[list[Any], list[Problem]]:
     """Changes that repeat an earlier row verbatim (same image, attribute, op and typed
     value): the index labels to drop, since the change is sent once, and a warning each."""
     labels, warnings = [], []
-    for label, row, column, first_row, identical in _repeats(changes):
+    for label, row, column, first_row, identical in _repeats(frame):
         if identical:
             labels.append(label)
-            warnings.append(Problem(file, row + FIRST_DATA_ROW, column,
-                                    f"warning: the same change as row {first_row + FIRST_DATA_ROW}",
-                                    "it is sent once; delete one of the two rows"))
+            warnings.append(
+                Problem(
+                    file,
+                    row,
+                    column,
+                    Reason(
+                        f"warning: the same change as row {first_row}",
+                        "it is sent once; delete one of the two rows",
+                    ),
+                )
+            )
     return labels, warnings
 
 
-def _repeats(changes: pd.DataFrame) -> Iterator[tuple[Any, int, str, int, bool]]:
+def _repeats(frame: pd.DataFrame) -> Iterator[tuple[Any, int, str, int, bool]]:
     """``(label, row, column, first row, identical)`` for each change to an attribute of an
     image that an earlier row already changes; identical when op and typed value match."""
     key = ["image_id", "attribute"]
-    repeated = changes.duplicated(key, keep="first") & (changes["image_id"] != "")
+    repeated = frame.duplicated(key, keep="first") & (frame["image_id"] != "")
     if not repeated.any():
         return
-    firsts = changes.drop_duplicates(key)
-    first = {(image_id, attribute): (row, op, typed) for image_id, attribute, row, op, typed
-             in _columns(firsts, "image_id", "attribute", "row", "op", "typed")}
-    subset = changes[repeated]
+    firsts = frame.drop_duplicates(key)
+    first = {
+        (image_id, attribute): (row, op, typed)
+        for image_id, attribute, row, op, typed in _columns(
+            firsts, "image_id", "attribute", "row", "op", "typed"
+        )
+    }
+    subset = frame[repeated]
     for label, (image_id, attribute, row, column, op, typed) in zip(
         subset.index.tolist(),
-        _columns(subset, "image_id", "attribute", "row", "column", "op", "typed"), strict=True,
+        _columns(subset, "image_id", "attribute", "row", "column", "op", "typed"),
+        strict=True,
     ):
         first_row, first_op, first_typed = first[(image_id, attribute)]
         yield label, int(row), str(column), int(first_row), (op, typed) == (first_op, first_typed)
 
 
-def _clashes(file: str, changes: pd.DataFrame) -> list[Problem]:
+def _clashes(file: str, frame: pd.DataFrame) -> list[Problem]:
     """Two different changes to one attribute of one image, and attributes that cannot
     coexist.  Verbatim repeats are not clashes: ``repeated_changes`` warns of them."""
     problems = [
-        Problem(file, row + FIRST_DATA_ROW, column,
-                f"conflicts with row {first_row + FIRST_DATA_ROW}, which changes the same "
-                "attribute of the same image", "keep only the change you want")
-        for _, row, column, first_row, identical in _repeats(changes) if not identical
+        Problem(
+            file,
+            row,
+            column,
+            Reason(
+                f"conflicts with row {first_row}, which changes the same attribute of the same "
+                "image",
+                "keep only the change you want",
+            ),
+        )
+        for _, row, column, first_row, identical in _repeats(frame)
+        if not identical
     ]
-    setting = changes[changes["op"].isin(("add", "replace"))
-                      & changes["attribute"].isin(EXCLUSIVE_ATTRIBUTES)]
-    setting = setting[(~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
-                      & (setting["image_id"] != "")]
+    setting = frame[
+        frame["op"].isin(("add", "replace")) & frame["attribute"].isin(EXCLUSIVE_ATTRIBUTES)
+    ]
+    setting = setting[
+        (~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
+        & (setting["image_id"] != "")
+    ]
     for _, group in setting.groupby("image_id", sort=False):
         reason = check_combination(set(group["attribute"]))
         if reason:
-            message, _, fix = reason.partition(" — ")
             last = group.iloc[-1]
-            problems.append(Problem(file, int(last["row"]) + FIRST_DATA_ROW,
-                                    str(last["column"]), message, fix))
+            problems.append(Problem(file, int(last["row"]), str(last["column"]), reason))
     return problems
 
 
-def invalid_rows(changes: pd.DataFrame, problems: list[Problem],
-                 first_row: int = FIRST_DATA_ROW) -> dict[int, str]:
-    """Row → reason for every row with a problem, and for every other row of its image."""
+def invalid_rows(frame: pd.DataFrame, problems: list[Problem]) -> dict[int, str]:
+    """Spreadsheet row → reason for every data row with a problem (its first), and for every
+    other row of its image (an image's changes are sent together or not at all)."""
     reasons: dict[int, str] = {}
     for problem in problems:
-        row = problem.row - first_row
-        if row >= 0 and row not in reasons:
-            reasons[row] = f"{problem.column}: {problem.message} — {problem.fix}"
+        reasons.setdefault(problem.row, f"{problem.column}: {problem.reason}")
     culprits: dict[str, int] = {}
-    for row, image_id in _columns(changes[changes["row"].isin(list(reasons))],
-                                  "row", "image_id"):
+    for row, image_id in _columns(frame[frame["row"].isin(list(reasons))], "row", "image_id"):
         if image_id:
             culprits[image_id] = min(culprits.get(image_id, int(row)), int(row))
-    for row, image_id in _columns(changes[changes["image_id"].isin(list(culprits))],
-                                  "row", "image_id"):
+    for row, image_id in _columns(frame[frame["image_id"].isin(list(culprits))], "row", "image_id"):
         reasons.setdefault(
             int(row),
-            f"row {culprits[image_id] + first_row} of the same image is invalid; "
+            f"row {culprits[image_id]} of the same image is invalid; "
             "an image's changes are sent together or not at all",
         )
     return reasons
+
+
+def _located(
+    file: str, frame: pd.DataFrame, mask: pd.Series, column: Any, reason: Reason
+) -> list[Problem]:
+    """A problem at each change ``mask`` selects, in ``column`` (a header, or a Series of
+    them per change)."""
+    selected = frame[mask]
+    columns = (
+        selected[column.name].tolist()
+        if isinstance(column, pd.Series)
+        else [column] * len(selected)
+    )
+    return [
+        Problem(file, int(row), name, reason)
+        for row, name in zip(selected["row"].tolist(), columns, strict=True)
+    ]
 
 
 def _columns(frame: pd.DataFrame, *names: str) -> Iterator[tuple[Any, ...]]:

@@ -59,8 +59,22 @@ class InputError(BatchpatchError):
 
 
 @dataclass(frozen=True, order=True)
+class Reason:
+    """Why something cannot be used, and how to fix it: kept apart so that callers can
+    reword or extend either half (``Reason(what, fix + ", or ...")``); joined as
+    ``what — fix`` only when printed."""
+
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.what} — {self.fix}"
+
+
+@dataclass(frozen=True, order=True)
 class Problem:
-    """One located problem in a sheet, printed as ``FILE:ROW:COLUMN: what — how to fix``.
+    """One located problem in a sheet: where (``file``, ``row``, ``column``) and its
+    ``reason``; printed as ``FILE:ROW:COLUMN: what — how to fix``.
 
     ``row`` is the spreadsheet row number a person sees (the header is row 1), or 0 when
     the problem concerns the whole file.  ``column`` is the header name, or "" for a row
@@ -70,11 +84,20 @@ class Problem:
     file: str
     row: int
     column: str
-    message: str
-    fix: str
+    reason: Reason
+
+    @property
+    def message(self) -> str:
+        """What is wrong."""
+        return self.reason.what
+
+    @property
+    def fix(self) -> str:
+        """How to fix it."""
+        return self.reason.fix
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.row}:{self.column}: {self.message} — {self.fix}"
+        return f"{self.file}:{self.row}:{self.column}: {self.reason}"
 
 
 class SheetError(InputError):

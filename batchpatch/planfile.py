@@ -163,13 +163,11 @@ def _local_problem(plan: ImagePlan) -> str:
         reason = check_attribute(attribute, operation.op)
         if reason is None and operation.op != "remove":
             value = operation.value
-            reason = (
-                check_value(attribute, value)
-                if isinstance(value, str | int)
-                else f"{attribute} has no value to send"
-            )
+            if not isinstance(value, str | int):
+                return f"{_shown(operation)}: {attribute} has no value to send"
+            reason = check_value(attribute, value)
         if reason:
-            return f"{_shown(operation)}: {reason.partition(' — ')[0]}"
+            return f"{_shown(operation)}: {reason.what}"
     return ""
 
 

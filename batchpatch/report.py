@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from batchpatch.checks import INPUT_SUFFIX, RESULT_COLUMNS, passive_columns
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
 from batchpatch.models import Outcome, Status
-from batchpatch.sheet import Sheet
 from batchpatch.textfile import encode_report
+
+if TYPE_CHECKING:  # the sheet reader imports this module for the columns below
+    from batchpatch.sheet import Sheet
 
 #: Leading characters that make Excel or LibreOffice treat a cell as a formula (OWASP CSV
 #: injection): the cell gets a leading apostrophe so it is shown as text, never run.
@@ -67,16 +69,61 @@ class RowResult:
     after: str = ""
 
 
+def _whole(values: list[Any]) -> Any:
+    return pd.array(values, dtype="Int64")  # a blank cell where there is no number
+
+
+def _texts(values: list[Any]) -> Any:
+    return [neutralise(value) for value in values]
+
+
+#: The result columns a report adds after the source columns, in order, each with the cell
+#: it holds for a row and how a column of them is stored.  The one definition: every other
+#: use (``RESULT_COLUMNS``, ``REPORT_MARKERS``, the reader's ``fed_back_results``) derives
+#: from it.
+_RESULTS: dict[str, tuple[Callable[[RowResult], Any], Callable[[list[Any]], Any]]] = {
+    "status": (lambda row: str(row.outcome.status), list),
+    "http_status": (lambda row: row.outcome.http_status, _whole),
+    "error_code": (lambda row: row.outcome.error_code, _texts),
+    "error_message": (lambda row: row.outcome.error_message, _texts),
+    "request_id": (lambda row: row.outcome.request_id, _texts),
+    "attempts": (lambda row: row.outcome.attempts, _whole),
+    "elapsed_ms": (lambda row: row.outcome.elapsed_ms, _whole),
+    "before": (lambda row: row.before, _texts),
+    "after": (lambda row: row.after, _texts),
+}
+
+#: The result columns, in the order the report writes them after the source columns.
+RESULT_COLUMNS: tuple[str, ...] = tuple(_RESULTS)
+
+#: Result columns whose names are plain words a sheet may also use as attributes (custom
+#: keys ``before``/``after``): they alone do not make a header a report's.
+_COMMON_WORDS = frozenset({"before", "after"})
+
+#: A header holding all of these is a report fed back in as a sheet.
+REPORT_MARKERS = frozenset(RESULT_COLUMNS) - _COMMON_WORDS
+
+#: The report keeps an input column named like a result column (``after``) as
+#: ``after (input)``.
+INPUT_SUFFIX = " (input)"
+
+
+def is_report(header: Collection[str]) -> bool:
+    """True when ``header`` is a report's: it holds every marker column (any case)."""
+    return {column.lower() for column in header} >= REPORT_MARKERS
+
+
+def fed_back_results(header: Collection[str]) -> set[str]:
+    """The result columns of a report fed back in as a sheet (none for any other header):
+    never changes to send, and replaced by the new results in the next report."""
+    if not is_report(header):
+        return set()
+    return {column for column in header if column.lower() in RESULT_COLUMNS}
+
+
 def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
     """The source columns (made safe), then the result columns; ``rows[i]`` is row i."""
-    outcomes = [row.outcome for row in rows]
-    header = list(sheet.frame.columns)
-    fed_back = passive_columns(header)  # a report fed back in: its old results are replaced
-    source = sheet.frame.drop(
-        columns=[
-            column for column in header if column in fed_back and column.lower() in RESULT_COLUMNS
-        ]
-    )
+    source = sheet.frame.drop(columns=sorted(fed_back_results(list(sheet.frame.columns))))
     frame = pd.DataFrame(
         {
             _kept_name(column): source[column].astype(str).map(neutralise)
@@ -84,15 +131,8 @@ def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
         },
         index=range(len(source)),
     )
-    frame["status"] = [str(outcome.status) for outcome in outcomes]
-    frame["http_status"] = pd.array([o.http_status for o in outcomes], dtype="Int64")
-    frame["error_code"] = [neutralise(o.error_code) for o in outcomes]
-    frame["error_message"] = [neutralise(o.error_message) for o in outcomes]
-    frame["request_id"] = [neutralise(o.request_id) for o in outcomes]
-    frame["attempts"] = pd.array([o.attempts for o in outcomes], dtype="Int64")
-    frame["elapsed_ms"] = pd.array([o.elapsed_ms for o in outcomes], dtype="Int64")
-    frame["before"] = [neutralise(row.before) for row in rows]
-    frame["after"] = [neutralise(row.after) for row in rows]
+    for name, (cell, stored) in _RESULTS.items():
+        frame[name] = stored([cell(row) for row in rows])
     return frame
 
 

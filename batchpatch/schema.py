@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from batchpatch.errors import Reason
 from batchpatch.models import JsonValue
 
 OPS = ("add", "replace", "remove")
@@ -49,19 +50,30 @@ _FALSE = frozenset({"false", "no", "0"})
 _DIGITS = re.compile(r"[0-9]+")
 
 
+class UntypedValue(ValueError):
+    """A cell's text cannot become the JSON value its attribute takes; ``reason`` says
+    why and how to fix it (``str()`` of the error is the printed reason)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 def typed_value(attribute: str, text: str) -> JsonValue:
     """The JSON value to send for ``attribute`` given a cell's ``text``.
 
-    Raises ``ValueError`` whose message reads "what is wrong — how to fix it".
+    Raises ``UntypedValue`` (a ``ValueError``) holding the ``Reason``.
     """
     if attribute in INTEGER_ATTRIBUTES:
         cleaned = text.strip()
         if cleaned.endswith(".0"):  # a whole number that passed through a float somewhere
             cleaned = cleaned[:-2]
         if not _DIGITS.fullmatch(cleaned):
-            raise ValueError(
-                f"{attribute} must be a whole number of MB, got {text!r}"
-                f" — write digits only, e.g. 1024"
+            raise UntypedValue(
+                Reason(
+                    f"{attribute} must be a whole number of MB, got {text!r}",
+                    "write digits only, e.g. 1024",
+                )
             )
         return int(cleaned)
     if attribute == "hw_firmware_type":
@@ -72,28 +84,75 @@ def typed_value(attribute: str, text: str) -> JsonValue:
             return "true"
         if lowered in _FALSE:
             return "false"
-        raise ValueError(f"{attribute} must be true or false, got {text!r} — write true or false")
+        raise UntypedValue(
+            Reason(f"{attribute} must be true or false, got {text!r}", "write true or false")
+        )
     return text
 
 
 #: The attributes a user may change besides their own extension keys (IMS UpdateImage).
-UPDATABLE = frozenset(
-    {"name", "__description", "enterprise_project_id", "min_ram", "max_ram",
-     "hw_firmware_type", "__support_xen_gpu_type", "__support_kvm_gpu_type"}
-) | FLAG_ATTRIBUTES
+UPDATABLE = (
+    frozenset(
+        {
+            "name",
+            "__description",
+            "enterprise_project_id",
+            "min_ram",
+            "max_ram",
+            "hw_firmware_type",
+            "__support_xen_gpu_type",
+            "__support_kvm_gpu_type",
+        }
+    )
+    | FLAG_ATTRIBUTES
+)
 
 #: Attributes IMS reports but does not let a user change.
 READ_ONLY = frozenset(
     {
-        "id", "status", "visibility", "owner", "file", "self", "schema", "checksum", "size",
-        "virtual_size", "protected", "container_format", "disk_format", "min_disk",
-        "created_at", "updated_at", "active_at", "virtual_env_type", "__os_bit", "__os_type",
-        "__os_version", "__platform", "__imagetype", "__isregistered", "__originalimagename",
-        "__backup_id", "__productcode", "__image_size", "__image_source_type",
-        "__data_origin", "__whole_image", "__system__cmkid", "__os_feature_list",
-        "__account_code", "__is_offshelved", "__lazyloading", "__root_origin",
-        "__sequence_num", "__support_agent_list", "__image_displayname",
-        "__system_support_market", "__support_arm", "tags",
+        "id",
+        "status",
+        "visibility",
+        "owner",
+        "file",
+        "self",
+        "schema",
+        "checksum",
+        "size",
+        "virtual_size",
+        "protected",
+        "container_format",
+        "disk_format",
+        "min_disk",
+        "created_at",
+        "updated_at",
+        "active_at",
+        "virtual_env_type",
+        "__os_bit",
+        "__os_type",
+        "__os_version",
+        "__platform",
+        "__imagetype",
+        "__isregistered",
+        "__originalimagename",
+        "__backup_id",
+        "__productcode",
+        "__image_size",
+        "__image_source_type",
+        "__data_origin",
+        "__whole_image",
+        "__system__cmkid",
+        "__os_feature_list",
+        "__account_code",
+        "__is_offshelved",
+        "__lazyloading",
+        "__root_origin",
+        "__sequence_num",
+        "__support_agent_list",
+        "__image_displayname",
+        "__system_support_market",
+        "__support_arm",
+        "tags",
     }
 )
 
@@ -112,80 +171,97 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCIENTIFIC = re.compile(r"[0-9](\.[0-9]+)?e\+?[0-9]+", re.IGNORECASE)
 
 
-def check_image_id(image_id: str) -> str | None:
+def check_image_id(image_id: str) -> Reason | None:
     """Why ``image_id`` (already trimmed and lower-cased) cannot be an IMS id, or None."""
     if _UUID.fullmatch(image_id):
         return None
     if _SCIENTIFIC.fullmatch(image_id):
-        return (f"image_id {image_id!r} looks like a number Excel turned into scientific "
-                "notation — format the column as Text and paste the ids again")
-    return (f"image_id {image_id!r} is not an image id (a UUID such as "
-            "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01) — copy the id from the console or ListImages")
+        return Reason(
+            f"image_id {image_id!r} looks like a number Excel turned into scientific notation",
+            "format the column as Text and paste the ids again",
+        )
+    return Reason(
+        f"image_id {image_id!r} is not an image id (a UUID such as "
+        "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01)",
+        "copy the id from the console or ListImages",
+    )
 
 
-def check_attribute(attribute: str, op: str) -> str | None:
+def check_attribute(attribute: str, op: str) -> Reason | None:
     """Why ``op`` may not touch ``attribute``, or None."""
     if attribute in READ_ONLY or attribute.lower() in READ_ONLY:
-        return (f"{attribute.lower()} is read-only — remove this change; IMS does not let "
-                "users change it")
+        return Reason(
+            f"{attribute.lower()} is read-only",
+            "remove this change; IMS does not let users change it",
+        )
     if op == "remove" and attribute in BASE_ATTRIBUTES:
         return cannot_remove(attribute)
     if attribute in UPDATABLE:
         return None
     if attribute.lower() in UPDATABLE:
-        return f"unknown attribute {attribute!r} — did you mean {attribute.lower()!r}?"
+        return Reason(f"unknown attribute {attribute!r}", f"did you mean {attribute.lower()!r}?")
     if attribute.startswith("__"):
-        return (f"unknown system attribute {attribute!r} — check the spelling; "
-                "your own keys must not start with __")
+        return Reason(
+            f"unknown system attribute {attribute!r}",
+            "check the spelling; your own keys must not start with __",
+        )
     if not _CUSTOM_KEY.fullmatch(attribute):
-        return (f"custom attribute {attribute!r} must be lower-case letters, digits, _ . : -"
-                " — rename it in lower case")
+        return Reason(
+            f"custom attribute {attribute!r} must be lower-case letters, digits, _ . : -",
+            "rename it in lower case",
+        )
     return None
 
 
-def cannot_remove(attribute: str) -> str:
-    return f"{attribute} cannot be removed — replace it with a new value instead"
+def cannot_remove(attribute: str) -> Reason:
+    return Reason(f"{attribute} cannot be removed", "replace it with a new value instead")
 
 
-def check_value(attribute: str, value: JsonValue) -> str | None:
+def check_value(attribute: str, value: JsonValue) -> Reason | None:
     """Why IMS would refuse ``value`` for ``attribute`` (already typed), or None."""
     if attribute in ("name", "__description") and (reason := invisible_character(str(value))):
-        return f"{attribute} {reason}"
+        return Reason(f"{attribute} {reason.what}", reason.fix)
     hidden = _CONTROL.search(str(value))
     if hidden and attribute != "__description":  # line breaks there have their own message
         code = f"{ord(hidden.group()):04X}"
-        return (f"{attribute} holds an invisible control character (U+{code}) — delete it "
-                f"(Excel shows it as _x{code}_)")
+        return Reason(
+            f"{attribute} holds an invisible control character (U+{code})",
+            f"delete it (Excel shows it as _x{code}_)",
+        )
     if attribute == "name":
         return _name_problem(str(value))
     if attribute == "__description":
         return _description_problem(str(value), hidden)
     if attribute == "hw_firmware_type" and value not in ("bios", "uefi"):
-        return f"hw_firmware_type must be bios or uefi, got {value!r} — write bios or uefi"
+        return Reason(f"hw_firmware_type must be bios or uefi, got {value!r}", "write bios or uefi")
     if attribute == "max_ram" and not _DIGITS.fullmatch(str(value)):
-        return f"max_ram must be a whole number of MB, got {value!r} — write digits only"
+        return Reason(f"max_ram must be a whole number of MB, got {value!r}", "write digits only")
     return None
 
 
-def _name_problem(text: str) -> str | None:
+def _name_problem(text: str) -> Reason | None:
     if len(text) > 128:
-        return f"name is {len(text)} characters long — shorten it to 128 at most"
+        return Reason(f"name is {len(text)} characters long", "shorten it to 128 at most")
     if text != text.strip():
-        return "name starts or ends with a space — remove the space"
+        return Reason("name starts or ends with a space", "remove the space")
     if not _NAME.fullmatch(text):
-        return ("name may hold only letters, digits, - . _, spaces and Chinese characters"
-                " — remove the other characters")
+        return Reason(
+            "name may hold only letters, digits, - . _, spaces and Chinese characters",
+            "remove the other characters",
+        )
     return None
 
 
-def _description_problem(text: str, hidden: re.Match[str] | None) -> str | None:
+def _description_problem(text: str, hidden: re.Match[str] | None) -> Reason | None:
     if len(text) > 1024:
-        return f"__description is {len(text)} characters long — shorten it to 1024 at most"
+        return Reason(f"__description is {len(text)} characters long", "shorten it to 1024 at most")
     if any(character in text for character in "\r\n<>"):
-        return ("__description contains a line break, < or > — remove them")
+        return Reason("__description contains a line break, < or >", "remove them")
     if hidden:
-        return (f"__description holds an invisible control character "
-                f"(U+{ord(hidden.group()):04X}) — delete it")
+        return Reason(
+            f"__description holds an invisible control character (U+{ord(hidden.group()):04X})",
+            "delete it",
+        )
     return None
 
 
@@ -196,22 +272,28 @@ def _description_problem(text: str, hidden: re.Match[str] | None) -> str | None:
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
-def invisible_character(text: str) -> str | None:
-    """Where ``text`` holds a zero-width or bidirectional control character, or None."""
+def invisible_character(text: str) -> Reason | None:
+    """Where ``text`` holds a zero-width or bidirectional control character, or None (the
+    ``what`` reads "holds …", to follow the name of what holds it)."""
     found = _INVISIBLE.search(text)
     if found is None:
         return None
     code = f"U+{ord(found.group()):04X}"
-    return (f"holds an invisible {unicodedata.name(found.group(), 'formatting').lower()} "
-            f"character ({code}) at position {found.start() + 1} — delete the invisible "
-            "character (retype the text around it if you cannot see where it is)")
+    return Reason(
+        f"holds an invisible {unicodedata.name(found.group(), 'formatting').lower()} "
+        f"character ({code}) at position {found.start() + 1}",
+        "delete the invisible character (retype the text around it if you cannot see where it is)",
+    )
 
 
-def check_combination(attributes: set[str]) -> str | None:
+def check_combination(attributes: set[str]) -> Reason | None:
     """Why one image cannot end up with all of ``attributes`` set, or None."""
     for group, excludes in EXCLUSIVE:
         chosen, excluded = attributes & group, attributes & excludes
         if chosen and excluded:
-            return (f"{', '.join(sorted(chosen))} cannot coexist with "
-                    f"{', '.join(sorted(excluded))} on one image — keep only one of them")
+            return Reason(
+                f"{', '.join(sorted(chosen))} cannot coexist with "
+                f"{', '.join(sorted(excluded))} on one image",
+                "keep only one of them",
+            )
     return None

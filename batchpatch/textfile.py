@@ -23,9 +23,16 @@ import csv
 import io
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
-from batchpatch.errors import OptionsError, Problem, SheetError
+import numpy as np
+import pandas as pd
+
+from batchpatch.errors import OptionsError, Problem, Reason, SheetError
+from batchpatch.grid import EMPTY, NO_ROWS, Grid, duplicate_columns, header_problems, whole_file
 
 #: The encodings detection may choose between, and what ``--encoding`` is suggested as.
 LEGACY_ENCODINGS = ("cp1252", "gb18030")
@@ -87,12 +94,13 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
     if b"\x00" in raw:
         raise SheetError(
             [
-                Problem(
+                whole_file(
                     file,
-                    0,
-                    "",
-                    "the file holds NUL bytes and is not UTF-8, so it is not a text sheet",
-                    "save it as 'CSV UTF-8', or as 'Unicode Text' (UTF-16 with a byte-order mark)",
+                    Reason(
+                        "the file holds NUL bytes and is not UTF-8, so it is not a text sheet",
+                        "save it as 'CSV UTF-8', or as 'Unicode Text' (UTF-16 with a "
+                        "byte-order mark)",
+                    ),
                 )
             ]
         )
@@ -104,9 +112,11 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
                     file,
                     line,
                     "",
-                    "this line is not UTF-8, but the rest of the file is",
-                    "retype the line's special characters and save the sheet as 'CSV UTF-8'; "
-                    f"if the whole file is in another encoding, {SUGGESTION}",
+                    Reason(
+                        "this line is not UTF-8, but the rest of the file is",
+                        "retype the line's special characters and save the sheet as "
+                        f"'CSV UTF-8'; if the whole file is in another encoding, {SUGGESTION}",
+                    ),
                 )
                 for line in bad
             ]
@@ -119,8 +129,10 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
                     file,
                     bad[0],
                     "",
-                    "the line is not UTF-8, and the file's encoding cannot be told for certain",
-                    f"save the sheet as 'CSV UTF-8', or {SUGGESTION}",
+                    Reason(
+                        "the line is not UTF-8, and the file's encoding cannot be told for certain",
+                        f"save the sheet as 'CSV UTF-8', or {SUGGESTION}",
+                    ),
                 )
             ]
         )
@@ -223,8 +235,11 @@ def _strict(file: str, raw: bytes, codec: str) -> str:
                     file,
                     line,
                     "",
-                    f"the line is not valid {codec} text (byte 0x{raw[error.start]:02x})",
-                    f"save the sheet again in one encoding ('CSV UTF-8' is best), or {SUGGESTION}",
+                    Reason(
+                        f"the line is not valid {codec} text (byte 0x{raw[error.start]:02x})",
+                        "save the sheet again in one encoding ('CSV UTF-8' is best), or "
+                        f"{SUGGESTION}",
+                    ),
                 )
             ]
         ) from None
@@ -299,3 +314,217 @@ def sniff_delimiter(header_line: str, default: str) -> str:
 def header_cells(text: str, delimiter: str) -> list[str]:
     """The first record of ``text`` split into cells as a CSV reader would."""
     return next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+
+
+# ------------------------------------------------------------------- the grid of cells
+
+#: Above this many columns a sheet is parsed into one block of cells: pandas' per-column
+#: work (a dtype conversion, an index) would cost seconds per 10,000 columns.
+_WIDE = 500
+#: The first spreadsheet row under the header, when no blank line stands above it.
+_FIRST_DATA_ROW = 2
+_MISFIT_FIX = (
+    "make every row have as many cells as the header, quoting cells that contain the separator"
+)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a text sheet's cells are: the text from the header on, the blank lines above
+    it (so rows are numbered as shown), the delimiter, the header cells, and how many of
+    them count (trailing empty ones dropped)."""
+
+    body: str
+    skipped: int
+    delimiter: str
+    header: list[str]
+    kept: int
+
+
+def read_grid(
+    path: Path, fmt: Literal["csv", "tsv"], encoding: str | None, delimiter: str | None
+) -> Grid:
+    """Decode ``path``, find its delimiter, check the header, then parse only the named
+    columns into a ``Grid``.
+
+    ``encoding`` and ``delimiter`` force how the file is read; by default both are told
+    from the file, and only when certain.  Trailing empty header cells (Excel exports often
+    end every line in hundreds of commas) are dropped before any frame is built, so they
+    cost nothing; the cells under them must be empty.
+    """
+    decoded = decode(str(path), path.read_bytes(), encoding)
+    layout = _layout(path, decoded.text, "\t" if fmt == "tsv" else ",", delimiter)
+    problems = _layout_problems(path, layout)
+    if problems:
+        raise SheetError(problems)
+    if layout.kept > _WIDE:
+        cells = _parse_wide(path, layout)
+    else:
+        columns = layout.kept if layout.kept < len(layout.header) else None
+        cells = _parse(path, layout.body.encode("utf-8"), layout.delimiter, columns, layout.skipped)
+    return Grid(
+        _with_header(path, cells),
+        _FIRST_DATA_ROW + layout.skipped,
+        fmt,
+        encoding=decoded.encoding,
+        delimiter=layout.delimiter,
+        encoding_label=decoded.label,
+    )
+
+
+def _layout(path: Path, text: str, default: str, delimiter: str | None) -> _Layout:
+    if not text.strip():
+        _raise(whole_file(str(path), EMPTY))
+    body = text.lstrip("\r\n")
+    skipped = text[: len(text) - len(body)].count("\n")
+    separator = (
+        delimiter_option(delimiter)
+        if delimiter is not None
+        else sniff_delimiter(body.split("\n", 1)[0], default)
+    )
+    header = header_cells(body, separator)
+    kept = len(header)
+    while kept > 1 and not header[kept - 1].strip():
+        kept -= 1
+    return _Layout(body, skipped, separator, header, kept)
+
+
+def _layout_problems(path: Path, layout: _Layout) -> list[Problem]:
+    """The header's problems, NUL characters, and cells under no header."""
+    problems = header_problems(str(path), [cell.strip() for cell in layout.header[: layout.kept]])
+    if "\x00" in layout.body:
+        problems += _nul_cells(path, layout)
+    if layout.kept < len(layout.header):
+        problems += _cells_beyond_header(path, layout)
+    return problems
+
+
+def _parse_wide(path: Path, layout: _Layout) -> pd.DataFrame:
+    """A very wide sheet's cells as one 2-D block; short rows padded with empty cells."""
+    columns = layout.kept
+    rows = []
+    for line, cells in _records(layout.body, layout.delimiter):
+        if len(cells) > columns and any(cell.strip() for cell in cells[columns:]):
+            _raise(
+                Problem(
+                    str(path),
+                    line + layout.skipped,
+                    "",
+                    Reason(
+                        f"the row does not fit the header ({len(cells)} cells, "
+                        f"the header has {columns})",
+                        _MISFIT_FIX,
+                    ),
+                )
+            )
+        rows.append(cells[:columns] + [""] * (columns - len(cells)))
+    return pd.DataFrame(np.array(rows, dtype=object), dtype=object)
+
+
+def _parse(
+    path: Path, data: bytes, separator: str, columns: int | None, skipped: int
+) -> pd.DataFrame:
+    """Every cell as text; the first ``columns`` only when given."""
+    options: dict[str, Any] = {
+        "sep": separator,
+        "dtype": str,
+        "keep_default_na": False,
+        "header": None,
+        "skip_blank_lines": False,
+    }
+    if columns is not None:
+        options["usecols"] = range(columns)
+    grid: pd.DataFrame
+    try:
+        grid = pd.read_csv(io.BytesIO(data), engine="pyarrow", **options)
+    except Exception:  # pyarrow's messages do not say where; ask the C parser, which does
+        try:
+            grid = pd.read_csv(io.BytesIO(data), engine="c", **options)
+        except (pd.errors.ParserError, ValueError) as error:
+            line = re.search(r"line (\d+)", str(error))
+            _raise(
+                Problem(
+                    str(path),
+                    int(line.group(1)) + skipped if line else 0,
+                    "",
+                    Reason(f"the row does not fit the header ({_first_line(error)})", _MISFIT_FIX),
+                )
+            )
+    return grid
+
+
+def _records(body: str, separator: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line the record starts on, cells)`` for every record of ``body``."""
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=separator)
+    start = 1
+    for cells in reader:
+        yield start, cells
+        start = reader.line_num + 1
+
+
+def _nul_cells(path: Path, layout: _Layout) -> list[Problem]:
+    """Each cell holding a NUL character, at its row and column."""
+    reason = Reason(
+        "the cell holds a NUL character (byte 0, invisible)",
+        "delete it; if many cells hold them, save the sheet again as 'CSV UTF-8'",
+    )
+    return [
+        Problem(str(path), line + layout.skipped, _column_name(layout.header, position), reason)
+        for line, cells in _records(layout.body, layout.delimiter)
+        for position, cell in enumerate(cells)
+        if "\x00" in cell
+    ]
+
+
+def _cells_beyond_header(path: Path, layout: _Layout) -> list[Problem]:
+    """Cells with text under the header cells dropped as empty.  Most lines end in exactly
+    the delimiters of those empty cells, which is checked without parsing; only otherwise
+    is every record parsed."""
+    kept = layout.kept
+    tail = layout.delimiter * (len(layout.header) - kept)
+    lines = layout.body.split("\n")
+    if all(line.rstrip("\r").endswith(tail) or not line.strip() for line in lines):
+        return []
+    return [
+        Problem(
+            str(path),
+            line + layout.skipped,
+            f"#{kept + offset + 1}",
+            Reason(
+                f"the cell holds {cell.strip()[:40]!r}, but its column has no header",
+                "give the column a header, or clear the cell",
+            ),
+        )
+        for line, cells in _records(layout.body, layout.delimiter)
+        if line > 1
+        for offset, cell in enumerate(cells[kept:])
+        if cell.strip()
+    ]
+
+
+def _column_name(header: list[str], position: int) -> str:
+    name = header[position].strip() if position < len(header) else ""
+    return name or f"#{position + 1}"
+
+
+def _with_header(path: Path, cells: pd.DataFrame) -> pd.DataFrame:
+    """The first row of ``cells`` made the header: stripped, checked to name each column once."""
+    if cells.empty:
+        _raise(whole_file(str(path), EMPTY))
+    header = [str(cell).strip() for cell in cells.iloc[0]]
+    frame = cells.iloc[1:].reset_index(drop=True)
+    if frame.empty:
+        _raise(whole_file(str(path), NO_ROWS))
+    duplicates = duplicate_columns(str(path), header)
+    if duplicates:
+        raise SheetError(duplicates)
+    frame.columns = pd.Index(header, dtype=object)  # plain strings: fast to walk
+    return frame
+
+
+def _raise(problem: Problem) -> NoReturn:
+    raise SheetError([problem])
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

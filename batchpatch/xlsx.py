@@ -7,11 +7,13 @@ at ``XFD1048576`` costs one cell, not a dense grid of seventeen billion).  The u
 checked before any table is built: a cell far from the data is a located problem.
 
 What comes out is a ``Worksheet``: the header and the data as text columns, the sheet's name,
-where the data starts, and the located problems of single cells.  A cell is the text Excel
+where the data starts, and the located problems of single cells; ``read_grid`` hands it on
+as the ``grid.Grid`` every reader returns.  A cell is the text Excel
 shows: shared and inline strings as written, a formula by its saved value, a date as
 ``YYYY-MM-DD`` (`` HH:MM:SS`` added only when it has a time), a boolean as ``true``/``false``,
 a number as its digits (``1024``, never ``1024.0``).  Booleans, percentages and durations are
-remembered, so ``value_problems`` can refuse them where the attribute cannot take them.
+remembered as ``grid.CellNote`` (saying what Excel shows and how to store it as text), so the
+checks can refuse them where the attribute cannot take them.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ import re
 import zipfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
 from xml.parsers import expat
 
-from batchpatch.checks import duplicate_columns
-from batchpatch.errors import OptionsError, Problem, SheetError
-from batchpatch.schema import FLAG_ATTRIBUTES
+import pandas as pd
+
+from batchpatch.errors import OptionsError, Problem, Reason, SheetError
+from batchpatch.grid import EMPTY, NO_ROWS, CellKind, CellNote, Grid, duplicate_columns, whole_file
 
 #: Uncompressed bytes read from any one part of the workbook at most (zip bombs stop here).
 MAX_PART_BYTES = 256 * 1024 * 1024
@@ -52,7 +55,6 @@ _NAMESPACES = (
 _SEPARATOR = "\x01"  # between namespace and local name; cannot occur in either
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")  # how OOXML writes characters XML cannot hold
 
-CellKind = Literal["boolean", "percent", "duration"]
 _Format = Literal["", "date", "time", "percent", "duration"]
 
 
@@ -77,42 +79,36 @@ class Worksheet:
     problems: tuple[Problem, ...] = ()
     kinds: dict[tuple[int, str], tuple[CellKind, str, str]] = field(default_factory=dict)
 
-    def value_problems(
-        self, file: str, rows: Iterable[int], columns: Iterable[str], attributes: Iterable[str]
-    ) -> list[Problem]:
-        """Cells sent to an attribute that cannot take what Excel shows in them.
-
-        ``rows``, ``columns`` and ``attributes`` describe each change: the 0-based data row,
-        the header of the cell holding the value, the attribute it goes to.
-        """
-        if not self.kinds:
-            return []
-        problems = []
-        for row, column, attribute in zip(rows, columns, attributes, strict=True):
-            found = self.kinds.get((row, column))
-            if found is None or (found[0] == "boolean" and attribute in FLAG_ATTRIBUTES):
-                continue
-            message, fix = _refusal(attribute, *found)
-            problems.append(Problem(file, row + self.first_row, column, message, fix))
-        return problems
+    def notes(self) -> dict[tuple[int, str], CellNote]:
+        """The cells that are not plain text or numbers, by (Excel row, header name)."""
+        return {
+            (row + self.first_row, column): _note(kind, reference, shown)
+            for (row, column), (kind, reference, shown) in self.kinds.items()
+        }
 
 
-def _refusal(attribute: str, kind: CellKind, reference: str, shown: str) -> tuple[str, str]:
+def _note(kind: CellKind, reference: str, shown: str) -> CellNote:
     as_text = (
         f"format column {reference.rstrip('0123456789')} as Text (Format Cells → "
         "Number → Text) and type the value again"
     )
     if kind == "boolean":
-        return (
-            f"cell {reference} holds the logical value {shown}, which {attribute} does "
-            "not take (only the true/false flags do)",
-            as_text,
-        )
+        return CellNote(kind, f"cell {reference} holds the logical value {shown}", as_text)
     what = "a percentage" if kind == "percent" else "a duration"
-    return (
-        f"cell {reference} is formatted as {what} (Excel shows {shown}), which "
-        f"{attribute} cannot take as it is",
-        as_text,
+    return CellNote(kind, f"cell {reference} is formatted as {what} (Excel shows {shown})", as_text)
+
+
+def read_grid(path: Path, sheet_name: str | None) -> Grid:
+    """The worksheet ``sheet_name`` of ``path`` (or the one Excel opens on) as a ``Grid``."""
+    worksheet = read_worksheet(path, sheet_name)
+    frame = pd.DataFrame(dict(zip(worksheet.header, worksheet.columns, strict=True)), dtype=str)
+    return Grid(
+        frame,
+        worksheet.first_row,
+        "xlsx",
+        worksheet.problems,
+        worksheet.notes(),
+        sheet_name=worksheet.name,
     )
 
 
@@ -169,7 +165,7 @@ def _not_a_workbook(path: Path, error: BaseException) -> str:
 
 
 def _whole_file(path: Path, message: str, fix: str) -> Problem:
-    return Problem(str(path), 0, "", message, fix)
+    return whole_file(str(path), Reason(message, fix))
 
 
 # ----------------------------------------------------------------------------- safe XML
@@ -793,13 +789,7 @@ class _Table:
     def __init__(self, path: Path, name: str, cells: _Cells) -> None:
         self.path, self.name, self.cells = path, name, cells
         if not cells.texts:
-            raise SheetError(
-                [
-                    _whole_file(
-                        path, "the sheet is empty", "add a header row and at least one change"
-                    )
-                ]
-            )
+            raise SheetError([whole_file(str(path), EMPTY)])
         self.header_row = min(cells.rows)
         self.header = {
             column: text.strip() for row, column, text in self._all() if row == self.header_row
@@ -818,17 +808,7 @@ class _Table:
         if fatal:
             raise SheetError(fatal + located)
         if last_row == self.header_row:
-            raise SheetError(
-                [
-                    Problem(
-                        str(self.path),
-                        0,
-                        "",
-                        "the sheet has a header but no rows",
-                        "add at least one change under the header",
-                    )
-                ]
-            )
+            raise SheetError([whole_file(str(self.path), NO_ROWS)])
         if (last_row - self.header_row) * len(kept) > MAX_TABLE_CELLS:
             raise SheetError(
                 [
@@ -891,8 +871,10 @@ class _Table:
             str(self.path),
             row,
             self.header.get(column) or f"#{column}",
-            f"cell {reference} lies far {where} the data, outside the table",
-            f"delete it (select {reference}, then Delete), or move it next to the table",
+            Reason(
+                f"cell {reference} lies far {where} the data, outside the table",
+                f"delete it (select {reference}, then Delete), or move it next to the table",
+            ),
         )
 
     def _header_problems(self, kept: list[int]) -> list[Problem]:
@@ -901,17 +883,13 @@ class _Table:
                 str(self.path),
                 self.header_row,
                 f"#{column}",
-                "a column has no header",
-                "name the column, or delete it",
+                Reason("a column has no header", "name the column, or delete it"),
             )
             for column in kept
             if not self.header.get(column)
         ]
         names = [self.header[column] for column in kept if self.header.get(column)]
-        return problems + [
-            Problem(p.file, self.header_row, p.column, p.message, p.fix)
-            for p in duplicate_columns(str(self.path), names)
-        ]
+        return problems + duplicate_columns(str(self.path), names, self.header_row)
 
     def _cell_problems(self, last_row: int) -> list[Problem]:
         problems = [
@@ -919,8 +897,7 @@ class _Table:
                 str(self.path),
                 row,
                 self._label(column),
-                f"cell {column_letters(column)}{row} {message}",
-                fix,
+                Reason(f"cell {column_letters(column)}{row} {message}", fix),
             )
             for row, column, message, fix in self.cells.problems
         ]
@@ -954,8 +931,7 @@ class _Table:
                 str(self.path),
                 row,
                 self._label(left),
-                f"merged cells {reference}",
-                "unmerge them and fill in every cell",
+                Reason(f"merged cells {reference}", "unmerge them and fill in every cell"),
             )
             for row in rows
         ]
