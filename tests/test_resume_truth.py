@@ -199,3 +199,4 @@ def test_a_rerun_straight_after_a_kill_waits_for_the_dead_runs_write_to_land(
     assert "its last write may still be applied" in resumed.stderr
     report = read_report(tmp_path / "s.results.csv")
     assert report.loc[0, "error_message"].startswith("applied by the interrupted run")
+    assert not journal.exists()  # finished: nothing left to resume
