@@ -194,7 +194,7 @@ def test_a_journal_that_cannot_grow_stops_the_run_and_the_report_keeps_every_row
     tmp_path: Path, cli: CliRunner
 ) -> None:
     sheet = renames(tmp_path)
-    args = ["apply", str(sheet), "--concurrency", "1", "--rate", "1000"]
+    args = ["apply", str(sheet), "--concurrency", "1", "--rate", "1000", "--timeout", "2"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         # --no-plan keeps the report small (no "before") while each image costs the journal
         # two lines: the journal reaches the limit first.

@@ -91,7 +91,8 @@ def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
     rows = [[image["id"], f"renamed-{n:02d}", "512"] for n, image in enumerate(IMAGES)]
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name", "min_ram"], rows)
     journal = tmp_path / "s.results.csv.journal"
-    args = ["apply", str(sheet), "--concurrency", "3", "--rate", "200"]
+    # A short timeout: the rerun waits that long after the dead run's last write in doubt.
+    args = ["apply", str(sheet), "--concurrency", "3", "--rate", "200", "--timeout", "2"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.15)) as fake:
         process = start_cli([*args, "--endpoint", fake.url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -171,7 +172,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int
     rows = [[image["id"], f"stopped-{n:02d}"] for n, image in enumerate(IMAGES)]
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], rows)
     journal = tmp_path / "s.results.csv.journal"
-    args = ["apply", str(sheet), "--concurrency", "2", "--rate", "200"]
+    args = ["apply", str(sheet), "--concurrency", "2", "--rate", "200", "--timeout", "2"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.3)) as fake:
         process = start_cli([*args, "--endpoint", fake.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

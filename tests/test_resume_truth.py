@@ -26,6 +26,9 @@ from tests.test_resume import wait_for
 #: The fake holds each PATCH this long, so a kill lands while one is in flight; the fake
 #: applies it all the same once the wait is over (it is not told the client died).
 IN_FLIGHT = 1.0
+#: A resumed run waits up to the request timeout after the dead run's last write in doubt
+#: before reading it back; kept short (above ``IN_FLIGHT``) so the tests stay quick.
+QUICK_TIMEOUT = ["--timeout", str(IN_FLIGHT * 2)]
 
 
 def killed_while_patching(fake: FakeServer, args: list[str], journal: Path) -> None:
@@ -63,7 +66,7 @@ def test_a_patch_in_flight_at_a_kill_is_read_back_on_resume(
         [[image_id, "replace", "/name", "renamed"], [image_id, "replace", "/min_ram", "0"]],
     )
     journal = tmp_path / "s.results.csv.journal"
-    args = ["apply", str(sheet), "--rate", "200"]
+    args = ["apply", str(sheet), "--rate", "200", *QUICK_TIMEOUT]
     with running_fake(images, FakeConfig(token=TOKEN, latency=IN_FLIGHT)) as fake:
         if mode == "plan-file":
             plan_file = tmp_path / "plan.json"
@@ -96,7 +99,8 @@ def test_after_the_sheet_is_edited_the_old_journal_is_still_read_back(
     rows = [[first, "replace", "/name", "renamed"], [first, "replace", "/min_ram", "0"]]
     sheet = write_sheet(tmp_path / "s.csv", LONG, rows)
     journal = tmp_path / "s.results.csv.journal"
-    args = ["apply", str(sheet), "--rate", "200", *(["--no-plan"] if mode == "no-plan" else [])]
+    args = ["apply", str(sheet), "--rate", "200", *QUICK_TIMEOUT,
+            *(["--no-plan"] if mode == "no-plan" else [])]
     with running_fake(images, FakeConfig(token=TOKEN, latency=IN_FLIGHT)) as fake:
         killed_while_patching(fake, args, journal)
         write_sheet(sheet, LONG, [[second, "replace", "/name", "added-later"], *rows])
