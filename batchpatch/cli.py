@@ -74,22 +74,30 @@ from batchpatch.sheet import Sheet, read_sheet
 #: The flag of each library parameter, for messages the library words in its own terms.
 FLAGS = {"report_path": "--report", "summary_path": "--summary", "max_failures":
          "--max-failures", "max_failure_rate": "--max-failure-rate", "restart": "--restart",
-         "ca_bundle": "--ca-bundle", "sheet_name": "--sheet", "min_sample": "--min-sample"}
+         "ca_bundle": "--ca-bundle", "sheet_name": "--sheet", "min_sample": "--min-sample",
+         "encoding": "--encoding", "delimiter": "--delimiter", "endpoint": "--endpoint",
+         "region": "--region", "profile": "--profile", "config": "--config",
+         "allow_insecure_http": "--allow-insecure-http", "fake": "--fake"}
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
+#: What the library names as a call, and the command line that does it.
+COMMANDS = {"make_plan": "'batchpatch plan SHEET --out {value}'"}
 
 
 def flag_name(parameter: str, value: str) -> str:
-    """How the CLI names a library parameter set to ``value``: by its flag."""
+    """How the CLI names a library parameter set to ``value``: by its flag (a switch set
+    to ``True`` is the flag alone)."""
     if (parameter, value) in VALUE_FLAGS:
         return "use " + VALUE_FLAGS[parameter, value]
+    if parameter in COMMANDS:
+        return COMMANDS[parameter].format(value=value)
     flag = FLAGS.get(parameter)
     if flag is None:
         return library_name(parameter, value)
-    return f"{flag} {value}".strip()
+    return flag if value == "True" else f"{flag} {value}".strip()
 
 
-def in_flags(error: BaseException) -> str:
+def in_flags(error: BaseException | Worded) -> str:
     """An error's message with the library's parameter names turned into flags."""
     return error.text(flag_name) if isinstance(error, Worded) else str(error)
 
@@ -286,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(options)
     except SheetError as error:
         for problem in error.problems:
-            notice(str(problem), level=logging.ERROR)
+            notice(in_flags(problem), level=logging.ERROR)
         notice(f"Error: {len(error.problems)} problem(s) in the sheet; nothing was sent",
                level=logging.ERROR)
         return EXIT_INVALID
@@ -341,7 +349,7 @@ def _read(options: argparse.Namespace, *, skip_invalid: bool = False) -> Sheet:
     sheet = read_sheet(options.sheet, sheet_name=options.sheet_name, skip_invalid=skip_invalid,
                        encoding=options.encoding, delimiter=options.delimiter)
     for warning in sheet.warnings:
-        notice(str(warning))
+        notice(in_flags(warning))
     return sheet
 
 

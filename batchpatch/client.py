@@ -459,9 +459,9 @@ def _certificate_failure(error: aiohttp.ClientConnectorError) -> bool:
 
 def _tls_message(error: aiohttp.ClientConnectorError) -> str:
     cause = getattr(error, "certificate_error", None) or error.os_error
+    # The fix (``errors.trust_private_ca``) is the run's stop reason, in its caller's words.
     return (f"TLS failed at {error.host}:{error.port}: the service's certificate could not be "
-            f"verified ({cause}); nothing was sent — if it is signed by a private CA, pass "
-            "that CA with --ca-bundle PATH")
+            f"verified ({cause}); nothing was sent")
 
 
 def _describe(error: aiohttp.ClientError) -> str:

@@ -126,17 +126,18 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
     if auth is None and profile:
         auth = _from_profile(profile, environ, region, iam, warnings)
     if auth is None:
-        raise OptionsError(
+        raise OptionsError(wording=lambda name: (
             f"no credentials: set {ENV_AK} and {ENV_SK} (AK/SK, recommended for unattended "
             f"runs), or {TOKEN_VARIABLE}, or {ENV_IAM_USER}/{ENV_IAM_PASSWORD}/{ENV_IAM_DOMAIN},"
-            f" or use --profile NAME with a profile in {config_path} — never on the command "
-            "line")
+            f" or use {name('profile', 'NAME')} with a profile in {config_path} — never on "
+            "the command line"))
     if isinstance(auth, PasswordAuth):
         auth.iam_endpoint = iam
         auth.project_name = auth.project_name or region
         if not (auth.project_name or auth.project_id):
-            raise OptionsError("an IAM login needs a project — give --region (the project "
-                               "name) or set project_id in the profile")
+            raise OptionsError(wording=lambda name: (
+                f"an IAM login needs a project — give {name('region', '')} (the project "
+                "name) or set project_id in the profile"))
     check_header_values(auth)
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
@@ -161,9 +162,10 @@ def safe_endpoint(endpoint: str, what: str, *, allow_insecure_http: bool = False
                            "'@' — remove it; credentials come from the environment, a profile "
                            "or a credentials file")
     if parts.scheme == "http" and not allow_insecure_http and not _loopback(host):
-        raise OptionsError(f"{what} {shown} is plain http:// to another machine: credentials "
-                           "would cross the network unencrypted — use https://, or pass "
-                           "--allow-insecure-http if you really mean it")
+        raise OptionsError(parameter="allow_insecure_http", wording=lambda name: (
+            f"{what} {shown} is plain http:// to another machine: credentials would cross "
+            f"the network unencrypted — use https://, or pass "
+            f"{name('allow_insecure_http', 'True')} if you really mean it"))
     return endpoint
 
 
@@ -199,9 +201,10 @@ def _check_ca_bundle(path: str) -> None:
     try:
         ssl.create_default_context(cafile=path)
     except (OSError, ssl.SSLError) as error:
-        raise OptionsError(f"--ca-bundle {path}: not a readable PEM file of CA certificates "
-                           f"({getattr(error, 'strerror', None) or error}) — check the path "
-                           "and the file") from None
+        cause = getattr(error, "strerror", None) or error
+        raise OptionsError.about("ca_bundle", path, lambda named: (
+            f"{named}: not a readable PEM file of CA certificates ({cause}) — check the path "
+            "and the file")) from None
 
 
 def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
@@ -214,9 +217,10 @@ def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
     elif profile.get("region"):
         endpoint = ims_endpoint(str(profile["region"]))
     else:
-        raise OptionsError("no service to talk to — give --endpoint URL or --region REGION, "
-                           "set endpoint or region in the profile, or use --fake to try the "
-                           "embedded fake IMS")
+        raise OptionsError(wording=lambda name: (
+            f"no service to talk to — give {name('endpoint', 'URL')} or "
+            f"{name('region', 'REGION')}, set endpoint or region in the profile, or use "
+            f"{name('fake', '')} to try the embedded fake IMS"))
     try:
         parts = urlsplit(endpoint)
         usable = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -260,8 +264,9 @@ def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise OptionsError(f"{path}: no config file — create it with a [profiles.{name}] "
-                           "table, or point BATCHPATCH_CONFIG / --config at yours") from None
+        raise OptionsError(wording=lambda named: (
+            f"{path}: no config file — create it with a [profiles.{name}] table, or point "
+            f"BATCHPATCH_CONFIG / {named('config', '')} at yours")) from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise OptionsError(f"{path}: not valid TOML ({error}) — fix the file") from None
     profiles = document.get("profiles", {})

@@ -18,7 +18,7 @@ how to fix it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: How a message names one of the library's parameters, given its value: the library says
@@ -28,16 +28,27 @@ Namer = Callable[[str, str], str]
 #: A message written against a namer.
 Wording = Callable[[Namer], str]
 
-#: Parameters the library names in words rather than as ``name=value``.
-_PARAMETER_WORDS = {"report_path": "report path", "summary_path": "summary path"}
+#: Parameters the library names in words rather than as ``name=value``; ``fake`` is no
+#: parameter but the fake IMS the CLI starts with a flag of its own.
+_PARAMETER_WORDS = {"report_path": "report path", "summary_path": "summary path",
+                    "fake": "batchpatch.fake"}
+#: Things to do that are a call in the library (and a command in the CLI), given a value.
+_CALLS = {"make_plan": "make_plan(SHEET, out={value})"}
 
 
 def library_name(parameter: str, value: str) -> str:
     """How the library names ``parameter`` set to ``value`` in its own messages."""
+    if parameter in _CALLS:
+        return _CALLS[parameter].format(value=value)
     words = _PARAMETER_WORDS.get(parameter)
     if words is not None:
         return f"the {words} {value}" if value else words
     return f"{parameter}={value}" if value else parameter
+
+
+def trust_private_ca(name: Namer) -> str:
+    """The fix for a service certificate that could not be verified, worded by ``name``."""
+    return f"if it is signed by a private CA, pass that CA with {name('ca_bundle', 'PATH')}"
 
 
 class Worded:
@@ -66,13 +77,26 @@ class Reason:
 
     what: str
     fix: str
+    #: ``fix`` written against a namer, when it names a parameter (``fix`` is then its
+    #: library wording); made by ``Reason.worded``.
+    fix_wording: Wording | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def worded(cls, what: str, fix: Wording) -> Reason:
+        """A reason whose fix names parameters: the library's words by default, a caller's
+        (the CLI's flags) through ``text(namer)``."""
+        return cls(what, fix(library_name), fix)
+
+    def text(self, name: Namer = library_name) -> str:
+        fix = self.fix if self.fix_wording is None else self.fix_wording(name)
+        return f"{self.what} — {fix}"
 
     def __str__(self) -> str:
-        return f"{self.what} — {self.fix}"
+        return self.text()
 
 
 @dataclass(frozen=True, order=True)
-class Problem:
+class Problem(Worded):
     """One located problem in a sheet: where (``file``, ``row``, ``column``) and its
     ``reason``; printed as ``FILE:ROW:COLUMN: what — how to fix``.
 
@@ -96,8 +120,11 @@ class Problem:
         """How to fix it."""
         return self.reason.fix
 
+    def text(self, name: Namer = library_name) -> str:
+        return f"{self.file}:{self.row}:{self.column}: {self.reason.text(name)}"
+
     def __str__(self) -> str:
-        return f"{self.file}:{self.row}:{self.column}: {self.reason}"
+        return self.text()
 
 
 class SheetError(InputError):
@@ -150,15 +177,24 @@ class ReadFailed(RunAborted, Worded):
         return (self.status in (401, 403) or self.code == "iam_login_failed"
                 or getattr(self.kind, "value", "") in ("auth_failed", "forbidden"))
 
+    @property
+    def certificate_refused(self) -> bool:
+        return self.code == "tls_failed" or getattr(self.kind, "value", "") == "tls_failed"
+
     def wording(self, name: Namer) -> str:
         answer = f"HTTP {self.status}" if self.status is not None else "no answer"
         detail = " ".join(part for part in (self.code, self.message) if part)
         reference = f" (request id {self.request_id})" if self.request_id else ""
-        fix = ("check the credentials (batchpatch whoami shows which are used)"
-               if self.refused_credentials else
-               f"fix the cause and run again, or send the sheet's changes as written "
-               f"({name('plan', 'AS_WRITTEN')})")
+        fix = self._fix(name)
         return f"could not read the current images: {answer} {detail}{reference} — {fix}"
+
+    def _fix(self, name: Namer) -> str:
+        if self.refused_credentials:
+            return "check the credentials (batchpatch whoami shows which are used)"
+        if self.certificate_refused:
+            return trust_private_ca(name)
+        return (f"fix the cause and run again, or send the sheet's changes as written "
+                f"({name('plan', 'AS_WRITTEN')})")
 
 
 class AuthFailed(RunAborted):

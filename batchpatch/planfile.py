@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchpatch.errors import OptionsError
+from batchpatch.errors import Namer, OptionsError
 from batchpatch.files import atomic_write
 from batchpatch.models import ImagePatch, Operation
 from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
@@ -51,28 +51,27 @@ def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise OptionsError(
-            f"{path}: no such plan file — make one with 'batchpatch plan SHEET --out PLAN.json'"
-        ) from None
+        raise OptionsError(wording=lambda name: (
+            f"{path}: no such plan file — make one with {name('make_plan', 'PLAN.json')}"
+        )) from None
     except (OSError, ValueError) as error:
-        raise OptionsError(
-            f"{path}: not a readable plan ({error}) — make it again with "
-            "'batchpatch plan SHEET --out PLAN.json'"
-        ) from None
+        cause = error
+        raise OptionsError(wording=lambda name: (
+            f"{path}: not a readable plan ({cause}) — {_remade(name)}"
+        )) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise OptionsError(
-            f"{path}: not a batchpatch plan ({FORMAT}) — make it again with "
-            "'batchpatch plan SHEET --out PLAN.json'"
-        )
+        raise OptionsError(wording=lambda name: (
+            f"{path}: not a batchpatch plan ({FORMAT}) — {_remade(name)}"
+        ))
     if document.get("sheet_sha256") != sheet_digest(sheet.path):
         raise OptionsError(
             f"{path}: the plan was made from another version of {sheet.path} — plan the sheet again"
         )
     if document.get("sheet_name") != sheet.sheet_name:
-        raise OptionsError(
+        raise OptionsError(parameter="sheet_name", wording=lambda name: (
             f"{path}: the plan was made from worksheet "
-            f"{document.get('sheet_name')!r} — use --sheet to match it"
-        )
+            f"{document.get('sheet_name')!r} — use {name('sheet_name', '')} to match it"
+        ))
     if document.get("endpoint") != endpoint:
         raise OptionsError(
             f"{path}: the plan was made against {document.get('endpoint')} — "
@@ -86,7 +85,14 @@ def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
     return plans
 
 
-_REMADE = "make it again with 'batchpatch plan SHEET --out PLAN.json'"
+def _edited(what: str) -> OptionsError:
+    """An error saying ``what`` is wrong with an edited plan, and to make it again."""
+    return OptionsError(wording=lambda name: f"{what}; {_remade(name)}")
+
+
+def _remade(name: Namer) -> str:
+    """How to make a plan file again, in the words of ``name``."""
+    return f"make it again with {name('make_plan', 'PLAN.json')}"
 
 
 def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the plan") -> None:
@@ -100,15 +106,14 @@ def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the pla
     expected = {patch.image_id: patch for patch in sheet.patches}
     found = [plan.image_id for plan in plans]
     if set(found) != expected.keys() or len(set(found)) != len(found):
-        raise OptionsError(
-            f"{source}: the plan's images do not match {sheet.path} — it was edited; {_REMADE}"
-        )
+        raise OptionsError(wording=lambda name: (
+            f"{source}: the plan's images do not match {sheet.path} — it was edited; "
+            f"{_remade(name)}"
+        ))
     for plan in plans:
         problem = plan_mismatch(plan, expected[plan.image_id]) or _local_problem(plan)
         if problem:
-            raise OptionsError(
-                f"{source}: image {plan.image_id}: {problem} — the plan was edited; {_REMADE}"
-            )
+            raise _edited(f"{source}: image {plan.image_id}: {problem} — the plan was edited")
 
 
 def plan_mismatch(plan: ImagePlan, patch: ImagePatch) -> str:

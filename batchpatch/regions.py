@@ -21,10 +21,10 @@ def ims_endpoint(region: str) -> str:
     """``https://ims.REGION.myhuaweicloud.com`` for a known region id."""
     region = region.strip().lower()
     if region not in IMS_REGIONS:
-        raise OptionsError(
+        raise OptionsError(wording=lambda name: (
             f"unknown region {region!r} — use one of {', '.join(sorted(IMS_REGIONS))}, "
-            "or give the endpoint with --endpoint URL"
-        )
+            f"or give the endpoint with {name('endpoint', 'URL')}"
+        ))
     return f"https://ims.{region}.myhuaweicloud.com"
 
 

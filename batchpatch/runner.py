@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.abc import TaskGroup
 
-from batchpatch.errors import ReadFailed, StopReason
+from batchpatch.errors import ReadFailed, StopReason, trust_private_ca
 from batchpatch.inventory import Image, Reader, read_image
 from batchpatch.ledger import Ledger
 from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
@@ -299,7 +299,8 @@ class Runner:
                               f"({outcome.http_status or ''} {outcome.error_code}: "
                               f"{outcome.error_message})")
         if kind == AnswerKind.TLS_FAILED:
-            return StopReason("tls", outcome.error_message)
+            fact = outcome.error_message
+            return StopReason("tls", "", lambda name: f"{fact} — {trust_private_ca(name)}")
         return _too_many_failures(self.safeguards, tally.failed, tally.finished)
 
 

@@ -31,12 +31,19 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 import pandas as pd
 
-from batchpatch.errors import OptionsError, Problem, Reason, SheetError
+from batchpatch.errors import Namer, OptionsError, Problem, Reason, SheetError
 from batchpatch.grid import EMPTY, NO_ROWS, Grid, duplicate_columns, header_problems, whole_file
 
-#: The encodings detection may choose between, and what ``--encoding`` is suggested as.
+#: The encodings detection may choose between, and what ``encoding`` is suggested as.
 LEGACY_ENCODINGS = ("cp1252", "gb18030")
-SUGGESTION = "give --encoding gb18030 (Chinese Excel) or --encoding cp1252 (Western Excel)"
+
+
+def suggestion(name: Namer) -> str:
+    """Which encodings to name when detection cannot tell, worded by ``name``: the
+    library's ``encoding=gb18030``, the CLI's ``--encoding gb18030``."""
+    return (f"give {name('encoding', 'gb18030')} (Chinese Excel) or "
+            f"{name('encoding', 'cp1252')} (Western Excel)")
+
 
 #: Delimiters sniffed from the header line, in order of preference on a tie.
 DELIMITERS = (",", ";", "\t", "|")
@@ -112,10 +119,11 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
                     file,
                     line,
                     "",
-                    Reason(
+                    Reason.worded(
                         "this line is not UTF-8, but the rest of the file is",
-                        "retype the line's special characters and save the sheet as "
-                        f"'CSV UTF-8'; if the whole file is in another encoding, {SUGGESTION}",
+                        lambda name: "retype the line's special characters and save the sheet "
+                        f"as 'CSV UTF-8'; if the whole file is in another encoding, "
+                        f"{suggestion(name)}",
                     ),
                 )
                 for line in bad
@@ -129,9 +137,9 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
                     file,
                     bad[0],
                     "",
-                    Reason(
+                    Reason.worded(
                         "the line is not UTF-8, and the file's encoding cannot be told for certain",
-                        f"save the sheet as 'CSV UTF-8', or {SUGGESTION}",
+                        lambda name: f"save the sheet as 'CSV UTF-8', or {suggestion(name)}",
                     ),
                 )
             ]
@@ -203,24 +211,21 @@ def _forced(file: str, raw: bytes, encoding: str, bom: _Bom | None) -> Decoded:
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
-        raise OptionsError(
-            f"--encoding {encoding!r} is not an encoding Python knows — use a "
-            "name such as utf-8, gb18030, cp1252 or utf-16"
-        ) from None
+        raise OptionsError.about("encoding", repr(encoding), lambda named: (
+            f"{named} is not an encoding Python knows — use a "
+            "name such as utf-8, gb18030, cp1252 or utf-16")) from None
     if bom is not None:
         if name not in bom[3]:
-            raise OptionsError(
-                f"--encoding {encoding}: the file starts with a {bom[1]} "
-                "byte-order mark — drop --encoding, the mark says it all"
-            )
+            raise OptionsError(parameter="encoding", wording=lambda name: (
+                f"{name('encoding', encoding)}: the file starts with a {bom[1]} "
+                f"byte-order mark — drop {name('encoding', '')}, the mark says it all"))
         return _with_bom(file, raw, bom)
     if name == "utf-8":
         name = "utf-8-sig"  # tolerate a BOM the same way
     elif _has_utf8_text(raw) and not _non_utf8_lines(raw):
-        raise OptionsError(
-            f"--encoding {encoding}: the file is UTF-8 text — drop --encoding, "
-            "UTF-8 is read as such"
-        )
+        raise OptionsError(parameter="encoding", wording=lambda name: (
+            f"{name('encoding', encoding)}: the file is UTF-8 text — drop "
+            f"{name('encoding', '')}, UTF-8 is read as such"))
     return Decoded(_strict(file, raw, name), name, "--encoding")
 
 
@@ -235,10 +240,10 @@ def _strict(file: str, raw: bytes, codec: str) -> str:
                     file,
                     line,
                     "",
-                    Reason(
+                    Reason.worded(
                         f"the line is not valid {codec} text (byte 0x{raw[error.start]:02x})",
-                        "save the sheet again in one encoding ('CSV UTF-8' is best), or "
-                        f"{SUGGESTION}",
+                        lambda name: "save the sheet again in one encoding ('CSV UTF-8' is "
+                        f"best), or {suggestion(name)}",
                     ),
                 )
             ]
@@ -290,13 +295,12 @@ def encode_report(text: str, encoding: str | None) -> bytes:
 
 
 def delimiter_option(text: str) -> str:
-    """The delimiter ``--delimiter`` names (``,`` ``;`` ``tab``/``\\t`` ``|``)."""
+    """The delimiter the ``delimiter`` parameter names (``,`` ``;`` ``tab``/``\\t`` ``|``)."""
     try:
         return _DELIMITER_NAMES[text.lower()]
     except KeyError:
-        raise OptionsError(
-            f"--delimiter {text!r} is not one batchpatch reads — use , ; tab or |"
-        ) from None
+        raise OptionsError.about("delimiter", repr(text), lambda named: (
+            f"{named} is not one batchpatch reads — use , ; tab or |")) from None
 
 
 def sniff_delimiter(header_line: str, default: str) -> str:

@@ -374,10 +374,13 @@ def _chosen(path: Path, book: _Book, sheet_name: str | None) -> _Entry:
     if not visible:
         raise SheetError(
             [
-                _whole_file(
-                    path,
-                    "the workbook has no visible worksheet",
-                    "name the worksheet to read with --sheet NAME",
+                whole_file(
+                    str(path),
+                    Reason.worded(
+                        "the workbook has no visible worksheet",
+                        lambda name: "name the worksheet to read with "
+                        + name("sheet_name", "NAME"),
+                    ),
                 )
             ]
         )

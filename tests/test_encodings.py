@@ -143,8 +143,8 @@ def test_an_uncertain_encoding_is_refused_naming_the_first_line(tmp_path: Path) 
     lines = _problems(path)
     assert len(lines) == 1
     assert lines[0].startswith(f"{path}:3:: the line is not UTF-8")
-    assert "--encoding gb18030" in lines[0]
-    assert "--encoding cp1252" in lines[0]
+    assert "encoding=gb18030" in lines[0]
+    assert "encoding=cp1252" in lines[0]
     assert _values(path, encoding="cp1252")[-1] == "ÄÖÜ Zürich"
     assert read_sheet(path, encoding="cp1252").encoding_label == "cp1252 (--encoding)"
 

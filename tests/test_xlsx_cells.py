@@ -114,7 +114,7 @@ def test_a_workbook_without_visible_worksheet(tmp_path: Path) -> None:
     )
     (problem,) = problems_of(path)
     assert (problem.row, problem.message) == (0, "the workbook has no visible worksheet")
-    assert "--sheet" in problem.fix
+    assert "sheet_name=NAME" in problem.fix
 
 
 @pytest.mark.parametrize("command", ["validate", "plan", "apply"])
