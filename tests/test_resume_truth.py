@@ -31,9 +31,8 @@ IN_FLIGHT = 1.0
 QUICK_TIMEOUT = ["--timeout", str(IN_FLIGHT * 2)]
 
 
-def killed_while_patching(fake: FakeServer, args: list[str], journal: Path) -> None:
-    """Run ``batchpatch ARGS``, SIGKILL it with its first PATCH in flight, and wait until
-    the fake has applied that PATCH: the dead run's write took effect, unanswered."""
+def kill_with_a_patch_in_flight(fake: FakeServer, args: list[str]) -> None:
+    """Run ``batchpatch ARGS`` and SIGKILL it while the fake holds its first PATCH."""
     process = start_cli(
         [*args, "--endpoint", fake.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -43,6 +42,12 @@ def killed_while_patching(fake: FakeServer, args: list[str], journal: Path) -> N
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert process.returncode == -signal.SIGKILL
+
+
+def killed_while_patching(fake: FakeServer, args: list[str], journal: Path) -> None:
+    """``kill_with_a_patch_in_flight``, then wait until the fake has applied that PATCH:
+    the dead run's write took effect, unanswered."""
+    kill_with_a_patch_in_flight(fake, args)
     wait_for(lambda: fake.stats.snapshot().applied_by_image, "the in-flight PATCH applied")
     assert '"event": "sending"' in journal.read_text()
 
@@ -186,14 +191,7 @@ def test_a_rerun_straight_after_a_kill_waits_for_the_dead_runs_write_to_land(
     journal = tmp_path / "s.results.csv.journal"
     args = ["apply", str(sheet), "--rate", "200", "--timeout", str(IN_FLIGHT * 2.5)]
     with running_fake(images, FakeConfig(token=TOKEN, latency=IN_FLIGHT)) as fake:
-        process = start_cli(
-            [*args, "--endpoint", fake.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for(lambda: fake.stats.snapshot().in_flight > 0, "a PATCH in flight")
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+        kill_with_a_patch_in_flight(fake, args)
         assert not fake.stats.snapshot().applied_by_image  # still held by the fake
         resumed = run_cli([*args, "--endpoint", fake.url])
         stats = fake.stats.snapshot()
