@@ -981,8 +981,8 @@ def _write(directory: Path, suffix: str, header: list[str], rows: list[list[obje
 
 
 def _asking_rows(sheet: Sheet) -> set[int]:
-    """Spreadsheet rows that ask for a change: a long row with an image_id, op, path or value (comment
-    and result cells do not count), a wide row with a non-blank attribute cell."""
+    """Spreadsheet rows that ask for a change: a long row with an image_id, op, path or value
+    (comment and result cells do not count), a wide row with a non-blank attribute cell."""
     frame = sheet.frame
     if sheet.shape == "long":
         cells = frame[[column for column in frame.columns if column.lower() in LONG]]
