@@ -311,9 +311,7 @@ def _group(
     order = np.argsort(codes, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
     patches = [
-        ImagePatch(
-            str(image_id), tuple(ops[p] for p in members), tuple(rows[p] for p in members)
-        )
+        ImagePatch(str(image_id), tuple(ops[p] for p in members), tuple(rows[p] for p in members))
         for image_id, members in zip(images.tolist(), (g.tolist() for g in groups), strict=True)
     ]
     busy = {*rows, *invalid}
