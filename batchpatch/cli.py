@@ -406,7 +406,7 @@ def _apply(options: argparse.Namespace) -> int:
     sheet = _read(options, skip_invalid=options.skip_invalid)
     _print_worksheet(sheet, notice)
     for row, reason in sorted(sheet.invalid.items()):
-        notice(f"{options.sheet}:{sheet.row_number(row)}: skipped as invalid: {reason}")
+        notice(f"{options.sheet}:{row}: skipped as invalid: {reason}")
     with _target(options) as target:
         plan: PlanSource = AS_WRITTEN if options.no_plan else READ_PASS
         if options.plan_file:

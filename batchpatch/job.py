@@ -605,8 +605,8 @@ def rows_of(sheet: Sheet, ledger: Ledger) -> list[RowResult]:
 
 def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
                 sent: dict[str, Outcome]) -> list[RowResult]:
-    """One result per source row, in order; rows never reached are ``not_attempted``."""
-    results: list[RowResult | None] = [None] * sheet.row_count
+    """One result per source row, in sheet order; rows never reached are ``not_attempted``."""
+    results: dict[int, RowResult] = {}
     for row, reason in sheet.invalid.items():
         results[row] = RowResult(Outcome("", Status.INVALID, error_message=reason))
     for row in sheet.idle_rows:
@@ -624,10 +624,10 @@ def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
                                   error_message=plan.reason)
             before, after = _before_after(plan, row, long=sheet.shape == "long")
             results[row] = RowResult(outcome, before, after)
-    missing = [row for row, result in enumerate(results) if result is None]
+    missing = [row for row in sheet.rows if row not in results]
     if missing:
         raise AssertionError(f"rows {missing} were left without an outcome")
-    return [result for result in results if result is not None]
+    return [results[row] for row in sheet.rows]
 
 
 def _before_after(plan: ImagePlan, row: int, *, long: bool) -> tuple[str, str]:

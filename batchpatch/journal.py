@@ -30,7 +30,8 @@ A journal of another version of the sheet (same endpoint) is still loaded, and
 ``other_sheet`` says so: the caller decides what its records are worth for the new sheet
 (images it had in doubt must be read back all the same).  A journal of another endpoint is
 set aside (``other_endpoint`` names it): its images are another service's (``--fake`` gets a
-new port, and a fresh service, every run).
+new port, and a fresh service, every run).  So is, with a warning, a journal of another
+``FORMAT`` (an older batchpatch's, whose plans number rows otherwise).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ from batchpatch.ledger import Entry, Event, Ledger
 from batchpatch.models import Outcome, Status
 from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
 
-FORMAT = "batchpatch-journal/1"
+#: The journal's format.  ``/2`` numbers the rows of the plans it holds as spreadsheet rows
+#: (``/1`` held 0-based positions: such a journal is set aside with a warning, never misread).
+FORMAT = "batchpatch-journal/2"
 #: How the fresh journal a run writes before renaming it into place ends.
 _FRESH_SUFFIX = ".new"
 
@@ -242,6 +245,7 @@ class Journal:
         lines = self._lines()
         header = _parse(lines[0]) if lines else None
         if not header or header.get("format") != FORMAT:
+            self._set_aside(header)
             return  # not a journal of ours: start afresh
         if header.get("endpoint") != identity["endpoint"]:
             self.other_endpoint = str(header.get("endpoint"))
@@ -264,6 +268,14 @@ class Journal:
             self.earlier.restore(image_id, outcome, self._plan(image_id), in_doubt=False)
         for image_id in sorted(sending - recorded.keys()):
             self.earlier.restore(image_id, None, self._plan(image_id), in_doubt=True)
+
+    def _set_aside(self, header: dict[str, Any] | None) -> None:
+        """Warn when the journal is one another version of batchpatch wrote: it is not read."""
+        found = None if header is None else header.get("format")
+        if isinstance(found, str) and found.startswith("batchpatch-journal/"):
+            log.warning("the journal at %s was written by another version of batchpatch "
+                        "(%s, this one reads %s): it is set aside and nothing in it is resumed",
+                        self.path, found, FORMAT)
 
     def _note_sent_at(self, entry: dict[str, Any]) -> None:
         at = entry.get("at")

@@ -27,8 +27,10 @@ class Operation:
 class ImagePatch:
     """Every change a sheet asks of one image, in sheet order: sent as one atomic PATCH.
 
-    ``sources[i]`` is the 0-based position of the source row that asked for
-    ``operations[i]`` (a wide row asks for several).
+    ``sources[i]`` is the spreadsheet row that asked for ``operations[i]`` (a wide row
+    asks for several): the row number a person sees, the header being row 1 of a sheet with
+    nothing above it.  Every model counts rows this way; only ``Sheet.rows`` knows where
+    they start.
     """
 
     image_id: str
@@ -37,7 +39,7 @@ class ImagePatch:
 
     @property
     def rows(self) -> tuple[int, ...]:
-        """The source rows of this image, in sheet order; they share the image's outcome."""
+        """The spreadsheet rows of this image, in sheet order; they share its outcome."""
         return tuple(sorted(set(self.sources)))
 
     def body(self) -> list[dict[str, Any]]:

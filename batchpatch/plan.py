@@ -25,7 +25,9 @@ NOT_FOUND = "not_found"
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One requested change, as planned: what the attribute is now and will be."""
+    """One requested change, as planned: what the attribute is now and will be.
+
+    ``source`` is the spreadsheet row that asked for it (as in ``ImagePatch.sources``)."""
 
     source: int
     attribute: str
@@ -65,7 +67,8 @@ class ImagePlan:
                           tuple(c.source for c in self.changes))
 
     def row_status(self, row: int) -> Status | None:
-        """A row whose every change is already in place is ``unchanged``, whatever else."""
+        """A row (spreadsheet row) whose every change is already in place is ``unchanged``,
+        whatever else."""
         mine = [change for change in self.changes if change.source == row]
         if self.status is None and mine and all(change.planned is None for change in mine):
             return Status.UNCHANGED
@@ -149,8 +152,9 @@ def settle(sent: ImagePlan, image: Mapping[str, Any] | None, *,
 
 
 def rebased(plan: ImagePlan, patch: ImagePatch) -> ImagePlan | None:
-    """``plan`` with its rows renumbered to ``patch``'s, if it asks exactly what ``patch``
-    asks (the same operations in the same order); None if the sheet now asks otherwise."""
+    """``plan`` with its rows renumbered to ``patch``'s spreadsheet rows, if it asks exactly
+    what ``patch`` asks (the same operations in the same order); None if the sheet now asks
+    otherwise."""
     if plan.image_id != patch.image_id or tuple(
             change.requested for change in plan.changes) != patch.operations:
         return None
@@ -159,7 +163,10 @@ def rebased(plan: ImagePlan, patch: ImagePatch) -> ImagePlan | None:
 
 
 def plan_to_json(plan: ImagePlan) -> dict[str, Any]:
-    """``plan`` as plain JSON, for plan files and the journal; ``plan_from_json`` reverses it."""
+    """``plan`` as plain JSON, for plan files and the journal; ``plan_from_json`` reverses it.
+
+    Each change's ``row`` is its spreadsheet row (plan files and journals before
+    ``batchpatch-plan/2`` and ``batchpatch-journal/2`` held 0-based positions)."""
     return {
         "image_id": plan.image_id,
         "name": plan.name,

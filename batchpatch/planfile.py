@@ -20,7 +20,9 @@ from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
 from batchpatch.schema import check_attribute, check_value
 from batchpatch.sheet import Sheet
 
-FORMAT = "batchpatch-plan/1"
+#: The plan file's format.  ``/2`` numbers each change's row as the spreadsheet row (``/1``
+#: held 0-based positions: such a plan is refused, to be made again, never misread).
+FORMAT = "batchpatch-plan/2"
 
 
 def sheet_digest(path: Path) -> str:
@@ -59,10 +61,7 @@ def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
         raise OptionsError(wording=lambda name: (
             f"{path}: not a readable plan ({cause}) — {_remade(name)}"
         )) from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise OptionsError(wording=lambda name: (
-            f"{path}: not a batchpatch plan ({FORMAT}) — {_remade(name)}"
-        ))
+    _check_format(path, document)
     if document.get("sheet_sha256") != sheet_digest(sheet.path):
         raise OptionsError(
             f"{path}: the plan was made from another version of {sheet.path} — plan the sheet again"
@@ -93,6 +92,21 @@ def _edited(what: str) -> OptionsError:
 def _remade(name: Namer) -> str:
     """How to make a plan file again, in the words of ``name``."""
     return f"make it again with {name('make_plan', 'PLAN.json')}"
+
+
+def _check_format(path: Path, document: object) -> None:
+    """Refuse anything but a plan of this ``FORMAT``, saying when an older batchpatch made it."""
+    found = document.get("format") if isinstance(document, dict) else None
+    if found == FORMAT:
+        return
+    if isinstance(found, str) and found.startswith("batchpatch-plan/"):
+        raise OptionsError(wording=lambda name: (
+            f"{path}: a plan of another batchpatch version ({found}, this one reads {FORMAT})"
+            f" — {_remade(name)}"
+        ))
+    raise OptionsError(wording=lambda name: (
+        f"{path}: not a batchpatch plan ({FORMAT}) — {_remade(name)}"
+    ))
 
 
 def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the plan") -> None:

@@ -122,7 +122,8 @@ def fed_back_results(header: Collection[str]) -> set[str]:
 
 
 def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
-    """The source columns (made safe), then the result columns; ``rows[i]`` is row i."""
+    """The source columns (made safe), then the result columns; ``rows`` are in sheet order,
+    one for each of ``sheet.rows``."""
     source = sheet.frame.drop(columns=sorted(fed_back_results(list(sheet.frame.columns))))
     frame = pd.DataFrame(
         {

@@ -67,8 +67,8 @@ class Sheet:
     blank, or a verbatim repeat).  ``invalid`` maps the rows left out (only with
     ``skip_invalid``) to the reason; an image with one invalid row is left out whole,
     since its patch is applied as one.  ``idle_rows``, ``invalid`` and the patches'
-    ``sources`` count rows from 0 at ``frame``'s first row, which is spreadsheet row
-    ``first_row``.
+    ``sources`` are spreadsheet rows, as a person sees them; ``frame``'s first row is
+    spreadsheet row ``first_row`` (``rows`` lists them all, in ``frame``'s order).
     """
 
     path: Path
@@ -85,9 +85,11 @@ class Sheet:
     encoding_label: str = ""
     warnings: tuple[Problem, ...] = ()
 
-    def row_number(self, position: int) -> int:
-        """The row number a person sees for the 0-based source row ``position``."""
-        return position + self.first_row
+    @property
+    def rows(self) -> range:
+        """The spreadsheet row of each of ``frame``'s rows, in order: the one place that
+        turns a position in the frame into the row a person sees."""
+        return range(self.first_row, self.first_row + len(self.frame))
 
     @property
     def row_count(self) -> int:
@@ -143,7 +145,7 @@ def read_sheet(
         grid.frame,
         patches,
         idle,
-        {row - grid.first_row: why for row, why in invalid.items()},
+        invalid,
         grid.first_row,
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
@@ -294,8 +296,8 @@ def _group(
     changes: pd.DataFrame, grid: Grid, invalid: Mapping[int, str]
 ) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
     """One patch per image, images in order of first appearance, changes in sheet order;
-    and the rows that ask for nothing (neither a change nor invalid), both counted from 0
-    at the grid's first row (what ``ImagePatch.sources`` holds)."""
+    and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
+    rows (what ``ImagePatch.sources`` holds)."""
     ops = [
         Operation(op, "/" + attribute, value)
         for op, attribute, value in zip(
@@ -305,23 +307,19 @@ def _group(
             strict=True,
         )
     ]
-    positions = changes["row"].to_numpy() - grid.first_row
-    position_list = positions.tolist()
+    rows = changes["row"].tolist()
     # Vectorised grouping: codes number the images in order of first appearance (the changes
     # are in sheet order), a stable sort keeps each image's changes in sheet order.
     codes, images = pd.factorize(changes["image_id"], sort=False)
     order = np.argsort(codes, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
     patches = [
-        ImagePatch(
-            str(image_id), tuple(ops[p] for p in members), tuple(position_list[p] for p in members)
-        )
+        ImagePatch(str(image_id), tuple(ops[p] for p in members), tuple(rows[p] for p in members))
         for image_id, members in zip(images.tolist(), (g.tolist() for g in groups), strict=True)
     ]
-    busy = np.zeros(len(grid.frame), dtype=bool)
-    busy[positions] = True
-    busy[[row - grid.first_row for row in invalid]] = True
-    return tuple(patches), tuple(int(row) for row in np.flatnonzero(~busy))
+    busy = {*rows, *invalid}
+    idle = tuple(row for row in range(grid.first_row, grid.last_row + 1) if row not in busy)
+    return tuple(patches), idle
 
 
 def _raise(file: str, row: int, reason: Reason) -> NoReturn:

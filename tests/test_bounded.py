@@ -70,7 +70,7 @@ def test_a_hold_never_exceeds_the_cap(value: float) -> None:
 def _patches(ids: list[str]) -> list[ImagePatch]:
     return [
         ImagePatch(image_id, (Operation("remove", "/team"),), (n,))
-        for n, image_id in enumerate(ids)
+        for n, image_id in enumerate(ids, start=2)
     ]
 
 

@@ -325,7 +325,7 @@ def test_value_rules_in_a_sheet(tmp_path: Path, shape: str, attribute: str, cell
         sheet = read_sheet(path)
         assert sheet.patches[1].image_id == A
         assert sheet.patches[1].operations == (Operation(op, "/" + attribute, expected),)
-        assert sheet.patches[1].rows == (1,)
+        assert sheet.patches[1].rows == (3,)
 
 
 @pytest.mark.parametrize(
@@ -741,16 +741,16 @@ def test_skip_invalid_leaves_out_whole_images(tmp_path: Path) -> None:
         [A, "add", "/team", "ops"],
     ])
     sheet = read_sheet(path, skip_invalid=True)
-    assert [(patch.image_id, patch.rows) for patch in sheet.patches] == [(A, (0, 5)), (C, (2,))]
+    assert [(patch.image_id, patch.rows) for patch in sheet.patches] == [(A, (2, 7)), (C, (4,))]
     assert sheet.patches[0].operations == (Operation("replace", "/name", "web"),
                                            Operation("add", "/team", "ops"))
     assert sheet.idle_rows == ()
     assert dict(sheet.invalid) == {
-        1: "row 5 of the same image is invalid; an image's changes are sent together or "
+        3: "row 5 of the same image is invalid; an image's changes are sent together or "
            "not at all",
-        3: "value: min_ram must be a whole number of MB, got 'lots' — write digits only, "
+        5: "value: min_ram must be a whole number of MB, got 'lots' — write digits only, "
            "e.g. 1024",
-        4: "image_id: image_id is empty — fill in the image's id, or delete the row",
+        6: "image_id: image_id is empty — fill in the image's id, or delete the row",
     }
 
 
@@ -760,10 +760,10 @@ def test_skip_invalid_names_the_first_culprit_of_an_image(tmp_path: Path) -> Non
     ])
     sheet = read_sheet(path, skip_invalid=True)
     assert [patch.image_id for patch in sheet.patches] == [B]
-    assert sorted(sheet.invalid) == [0, 1, 3]
-    assert sheet.invalid[0].startswith("row 3 of the same image is invalid")
-    assert sheet.invalid[1].startswith("min_ram: min_ram must be a whole number")
-    assert sheet.invalid[3].startswith("name: name may hold only")
+    assert sorted(sheet.invalid) == [2, 3, 5]
+    assert sheet.invalid[2].startswith("row 3 of the same image is invalid")
+    assert sheet.invalid[3].startswith("min_ram: min_ram must be a whole number")
+    assert sheet.invalid[5].startswith("name: name may hold only")
 
 
 def test_skip_invalid_with_clashes_and_combinations(tmp_path: Path) -> None:
@@ -774,10 +774,10 @@ def test_skip_invalid_with_clashes_and_combinations(tmp_path: Path) -> None:
     ])
     sheet = read_sheet(path, skip_invalid=True)
     assert [patch.image_id for patch in sheet.patches] == [C]
-    assert sorted(sheet.invalid) == [0, 1, 2, 3]
-    assert "conflicts with row 2" in sheet.invalid[1]
-    assert "cannot coexist" in sheet.invalid[3]
-    assert sheet.invalid[2].startswith("row 5 of the same image is invalid")
+    assert sorted(sheet.invalid) == [2, 3, 4, 5]
+    assert "conflicts with row 2" in sheet.invalid[3]
+    assert "cannot coexist" in sheet.invalid[5]
+    assert sheet.invalid[4].startswith("row 5 of the same image is invalid")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
@@ -786,14 +786,14 @@ def test_a_wide_sheet_asking_for_nothing_is_all_idle(tmp_path: Path, suffix: str
                        [[A, "", ""], [B, " ", ""]])
     sheet = read_sheet(path)
     assert sheet.patches == ()
-    assert sheet.idle_rows == (0, 1)
+    assert sheet.idle_rows == (2, 3)
 
 
 def test_skip_invalid_with_nothing_wrong_changes_nothing(tmp_path: Path) -> None:
     path = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "x"], [B, ""]])
     strict, lenient = read_sheet(path), read_sheet(path, skip_invalid=True)
     assert lenient.patches == strict.patches
-    assert lenient.idle_rows == strict.idle_rows == (1,)
+    assert lenient.idle_rows == strict.idle_rows == (3,)
     assert dict(lenient.invalid) == {}
 
 
@@ -821,7 +821,7 @@ def test_skip_invalid_with_a_formula_leaves_out_its_row(tmp_path: Path) -> None:
     path = _xlsx(tmp_path / "s.xlsx", [["image_id", "name"], [A, "=1+2"], [B, "db"]])
     sheet = read_sheet(path, skip_invalid=True)
     assert [patch.image_id for patch in sheet.patches] == [B]
-    assert sheet.invalid == {0: "name: cell B2 holds a formula with no saved value — open the "
+    assert sheet.invalid == {2: "name: cell B2 holds a formula with no saved value — open the "
                                 "workbook in Excel and save it (Excel saves the value), or "
                                 "paste the values only (Paste Special → Values)"}
 
@@ -832,7 +832,7 @@ def test_skip_invalid_leaves_out_every_row_of_a_merged_range(tmp_path: Path) -> 
                  lambda sheet: sheet.merge_cells("B2:B3"))
     sheet = read_sheet(path, skip_invalid=True)
     assert [patch.image_id for patch in sheet.patches] == [C]
-    assert sorted(sheet.invalid) == [0, 1]
+    assert sorted(sheet.invalid) == [2, 3]
 
 
 @pytest.mark.parametrize(
@@ -981,19 +981,19 @@ def _write(directory: Path, suffix: str, header: list[str], rows: list[list[obje
 
 
 def _asking_rows(sheet: Sheet) -> set[int]:
-    """Rows that ask for a change: a long row with an image_id, op, path or value (comment
-    and result cells do not count), a wide row with a non-blank attribute cell."""
+    """Spreadsheet rows that ask for a change: a long row with an image_id, op, path or value
+    (comment and result cells do not count), a wide row with a non-blank attribute cell."""
     frame = sheet.frame
     if sheet.shape == "long":
         cells = frame[[column for column in frame.columns if column.lower() in LONG]]
         blank = (cells.apply(lambda column: column.str.strip().str.lstrip("/")) == "").all(axis=1)
-        return {int(row) for row in (~blank).to_numpy().nonzero()[0]}
+        return {sheet.first_row + int(row) for row in (~blank).to_numpy().nonzero()[0]}
     id_column = {column.lower(): column for column in frame.columns}["image_id"]
     passive = passive_columns(list(frame.columns))
     attributes = [column for column in frame.columns
                   if column != id_column and column not in passive]
     blank = (frame[attributes].apply(lambda column: column.str.strip()) == "").all(axis=1)
-    return {int(row) for row in (~blank).to_numpy().nonzero()[0]}
+    return {sheet.first_row + int(row) for row in (~blank).to_numpy().nonzero()[0]}
 
 
 def _outcome(path: Path, *, skip_invalid: bool) -> Sheet | SheetError:
@@ -1020,8 +1020,9 @@ def _checked(sheet: Sheet, *, skip_invalid: bool) -> Sheet:
     assert set(rows).isdisjoint(sheet.idle_rows)
     assert set(rows).isdisjoint(sheet.invalid)
     assert set(sheet.idle_rows).isdisjoint(sheet.invalid)
-    assert sorted([*rows, *sheet.idle_rows, *sheet.invalid]) == list(range(sheet.row_count))
-    repeats = {warning.row - sheet.first_row for warning in sheet.warnings}  # sent once
+    data_rows = range(sheet.first_row, sheet.first_row + sheet.row_count)
+    assert sorted([*rows, *sheet.idle_rows, *sheet.invalid]) == list(data_rows)
+    repeats = {warning.row for warning in sheet.warnings}  # sent once
     assert set(rows) == _asking_rows(sheet) - set(sheet.invalid) - repeats
     assert len({patch.image_id for patch in sheet.patches}) == len(sheet.patches)
     for patch in sheet.patches:
@@ -1054,7 +1055,7 @@ def _any_sheet_is_read_or_located(suffix: str, sheet: tuple[str, list[str],
         assert isinstance(lenient, SheetError)
         assert lenient.problems == strict.problems
     elif isinstance(lenient, Sheet):
-        assert {problem.row - 2 for problem in strict.problems} <= set(lenient.invalid)
+        assert {problem.row for problem in strict.problems} <= set(lenient.invalid)
     else:  # a problem below the rows read (a formula or merged cell in a blank row)
         assert lenient.problems == strict.problems
         assert max(problem.row for problem in strict.problems) > 2
@@ -1117,7 +1118,7 @@ def valid_changes(draw: st.DrawFn) -> list[tuple[str, str, str, str, Operation]]
 def _expected_patches(rows: list[tuple[str, str, str, str, Operation]]
                       ) -> list[tuple[str, list[Operation], list[int]]]:
     grouped: dict[str, tuple[list[Operation], list[int]]] = {}
-    for index, (image_id, *_, operation) in enumerate(rows):
+    for index, (image_id, *_, operation) in enumerate(rows, start=2):  # below the header
         operations, positions = grouped.setdefault(image_id.strip().lower(), ([], []))
         operations.append(operation)
         positions.append(index)
@@ -1170,7 +1171,7 @@ def test_valid_wide_sheets_round_trip(tmp_path: Path,
     assert [(patch.image_id, list(patch.operations)) for patch in sheet.patches] == [
         (image_id, operations) for image_id, operations in expected.items() if operations]
     assert set(sheet.idle_rows) == {
-        index for index, image_id in enumerate(images) if not expected[image_id]}
+        row for row, image_id in enumerate(images, start=2) if not expected[image_id]}
 
 
 @pytest.mark.parametrize(

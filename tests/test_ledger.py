@@ -38,7 +38,7 @@ def test_the_journal_restores_the_ledger_it_persisted(tmp_path: Path) -> None:
     journal.attach(ledger)
     done, failed, sending = (
         unplanned(ImagePatch(i, (Operation("replace", "/name", "x"),), (n,)))
-        for n, i in enumerate("abc")
+        for n, i in enumerate("abc", start=2)
     )
     for plan in (done, failed, sending):
         ledger.sending(plan)

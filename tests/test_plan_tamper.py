@@ -70,7 +70,7 @@ def extra_change(document: Document) -> None:
     operation = {"op": "add", "path": "/owner_team", "value": "evil"}
     changes_of(document).append(
         {
-            "row": 0,
+            "row": 2,
             "attribute": "owner_team",
             "requested": operation,
             "planned": operation,
@@ -85,7 +85,7 @@ def reordered(document: Document) -> None:
 
 
 def moved_row(document: Document) -> None:
-    changes_of(document)[2]["row"] = 1
+    changes_of(document)[2]["row"] = 3  # B's row
 
 
 def extra_image(document: Document) -> None:
@@ -212,7 +212,7 @@ def test_every_operation_a_plan_sends_passes_the_local_checks(
     """A library caller may hand over a sheet and plans it built itself: what would be sent
     is checked like a sheet's cells all the same."""
     sheet = read_sheet(write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "x"]]))
-    forged = dataclasses.replace(sheet, patches=(ImagePatch(A, (operation,), (0,)),))
+    forged = dataclasses.replace(sheet, patches=(ImagePatch(A, (operation,), (2,)),))
     plans = [plan_image(forged.patches[0], IMAGES[0])]
 
     async def apply() -> None:

@@ -213,7 +213,7 @@ async def test_any_ambiguous_verdict_leads_to_a_read_back() -> None:
     pacer = Pacer(Limits(concurrency=1, rate=1000), clock=clock, sleep=clock.sleep)
     policy = RetryPolicy(max_attempts=3, sleep=clock.sleep)
     runner = Runner(client, pacer, Safeguards(policy))  # type: ignore[arg-type]
-    patch = ImagePatch(IMAGE, (Operation("replace", "/name", "new"),), (0,))
+    patch = ImagePatch(IMAGE, (Operation("replace", "/name", "new"),), (2,))
     outcome = (await runner.run([unplanned(patch)]))[IMAGE]
     assert outcome.status == Status.SUCCEEDED
     assert (client.patches, client.reads) == (1, 1)

@@ -98,7 +98,7 @@ async def test_retry_loop(script: list[Any], status: Status, attempts: int, patc
     pacer = Pacer(Limits(concurrency=2, rate=1000), clock=clock, sleep=clock.sleep)
     policy = RetryPolicy(max_attempts=3, base=0.5, cap=30, random=Highest(), sleep=sleep)
     runner = Runner(client, pacer, Safeguards(policy))  # type: ignore[arg-type]
-    patch = ImagePatch(IMAGE, (Operation("replace", "/name", "new"),), (0,))
+    patch = ImagePatch(IMAGE, (Operation("replace", "/name", "new"),), (2,))
     outcomes = await runner.run([unplanned(patch)])
     outcome = outcomes[IMAGE]
     assert (outcome.status, outcome.attempts, client.patches) == (status, attempts, patches)

@@ -34,7 +34,7 @@ def test_long_sheet_groups_changes_per_image_in_sheet_order(tmp_path: Path, suff
         Operation("replace", "/min_ram", 1024),
         Operation("remove", "/team"),
     )
-    assert sheet.patches[0].rows == (0, 2, 3)
+    assert sheet.patches[0].rows == (2, 4, 5)
     assert sheet.patches[1].body() == [
         {"op": "add", "path": "/__description", "value": "db tier"}
     ]
@@ -56,7 +56,7 @@ def test_wide_sheet_blank_means_no_change_and_marker_removes(tmp_path: Path, suf
         {"op": "add", "path": "/__support_kvm", "value": "true"},
         {"op": "remove", "path": "/team"},
     ]
-    assert sheet.idle_rows == (1,)
+    assert sheet.idle_rows == (3,)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_ids_are_trimmed_and_lowercased_so_one_image_is_one_patch(tmp_path: Path
     ])
     sheet = read_sheet(path)
     assert len(sheet.patches) == 1
-    assert sheet.patches[0].rows == (0, 1)
+    assert sheet.patches[0].rows == (2, 3)
 
 
 def test_xlsx_sheet_is_chosen_by_name(tmp_path: Path) -> None:
