@@ -16,7 +16,7 @@ from typing import Any
 from batchpatch.errors import Namer, OptionsError
 from batchpatch.files import atomic_write
 from batchpatch.models import ImagePatch, Operation
-from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
+from batchpatch.plan import Change, ImagePlan, plan_from_json, plan_to_json, same_value
 from batchpatch.schema import check_attribute, check_value
 from batchpatch.sheet import Sheet
 
@@ -154,7 +154,20 @@ def plan_mismatch(plan: ImagePlan, patch: ImagePatch) -> str:
                 f"change {number} would send {_shown(change.planned)} where the sheet "
                 f"asks {_shown(asked)}"
             )
+        if change.planned is None and not _in_place(change):
+            return (
+                f"change {number} ({_shown(asked)}) is left out as already in place, but "
+                "the plan's own reading of the image says it is not"
+            )
     return ""
+
+
+def _in_place(change: Change) -> bool:
+    """Whether the image as the plan read it already holds what ``change`` asks: the only
+    reason a plan may leave a change out."""
+    if change.requested.op == "remove":
+        return not change.exists
+    return change.exists and same_value(change.before, change.requested.value)
 
 
 _SETTING = frozenset({"add", "replace"})

@@ -80,6 +80,13 @@ def extra_change(document: Document) -> None:
     )
 
 
+def drop_change(index: int) -> Callable[[Document], None]:
+    def tamper(document: Document) -> None:
+        changes_of(document)[index]["planned"] = None  # its before still says otherwise
+
+    return tamper
+
+
 def reordered(document: Document) -> None:
     changes_of(document).reverse()
 
@@ -109,6 +116,8 @@ TAMPERS = [
     pytest.param(reordered, "change 1 (", id="reordered"),
     pytest.param(moved_row, "change 3 (", id="moved-to-another-row"),
     pytest.param(extra_image, "the plan's images do not match", id="extra-image"),
+    pytest.param(drop_change(0), "change 1 (", id="a-change-dropped"),
+    pytest.param(drop_change(2), "is left out as already in place", id="an-add-dropped"),
 ]
 
 
@@ -143,7 +152,9 @@ def swap_to_add(document: Document) -> None:
 
 
 def leave_out_team(document: Document) -> None:
-    changes_of(document)[2]["planned"] = None
+    # Consistent with itself: the plan read team = "x", so the change is already in place.
+    changes_of(document)[2].update(planned=None, before="x", exists=True)
+
 
 
 @pytest.mark.parametrize(
