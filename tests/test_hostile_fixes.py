@@ -44,11 +44,13 @@ def test_gbk_that_also_reads_as_cp1252_is_refused_not_guessed(
     lines = _problems(path)
     assert len(lines) == 1
     assert lines[0].startswith(f"{path}:2:: the line is not UTF-8")
-    assert "encoding=gb18030" in lines[0] and "encoding=cp1252" in lines[0]
+    assert "encoding=gb18030" in lines[0]
+    assert "encoding=cp1252" in lines[0]
 
     assert main(["plan", str(path), *FAKE]) == 2
     captured = capsys.readouterr()
-    assert "--encoding gb18030" in captured.err and "--encoding cp1252" in captured.err
+    assert "--encoding gb18030" in captured.err
+    assert "--encoding cp1252" in captured.err
     assert "cp1252 (detected)" not in captured.out
     assert read_sheet(path, encoding="gb18030").patches[0].body()[-1]["value"] == description
 
@@ -60,7 +62,10 @@ def test_a_german_file_with_a_telling_word_is_still_cp1252(tmp_path: Path) -> No
     )
     assert read_sheet(path).encoding_label == "cp1252 (detected)"
     assert [op.value for patch in read_sheet(path).patches for op in patch.operations] == [
-        "web", "Zürich", "db", "Größe"
+        "web",
+        "Zürich",
+        "db",
+        "Größe",
     ]
 
 
@@ -84,7 +89,8 @@ def test_a_codec_that_is_no_text_encoding_is_an_option_error(
     assert main(["validate", str(path), "--encoding", codec]) == 2
     err = capsys.readouterr().err
     assert f"--encoding {codec!r} is a codec but not a text encoding" in err
-    assert "Traceback" not in err and "LookupError" not in err
+    assert "Traceback" not in err
+    assert "LookupError" not in err
 
 
 # ------------------------------------------------------------------ repeated wide rows
@@ -150,7 +156,8 @@ def test_utf16_without_a_bom_is_named_not_reported_as_nul_cells(
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "looks like UTF-16 without a byte-order mark" in err
-    assert "\x00" not in err and "NUL character" not in err
+    assert "\x00" not in err
+    assert "NUL character" not in err
 
 
 # ------------------------------------------------------------ control characters shown
@@ -167,8 +174,8 @@ def test_a_control_character_in_a_column_name_is_printed_escaped(
     path = _write(tmp_path, f"image_id,{header}\n{A},web\n", "utf-8")
     message = "\n".join(_problems(path))
     assert f"{path}:1:{shown}:" in message or f"{path}:2:{shown}:" in message
-    assert header not in message.replace(f"{header!r}", "")
+    assert header not in message
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert shown in err
-    assert not any(ord(c) < 0x20 and c != "\n" or c == "\u202e" for c in err)
+    assert not any((ord(c) < 0x20 and c != "\n") or c == "\u202e" for c in err)
