@@ -9,6 +9,10 @@ and with three rows, every cell filled (10**5 and 3 * 10**5 changes); and three 
 rows of 10**5 columns (one warning per repeated row, not 2 * 10**5).  Each case
 runs in a fresh process, so the peak RSS (``ru_maxrss``) is that case's alone.  The bar:
 under 5 s and under 1 GB each.
+
+Measured (2 shared cores, load ~4): ``same3`` 3.7 s and 300 MB in ``read_sheet``; the CLI,
+``/usr/bin/time batchpatch validate`` on the same file, 3.5 s elapsed (2.6 s user), 300 MB,
+two warning lines.  Before warnings were per row: 7.2 s and 200,001 lines.
 """
 
 from __future__ import annotations
