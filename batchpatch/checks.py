@@ -304,47 +304,67 @@ def _note_problems(
 
 def repeated_changes(file: str, frame: pd.DataFrame) -> tuple[list[Any], list[Problem]]:
     """Changes that repeat an earlier row verbatim (same image, attribute, op and typed
-    value): the index labels to drop, since the change is sent once, and a warning each."""
-    labels, warnings = [], []
-    for label, row, column, first_row, identical in _repeats(frame):
-        if identical:
-            labels.append(label)
-            warnings.append(
-                Problem(
-                    file,
-                    row,
-                    column,
-                    Reason(
-                        f"warning: the same change as row {first_row}",
-                        "it is sent once; delete one of the two rows",
-                    ),
-                )
-            )
-    return labels, warnings
+    value): the index labels to drop, since the change is sent once, and one warning per
+    repeating row and the row it repeats — at the column when one cell repeats, for the row
+    as a whole (saying how many cells) when several do, so that a wide sheet's copied row
+    is one line, not one per cell."""
+    repeats = _repeats(frame)
+    identical = repeats[repeats["identical"]]
+    if identical.empty:
+        return [], []
+    changes_per_row = frame["row"].value_counts()
+    groups = identical.groupby(["row", "first_row"], sort=False)["column"].agg(["size", "first"])
+    warnings = [
+        _repeat_warning(file, int(row), int(first_row), int(size), str(column),
+                        whole_row=int(size) == int(changes_per_row[row]))
+        for (row, first_row), size, column in zip(
+            groups.index.tolist(), groups["size"].tolist(), groups["first"].tolist(), strict=True
+        )
+    ]
+    return identical["label"].tolist(), warnings
 
 
-def _repeats(frame: pd.DataFrame) -> Iterator[tuple[Any, int, str, int, bool]]:
-    """``(label, row, column, first row, identical)`` for each change to an attribute of an
-    image that an earlier row already changes; identical when op and typed value match."""
+def _repeat_warning(
+    file: str, row: int, first_row: int, cells: int, column: str, *, whole_row: bool
+) -> Problem:
+    """The warning that ``cells`` changes of ``row`` (``column``'s when one) repeat
+    ``first_row``'s; deleting the row is the fix only when nothing else is in it."""
+    them = "it" if cells == 1 else "them"
+    fix = "delete one of the two rows" if whole_row else f"clear {them} in one of the two rows"
+    if cells == 1:
+        what = f"warning: the same change as row {first_row}"
+        return Problem(file, row, column, Reason(what, f"it is sent once; {fix}"))
+    what = f"warning: the same changes as row {first_row}, in {cells:,} cells"
+    return Problem(file, row, "", Reason(what, f"they are sent once; {fix}"))
+
+
+#: The columns ``_repeats`` answers with.
+_REPEAT_COLUMNS = ["label", "row", "column", "first_row", "identical"]
+
+
+def _repeats(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per change to an attribute of an image that an earlier row already
+    changes: its index ``label``, ``row``, ``column``, the ``first_row`` changing it, and
+    whether it is ``identical`` (same op and typed value).  Joined, not looped: a wide
+    sheet's copied row repeats 10**5 changes."""
     key = ["image_id", "attribute"]
     repeated = frame.duplicated(key, keep="first") & (frame["image_id"] != "")
     if not repeated.any():
-        return
-    firsts = frame.drop_duplicates(key)
-    first = {
-        (image_id, attribute): (row, op, typed)
-        for image_id, attribute, row, op, typed in _columns(
-            firsts, "image_id", "attribute", "row", "op", "typed"
-        )
-    }
+        return pd.DataFrame({name: [] for name in _REPEAT_COLUMNS})
+    firsts = frame.drop_duplicates(key)[[*key, "row", "op", "typed"]].rename(
+        columns={"row": "first_row", "op": "first_op", "typed": "first_typed"}
+    )
     subset = frame[repeated]
-    for label, (image_id, attribute, row, column, op, typed) in zip(
-        subset.index.tolist(),
-        _columns(subset, "image_id", "attribute", "row", "column", "op", "typed"),
-        strict=True,
-    ):
-        first_row, first_op, first_typed = first[(image_id, attribute)]
-        yield label, int(row), str(column), int(first_row), (op, typed) == (first_op, first_typed)
+    joined = subset[[*key, "row", "column", "op", "typed"]].assign(label=subset.index).merge(
+        firsts, on=key, how="left"
+    )
+    joined["identical"] = [
+        (op, typed) == (first_op, first_typed)
+        for op, typed, first_op, first_typed in _columns(
+            joined, "op", "typed", "first_op", "first_typed"
+        )
+    ]
+    return joined[_REPEAT_COLUMNS]
 
 
 def _clashes(file: str, frame: pd.DataFrame) -> list[Problem]:
@@ -361,7 +381,9 @@ def _clashes(file: str, frame: pd.DataFrame) -> list[Problem]:
                 "keep only the change you want",
             ),
         )
-        for _, row, column, first_row, identical in _repeats(frame)
+        for row, column, first_row, identical in _columns(
+            _repeats(frame), "row", "column", "first_row", "identical"
+        )
         if not identical
     ]
     setting = frame[

@@ -121,10 +121,20 @@ class Problem(Worded):
         return self.reason.fix
 
     def text(self, name: Namer = library_name) -> str:
-        return f"{self.file}:{self.row}:{self.column}: {self.reason.text(name)}"
+        return f"{self.file}:{self.row}:{shown_column(self.column)}: {self.reason.text(name)}"
 
     def __str__(self) -> str:
         return self.text()
+
+
+def shown_column(column: str) -> str:
+    """``column`` as it may be printed: control and format characters (a NUL, an escape, a
+    bidirectional override) escaped as ``\\x00``, ``\\u202e``, never written raw."""
+    if column.isprintable():
+        return column
+    return "".join(
+        character if character.isprintable() else ascii(character)[1:-1] for character in column
+    )
 
 
 class SheetError(InputError):

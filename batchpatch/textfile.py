@@ -9,8 +9,9 @@ turned into text only when the encoding is *certain*:
   rules on real text, so valid UTF-8 is UTF-8);
 * the operator said so with ``--encoding NAME``;
 * or the file is not UTF-8 at all and exactly one of the two encodings Excel's plain "CSV"
-  uses — cp1252 (Western Windows) and GBK/GB18030 (Simplified Chinese Windows) — is
-  *confidently* detected.  See ``detect_legacy`` for what confident means.
+  uses — cp1252 (Western Windows) and GBK/GB18030 (Simplified Chinese Windows) — is a
+  plausible reading of it.  See ``detect_legacy`` for what plausible means; when both are,
+  the file is refused rather than guessed.
 
 A file that is partly UTF-8 and partly not (one line pasted from elsewhere) is refused,
 naming the lines that are not UTF-8: decoding it either way garbles some cells.
@@ -94,6 +95,8 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
         return _forced(file, raw, encoding, bom)
     if bom is not None:
         return _with_bom(file, raw, bom)
+    if _looks_utf16(raw):
+        raise SheetError([whole_file(file, _UTF16_WITHOUT_BOM)])
     try:
         return Decoded(raw.decode("utf-8"), "utf-8")
     except UnicodeDecodeError:
@@ -147,38 +150,70 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
     return Decoded(raw.decode(detected), detected, "detected")
 
 
+#: How much of a file is looked at to tell UTF-16 without a byte-order mark.
+_UTF16_SAMPLE = 1 << 16
+_UTF16_WITHOUT_BOM = Reason(
+    "the file looks like UTF-16 without a byte-order mark (every other byte is NUL)",
+    "save it again as 'CSV UTF-8' or 'Unicode Text'",
+)
+
+
+def _looks_utf16(raw: bytes) -> bool:
+    """Whether ``raw`` is UTF-16 text without its byte-order mark.
+
+    A sheet's header and ids are ASCII, which UTF-16 writes as the character and a NUL,
+    so one half of the bytes (the odd ones in little-endian, the even ones in big-endian)
+    is mostly NUL and the other half has (almost) none.  Such a file is valid UTF-8 full
+    of NUL characters; it is refused rather than read as UTF-16, since which of the two
+    byte orders (or whether it is UTF-16 at all) is not certain without the mark.
+    """
+    sample = raw[:_UTF16_SAMPLE]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return False
+    halves = sample[0::2].count(0) / len(sample[0::2]), sample[1::2].count(0) / len(sample[1::2])
+    return max(halves) >= 0.5 and min(halves) <= 0.05
+
+
 def detect_legacy(raw: bytes) -> str | None:
     """The one encoding of ``LEGACY_ENCODINGS`` ``raw`` is confidently in, or None.
 
-    GB18030 decodes almost any byte string, so "decodes without error" proves nothing.
-    Confident means all of:
+    GB18030 decodes almost any byte string, so "decodes without error" proves nothing, and
+    short texts are genuinely ambiguous: cp1252 ``Größe`` (``Gr F6 DF e``) is also valid
+    GB2312, and GBK ``x中y`` is also cp1252 ``xÖÐy``.  So each reading is judged on its own:
 
-    1. the bytes decode strictly in the encoding;
-    2. the text looks like that encoding's text: for cp1252, no run of three or more
-       non-ASCII characters (Western words have accents alone or in pairs, GBK's Chinese
-       read as cp1252 is unbroken runs); for GBK, only two-byte characters (no GB18030
-       four-byte ones, which Excel's "CSV" never writes), at most 10 % of them outside
-       the common GB2312 set, and no letters glued to a Latin letter on both sides
-       (``Z黵ich``);
-    3. charset-normalizer, asked about that encoding alone, finds the text not messy;
-    4. and exactly one encoding passes — when both do, the file is refused and the operator
-       names the encoding with ``--encoding``.
+    1. cp1252 is plausible when the bytes decode strictly and the text has no run of three
+       or more non-ASCII characters (Western words have accents alone or in pairs; two
+       Chinese characters read as cp1252 are an unbroken run of four);
+    2. GBK is plausible when the bytes decode strictly as GBK (so no GB18030 four-byte
+       sequences, which Excel's "CSV" never writes) and at most 10 % of its Chinese
+       characters are outside the common GB2312 set (cp1252 ``Zürich`` read as GBK is
+       ``Z黵ich``, a rare character);
+    3. exactly one reading must be plausible — when both are (a GBK file whose Chinese
+       characters all stand alone, ``A区B``; a German file whose only accents happen to
+       form GB2312 pairs) the file is refused and the operator names the encoding;
+    4. and charset-normalizer, asked about that one encoding alone, must find the text not
+       messy.  It can only refuse a reading, never choose one.
     """
+    plausible = [encoding for encoding in LEGACY_ENCODINGS if _plausible(raw, encoding)]
+    if len(plausible) != 1 or not _tidy(raw, plausible[0]):
+        return None
+    return plausible[0]
+
+
+def _plausible(raw: bytes, encoding: str) -> bool:
+    """Whether ``raw`` reads as text of ``encoding`` (rules 1 and 2 of ``detect_legacy``)."""
+    try:
+        text = raw.decode("gbk" if encoding == "gb18030" else encoding)
+    except UnicodeDecodeError:
+        return False
+    return _looks_cp1252(text) if encoding == "cp1252" else _looks_gbk(text)
+
+
+def _tidy(raw: bytes, encoding: str) -> bool:
+    """charset-normalizer's verdict: ``raw`` read as ``encoding`` is not a mess."""
     from charset_normalizer import from_bytes
 
-    plausible = []
-    for encoding in LEGACY_ENCODINGS:
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        looks_right = _looks_cp1252(text) if encoding == "cp1252" else _looks_gbk(raw, text)
-        if (
-            looks_right
-            and from_bytes(raw, cp_isolation=[encoding], threshold=_CHAOS_LIMIT).best() is not None
-        ):
-            plausible.append(encoding)
-    return plausible[0] if len(plausible) == 1 else None
+    return from_bytes(raw, cp_isolation=[encoding], threshold=_CHAOS_LIMIT).best() is not None
 
 
 def _looks_cp1252(text: str) -> bool:
@@ -187,16 +222,11 @@ def _looks_cp1252(text: str) -> bool:
     )
 
 
-def _looks_gbk(raw: bytes, text: str) -> bool:
-    try:
-        raw.decode("gbk")  # GB18030's four-byte sequences are not GBK
-    except UnicodeDecodeError:
-        return False
+def _looks_gbk(text: str) -> bool:
     wide = text.translate(_DROP_ASCII)
     # GB2312 characters are two bytes each; what cannot be encoded is outside the set.
     rare = len(wide) - len(wide.encode("gb2312", errors="ignore")) // 2
-    glued = re.search(r"[A-Za-z][^\x00-\x7f][A-Za-z]", text)
-    return bool(wide) and rare <= _RARE_SHARE * len(wide) and glued is None
+    return bool(wide) and rare <= _RARE_SHARE * len(wide)
 
 
 _Bom = tuple[bytes, str, str, set[str]]
@@ -208,12 +238,7 @@ def _with_bom(file: str, raw: bytes, bom: _Bom) -> Decoded:
 
 
 def _forced(file: str, raw: bytes, encoding: str, bom: _Bom | None) -> Decoded:
-    try:
-        name = codecs.lookup(encoding).name
-    except LookupError:
-        raise OptionsError.about("encoding", repr(encoding), lambda named: (
-            f"{named} is not an encoding Python knows — use a "
-            "name such as utf-8, gb18030, cp1252 or utf-16")) from None
+    name = _text_codec(encoding)
     if bom is not None:
         if name not in bom[3]:
             raise OptionsError(parameter="encoding", wording=lambda name: (
@@ -227,6 +252,27 @@ def _forced(file: str, raw: bytes, encoding: str, bom: _Bom | None) -> Decoded:
             f"{name('encoding', encoding)}: the file is UTF-8 text — drop "
             f"{name('encoding', '')}, UTF-8 is read as such"))
     return Decoded(_strict(file, raw, name), name, "--encoding")
+
+
+#: Codecs Python looks up but that turn no bytes into text: ``undefined`` always fails.
+_NOT_TEXT = frozenset({"undefined"})
+
+
+def _text_codec(encoding: str) -> str:
+    """The codec ``encoding`` names, when it is one that decodes bytes into text.
+
+    ``rot13``, ``hex``, ``base64`` or ``zlib`` are codecs Python knows but bytes-to-bytes
+    (or text-to-text) transforms: decoding a sheet with them raises ``LookupError``.
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        info = None
+    if info is not None and getattr(info, "_is_text_encoding", True) and info.name not in _NOT_TEXT:
+        return info.name
+    what = "not an encoding Python knows" if info is None else "a codec but not a text encoding"
+    raise OptionsError.about("encoding", repr(encoding), lambda named: (
+        f"{named} is {what} — use a name such as utf-8, gb18030, cp1252 or utf-16"))
 
 
 def _strict(file: str, raw: bytes, codec: str) -> str:
