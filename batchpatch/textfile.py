@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import re
 import unicodedata
@@ -407,6 +408,11 @@ def read_grid(
     problems = _layout_problems(path, layout)
     if problems:
         raise SheetError(problems)
+    # A NUL in a data cell is that row's problem (``skip_invalid`` leaves the row out), not
+    # the file's: the cell is located, and read without the NUL so the rest can be checked.
+    nul_cells = _nul_cells(path, layout) if "\x00" in layout.body else []
+    if nul_cells:
+        layout = dataclasses.replace(layout, body=layout.body.replace("\x00", ""))
     if layout.kept > _WIDE:
         cells = _parse_wide(path, layout)
     else:
@@ -419,6 +425,7 @@ def read_grid(
         encoding=decoded.encoding,
         delimiter=layout.delimiter,
         encoding_label=decoded.label,
+        problems=tuple(nul_cells),
     )
 
 
@@ -440,10 +447,10 @@ def _layout(path: Path, text: str, default: str, delimiter: str | None) -> _Layo
 
 
 def _layout_problems(path: Path, layout: _Layout) -> list[Problem]:
-    """The header's problems, NUL characters, and cells under no header."""
+    """The header's problems (a NUL in it among them) and cells under no header."""
     problems = header_problems(str(path), [cell.strip() for cell in layout.header[: layout.kept]])
     if "\x00" in layout.body:
-        problems += _nul_cells(path, layout)
+        problems += [p for p in _nul_cells(path, layout) if p.row <= layout.skipped + 1]
     if layout.kept < len(layout.header):
         problems += _cells_beyond_header(path, layout)
     return problems

@@ -205,3 +205,20 @@ def test_a_row_too_long_for_a_very_wide_header_is_located(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     assert _problems(path)[0].startswith(f"{path}:2:: the row does not fit the header")
+
+
+def test_a_nul_in_a_data_cell_is_that_rows_problem_so_skip_invalid_leaves_it_out(
+    tmp_path: Path,
+) -> None:
+    sheet = tmp_path / "s.csv"
+    sheet.write_bytes(
+        b"image_id,name\n"
+        b"0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01,a\x00b\n"
+        b"0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c02,ok\n"
+    )
+    with pytest.raises(SheetError) as refused:
+        read_sheet(sheet)
+    assert [(p.row, p.column) for p in refused.value.problems] == [(2, "name")]
+    read = read_sheet(sheet, skip_invalid=True)
+    assert [patch.image_id for patch in read.patches] == ["0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c02"]
+    assert list(read.invalid) == [2]
