@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -446,9 +447,25 @@ def _other_inputs(options: argparse.Namespace) -> list[RunFile]:
     config = options.config or default_config_path(os.environ)
     if config.is_file():  # not /dev/null, nor a config that is not there
         files.append(RunFile("the config file", config))
+        files += _profile_files(config, options.profile or "default")
     if options.ca_bundle:
         files.append(RunFile("the CA bundle", Path(options.ca_bundle)))
     return files
+
+
+def _profile_files(config: Path, profile: str) -> list[RunFile]:
+    """The credentials file and CA bundle a profile names.  A config that cannot be read
+    names none here: resolving the credentials reports it, after this check."""
+    try:
+        entry = tomllib.loads(config.read_text(encoding="utf-8")).get("profiles", {})[profile]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError,
+            AttributeError):
+        return []
+    if not isinstance(entry, dict):
+        return []
+    roles = {"credentials_file": "the credentials file", "ca_bundle": "the CA bundle"}
+    return [RunFile(role, Path(str(entry[key])).expanduser())
+            for key, role in roles.items() if isinstance(entry.get(key), str) and entry[key]]
 
 
 def _fake_images_path(options: argparse.Namespace) -> Path:

@@ -17,6 +17,13 @@ from tests.sheets import write_sheet
 from tests.test_outputs import dotted, hardlink_to, plain, symlink_to
 
 IMAGES = sample_images()
+CONFIG = """\
+[profiles.p]
+credentials_file = "creds.toml"
+
+[profiles.default]
+ca_bundle = "pca.pem"
+"""
 
 #: (command and options, "{url}" for the fake's; what the output is; the output's option)
 INPUT_CLASHES = [
@@ -51,6 +58,28 @@ INPUT_CLASHES = [
         id="summary-ca-bundle",
     ),
     pytest.param(
+        [
+            "apply",
+            "s.csv",
+            "--endpoint",
+            "{url}",
+            "--config",
+            "cfg.toml",
+            "--profile",
+            "p",
+            "--summary",
+        ],
+        plain("creds.toml"),
+        "--summary creds.toml is the credentials file itself",
+        id="summary-profile-credentials-file",
+    ),
+    pytest.param(
+        ["apply", "s.csv", "--endpoint", "{url}", "--config", "cfg.toml", "--summary"],
+        symlink_to("pca.pem"),
+        "--summary link.json is the CA bundle pca.pem itself",
+        id="summary-default-profile-ca-bundle",
+    ),
+    pytest.param(
         ["plan", "s.csv", "--fake", "--out"],
         plain("images.json"),
         "--out images.json is the images file of --fake itself",
@@ -73,7 +102,9 @@ def folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGES[0]["id"], "renamed"]])
     for name in ("images.json", "im2.json"):
         (tmp_path / name).write_text(json.dumps(IMAGES))
-    (tmp_path / "cfg.toml").write_text("# no profiles\n")
+    (tmp_path / "cfg.toml").write_text(CONFIG)
+    (tmp_path / "creds.toml").write_text("access_key = 'x'\n")
+    (tmp_path / "pca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     return tmp_path
 
@@ -115,7 +146,7 @@ def test_the_config_named_by_the_environment_is_an_input(
         capsys, folder, ["apply", "s.csv", "--endpoint", "{url}", "--summary", "cfg.toml"]
     )
     assert "--summary cfg.toml is the config file" in err
-    assert (folder / "cfg.toml").read_text() == "# no profiles\n"
+    assert (folder / "cfg.toml").read_text() == CONFIG
 
 
 def test_a_config_that_is_not_a_file_clashes_with_nothing(
