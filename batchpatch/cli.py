@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -22,7 +23,7 @@ import anyio
 from tqdm import tqdm
 
 from batchpatch.auth import TokenAuth
-from batchpatch.credentials import Settings, Target, resolve
+from batchpatch.credentials import Settings, Target, default_config_path, resolve
 from batchpatch.errors import (
     InputError,
     OptionsError,
@@ -377,7 +378,8 @@ def _print_worksheet(sheet: Sheet, show: Callable[[str], None]) -> None:
 
 def _plan(options: argparse.Namespace) -> int:
     if options.out:
-        check_plan_files(options.sheet, options.out, flags=True)
+        check_plan_files(options.sheet, options.out, flags=True,
+                         other_inputs=_other_inputs(options))
     sheet = _read(options)
     _print_worksheet(sheet, say)
     if sheet.encoding_label:
@@ -430,9 +432,44 @@ def _check_apply_outputs(options: argparse.Namespace) -> None:
     another file of the run; what a killed write of the summary left behind is removed."""
     report = options.report or default_report_path(options.sheet, dry_run=options.dry_run)
     check_apply_files(options.sheet, report, dry_run=options.dry_run,
-                      plan_file=options.plan_file, summary=options.summary, flags=True)
+                      plan_file=options.plan_file, summary=options.summary, flags=True,
+                      other_inputs=_other_inputs(options))
     if options.summary:
         clear_stale_temporaries([RunFile("the summary", options.summary)])
+
+
+def _other_inputs(options: argparse.Namespace) -> list[RunFile]:
+    """The files a run reads besides the sheet and the plan, which no output may overwrite:
+    the fake's images file (with --fake), the config file in use, the --ca-bundle file."""
+    files: list[RunFile] = []
+    if options.fake:
+        files.append(RunFile("the images file of --fake", _fake_images_path(options)))
+    config = options.config or default_config_path(os.environ)
+    if config.is_file():  # not /dev/null, nor a config that is not there
+        files.append(RunFile("the config file", config))
+        files += _profile_files(config, options.profile or "default")
+    if options.ca_bundle:
+        files.append(RunFile("the CA bundle", Path(options.ca_bundle)))
+    return files
+
+
+def _profile_files(config: Path, profile: str) -> list[RunFile]:
+    """The credentials file and CA bundle a profile names.  A config that cannot be read
+    names none here: resolving the credentials reports it, after this check."""
+    try:
+        entry = tomllib.loads(config.read_text(encoding="utf-8")).get("profiles", {})[profile]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError,
+            AttributeError):
+        return []
+    if not isinstance(entry, dict):
+        return []
+    roles = {"credentials_file": "the credentials file", "ca_bundle": "the CA bundle"}
+    return [RunFile(role, Path(str(entry[key])).expanduser())
+            for key, role in roles.items() if isinstance(entry.get(key), str) and entry[key]]
+
+
+def _fake_images_path(options: argparse.Namespace) -> Path:
+    return Path(options.fake_images or options.sheet.parent / "images.json")
 
 
 def _limits(options: argparse.Namespace) -> Limits:
@@ -453,7 +490,7 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
     if options.fake:
         from batchpatch.fake import load_images, running_fake
 
-        images_path = options.fake_images or options.sheet.parent / "images.json"
+        images_path = _fake_images_path(options)
         if not images_path.is_file():
             raise OptionsError(f"{images_path}: no images file for --fake — "
                                "give one with --fake-images FILE")

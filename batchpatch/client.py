@@ -297,7 +297,7 @@ class ImsClient:
         payload = await read_capped(response, self.max_answer)
         if payload is None:
             return ApiResponse(status, None, UNPARSEABLE_ANSWER,
-                               f"unparseable answer: HTTP {status} with a body over "
+                               f"unparseable answer: a body over "
                                f"{self.max_answer // (1024 * 1024)} MB (not read further)",
                                request_id)
         if 200 <= status < 300:
@@ -337,7 +337,7 @@ def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
     else:
         return ApiResponse(status, body, request_id=request_id)
     return ApiResponse(status, None, UNPARSEABLE_ANSWER,
-                       f"unparseable answer: HTTP {status} with {problem}", request_id)
+                       f"unparseable answer: {problem}", request_id)
 
 
 def check_patched(response: ApiResponse, image_id: str,
@@ -357,19 +357,19 @@ def patched_problem(status: int | None, body: Any, image_id: str,
                     operations: list[dict[str, Any]]) -> str:
     """Why ``body`` is not image ``image_id`` with ``operations`` applied; "" when it is."""
     if not isinstance(body, dict):
-        return f"HTTP {status} with no image in the body"
+        return "no image in the body"
     if "id" not in body and ("error" in body or "error_code" in body):
         code, message, _ = parse_error(status or 200, encode_body(body))
-        return f"HTTP {status} with an error body ({code} {message})".replace(" )", ")")
+        return f"an error body ({code} {message})".replace(" )", ")")
     if body.get("id") != image_id:
-        return f"HTTP {status} carrying the body of image {str(body.get('id'))[:64]!r}"
+        return f"the body of image {str(body.get('id'))[:64]!r}"
     for operation in operations:
         key = str(operation.get("path", "")).lstrip("/")
         if operation.get("op") == "remove":
             if key in body:
-                return f"HTTP {status}, but the image still has {key}"
+                return f"the image still has {key}"
         elif not _same_value(operation.get("value"), body.get(key)):
-            return f"HTTP {status}, but the image's {key} is not the value sent"
+            return f"the image's {key} is not the value sent"
     return ""
 
 

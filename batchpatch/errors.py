@@ -193,10 +193,15 @@ class ReadFailed(RunAborted, Worded):
 
     def wording(self, name: Namer) -> str:
         answer = f"HTTP {self.status}" if self.status is not None else "no answer"
-        detail = " ".join(part for part in (self.code, self.message) if part)
+        detail = " ".join(part for part in (self._code_unless_said(), self.message) if part)
         reference = f" (request id {self.request_id})" if self.request_id else ""
         fix = self._fix(name)
         return f"could not read the current images: {answer} {detail}{reference} — {fix}"
+
+    def _code_unless_said(self) -> str:
+        """The code, unless the message already opens with it ("unparseable answer: …")."""
+        said = self.message.lower().startswith(self.code.replace("_", " ").lower())
+        return "" if said else self.code
 
     def _fix(self, name: Namer) -> str:
         if self.refused_credentials:

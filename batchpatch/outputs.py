@@ -1,8 +1,9 @@
 """The files a run writes never overwrite the files it reads, nor each other.
 
 Before anything is sent, every output of a run (the report, its journal, the run lock, the
-summary, a saved plan) is compared with the run's inputs (the sheet, the plan being applied)
-and with the other outputs.  Two paths are the same file when they resolve to it through
+summary, a saved plan) is compared with the run's inputs (the sheet, the plan being applied,
+and what the caller reads besides: the config file, a CA bundle, a fake's images file) and
+with the other outputs.  Two paths are the same file when they resolve to it through
 ``./``, ``..``, symbolic links or hard links: existing files are compared by device and
 inode, files not written yet by their fully resolved path.
 
@@ -83,11 +84,13 @@ def apply_files(
     plan_file: Path | None = None,
     summary: Path | None = None,
     flags: bool = False,
+    other_inputs: Sequence[RunFile] = (),
 ) -> tuple[list[RunFile], list[RunFile]]:
     """The inputs and outputs of ``apply``: what it reads, then what it writes, the files the
     user named last (so a clash is reported against the file they chose).  ``flags`` names
-    the paths by their command-line options."""
-    inputs = [RunFile("the sheet", sheet)]
+    the paths by their command-line options; ``other_inputs`` are what the caller reads
+    besides the sheet and the plan."""
+    inputs = [RunFile("the sheet", sheet), *other_inputs]
     if plan_file is not None:
         inputs.append(RunFile("the plan", plan_file))
     report_option = "--report" if flags else "the report path"
@@ -111,19 +114,30 @@ def check_apply_files(
     plan_file: Path | None = None,
     summary: Path | None = None,
     flags: bool = False,
+    other_inputs: Sequence[RunFile] = (),
 ) -> None:
     """``check_outputs`` for an ``apply`` run (see ``apply_files``)."""
     check_outputs(
         *apply_files(
-            sheet, report, dry_run=dry_run, plan_file=plan_file, summary=summary, flags=flags
+            sheet,
+            report,
+            dry_run=dry_run,
+            plan_file=plan_file,
+            summary=summary,
+            flags=flags,
+            other_inputs=other_inputs,
         )
     )
 
 
-def check_plan_files(sheet: Path, out: Path, *, flags: bool = False) -> None:
-    """``check_outputs`` for ``plan --out``: the saved plan is never the sheet."""
+def check_plan_files(
+    sheet: Path, out: Path, *, flags: bool = False, other_inputs: Sequence[RunFile] = ()
+) -> None:
+    """``check_outputs`` for ``plan --out``: the saved plan is never the sheet, nor another
+    file the run reads (``other_inputs``)."""
     check_outputs(
-        [RunFile("the sheet", sheet)], [RunFile("the plan file", out, "--out" if flags else "")]
+        [RunFile("the sheet", sheet), *other_inputs],
+        [RunFile("the plan file", out, "--out" if flags else "")],
     )
 
 

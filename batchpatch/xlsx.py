@@ -611,6 +611,9 @@ class _SheetReader:
 
     def _end_cell(self) -> None:
         kind = self.type
+        if self.formula and self.value is None and not self.chunks:
+            self._no_saved_value()  # whatever its type: nothing Excel showed was saved
+            return
         if kind == "s":
             try:
                 text = self.strings.texts[int(self.value or "")]
@@ -641,11 +644,7 @@ class _SheetReader:
         if kind == "str":
             return _unescaped(value or "")
         if self.formula and not value:
-            self._problem(
-                "holds a formula with no saved value",
-                "open the workbook in Excel and save it (Excel saves the value), "
-                "or paste the values only (Paste Special → Values)",
-            )
+            self._no_saved_value()
             return ""
         if kind == "e":
             self._problem(f"shows the error {value}", "correct the formula, or type the value")
@@ -655,6 +654,13 @@ class _SheetReader:
         if kind == "d":
             return _iso_date(value or "")
         return self._number(value or "")
+
+    def _no_saved_value(self) -> None:
+        self._problem(
+            "holds a formula with no saved value",
+            "open the workbook in Excel and save it (Excel saves the value), "
+            "or paste the values only (Paste Special → Values)",
+        )
 
     def _missing_string(self) -> str:
         self._problem(
