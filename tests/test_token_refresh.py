@@ -11,6 +11,7 @@ import pytest
 from batchpatch.auth import PasswordAuth
 from batchpatch.client import ImsClient
 from batchpatch.fake import FakeConfig, running_fake
+from batchpatch.fake.stats import StatsSnapshot
 from tests.e2e import main_exit_code
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
@@ -21,9 +22,8 @@ PROJECT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 def iam_config(**knobs: object) -> FakeConfig:
-    return FakeConfig(
-        iam_user=USER, iam_password=PASSWORD, iam_domain=DOMAIN, latency=0.05, **knobs
-    )  # type: ignore[arg-type]
+    knobs = {"latency": 0.05, **knobs}
+    return FakeConfig(iam_user=USER, iam_password=PASSWORD, iam_domain=DOMAIN, **knobs)  # type: ignore[arg-type]
 
 
 def test_repeated_revocations_with_8_in_flight_finish_every_row(
@@ -98,3 +98,65 @@ def test_requests_refused_together_share_one_login() -> None:
     assert answers == [True] * len(images)
     assert logins == stats.tokens_issued == 2
     assert stats.auth_failures["APIGW.0307/token-expired"] == len(images)
+
+
+def apply_with_a_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, revoke_at: list[int]
+) -> tuple[int, StatsSnapshot, dict[str, dict[str, object]], list[str]]:
+    """The hostile review's run: ``size`` images, a revocation at each image of
+    ``revoke_at``, 0.3 s of latency, an IAM login from a profile, 8 in flight."""
+    images = account(size)
+    ids = [image["id"] for image in images]
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in ids]
+    )
+    config = iam_config(latency=0.3, script={ids[n]: ["revoke"] for n in revoke_at})
+    with running_fake(images, config) as fake:
+        profile = tmp_path / "cfg.toml"
+        profile.write_text(
+            f'[profiles.t]\nendpoint = "{fake.url}"\niam_endpoint = "{fake.url}"\n'
+            f'project_id = "{PROJECT}"\niam_user_env = "U"\niam_password_env = "P"\n'
+            f'iam_domain = "{DOMAIN}"\n',
+            encoding="utf-8",
+        )
+        code = main_exit_code(
+            monkeypatch,
+            [
+                "apply",
+                str(sheet),
+                "--config",
+                str(profile),
+                "--profile",
+                "t",
+                "--concurrency",
+                "8",
+                "--rate",
+                "1000",
+                "--quiet",
+            ],
+            {"U": USER, "P": PASSWORD},
+        )
+        stats = fake.stats.snapshot()
+        state = fake.store.images
+    return code, stats, state, ids
+
+
+@pytest.mark.parametrize(
+    "revoke_at",
+    [
+        pytest.param([10, 11], id="two-close-together"),
+        pytest.param([10, 20, 30], id="at-10-20-30"),
+        pytest.param([10, 11, 12], id="three-in-a-row"),
+    ],
+)
+def test_revocations_close_together_cost_one_login_each_and_finish_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, revoke_at: list[int]
+) -> None:
+    """A request re-sent with the new token may meet the next revocation: it is sent
+    again with the token after that, and the run still finishes with every row done."""
+    code, stats, state, ids = apply_with_a_profile(tmp_path, monkeypatch, 40, revoke_at)
+    assert code == 0
+    assert set(read_report(tmp_path / "s.results.csv")["status"]) == {"succeeded"}
+    assert stats.tokens_issued == len(revoke_at) + 1  # one login per revocation
+    assert dict(stats.applied_by_image) == dict.fromkeys(ids, 1)
+    assert {state[image_id]["team"] for image_id in ids} == {"new"}
