@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from batchpatch.auth import PasswordAuth
-from batchpatch.client import ImsClient
+from batchpatch.client import TOKEN_RESENDS, ImsClient
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.fake.stats import StatsSnapshot
 from tests.e2e import main_exit_code
@@ -160,3 +160,47 @@ def test_revocations_close_together_cost_one_login_each_and_finish_every_row(
     assert stats.tokens_issued == len(revoke_at) + 1  # one login per revocation
     assert dict(stats.applied_by_image) == dict.fromkeys(ids, 1)
     assert {state[image_id]["team"] for image_id in ids} == {"new"}
+
+
+def test_a_gateway_refusing_every_fresh_token_stops_the_run_after_a_few_logins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every token refused, each fresh one too: the PATCH is re-sent ``TOKEN_RESENDS``
+    times, each 401 having applied nothing, then the last 401 stops the run (exit 3)."""
+    images = account(3)
+    ids = [image["id"] for image in images]
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in ids]
+    )
+    config = iam_config(script={ids[0]: ["revoke"] * (TOKEN_RESENDS + 5)})
+    environ = {
+        "BATCHPATCH_IAM_USER": USER,
+        "BATCHPATCH_IAM_PASSWORD": PASSWORD,
+        "BATCHPATCH_IAM_DOMAIN": DOMAIN,
+        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
+    }
+    with running_fake(images, config) as fake:
+        code = main_exit_code(
+            monkeypatch,
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--iam-endpoint",
+                fake.url,
+                "--concurrency",
+                "1",
+                "--quiet",
+            ],
+            environ,
+        )
+        stats = fake.stats.snapshot()
+        state = fake.store.images
+    assert code == 3
+    report = read_report(tmp_path / "s.results.csv")
+    assert list(report["status"]) == ["failed", "not_attempted", "not_attempted"]
+    assert stats.patches_by_image[ids[0]] == 1 + TOKEN_RESENDS
+    assert stats.tokens_issued == 1 + TOKEN_RESENDS  # bounded, not a login storm
+    assert not stats.applied_by_image
+    assert {state[image_id]["team"] for image_id in ids} == {"old"}
