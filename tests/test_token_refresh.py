@@ -1,5 +1,6 @@
 """One token refresh for all: when IAM tokens are revoked with requests in flight, one
-login gets the next token and every request refused with the old one is sent once more."""
+login gets the next token and every request refused with the old one is sent again, also
+when the re-sent request meets the next revocation; a few re-sends at most per request."""
 
 from __future__ import annotations
 
