@@ -111,10 +111,12 @@ class AkSkAuth:
 @dataclass
 class PasswordAuth:
     """An IAM user's project-scoped token, got from ``POST {iam}/v3/auth/tokens``, cached
-    until ``TOKEN_MARGIN`` before it expires, and got again once after an expiry answer.
+    until ``TOKEN_MARGIN`` before it expires, and got again after an expiry answer.
 
     However many requests are in flight when the token goes stale, one login gets the next
-    one: logins are serialised, and a request that waited for another's login uses its token.
+    one: logins are serialised, a request that waited for another's login uses its token,
+    and an expiry answer to a request sent with a token already replaced forgets nothing.
+    So each revoked token costs one login, however often it is revoked mid-run.
     """
 
     iam_endpoint: str

@@ -45,6 +45,10 @@ MAX_CLOCK_SKEW = 900.0
 #: Header names whose values are secrets: masked wherever a request is shown.
 SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"})
 
+#: How many times one request is re-sent after token-expiry answers: one per revocation
+#: it meets while in flight (each costs one login, shared by every request refused with it).
+TOKEN_RESENDS = 3
+
 #: ``error_code`` of a refused connection: nothing was sent.  (After a ``TIMEOUT`` or a
 #: ``CONNECTION_ERROR`` a write may or may not have been applied.)
 CONNECT_FAILED = "connect_failed"
@@ -250,14 +254,23 @@ class ImsClient:
                          .strip())
 
     async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
-        """Send once; after a token-expiry answer, once more with a fresh token.
+        """Send; after each token-expiry answer, again with a fresh token, at most
+        ``TOKEN_RESENDS`` times.
 
-        Every request that failed with the stale token is re-sent; the login itself happens
-        once however many were in flight (``Auth.expired`` is told which token failed).
+        Every request that failed with a stale token is re-sent, and the login itself
+        happens once per stale token however many were in flight (``Auth.expired`` is told
+        which token failed, so a request refused with a token already replaced just uses the
+        new one).  A re-sent request may meet the next revocation: it is sent again with the
+        token after that one.  Re-sending is safe even for a PATCH: a 401 is the API
+        gateway's refusal, given before IMS saw the request, so the refused attempt applied
+        nothing.  The bound stops a gateway that refuses every fresh token from costing more
+        than a few logins; the last 401 then stands and stops the run.
         """
         response, sent = await self._send_once(method, url, body)
-        if _token_expired(response) and self._auth.expired(sent):
-            response, _ = await self._send_once(method, url, body)  # with a fresh token
+        for _ in range(TOKEN_RESENDS):
+            if not (_token_expired(response) and self._auth.expired(sent)):
+                break
+            response, sent = await self._send_once(method, url, body)  # with a fresh token
         return response
 
     async def _send_once(self, method: str, url: str,
