@@ -41,8 +41,9 @@ class Auth(Protocol):
     def kind(self) -> str:
         """``token``, ``ak/sk`` or ``iam password``."""
 
-    async def authorize(self, issuer: TokenIssuer, method: str, url: str,
-                        headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
+    async def authorize(
+        self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]: ...
 
     def expired(self, sent: Mapping[str, str] | None = None) -> bool:
         """After a token-expiry answer to a request sent with the headers ``sent``: forget
@@ -62,8 +63,9 @@ class TokenAuth:
     source: str = "token"
     kind: str = "token"
 
-    async def authorize(self, issuer: TokenIssuer, method: str, url: str,
-                        headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    async def authorize(
+        self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
         return {"X-Auth-Token": self.token}
 
     def expired(self, sent: Mapping[str, str] | None = None) -> bool:
@@ -86,8 +88,9 @@ class AkSkAuth:
     kind: str = "ak/sk"
     clock: Callable[[], datetime] | None = field(default=None, repr=False, compare=False)
 
-    async def authorize(self, issuer: TokenIssuer, method: str, url: str,
-                        headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    async def authorize(
+        self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
         added = {DATE_HEADER: sdk_date(self.clock() if self.clock else None)}
         if self.project_id:
             added["X-Project-Id"] = self.project_id
@@ -96,16 +99,24 @@ class AkSkAuth:
         parts = urlsplit(url)
         signed = {**headers, **added}
         added["Authorization"] = authorization(
-            self.access_key, self.secret_key, method, parts.path or "/",
-            parse_qsl(parts.query, keep_blank_values=True), signed, body)
+            self.access_key,
+            self.secret_key,
+            method,
+            parts.path or "/",
+            parse_qsl(parts.query, keep_blank_values=True),
+            signed,
+            body,
+        )
         return added
 
     def expired(self, sent: Mapping[str, str] | None = None) -> bool:
         return False
 
     def __repr__(self) -> str:
-        return (f"AkSkAuth(source={self.source!r}, access_key={mask(self.access_key)}, "
-                f"project_id={self.project_id!r})")
+        return (
+            f"AkSkAuth(source={self.source!r}, access_key={mask(self.access_key)}, "
+            f"project_id={self.project_id!r})"
+        )
 
 
 @dataclass
@@ -134,8 +145,9 @@ class PasswordAuth:
     #: Logins made so far (tests and debugging: one per expiry, however many in flight).
     logins: int = 0
 
-    async def authorize(self, issuer: TokenIssuer, method: str, url: str,
-                        headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    async def authorize(
+        self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
         if not self._fresh():
             if self._login is None:
                 self._login = anyio.Lock()
@@ -143,7 +155,8 @@ class PasswordAuth:
                 if not self._fresh():  # nobody logged in while this request waited
                     self._token, self._expires = await issuer.issue_token(
                         self.iam_endpoint.rstrip("/") + "/v3/auth/tokens?nocatalog=true",
-                        self._request_body())
+                        self._request_body(),
+                    )
                     self.logins += 1
         return {"X-Auth-Token": self._token}
 
@@ -160,13 +173,26 @@ class PasswordAuth:
 
     def _request_body(self) -> bytes:
         project = {"id": self.project_id} if self.project_id else {"name": self.project_name}
-        return json.dumps({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "domain": {"name": self.domain}, "name": self.user,
-                "password": self.password}}},
-            "scope": {"project": project},
-        }}).encode("utf-8")
+        return json.dumps(
+            {
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "domain": {"name": self.domain},
+                                "name": self.user,
+                                "password": self.password,
+                            }
+                        },
+                    },
+                    "scope": {"project": project},
+                }
+            }
+        ).encode("utf-8")
 
     def __repr__(self) -> str:
-        return (f"PasswordAuth(source={self.source!r}, user={self.user!r}, "
-                f"domain={self.domain!r}, iam_endpoint={self.iam_endpoint!r})")
+        return (
+            f"PasswordAuth(source={self.source!r}, user={self.user!r}, "
+            f"domain={self.domain!r}, iam_endpoint={self.iam_endpoint!r})"
+        )

@@ -315,8 +315,14 @@ def repeated_changes(file: str, frame: pd.DataFrame) -> tuple[list[Any], list[Pr
     changes_per_row = frame["row"].value_counts()
     groups = identical.groupby(["row", "first_row"], sort=False)["column"].agg(["size", "first"])
     warnings = [
-        _repeat_warning(file, int(row), int(first_row), int(size), str(column),
-                        whole_row=int(size) == int(changes_per_row[row]))
+        _repeat_warning(
+            file,
+            int(row),
+            int(first_row),
+            int(size),
+            str(column),
+            whole_row=int(size) == int(changes_per_row[row]),
+        )
         for (row, first_row), size, column in zip(
             groups.index.tolist(), groups["size"].tolist(), groups["first"].tolist(), strict=True
         )
@@ -355,8 +361,10 @@ def _repeats(frame: pd.DataFrame) -> pd.DataFrame:
         columns={"row": "first_row", "op": "first_op", "typed": "first_typed"}
     )
     subset = frame[repeated]
-    joined = subset[[*key, "row", "column", "op", "typed"]].assign(label=subset.index).merge(
-        firsts, on=key, how="left"
+    joined = (
+        subset[[*key, "row", "column", "op", "typed"]]
+        .assign(label=subset.index)
+        .merge(firsts, on=key, how="left")
     )
     joined["identical"] = [
         (op, typed) == (first_op, first_typed)

@@ -73,12 +73,24 @@ from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 
 #: The flag of each library parameter, for messages the library words in its own terms.
-FLAGS = {"report_path": "--report", "summary_path": "--summary", "max_failures":
-         "--max-failures", "max_failure_rate": "--max-failure-rate", "restart": "--restart",
-         "ca_bundle": "--ca-bundle", "sheet_name": "--sheet", "min_sample": "--min-sample",
-         "encoding": "--encoding", "delimiter": "--delimiter", "endpoint": "--endpoint",
-         "region": "--region", "profile": "--profile", "config": "--config",
-         "allow_insecure_http": "--allow-insecure-http", "fake": "--fake"}
+FLAGS = {
+    "report_path": "--report",
+    "summary_path": "--summary",
+    "max_failures": "--max-failures",
+    "max_failure_rate": "--max-failure-rate",
+    "restart": "--restart",
+    "ca_bundle": "--ca-bundle",
+    "sheet_name": "--sheet",
+    "min_sample": "--min-sample",
+    "encoding": "--encoding",
+    "delimiter": "--delimiter",
+    "endpoint": "--endpoint",
+    "region": "--region",
+    "profile": "--profile",
+    "config": "--config",
+    "allow_insecure_http": "--allow-insecure-http",
+    "fake": "--fake",
+}
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
 #: What the library names as a call, and the command line that does it.
@@ -103,8 +115,9 @@ def in_flags(error: BaseException | Worded) -> str:
     return error.text(flag_name) if isinstance(error, Worded) else str(error)
 
 
-def _number(kind: type[int] | type[float], accept: Callable[[float], bool],
-            wanted: str) -> Callable[[str], Any]:
+def _number(
+    kind: type[int] | type[float], accept: Callable[[float], bool], wanted: str
+) -> Callable[[str], Any]:
     """An argparse type: ``kind`` parsed from text and checked by ``accept``."""
 
     def parse(text: str) -> int | float:
@@ -122,10 +135,16 @@ def _number(kind: type[int] | type[float], accept: Callable[[float], bool],
 _positive_int = _number(int, lambda value: value >= 1, "a whole number of at least 1")
 _positive_float = _number(float, lambda value: 0 < value < math.inf, "a number greater than 0")
 _fraction = _number(float, lambda value: 0 <= value <= 1, "a fraction from 0 to 1")
-_rate = _number(float, lambda value: MIN_RATE <= value <= MAX_RATE,
-                f"a number greater than 0, from {MIN_RATE:g} to {MAX_RATE:g}")
-_concurrency = _number(int, lambda value: 1 <= value <= MAX_CONCURRENCY,
-                       f"a whole number of at least 1 and at most {MAX_CONCURRENCY}")
+_rate = _number(
+    float,
+    lambda value: MIN_RATE <= value <= MAX_RATE,
+    f"a number greater than 0, from {MIN_RATE:g} to {MAX_RATE:g}",
+)
+_concurrency = _number(
+    int,
+    lambda value: 1 <= value <= MAX_CONCURRENCY,
+    f"a whole number of at least 1 and at most {MAX_CONCURRENCY}",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,53 +158,104 @@ class _Parser(argparse.ArgumentParser):
 def _sheet_options() -> _Parser:
     options = _Parser(add_help=False)
     options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
-    options.add_argument("--sheet", dest="sheet_name", metavar="NAME",
-                         help="the worksheet of an XLSX file (default: the one Excel opens on)")
-    options.add_argument("--encoding", metavar="NAME",
-                         help="the encoding of a CSV/TSV file, e.g. gb18030 or cp1252 "
-                         "(default: UTF-8 or UTF-16 by its BOM, else detected when certain)")
-    options.add_argument("--delimiter", metavar="CHAR",
-                         help="the delimiter of a CSV/TSV file: , ; tab or | "
-                         "(default: told from the header line)")
+    options.add_argument(
+        "--sheet",
+        dest="sheet_name",
+        metavar="NAME",
+        help="the worksheet of an XLSX file (default: the one Excel opens on)",
+    )
+    options.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="the encoding of a CSV/TSV file, e.g. gb18030 or cp1252 "
+        "(default: UTF-8 or UTF-16 by its BOM, else detected when certain)",
+    )
+    options.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="the delimiter of a CSV/TSV file: , ; tab or | (default: told from the header line)",
+    )
     return options
 
 
 def _service_options() -> _Parser:
     options = _Parser(add_help=False)
     where = options.add_mutually_exclusive_group()
-    where.add_argument("--endpoint", metavar="URL", help="IMS endpoint, e.g. "
-                       "https://ims.ap-southeast-1.myhuaweicloud.com")
-    where.add_argument("--region", metavar="REGION",
-                       help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com")
-    where.add_argument("--fake", action="store_true",
-                       help="start the embedded fake IMS, seeded from --fake-images, and use it")
-    options.add_argument("--fake-images", type=Path, metavar="FILE",
-                         help="images for --fake (default: images.json beside the sheet)")
+    where.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="IMS endpoint, e.g. https://ims.ap-southeast-1.myhuaweicloud.com",
+    )
+    where.add_argument(
+        "--region",
+        metavar="REGION",
+        help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com",
+    )
+    where.add_argument(
+        "--fake",
+        action="store_true",
+        help="start the embedded fake IMS, seeded from --fake-images, and use it",
+    )
+    options.add_argument(
+        "--fake-images",
+        type=Path,
+        metavar="FILE",
+        help="images for --fake (default: images.json beside the sheet)",
+    )
     _credential_options(options)
-    options.add_argument("--concurrency", type=_concurrency, default=DEFAULT_CONCURRENCY,
-                         metavar="N", help="requests in flight at most (default: %(default)s)")
-    options.add_argument("--rate", type=_rate, default=DEFAULT_RATE, metavar="R",
-                         help="request starts per second at most, no burst "
-                         "(default: %(default)s)")
-    options.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
-                         metavar="SECONDS", help="per-request timeout (default: %(default)s)")
+    options.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="requests in flight at most (default: %(default)s)",
+    )
+    options.add_argument(
+        "--rate",
+        type=_rate,
+        default=DEFAULT_RATE,
+        metavar="R",
+        help="request starts per second at most, no burst (default: %(default)s)",
+    )
+    options.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="per-request timeout (default: %(default)s)",
+    )
     return options
 
 
 def _credential_options(options: argparse.ArgumentParser) -> None:
-    options.add_argument("--profile", metavar="NAME",
-                         help="use this profile of the config file (see README: credentials)")
-    options.add_argument("--config", type=Path, metavar="PATH",
-                         help="the config file (default: $BATCHPATCH_CONFIG, else "
-                         "config.toml in the platform's config folder)")
-    options.add_argument("--iam-endpoint", metavar="URL",
-                         help="IAM endpoint for password logins (default: from the region)")
-    options.add_argument("--ca-bundle", metavar="PATH",
-                         help="trust these CA certificates (a private CA); TLS is always "
-                         "verified")
-    options.add_argument("--allow-insecure-http", action="store_true",
-                         help="allow plain http:// endpoints on other machines (credentials "
-                         "then cross the network unencrypted)")
+    options.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="use this profile of the config file (see README: credentials)",
+    )
+    options.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="the config file (default: $BATCHPATCH_CONFIG, else "
+        "config.toml in the platform's config folder)",
+    )
+    options.add_argument(
+        "--iam-endpoint",
+        metavar="URL",
+        help="IAM endpoint for password logins (default: from the region)",
+    )
+    options.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        help="trust these CA certificates (a private CA); TLS is always verified",
+    )
+    options.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain http:// endpoints on other machines (credentials "
+        "then cross the network unencrypted)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,67 +267,130 @@ def build_parser() -> argparse.ArgumentParser:
     sheet, service = _sheet_options(), _service_options()
 
     apply = commands.add_parser(
-        "apply", parents=[sheet, service],
+        "apply",
+        parents=[sheet, service],
         help="plan, then send the changes that are not in place yet; write a report",
         description="Read the images the sheet names, send one PATCH per image for the "
         "changes not in place yet, and write a results report. The IAM token is read from "
         "the environment variable BATCHPATCH_AUTH_TOKEN.",
     )
-    apply.add_argument("--report", type=Path, metavar="PATH",
-                       help="where to write the report (default: SHEET_STEM.results.EXT)")
+    apply.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="where to write the report (default: SHEET_STEM.results.EXT)",
+    )
     how = apply.add_mutually_exclusive_group()
-    how.add_argument("--plan", type=Path, metavar="PLAN.json", dest="plan_file",
-                     help="send exactly the patches saved by 'batchpatch plan --out'")
-    how.add_argument("--no-plan", action="store_true",
-                     help="skip the read pass; send the sheet as written, retrying a "
-                     "replace refused with IMG.0035 as add")
-    apply.add_argument("--dry-run", action="store_true",
-                       help="print every request that would be sent; send no write")
-    apply.add_argument("--skip-invalid", action="store_true",
-                       help="send the valid images; report the others as invalid")
+    how.add_argument(
+        "--plan",
+        type=Path,
+        metavar="PLAN.json",
+        dest="plan_file",
+        help="send exactly the patches saved by 'batchpatch plan --out'",
+    )
+    how.add_argument(
+        "--no-plan",
+        action="store_true",
+        help="skip the read pass; send the sheet as written, retrying a "
+        "replace refused with IMG.0035 as add",
+    )
+    apply.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every request that would be sent; send no write",
+    )
+    apply.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="send the valid images; report the others as invalid",
+    )
     apply.add_argument("--quiet", action="store_true", help="no progress bar")
     retries = apply.add_argument_group("retries and safeguards")
-    retries.add_argument("--max-attempts", type=_positive_int, default=DEFAULT_MAX_ATTEMPTS,
-                         metavar="N", help="requests per image at most, the first included "
-                         "(default: %(default)s)")
-    retries.add_argument("--backoff", type=_positive_float, default=DEFAULT_BACKOFF,
-                         metavar="SECONDS", help="first retry wait, doubling each time, with "
-                         "full jitter (default: %(default)s)")
-    retries.add_argument("--max-backoff", type=_positive_float, default=DEFAULT_MAX_BACKOFF,
-                         metavar="SECONDS", help="longest computed retry wait; a Retry-After "
-                         "from the service wins (default: %(default)s)")
-    retries.add_argument("--max-failures", type=_positive_int, metavar="N",
-                         help="stop after N failed images (exit 3)")
-    retries.add_argument("--max-failure-rate", type=_fraction, metavar="P",
-                         help="stop once more than P (0 to 1) of the finished images failed, "
-                         "counted from --min-sample images on (exit 3)")
-    retries.add_argument("--min-sample", type=_positive_int, default=100, metavar="N",
-                         help="finished images before --max-failure-rate applies "
-                         "(default: %(default)s)")
-    retries.add_argument("--grace", type=_positive_float, default=30.0, metavar="SECONDS",
-                         help="after SIGINT/SIGTERM/SIGHUP, how long requests in flight may finish "
-                         "(default: %(default)s)")
-    retries.add_argument("--restart", action="store_true",
-                         help="ignore the journal of an unfinished earlier run")
+    retries.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        metavar="N",
+        help="requests per image at most, the first included (default: %(default)s)",
+    )
+    retries.add_argument(
+        "--backoff",
+        type=_positive_float,
+        default=DEFAULT_BACKOFF,
+        metavar="SECONDS",
+        help="first retry wait, doubling each time, with full jitter (default: %(default)s)",
+    )
+    retries.add_argument(
+        "--max-backoff",
+        type=_positive_float,
+        default=DEFAULT_MAX_BACKOFF,
+        metavar="SECONDS",
+        help="longest computed retry wait; a Retry-After "
+        "from the service wins (default: %(default)s)",
+    )
+    retries.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N failed images (exit 3)",
+    )
+    retries.add_argument(
+        "--max-failure-rate",
+        type=_fraction,
+        metavar="P",
+        help="stop once more than P (0 to 1) of the finished images failed, "
+        "counted from --min-sample images on (exit 3)",
+    )
+    retries.add_argument(
+        "--min-sample",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="finished images before --max-failure-rate applies (default: %(default)s)",
+    )
+    retries.add_argument(
+        "--grace",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="after SIGINT/SIGTERM/SIGHUP, how long requests in flight may finish "
+        "(default: %(default)s)",
+    )
+    retries.add_argument(
+        "--restart", action="store_true", help="ignore the journal of an unfinished earlier run"
+    )
     output = apply.add_argument_group("output")
-    output.add_argument("--summary", type=Path, metavar="PATH",
-                        help="also write a JSON summary of the run here")
-    output.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log lines on stderr as text or JSON objects (default: text)")
-    output.add_argument("--debug", action="store_true",
-                        help="log every retry and throttle adjustment (secrets never shown)")
+    output.add_argument(
+        "--summary", type=Path, metavar="PATH", help="also write a JSON summary of the run here"
+    )
+    output.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr as text or JSON objects (default: text)",
+    )
+    output.add_argument(
+        "--debug",
+        action="store_true",
+        help="log every retry and throttle adjustment (secrets never shown)",
+    )
 
     plan = commands.add_parser(
-        "plan", parents=[sheet, service],
+        "plan",
+        parents=[sheet, service],
         help="show what apply would change, image by image; send nothing",
-        description="Read the images the sheet names and print a per-image diff. "
-        "Sends no write.",
+        description="Read the images the sheet names and print a per-image diff. Sends no write.",
     )
-    plan.add_argument("--out", type=Path, metavar="PLAN.json",
-                      help="save the exact patches, for 'apply --plan PLAN.json'")
+    plan.add_argument(
+        "--out",
+        type=Path,
+        metavar="PLAN.json",
+        help="save the exact patches, for 'apply --plan PLAN.json'",
+    )
 
     whoami = commands.add_parser(
-        "whoami", help="show the endpoint and credentials a run would use, secrets masked",
+        "whoami",
+        help="show the endpoint and credentials a run would use, secrets masked",
         description="Show which endpoint and credentials a run would use; sends nothing.",
     )
     where = whoami.add_mutually_exclusive_group()
@@ -266,13 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
     _credential_options(whoami)
 
     commands.add_parser(
-        "validate", parents=[sheet],
+        "validate",
+        parents=[sheet],
         help="check every row locally (no network); exit 0 when valid, 2 when not",
         description="Check every row of the sheet locally, without any network access.",
     )
 
     fake = commands.add_parser(
-        "fake-ims", add_help=False,
+        "fake-ims",
+        add_help=False,
         help="run the fake IMS server used by the tests and the demo (see fake-ims --help)",
     )
     fake.add_argument("fake_args", nargs=argparse.REMAINDER)
@@ -289,15 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before parsing, so that option errors are JSON lines too when JSON was asked for.
     configure_logging("json" if _asks_for_json(arguments) else "text", debug=False)
     options = build_parser().parse_args(arguments)
-    command = {"apply": _apply, "plan": _plan, "validate": _validate,
-               "whoami": _whoami}[options.command]
+    command = {"apply": _apply, "plan": _plan, "validate": _validate, "whoami": _whoami}[
+        options.command
+    ]
     try:
         return command(options)
     except SheetError as error:
         for problem in error.problems:
             notice(in_flags(problem), level=logging.ERROR)
-        notice(f"Error: {len(error.problems)} problem(s) in the sheet; nothing was sent",
-               level=logging.ERROR)
+        notice(
+            f"Error: {len(error.problems)} problem(s) in the sheet; nothing was sent",
+            level=logging.ERROR,
+        )
         return EXIT_INVALID
     except InputError as error:
         notice(f"Error: {in_flags(error)}", level=logging.ERROR)
@@ -327,8 +465,9 @@ def _keep_standard_streams_open() -> None:
     if sys.stdout is None:
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     if sys.stderr is None:
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
-                          closefd=False)
+        sys.stderr = open(  # noqa: SIM115
+            2, "w", encoding="utf-8", errors="backslashreplace", closefd=False
+        )
 
 
 def _asks_for_json(arguments: Sequence[str]) -> bool:
@@ -347,8 +486,13 @@ def _asks_for_json(arguments: Sequence[str]) -> bool:
 
 def _read(options: argparse.Namespace, *, skip_invalid: bool = False) -> Sheet:
     """The sheet as the options say to read it; its warnings shown on stderr."""
-    sheet = read_sheet(options.sheet, sheet_name=options.sheet_name, skip_invalid=skip_invalid,
-                       encoding=options.encoding, delimiter=options.delimiter)
+    sheet = read_sheet(
+        options.sheet,
+        sheet_name=options.sheet_name,
+        skip_invalid=skip_invalid,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+    )
     for warning in sheet.warnings:
         notice(in_flags(warning))
     return sheet
@@ -365,8 +509,10 @@ def _read_as(sheet: Sheet) -> str:
 def _validate(options: argparse.Namespace) -> int:
     sheet = _read(options)
     _print_worksheet(sheet, say)
-    say(f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
-        f"{sheet.shape} sheet{_read_as(sheet)}")
+    say(
+        f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
+        f"{sheet.shape} sheet{_read_as(sheet)}"
+    )
     return EXIT_OK
 
 
@@ -378,8 +524,9 @@ def _print_worksheet(sheet: Sheet, show: Callable[[str], None]) -> None:
 
 def _plan(options: argparse.Namespace) -> int:
     if options.out:
-        check_plan_files(options.sheet, options.out, flags=True,
-                         other_inputs=_other_inputs(options))
+        check_plan_files(
+            options.sheet, options.out, flags=True, other_inputs=_other_inputs(options)
+        )
     sheet = _read(options)
     _print_worksheet(sheet, say)
     if sheet.encoding_label:
@@ -389,15 +536,23 @@ def _plan(options: argparse.Namespace) -> int:
     for plan in plans:
         say("\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
-    say(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items())
-        + (f" | plan saved to {options.out}" if options.out else ""))
+    say(
+        f"{len(plans)} images: "
+        + ", ".join(f"{n} {what}" for what, n in counts.items())
+        + (f" | plan saved to {options.out}" if options.out else "")
+    )
     return plan_exit_code(plans)
 
 
-async def _make_plan(options: argparse.Namespace, sheet: Sheet,
-                     target: Target) -> list[ImagePlan]:
-    return await make_plan(sheet, endpoint=target.endpoint, auth=target.auth,
-                           limits=_limits(options), out=options.out, ca_bundle=target.ca_bundle)
+async def _make_plan(options: argparse.Namespace, sheet: Sheet, target: Target) -> list[ImagePlan]:
+    return await make_plan(
+        sheet,
+        endpoint=target.endpoint,
+        auth=target.auth,
+        limits=_limits(options),
+        out=options.out,
+        ca_bundle=target.ca_bundle,
+    )
 
 
 def _apply(options: argparse.Namespace) -> int:
@@ -422,8 +577,10 @@ def _apply(options: argparse.Namespace) -> int:
         try:
             write_summary(options.summary, result)
         except OSError as error:
-            notice(f"Warning: could not write the summary to {options.summary}: "
-                   f"{error.strerror or error}")
+            notice(
+                f"Warning: could not write the summary to {options.summary}: "
+                f"{error.strerror or error}"
+            )
     return result.exit_code
 
 
@@ -431,9 +588,15 @@ def _check_apply_outputs(options: argparse.Namespace) -> None:
     """Before anything is read or sent: no file the run writes is the sheet, the plan, or
     another file of the run; what a killed write of the summary left behind is removed."""
     report = options.report or default_report_path(options.sheet, dry_run=options.dry_run)
-    check_apply_files(options.sheet, report, dry_run=options.dry_run,
-                      plan_file=options.plan_file, summary=options.summary, flags=True,
-                      other_inputs=_other_inputs(options))
+    check_apply_files(
+        options.sheet,
+        report,
+        dry_run=options.dry_run,
+        plan_file=options.plan_file,
+        summary=options.summary,
+        flags=True,
+        other_inputs=_other_inputs(options),
+    )
     if options.summary:
         clear_stale_temporaries([RunFile("the summary", options.summary)])
 
@@ -458,14 +621,23 @@ def _profile_files(config: Path, profile: str) -> list[RunFile]:
     names none here: resolving the credentials reports it, after this check."""
     try:
         entry = tomllib.loads(config.read_text(encoding="utf-8")).get("profiles", {})[profile]
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError,
-            AttributeError):
+    except (
+        OSError,
+        UnicodeDecodeError,
+        tomllib.TOMLDecodeError,
+        KeyError,
+        TypeError,
+        AttributeError,
+    ):
         return []
     if not isinstance(entry, dict):
         return []
     roles = {"credentials_file": "the credentials file", "ca_bundle": "the CA bundle"}
-    return [RunFile(role, Path(str(entry[key])).expanduser())
-            for key, role in roles.items() if isinstance(entry.get(key), str) and entry[key]]
+    return [
+        RunFile(role, Path(str(entry[key])).expanduser())
+        for key, role in roles.items()
+        if isinstance(entry.get(key), str) and entry[key]
+    ]
 
 
 def _fake_images_path(options: argparse.Namespace) -> Path:
@@ -479,7 +651,8 @@ def _limits(options: argparse.Namespace) -> Limits:
 def _safeguards(options: argparse.Namespace) -> Safeguards:
     return Safeguards(
         RetryPolicy(options.max_attempts, options.backoff, options.max_backoff),
-        max_failures=options.max_failures, max_failure_rate=options.max_failure_rate,
+        max_failures=options.max_failures,
+        max_failure_rate=options.max_failure_rate,
         min_sample=options.min_sample,
     )
 
@@ -492,8 +665,9 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
 
         images_path = _fake_images_path(options)
         if not images_path.is_file():
-            raise OptionsError(f"{images_path}: no images file for --fake — "
-                               "give one with --fake-images FILE")
+            raise OptionsError(
+                f"{images_path}: no images file for --fake — give one with --fake-images FILE"
+            )
         try:
             images = load_images(images_path)
         except ValueError as error:
@@ -504,9 +678,17 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
         return
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")
-    target = resolve(Settings(options.endpoint, options.region, options.iam_endpoint,
-                              options.profile, options.config, options.ca_bundle,
-                              options.allow_insecure_http))
+    target = resolve(
+        Settings(
+            options.endpoint,
+            options.region,
+            options.iam_endpoint,
+            options.profile,
+            options.config,
+            options.ca_bundle,
+            options.allow_insecure_http,
+        )
+    )
     for warning in target.warnings:
         notice(f"Warning: {warning}")
     yield target
@@ -519,13 +701,17 @@ def _whoami(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
-               plan: PlanSource) -> RunResult:
+async def _run(
+    options: argparse.Namespace, sheet: Sheet, target: Target, plan: PlanSource
+) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     ledger = Ledger()  # the bar shows what the run's ledger holds
     hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
-    bar = nullcontext() if hidden else tqdm(total=len(sheet.patches), unit="image",
-                                            file=sys.stderr, dynamic_ncols=True)
+    bar = (
+        nullcontext()
+        if hidden
+        else tqdm(total=len(sheet.patches), unit="image", file=sys.stderr, dynamic_ncols=True)
+    )
 
     def progress(event: Event, entry: Entry, outcome: Outcome | None) -> None:
         if event == Event.SENDING or outcome is None:
@@ -547,11 +733,19 @@ async def _run(options: argparse.Namespace, sheet: Sheet, target: Target,
             async with anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signal, stop, abort, options.grace)
                 result = await apply_sheet(
-                    sheet, endpoint=target.endpoint, auth=target.auth,
-                    limits=_limits(options), safeguards=_safeguards(options),
-                    restart=options.restart, ca_bundle=target.ca_bundle,
-                    report_path=options.report, plan=plan,
-                    dry_run=options.dry_run, on_request=show, stop=stop, abort=abort,
+                    sheet,
+                    endpoint=target.endpoint,
+                    auth=target.auth,
+                    limits=_limits(options),
+                    safeguards=_safeguards(options),
+                    restart=options.restart,
+                    ca_bundle=target.ca_bundle,
+                    report_path=options.report,
+                    plan=plan,
+                    dry_run=options.dry_run,
+                    on_request=show,
+                    stop=stop,
+                    abort=abort,
                     ledger=ledger,
                 )
                 group.cancel_scope.cancel()
@@ -586,6 +780,8 @@ async def _stop_on_signal(stop: anyio.Event, abort: anyio.Event, grace: float) -
                     abort.set()
                 else:
                     stop.set()
-                    notice("Stopping: no new requests; waiting for those in flight "
-                           "(signal again to stop at once)")
+                    notice(
+                        "Stopping: no new requests; waiting for those in flight "
+                        "(signal again to stop at once)"
+                    )
                     timers.start_soon(abort_after_grace)

@@ -95,8 +95,11 @@ def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
         return "", text[:300] or "(no body)", ""  # the status is told by the caller
     if isinstance(data, dict):
         if "error_code" in data or "error_msg" in data:
-            return (str(data.get("error_code", "")), str(data.get("error_msg", "")),
-                    str(data.get("request_id", "")))
+            return (
+                str(data.get("error_code", "")),
+                str(data.get("error_msg", "")),
+                str(data.get("request_id", "")),
+            )
         inner = data.get("error")
         if isinstance(inner, dict):
             return str(inner.get("code", "")), str(inner.get("message", "")), ""
@@ -120,19 +123,25 @@ def classify_answer(response: ApiResponse) -> AnswerKind:
     """
     if response.ok:
         return AnswerKind.OK
-    if (response.unexpected or response.maybe_applied
-            or response.status in AMBIGUOUS_STATUSES):
+    if response.unexpected or response.maybe_applied or response.status in AMBIGUOUS_STATUSES:
         return AnswerKind.MAYBE_APPLIED
     if is_throttled(response):
         return AnswerKind.THROTTLED
-    if (response.error_code == CONNECT_FAILED or response.status in TRANSIENT_STATUSES
-            or response.error_code in TRANSIENT_CODES):
+    if (
+        response.error_code == CONNECT_FAILED
+        or response.status in TRANSIENT_STATUSES
+        or response.error_code in TRANSIENT_CODES
+    ):
         return AnswerKind.UNAVAILABLE
     return _refusal_kind(response)
 
 
-_REFUSALS_BY_CODE = {NOT_ACTIVE: AnswerKind.NOT_ACTIVE, ATTRIBUTE_CONFLICT: AnswerKind.CONFLICT,
-                     LOGIN_FAILED: AnswerKind.AUTH_FAILED, TLS_FAILED: AnswerKind.TLS_FAILED}
+_REFUSALS_BY_CODE = {
+    NOT_ACTIVE: AnswerKind.NOT_ACTIVE,
+    ATTRIBUTE_CONFLICT: AnswerKind.CONFLICT,
+    LOGIN_FAILED: AnswerKind.AUTH_FAILED,
+    TLS_FAILED: AnswerKind.TLS_FAILED,
+}
 
 
 def _refusal_kind(response: ApiResponse) -> AnswerKind:
@@ -158,8 +167,16 @@ class ImsClient:
     """Calls IMS at ``endpoint`` (``https://ims.REGION.myhuaweicloud.com``): the IMS adapter
     of ``service.ImageService``."""
 
-    def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int,
-                 ca_bundle: str | None = None, max_answer: int = MAX_ANSWER_BYTES) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        auth: Auth,
+        *,
+        timeout: float,
+        connections: int,
+        ca_bundle: str | None = None,
+        max_answer: int = MAX_ANSWER_BYTES,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.max_answer = max_answer
         self._auth = auth
@@ -179,7 +196,9 @@ class ImsClient:
         return self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
         if self._session is not None:
@@ -214,8 +233,9 @@ class ImsClient:
         """``GET /v2/cloudimages`` with the given filters (one page)."""
         url = f"{self.endpoint}/v2/cloudimages"
         if query:
-            url += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}"
-                                  for k, v in sorted(query.items()))
+            url += "?" + "&".join(
+                f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(query.items())
+            )
         return await self._send("GET", url, b"")
 
     async def preview_update(self, image_id: str, operations: list[dict[str, Any]]) -> str:
@@ -223,14 +243,19 @@ class ImsClient:
         url, body = self.image_url(image_id), encode_body(operations)
         headers = await self._headers("PATCH", url, body)
         lines = [f"PATCH {url}"]
-        lines += [f"{name}: {'***' if name.lower() in SECRET_HEADERS else value}"
-                  for name, value in sorted(headers.items())]
+        lines += [
+            f"{name}: {'***' if name.lower() in SECRET_HEADERS else value}"
+            for name, value in sorted(headers.items())
+        ]
         return "\n".join([*lines, "", body.decode("utf-8")])
 
     async def _headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
         """Every header that goes on the wire, so that AK/SK signs exactly what is sent."""
-        headers = {"Content-Type": CONTENT_TYPE, "Host": urlsplit(url).netloc.rpartition("@")[2],
-                   "User-Agent": USER_AGENT}
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "Host": urlsplit(url).netloc.rpartition("@")[2],
+            "User-Agent": USER_AGENT,
+        }
         return headers | await self._auth.authorize(self, method, url, headers, body)
 
     async def issue_token(self, url: str, body: bytes) -> tuple[str, float]:
@@ -239,8 +264,10 @@ class ImsClient:
             raise RuntimeError("use ImsClient as an async context manager")
         try:
             async with self._session.post(
-                url, data=body, headers={"Content-Type": "application/json;charset=utf8",
-                                         "User-Agent": USER_AGENT}, allow_redirects=False,
+                url,
+                data=body,
+                headers={"Content-Type": "application/json;charset=utf8", "User-Agent": USER_AGENT},
+                allow_redirects=False,
             ) as response:
                 payload = await read_capped(response, self.max_answer) or b""
                 token = response.headers.get("X-Subject-Token", "")
@@ -250,8 +277,7 @@ class ImsClient:
         except (aiohttp.ClientError, TimeoutError) as error:
             reason = _describe(error) if isinstance(error, aiohttp.ClientError) else "timed out"
             raise AuthFailed(f"cannot reach IAM at {url.split('?')[0]}: {reason}") from None
-        raise AuthFailed(f"IAM refused the login: HTTP {response.status} {code} {message}"
-                         .strip())
+        raise AuthFailed(f"IAM refused the login: HTTP {response.status} {code} {message}".strip())
 
     async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
         """Send; after each token-expiry answer, again with a fresh token, at most
@@ -273,8 +299,9 @@ class ImsClient:
             response, sent = await self._send_once(method, url, body)  # with a fresh token
         return response
 
-    async def _send_once(self, method: str, url: str,
-                         body: bytes) -> tuple[ApiResponse, dict[str, str]]:
+    async def _send_once(
+        self, method: str, url: str, body: bytes
+    ) -> tuple[ApiResponse, dict[str, str]]:
         """One request and the headers it went with."""
         if self._session is None:
             raise RuntimeError("use ImsClient as an async context manager")
@@ -284,9 +311,13 @@ class ImsClient:
             return ApiResponse(None, None, LOGIN_FAILED, str(failure)), {}
         unsafe = unsafe_header(headers)
         if unsafe:
-            return ApiResponse(None, None, LOGIN_FAILED,
-                               f"the {unsafe} header from {self._auth.source} holds a control "
-                               "character (a line break?) — fix the credential"), headers
+            return ApiResponse(
+                None,
+                None,
+                LOGIN_FAILED,
+                f"the {unsafe} header from {self._auth.source} holds a control "
+                "character (a line break?) — fix the credential",
+            ), headers
         self.requests += 1
         try:
             async with self._session.request(
@@ -294,9 +325,13 @@ class ImsClient:
             ) as response:
                 return await self._answer(response), headers
         except TimeoutError:
-            return ApiResponse(None, None, TIMEOUT,
-                               f"no answer within {self._timeout.total:g} s "
-                               "(the change may or may not have been applied)"), headers
+            return ApiResponse(
+                None,
+                None,
+                TIMEOUT,
+                f"no answer within {self._timeout.total:g} s "
+                "(the change may or may not have been applied)",
+            ), headers
         except aiohttp.ClientConnectorError as error:
             code = TLS_FAILED if _certificate_failure(error) else CONNECT_FAILED
             return ApiResponse(None, None, code, _describe(error)), headers
@@ -309,17 +344,27 @@ class ImsClient:
         request_id = response.headers.get("X-Request-Id", "")
         payload = await read_capped(response, self.max_answer)
         if payload is None:
-            return ApiResponse(status, None, UNPARSEABLE_ANSWER,
-                               f"unparseable answer: a body over "
-                               f"{self.max_answer // (1024 * 1024)} MB (not read further)",
-                               request_id)
+            return ApiResponse(
+                status,
+                None,
+                UNPARSEABLE_ANSWER,
+                f"unparseable answer: a body over "
+                f"{self.max_answer // (1024 * 1024)} MB (not read further)",
+                request_id,
+            )
         if 200 <= status < 300:
             return _success(status, payload, request_id)
         code, message, body_request_id = parse_error(status, payload)
         if status == 401:
             message += _skew_note(response.headers.get("Date"))
-        return ApiResponse(status, None, code, message, request_id or body_request_id,
-                           parse_retry_after(response.headers.get("Retry-After")))
+        return ApiResponse(
+            status,
+            None,
+            code,
+            message,
+            request_id or body_request_id,
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
@@ -349,12 +394,14 @@ def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
         problem = "a body that is not JSON"
     else:
         return ApiResponse(status, body, request_id=request_id)
-    return ApiResponse(status, None, UNPARSEABLE_ANSWER,
-                       f"unparseable answer: {problem}", request_id)
+    return ApiResponse(
+        status, None, UNPARSEABLE_ANSWER, f"unparseable answer: {problem}", request_id
+    )
 
 
-def check_patched(response: ApiResponse, image_id: str,
-                  operations: list[dict[str, Any]]) -> ApiResponse:
+def check_patched(
+    response: ApiResponse, image_id: str, operations: list[dict[str, Any]]
+) -> ApiResponse:
     """``response`` as is, unless it is a 2xx whose body is not the patched image: then an
     unexpected answer (the write may or may not have been applied, so it is read back)."""
     if not response.ok:
@@ -362,12 +409,18 @@ def check_patched(response: ApiResponse, image_id: str,
     problem = patched_problem(response.status, response.body, image_id, operations)
     if not problem:
         return response
-    return ApiResponse(response.status, response.body, UNEXPECTED_ANSWER,
-                       f"unexpected answer: {problem}", response.request_id)
+    return ApiResponse(
+        response.status,
+        response.body,
+        UNEXPECTED_ANSWER,
+        f"unexpected answer: {problem}",
+        response.request_id,
+    )
 
 
-def patched_problem(status: int | None, body: Any, image_id: str,
-                    operations: list[dict[str, Any]]) -> str:
+def patched_problem(
+    status: int | None, body: Any, image_id: str, operations: list[dict[str, Any]]
+) -> str:
     """Why ``body`` is not image ``image_id`` with ``operations`` applied; "" when it is."""
     if not isinstance(body, dict):
         return "no image in the body"
@@ -434,8 +487,12 @@ def _token_expired(response: ApiResponse) -> bool:
     """A 401 that says the token is stale (``APIGW.0307``, or ``APIGW.0301`` "token expires")."""
     return response.status == 401 and (
         response.error_code == "APIGW.0307"
-        or (response.error_code == "APIGW.0301" and "token" in response.error_message.lower()
-            and "expire" in response.error_message.lower()))
+        or (
+            response.error_code == "APIGW.0301"
+            and "token" in response.error_message.lower()
+            and "expire" in response.error_message.lower()
+        )
+    )
 
 
 def _skew_note(date_header: str | None) -> str:
@@ -449,9 +506,11 @@ def _skew_note(date_header: str | None) -> str:
     skew = (datetime.now(UTC) - server.astimezone(UTC)).total_seconds()
     if abs(skew) <= MAX_CLOCK_SKEW:
         return ""
-    return (f" (this machine's clock is {abs(skew) / 60:.0f} minutes "
-            f"{'ahead of' if skew > 0 else 'behind'} the service's Date header; AK/SK "
-            "signatures must be within 15 minutes of it — set the clock right, e.g. with NTP)")
+    return (
+        f" (this machine's clock is {abs(skew) / 60:.0f} minutes "
+        f"{'ahead of' if skew > 0 else 'behind'} the service's Date header; AK/SK "
+        "signatures must be within 15 minutes of it — set the clock right, e.g. with NTP)"
+    )
 
 
 def _expiry(payload: bytes) -> float:
@@ -467,14 +526,17 @@ def _certificate_failure(error: aiohttp.ClientConnectorError) -> bool:
     """The service's certificate was refused: no retry can help, only a fix."""
     return isinstance(error, aiohttp.ClientConnectorCertificateError) or (
         isinstance(error, aiohttp.ClientSSLError)
-        and isinstance(error.os_error, ssl.SSLCertVerificationError))
+        and isinstance(error.os_error, ssl.SSLCertVerificationError)
+    )
 
 
 def _tls_message(error: aiohttp.ClientConnectorError) -> str:
     cause = getattr(error, "certificate_error", None) or error.os_error
     # The fix (``errors.trust_private_ca``) is the run's stop reason, in its caller's words.
-    return (f"TLS failed at {error.host}:{error.port}: the service's certificate could not be "
-            f"verified ({cause}); nothing was sent")
+    return (
+        f"TLS failed at {error.host}:{error.port}: the service's certificate could not be "
+        f"verified ({cause}); nothing was sent"
+    )
 
 
 def _describe(error: aiohttp.ClientError) -> str:
@@ -482,8 +544,10 @@ def _describe(error: aiohttp.ClientError) -> str:
     if isinstance(error, aiohttp.ClientConnectorError) and _certificate_failure(error):
         return _tls_message(error)
     if isinstance(error, aiohttp.ClientConnectorError):
-        return (f"cannot connect to {error.host}:{error.port} "
-                f"({error.os_error.strerror or error}); nothing was sent")
+        return (
+            f"cannot connect to {error.host}:{error.port} "
+            f"({error.os_error.strerror or error}); nothing was sent"
+        )
     if isinstance(error, aiohttp.ServerDisconnectedError):
         return "the server closed the connection (the change may or may not have been applied)"
     return f"{type(error).__name__}: {error}"

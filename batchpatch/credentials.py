@@ -45,13 +45,34 @@ ENV_IAM_USER, ENV_IAM_PASSWORD = "BATCHPATCH_IAM_USER", "BATCHPATCH_IAM_PASSWORD
 ENV_IAM_DOMAIN = "BATCHPATCH_IAM_DOMAIN"
 ENV_CONFIG = "BATCHPATCH_CONFIG"
 
-PROFILE_KEYS = frozenset({
-    "region", "endpoint", "iam_endpoint", "project_id", "ak_env", "sk_env",
-    "security_token_env", "token_env", "iam_user_env", "iam_password_env", "iam_domain",
-    "credentials_file", "ca_bundle",
-})
-FILE_KEYS = frozenset({"access_key", "secret_key", "security_token", "token", "iam_user",
-                       "iam_password", "iam_domain"})
+PROFILE_KEYS = frozenset(
+    {
+        "region",
+        "endpoint",
+        "iam_endpoint",
+        "project_id",
+        "ak_env",
+        "sk_env",
+        "security_token_env",
+        "token_env",
+        "iam_user_env",
+        "iam_password_env",
+        "iam_domain",
+        "credentials_file",
+        "ca_bundle",
+    }
+)
+FILE_KEYS = frozenset(
+    {
+        "access_key",
+        "secret_key",
+        "security_token",
+        "token",
+        "iam_user",
+        "iam_password",
+        "iam_domain",
+    }
+)
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -87,8 +108,11 @@ class Target:
 
     def describe(self) -> list[str]:
         """``whoami``'s lines, secrets masked."""
-        lines = [f"endpoint: {self.endpoint}", f"iam endpoint: {self.iam_endpoint}",
-                 f"credentials: {self.auth.kind} from {self.auth.source}"]
+        lines = [
+            f"endpoint: {self.endpoint}",
+            f"iam endpoint: {self.iam_endpoint}",
+            f"credentials: {self.auth.kind} from {self.auth.source}",
+        ]
         if isinstance(self.auth, AkSkAuth):
             lines.append(f"access key: {mask(self.auth.access_key)}")
             lines.append(f"project id: {self.auth.project_id or '(none: the default project)'}")
@@ -117,27 +141,40 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
         auth = _from_environment(environ, settings, warnings)
         if auth is None and config_path.is_file():
             profile = _profile(config_path, "default", required=False)
-    endpoint = safe_endpoint(_endpoint(settings, profile), "endpoint",
-                             allow_insecure_http=settings.allow_insecure_http)
+    endpoint = safe_endpoint(
+        _endpoint(settings, profile), "endpoint", allow_insecure_http=settings.allow_insecure_http
+    )
     region = settings.region or profile.get("region") or region_of(endpoint)
     iam = safe_endpoint(
-        settings.iam_endpoint or profile.get("iam_endpoint") or environ.get(ENV_IAM_ENDPOINT)
-        or iam_endpoint(region), "iam endpoint", allow_insecure_http=settings.allow_insecure_http)
+        settings.iam_endpoint
+        or profile.get("iam_endpoint")
+        or environ.get(ENV_IAM_ENDPOINT)
+        or iam_endpoint(region),
+        "iam endpoint",
+        allow_insecure_http=settings.allow_insecure_http,
+    )
     if auth is None and profile:
         auth = _from_profile(profile, environ, region, iam, warnings)
     if auth is None:
-        raise OptionsError(wording=lambda name: (
-            f"no credentials: set {ENV_AK} and {ENV_SK} (AK/SK, recommended for unattended "
-            f"runs), or {TOKEN_VARIABLE}, or {ENV_IAM_USER}/{ENV_IAM_PASSWORD}/{ENV_IAM_DOMAIN},"
-            f" or use {name('profile', 'NAME')} with a profile in {config_path} — never on "
-            "the command line"))
+        raise OptionsError(
+            wording=lambda name: (
+                f"no credentials: set {ENV_AK} and {ENV_SK} (AK/SK, recommended for unattended "
+                f"runs), or {TOKEN_VARIABLE}, or "
+                f"{ENV_IAM_USER}/{ENV_IAM_PASSWORD}/{ENV_IAM_DOMAIN},"
+                f" or use {name('profile', 'NAME')} with a profile in {config_path} — never on "
+                "the command line"
+            )
+        )
     if isinstance(auth, PasswordAuth):
         auth.iam_endpoint = iam
         auth.project_name = auth.project_name or region
         if not (auth.project_name or auth.project_id):
-            raise OptionsError(wording=lambda name: (
-                f"an IAM login needs a project — give {name('region', '')} (the project "
-                "name) or set project_id in the profile"))
+            raise OptionsError(
+                wording=lambda name: (
+                    f"an IAM login needs a project — give {name('region', '')} (the project "
+                    "name) or set project_id in the profile"
+                )
+            )
     check_header_values(auth)
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
@@ -153,19 +190,30 @@ def safe_endpoint(endpoint: str, what: str, *, allow_insecure_http: bool = False
         parts = urlsplit(endpoint)
         host, port = parts.hostname or "", parts.port
     except ValueError:
-        raise OptionsError(f"{what} is not an http(s) URL — write it like "
-                           "https://ims.ap-southeast-1.myhuaweicloud.com") from None
-    shown = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}" + (
-        f":{port}" if port is not None else "") + parts.path
+        raise OptionsError(
+            f"{what} is not an http(s) URL — write it like "
+            "https://ims.ap-southeast-1.myhuaweicloud.com"
+        ) from None
+    shown = (
+        f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
+        + (f":{port}" if port is not None else "")
+        + parts.path
+    )
     if "@" in parts.netloc:
-        raise OptionsError(f"{what} {shown} (as given) holds a user name or password before "
-                           "'@' — remove it; credentials come from the environment, a profile "
-                           "or a credentials file")
+        raise OptionsError(
+            f"{what} {shown} (as given) holds a user name or password before "
+            "'@' — remove it; credentials come from the environment, a profile "
+            "or a credentials file"
+        )
     if parts.scheme == "http" and not allow_insecure_http and not _loopback(host):
-        raise OptionsError(parameter="allow_insecure_http", wording=lambda name: (
-            f"{what} {shown} is plain http:// to another machine: credentials would cross "
-            f"the network unencrypted — use https://, or pass "
-            f"{name('allow_insecure_http', 'True')} if you really mean it"))
+        raise OptionsError(
+            parameter="allow_insecure_http",
+            wording=lambda name: (
+                f"{what} {shown} is plain http:// to another machine: credentials would cross "
+                f"the network unencrypted — use https://, or pass "
+                f"{name('allow_insecure_http', 'True')} if you really mean it"
+            ),
+        )
     return endpoint
 
 
@@ -184,17 +232,23 @@ def check_header_values(auth: Auth) -> None:
     shown."""
     values: dict[str, str] = {}
     if isinstance(auth, AkSkAuth):
-        values = {"access key": auth.access_key, "secret key": auth.secret_key,
-                  "project id": auth.project_id, "security token": auth.security_token}
+        values = {
+            "access key": auth.access_key,
+            "secret key": auth.secret_key,
+            "project id": auth.project_id,
+            "security token": auth.security_token,
+        }
     elif isinstance(auth, TokenAuth):
         values = {"token": auth.token}
     elif isinstance(auth, PasswordAuth):
         values = {"project id": auth.project_id}
     for what, value in values.items():
         if any(ord(char) < 32 or ord(char) == 127 for char in value):
-            raise OptionsError(f"{auth.source}: the {what} holds a control character (a line "
-                               "break?), which cannot be sent in an HTTP header — fix the "
-                               "value there")
+            raise OptionsError(
+                f"{auth.source}: the {what} holds a control character (a line "
+                "break?), which cannot be sent in an HTTP header — fix the "
+                "value there"
+            )
 
 
 def _check_ca_bundle(path: str) -> None:
@@ -202,9 +256,14 @@ def _check_ca_bundle(path: str) -> None:
         ssl.create_default_context(cafile=path)
     except (OSError, ssl.SSLError) as error:
         cause = getattr(error, "strerror", None) or error
-        raise OptionsError.about("ca_bundle", path, lambda named: (
-            f"{named}: not a readable PEM file of CA certificates ({cause}) — check the path "
-            "and the file")) from None
+        raise OptionsError.about(
+            "ca_bundle",
+            path,
+            lambda named: (
+                f"{named}: not a readable PEM file of CA certificates ({cause}) — check the path "
+                "and the file"
+            ),
+        ) from None
 
 
 def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
@@ -217,10 +276,13 @@ def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
     elif profile.get("region"):
         endpoint = ims_endpoint(str(profile["region"]))
     else:
-        raise OptionsError(wording=lambda name: (
-            f"no service to talk to — give {name('endpoint', 'URL')} or "
-            f"{name('region', 'REGION')}, set endpoint or region in the profile, or use "
-            f"{name('fake', '')} to try the embedded fake IMS"))
+        raise OptionsError(
+            wording=lambda name: (
+                f"no service to talk to — give {name('endpoint', 'URL')} or "
+                f"{name('region', 'REGION')}, set endpoint or region in the profile, or use "
+                f"{name('fake', '')} to try the embedded fake IMS"
+            )
+        )
     try:
         parts = urlsplit(endpoint)
         usable = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -228,22 +290,30 @@ def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
         usable = False
     if not usable:
         shown = repr(endpoint) if "@" not in endpoint else "(a URL with '@', not shown)"
-        raise OptionsError(f"endpoint {shown} is not an http(s) URL — write it like "
-                           "https://ims.ap-southeast-1.myhuaweicloud.com")
+        raise OptionsError(
+            f"endpoint {shown} is not an http(s) URL — write it like "
+            "https://ims.ap-southeast-1.myhuaweicloud.com"
+        )
     return endpoint
 
 
-def _from_environment(environ: Mapping[str, str], settings: Settings,
-                      warnings: list[str]) -> Auth | None:
+def _from_environment(
+    environ: Mapping[str, str], settings: Settings, warnings: list[str]
+) -> Auth | None:
     ak, sk = environ.get(ENV_AK, "").strip(), environ.get(ENV_SK, "").strip()
     if ak or sk:
         if not (ak and sk):
             missing = ENV_SK if ak else ENV_AK
-            raise OptionsError(f"{missing} is not set while {ENV_AK if ak else ENV_SK} is — "
-                               "set both, or neither")
-        return AkSkAuth(ak, sk, environ.get(ENV_PROJECT, "").strip(),
-                        environ.get(ENV_SECURITY_TOKEN, "").strip(),
-                        source=f"environment variables {ENV_AK}/{ENV_SK}")
+            raise OptionsError(
+                f"{missing} is not set while {ENV_AK if ak else ENV_SK} is — set both, or neither"
+            )
+        return AkSkAuth(
+            ak,
+            sk,
+            environ.get(ENV_PROJECT, "").strip(),
+            environ.get(ENV_SECURITY_TOKEN, "").strip(),
+            source=f"environment variables {ENV_AK}/{ENV_SK}",
+        )
     token = environ.get(TOKEN_VARIABLE, "").strip()
     if token:
         return TokenAuth(token, source=f"environment variable {TOKEN_VARIABLE}")
@@ -251,12 +321,19 @@ def _from_environment(environ: Mapping[str, str], settings: Settings,
     if user or password:
         domain = environ.get(ENV_IAM_DOMAIN, "")
         if not (user and password and domain):
-            raise OptionsError(f"an IAM login needs {ENV_IAM_USER}, {ENV_IAM_PASSWORD} and "
-                               f"{ENV_IAM_DOMAIN} (the account name) — set all three")
-        return PasswordAuth("", user, password, domain,
-                            project_name=settings.region or "",
-                            project_id=environ.get(ENV_PROJECT, ""),
-                            source=f"environment variables {ENV_IAM_USER}/{ENV_IAM_PASSWORD}")
+            raise OptionsError(
+                f"an IAM login needs {ENV_IAM_USER}, {ENV_IAM_PASSWORD} and "
+                f"{ENV_IAM_DOMAIN} (the account name) — set all three"
+            )
+        return PasswordAuth(
+            "",
+            user,
+            password,
+            domain,
+            project_name=settings.region or "",
+            project_id=environ.get(ENV_PROJECT, ""),
+            source=f"environment variables {ENV_IAM_USER}/{ENV_IAM_PASSWORD}",
+        )
     return None
 
 
@@ -264,9 +341,12 @@ def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise OptionsError(wording=lambda named: (
-            f"{path}: no config file — create it with a [profiles.{name}] table, or point "
-            f"BATCHPATCH_CONFIG / {named('config', '')} at yours")) from None
+        raise OptionsError(
+            wording=lambda named: (
+                f"{path}: no config file — create it with a [profiles.{name}] table, or point "
+                f"BATCHPATCH_CONFIG / {named('config', '')} at yours"
+            )
+        ) from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise OptionsError(f"{path}: not valid TOML ({error}) — fix the file") from None
     profiles = document.get("profiles", {})
@@ -281,42 +361,66 @@ def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
         raise OptionsError(
             f"{path}: profile {name!r} has unknown keys {', '.join(unknown)} — use "
             f"{', '.join(sorted(PROFILE_KEYS))}; secrets belong in the environment or a "
-            "credentials_file, never in the profile")
+            "credentials_file, never in the profile"
+        )
     profile["_name"] = f"profile {name!r} in {path}"
     return profile
 
 
-def _from_profile(profile: Mapping[str, Any], environ: Mapping[str, str], region: str,
-                  iam: str, warnings: list[str]) -> Auth:
+def _from_profile(
+    profile: Mapping[str, Any],
+    environ: Mapping[str, str],
+    region: str,
+    iam: str,
+    warnings: list[str],
+) -> Auth:
     where = profile["_name"]
     values: dict[str, str] = {}
     if profile.get("credentials_file"):
-        values = _credentials_file(Path(str(profile["credentials_file"])).expanduser(),
-                                   warnings)
+        values = _credentials_file(Path(str(profile["credentials_file"])).expanduser(), warnings)
         where = f"{where}, file {profile['credentials_file']}"
-    for key, variable in (("access_key", "ak_env"), ("secret_key", "sk_env"),
-                          ("security_token", "security_token_env"), ("token", "token_env"),
-                          ("iam_user", "iam_user_env"), ("iam_password", "iam_password_env")):
+    for key, variable in (
+        ("access_key", "ak_env"),
+        ("secret_key", "sk_env"),
+        ("security_token", "security_token_env"),
+        ("token", "token_env"),
+        ("iam_user", "iam_user_env"),
+        ("iam_password", "iam_password_env"),
+    ):
         if profile.get(variable):
             name = str(profile[variable])
             if not environ.get(name):
-                raise OptionsError(f"{where}: {variable} names {name}, which is not set — "
-                                   f"export {name}")
+                raise OptionsError(
+                    f"{where}: {variable} names {name}, which is not set — export {name}"
+                )
             values[key] = environ[name].strip()
     values.setdefault("iam_domain", str(profile.get("iam_domain", "")))
     project = str(profile.get("project_id", ""))
     if values.get("access_key") and values.get("secret_key"):
-        return AkSkAuth(values["access_key"], values["secret_key"], project,
-                        values.get("security_token", ""), source=where)
+        return AkSkAuth(
+            values["access_key"],
+            values["secret_key"],
+            project,
+            values.get("security_token", ""),
+            source=where,
+        )
     if values.get("token"):
         return TokenAuth(values["token"], source=where)
     if values.get("iam_user") and values.get("iam_password") and values.get("iam_domain"):
-        return PasswordAuth(iam, values["iam_user"], values["iam_password"],
-                            values["iam_domain"], project_name=region, project_id=project,
-                            source=where)
-    raise OptionsError(f"{where}: no complete credentials — give ak_env and sk_env, or "
-                       "token_env, or iam_user_env, iam_password_env and iam_domain, or a "
-                       "credentials_file holding them")
+        return PasswordAuth(
+            iam,
+            values["iam_user"],
+            values["iam_password"],
+            values["iam_domain"],
+            project_name=region,
+            project_id=project,
+            source=where,
+        )
+    raise OptionsError(
+        f"{where}: no complete credentials — give ak_env and sk_env, or "
+        "token_env, or iam_user_env, iam_password_env and iam_domain, or a "
+        "credentials_file holding them"
+    )
 
 
 def _credentials_file(path: Path, warnings: list[str]) -> dict[str, str]:
@@ -326,13 +430,16 @@ def _credentials_file(path: Path, warnings: list[str]) -> dict[str, str]:
     except FileNotFoundError:
         raise OptionsError(f"{path}: no such credentials file — create it (mode 600)") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
-        raise OptionsError(f"{path}: not a readable TOML credentials file "
-                           f"({type(error).__name__}) — fix the file") from None
+        raise OptionsError(
+            f"{path}: not a readable TOML credentials file ({type(error).__name__}) — fix the file"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        warnings.append(f"{path} can be read by others (mode {stat.filemode(mode)}) — "
-                        f"run: chmod 600 {path}")
+        warnings.append(
+            f"{path} can be read by others (mode {stat.filemode(mode)}) — run: chmod 600 {path}"
+        )
     unknown = sorted(set(document) - FILE_KEYS)
     if unknown:
-        raise OptionsError(f"{path}: unknown keys {', '.join(unknown)} — use "
-                           f"{', '.join(sorted(FILE_KEYS))}")
+        raise OptionsError(
+            f"{path}: unknown keys {', '.join(unknown)} — use {', '.join(sorted(FILE_KEYS))}"
+        )
     return {key: str(value).strip() for key, value in document.items()}

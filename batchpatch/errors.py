@@ -30,8 +30,11 @@ Wording = Callable[[Namer], str]
 
 #: Parameters the library names in words rather than as ``name=value``; ``fake`` is no
 #: parameter but the fake IMS the CLI starts with a flag of its own.
-_PARAMETER_WORDS = {"report_path": "report path", "summary_path": "summary path",
-                    "fake": "batchpatch.fake"}
+_PARAMETER_WORDS = {
+    "report_path": "report path",
+    "summary_path": "summary path",
+    "fake": "batchpatch.fake",
+}
 #: Things to do that are a call in the library (and a command in the CLI), given a value.
 _CALLS = {"make_plan": "make_plan(SHEET, out={value})"}
 
@@ -149,18 +152,24 @@ class OptionsError(InputError, Worded):
     """An option (a parameter of the library, a flag of the CLI) or a setting is invalid or
     missing.  ``parameter`` names it when the error is about one."""
 
-    def __init__(self, message: str = "", *, parameter: str = "",
-                 wording: Wording | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, parameter: str = "", wording: Wording | None = None
+    ) -> None:
         self.parameter = parameter
         self.wording = wording
         super().__init__(message if wording is None else wording(library_name))
 
     @classmethod
-    def about(cls, parameter: str, value: str, say: Callable[[str], str], *,
-              value_shown: bool = True) -> OptionsError:
+    def about(
+        cls, parameter: str, value: str, say: Callable[[str], str], *, value_shown: bool = True
+    ) -> OptionsError:
         """An error about ``parameter`` set to ``value``: ``say`` gets how it is named."""
-        return cls(parameter=parameter, wording=lambda name: say(
-            name(parameter, value) if value_shown else name(parameter, "")))
+        return cls(
+            parameter=parameter,
+            wording=lambda name: say(
+                name(parameter, value) if value_shown else name(parameter, "")
+            ),
+        )
 
     def text(self, name: Namer = library_name) -> str:
         return Worded.text(self, name)
@@ -176,16 +185,20 @@ class ReadFailed(RunAborted, Worded):
     ``kind`` is the service's ``AnswerKind`` of the answer, when one was judged.
     """
 
-    def __init__(self, status: int | None, code: str, message: str, request_id: str, *,
-                 kind: Any = None) -> None:
+    def __init__(
+        self, status: int | None, code: str, message: str, request_id: str, *, kind: Any = None
+    ) -> None:
         self.status, self.code, self.message, self.request_id = status, code, message, request_id
         self.kind = kind
         super().__init__(self.text())
 
     @property
     def refused_credentials(self) -> bool:
-        return (self.status in (401, 403) or self.code == "iam_login_failed"
-                or getattr(self.kind, "value", "") in ("auth_failed", "forbidden"))
+        return (
+            self.status in (401, 403)
+            or self.code == "iam_login_failed"
+            or getattr(self.kind, "value", "") in ("auth_failed", "forbidden")
+        )
 
     @property
     def certificate_refused(self) -> bool:
@@ -208,8 +221,10 @@ class ReadFailed(RunAborted, Worded):
             return "check the credentials (batchpatch whoami shows which are used)"
         if self.certificate_refused:
             return trust_private_ca(name)
-        return (f"fix the cause and run again, or send the sheet's changes as written "
-                f"({name('plan', 'AS_WRITTEN')})")
+        return (
+            f"fix the cause and run again, or send the sheet's changes as written "
+            f"({name('plan', 'AS_WRITTEN')})"
+        )
 
 
 class AuthFailed(RunAborted):

@@ -42,8 +42,13 @@ class Reader:
 
     async def images(self, query: dict[str, str]) -> list[Image]:
         """One page of images; the caller has already waited for its turn to start."""
-        tried: Attempt[None] = await attempt(lambda: self.client.list_images(query), self.client,
-                              self.policy, self.pacer, what="a read")
+        tried: Attempt[None] = await attempt(
+            lambda: self.client.list_images(query),
+            self.client,
+            self.policy,
+            self.pacer,
+            what="a read",
+        )
         return _images(self.client, tried.answer)
 
     async def paced(self, query: dict[str, str]) -> list[Image]:
@@ -117,9 +122,14 @@ async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:
 
 def endless_paging(endpoint: str, marker: str) -> ReadFailed:
     """The service answered a page it had answered before: it does not honour ``marker``."""
-    return ReadFailed(200, "", f"ListImages at {endpoint}/v2/cloudimages answered the same "
-                      f"page again (marker {marker[:64]!r}): it does not page with marker, "
-                      "so the images cannot all be read", "")
+    return ReadFailed(
+        200,
+        "",
+        f"ListImages at {endpoint}/v2/cloudimages answered the same "
+        f"page again (marker {marker[:64]!r}): it does not page with marker, "
+        "so the images cannot all be read",
+        "",
+    )
 
 
 async def read_image(reader: Reader, image_id: str) -> Image | None:
@@ -136,10 +146,16 @@ async def read_image(reader: Reader, image_id: str) -> Image | None:
 
 def _images(service: ImageService, response: ApiResponse) -> list[Image]:
     if not response.ok:
-        raise ReadFailed(response.status, response.error_code, response.error_message,
-                         response.request_id, kind=service.classify(response))
+        raise ReadFailed(
+            response.status,
+            response.error_code,
+            response.error_message,
+            response.request_id,
+            kind=service.classify(response),
+        )
     images = service.images(response)
     if images is None:
-        raise ReadFailed(response.status, "", "ListImages answered without an images list",
-                         response.request_id)
+        raise ReadFailed(
+            response.status, "", "ListImages answered without an images list", response.request_id
+        )
     return images

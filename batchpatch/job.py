@@ -159,20 +159,23 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return apply_exit_code((row.outcome.status for row in self.rows),
-                               stopped=bool(self.stop_reason))
+        return apply_exit_code(
+            (row.outcome.status for row in self.rows), stopped=bool(self.stop_reason)
+        )
 
     def summary(self) -> str:
         """One line: counts by status, wall time, request rate, report path."""
         counts = self.counts
-        parts = ", ".join(f"{counts[str(status)]} {status}" for status in Status
-                          if counts[str(status)])
+        parts = ", ".join(
+            f"{counts[str(status)]} {status}" for status in Status if counts[str(status)]
+        )
         rate = self.requests / self.seconds if self.seconds > 0 else 0.0
-        return (f"{len(self.rows)} rows: {parts or 'nothing to do'} | "
-                f"{self.requests} requests in {self.seconds:.1f} s ({rate:.1f}/s) | "
-                + (f"encoding: {self.sheet.encoding_label} | " if self.sheet.encoding_label
-                   else "")
-                + f"report: {self.report_path}")
+        return (
+            f"{len(self.rows)} rows: {parts or 'nothing to do'} | "
+            f"{self.requests} requests in {self.seconds:.1f} s ({rate:.1f}/s) | "
+            + (f"encoding: {self.sheet.encoding_label} | " if self.sheet.encoding_label else "")
+            + f"report: {self.report_path}"
+        )
 
 
 async def plan_sheet(sheet: Sheet, reader: Reader) -> list[ImagePlan]:
@@ -224,27 +227,50 @@ async def apply_sheet(
     in the result, not raised.
     """
     if not isinstance(sheet, Sheet):
-        sheet = read_sheet(sheet, sheet_name=sheet_name, skip_invalid=skip_invalid,
-                           encoding=encoding, delimiter=delimiter)
+        sheet = read_sheet(
+            sheet,
+            sheet_name=sheet_name,
+            skip_invalid=skip_invalid,
+            encoding=encoding,
+            delimiter=delimiter,
+        )
     source = plan_source(plan)
-    report = (Path(report_path) if report_path
-              else default_report_path(sheet.path, dry_run=dry_run))
+    report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     started = time.time()
     _check_inputs(sheet, report, source, dry_run=dry_run)
     stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
     ledger = ledger if ledger is not None else Ledger()
     if on_outcome is not None:
         ledger.listen(_outcome_listener(on_outcome))
-    run = _Run(sheet, report, endpoint, auth, limits or Limits(), safeguards or Safeguards(),
-               source, dry_run, ca_bundle, on_request, stop, abort, ledger, service)
+    run = _Run(
+        sheet,
+        report,
+        endpoint,
+        auth,
+        limits or Limits(),
+        safeguards or Safeguards(),
+        source,
+        dry_run,
+        ca_bundle,
+        on_request,
+        stop,
+        abort,
+        ledger,
+        service,
+    )
     with hold_run(sheet.path, report):
-        clear_stale_temporaries(apply_files(sheet.path, report, dry_run=dry_run)[1],
-                                started=started)
+        clear_stale_temporaries(
+            apply_files(sheet.path, report, dry_run=dry_run)[1], started=started
+        )
         if dry_run:
             return await _written(run.execute(None), report, None)
-        journal = Journal(journal_path(report), sheet_sha256=sheet_digest(sheet.path),
-                          endpoint=endpoint, restart=restart,
-                          on_failure=lambda _: stop.set())
+        journal = Journal(
+            journal_path(report),
+            sheet_sha256=sheet_digest(sheet.path),
+            endpoint=endpoint,
+            restart=restart,
+            on_failure=lambda _: stop.set(),
+        )
         finished = False
         try:
             result = await _written(run.execute(journal), report, journal)
@@ -259,9 +285,14 @@ def _check_inputs(sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bo
     report has the sheet's format and can be written, a saved plan fits the sheet."""
     check_outputs(*apply_files(sheet.path, report, dry_run=dry_run))
     if report.suffix.lower() != sheet.path.suffix.lower():
-        raise OptionsError.about("report_path", str(report), lambda named: (
-            f"{named} must have the sheet's extension ({sheet.path.suffix}), since the "
-            "report is written in its format"))
+        raise OptionsError.about(
+            "report_path",
+            str(report),
+            lambda named: (
+                f"{named} must have the sheet's extension ({sheet.path.suffix}), since the "
+                "report is written in its format"
+            ),
+        )
     if isinstance(source, SavedPlan):
         check_plans(sheet, source.plans)
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
@@ -293,8 +324,9 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
         raise _ReportNotWritten(error) from error
 
 
-async def _written(execution: Awaitable[RunResult], report: Path,
-                   journal: Journal | None) -> RunResult:
+async def _written(
+    execution: Awaitable[RunResult], report: Path, journal: Journal | None
+) -> RunResult:
     """The run's result, unless the journal or the report could not be written (a full
     disk): then the run stops (exit 3) saying which file still holds every outcome."""
     try:
@@ -304,18 +336,23 @@ async def _written(execution: Awaitable[RunResult], report: Path,
         if journal is None:
             message = f"could not write the report {report}: {why} — free space and rerun"
         elif journal.error is None:
-            message = (f"could not write the report {report}: {why} — the journal at "
-                       f"{journal.path} holds every outcome; free space and rerun")
+            message = (
+                f"could not write the report {report}: {why} — the journal at "
+                f"{journal.path} holds every outcome; free space and rerun"
+            )
         else:
-            message = (f"could not write the report {report} ({why}) nor the journal at "
-                       f"{journal.path} ({_why(journal.error)}) — free space and rerun")
+            message = (
+                f"could not write the report {report} ({why}) nor the journal at "
+                f"{journal.path} ({_why(journal.error)}) — free space and rerun"
+            )
         raise WriteFailed(message) from None
     if journal is not None and journal.error is not None:
-        reason = (f"could not write the journal at {journal.path}: {_why(journal.error)} — "
-                  "no request was started after that; the report holds every outcome; "
-                  "free space and rerun")
-        return dataclasses.replace(result, stop_reason=reason,
-                                   stop=StopReason("journal", reason))
+        reason = (
+            f"could not write the journal at {journal.path}: {_why(journal.error)} — "
+            "no request was started after that; the report holds every outcome; "
+            "free space and rerun"
+        )
+        return dataclasses.replace(result, stop_reason=reason, stop=StopReason("journal", reason))
     return result
 
 
@@ -355,18 +392,29 @@ class _Run:
             requests = client.requests
         rows = rows_of(self.sheet, self.ledger)
         write_report(self.sheet, rows, self.report)
-        return RunResult(self.sheet, rows, self.report, requests,
-                         time.perf_counter() - started, "" if stop is None else str(stop),
-                         stop, self.ledger)
+        return RunResult(
+            self.sheet,
+            rows,
+            self.report,
+            requests,
+            time.perf_counter() - started,
+            "" if stop is None else str(stop),
+            stop,
+            self.ledger,
+        )
 
     def _service(self) -> Any:
         if self.service is not None:
             return _Borrowed(self.service)
-        return ImsClient(self.endpoint, self.auth, timeout=self.limits.timeout,
-                         connections=self.limits.concurrency, ca_bundle=self.ca_bundle)
+        return ImsClient(
+            self.endpoint,
+            self.auth,
+            timeout=self.limits.timeout,
+            connections=self.limits.concurrency,
+            ca_bundle=self.ca_bundle,
+        )
 
-    async def _plan_and_send(self, client: ImageService,
-                             resume: _Resume) -> StopReason | None:
+    async def _plan_and_send(self, client: ImageService, resume: _Resume) -> StopReason | None:
         pacer = Pacer(self.limits)
         reader = Reader(client, pacer, self.safeguards.policy, self.stop)
         try:
@@ -383,16 +431,21 @@ class _Run:
         Images that need it are read first: all of them with a read pass, else those an
         earlier run left in doubt or the sheet now asks otherwise of.  An image in doubt
         that reads as done was applied by that run."""
-        to_read = ({patch.image_id for patch in resume.pending}
-                   if isinstance(self.source, ReadPass)
-                   else resume.in_doubt | resume.asked_anew)
+        to_read = (
+            {patch.image_id for patch in resume.pending}
+            if isinstance(self.source, ReadPass)
+            else resume.in_doubt | resume.asked_anew
+        )
         images = {}
         if to_read:
             await self._let_earlier_writes_land(resume)
-            images = await _unless_aborted(self.abort, fetch_images(
-                reader, [p.image_id for p in resume.pending if p.image_id in to_read]))
-        saved = ({p.image_id: p for p in self.source.plans}
-                 if isinstance(self.source, SavedPlan) else {})
+            images = await _unless_aborted(
+                self.abort,
+                fetch_images(reader, [p.image_id for p in resume.pending if p.image_id in to_read]),
+            )
+        saved = (
+            {p.image_id: p for p in self.source.plans} if isinstance(self.source, SavedPlan) else {}
+        )
         for patch in resume.pending:
             image_id, image = patch.image_id, images.get(patch.image_id)
             earlier = resume.in_doubt_plans.get(image_id)
@@ -409,38 +462,56 @@ class _Run:
         applied, and reading the image before then would send it a second time."""
         if not resume.in_doubt or resume.last_doubtful_write is None:
             return
-        wait = min(resume.last_doubtful_write + self.limits.timeout - time.time(),
-                   self.limits.timeout)
+        wait = min(
+            resume.last_doubtful_write + self.limits.timeout - time.time(), self.limits.timeout
+        )
         if wait <= 0:
             return
-        log.warning("waiting %.1f s before reading back %d image(s) the interrupted run was "
-                 "writing: its last write may still be applied (the request timeout is "
-                 "%g s)", wait, len(resume.in_doubt), self.limits.timeout)
+        log.warning(
+            "waiting %.1f s before reading back %d image(s) the interrupted run was "
+            "writing: its last write may still be applied (the request timeout is "
+            "%g s)",
+            wait,
+            len(resume.in_doubt),
+            self.limits.timeout,
+        )
         if not await sleep_unless_stopped(anyio.sleep, wait, self.stop):
-            raise ReadStopped("stopped by a signal before the images the interrupted run "
-                              "was writing were read back")
+            raise ReadStopped(
+                "stopped by a signal before the images the interrupted run "
+                "was writing were read back"
+            )
 
     def _settle_earlier(self, earlier: ImagePlan, image: dict[str, Any] | None) -> None:
         """An image an earlier run left in doubt, read back: applied by it, or replanned."""
         settled, applied = settle(earlier, image)
         self.ledger.plan(settled)
         if applied:  # journaled, not counted: this run sent nothing
-            self.ledger.finish(Outcome(settled.image_id, Status.SUCCEEDED,
-                                       error_message=APPLIED_BY_EARLIER_RUN),
-                               counted=False)
+            self.ledger.finish(
+                Outcome(settled.image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN),
+                counted=False,
+            )
 
     async def send(self, client: ImageService, pacer: Pacer) -> StopReason | None:
         """Stage 3: send every plan that still changes something; why the run stopped,
         if it did."""
         self._announce_unsent()
-        sendable = [entry.plan for entry in self.ledger
-                    if entry.plan is not None and entry.plan.status is None
-                    and entry.outcome is None]
+        sendable = [
+            entry.plan
+            for entry in self.ledger
+            if entry.plan is not None and entry.plan.status is None and entry.outcome is None
+        ]
         if self.dry_run:
             await self._preview(client, sendable)
             return None
-        runner = Runner(client, pacer, self.safeguards, ledger=self.ledger, stop=self.stop,
-                        abort=self.abort, add_on_conflict=isinstance(self.source, AsWritten))
+        runner = Runner(
+            client,
+            pacer,
+            self.safeguards,
+            ledger=self.ledger,
+            stop=self.stop,
+            abort=self.abort,
+            add_on_conflict=isinstance(self.source, AsWritten),
+        )
         attempted = await runner.run(sendable)
         if runner.stop is None and len(attempted) < len(sendable):
             return StopReason("not_attempted", "stopped before every image was attempted")
@@ -462,8 +533,7 @@ class _Run:
         for item in sendable:
             if self.on_request is not None:
                 self.on_request(await client.preview_update(item.image_id, item.patch.body()))
-            self.ledger.finish(Outcome(item.image_id, Status.PLANNED), counted=False,
-                               event=None)
+            self.ledger.finish(Outcome(item.image_id, Status.PLANNED), counted=False, event=None)
 
 
 class _Borrowed:
@@ -481,14 +551,14 @@ class _Borrowed:
 
 def _read_failed(failure: ReadFailed, client: ImageService) -> StopReason:
     """The images could not be read: the run stops, naming the credentials if refused."""
-    suffix = (f" (credentials used: {client.describe()})" if failure.refused_credentials
-              else "")
+    suffix = f" (credentials used: {client.describe()})" if failure.refused_credentials else ""
     return StopReason("read_failed", "", lambda name: failure.text(name) + suffix)
 
 
 #: Why an image a dead run was writing is ``succeeded`` without a write of this run.
-APPLIED_BY_EARLIER_RUN = ("applied by the interrupted run: reading the image back shows the "
-                          "change in place")
+APPLIED_BY_EARLIER_RUN = (
+    "applied by the interrupted run: reading the image back shows the change in place"
+)
 
 
 @dataclass(frozen=True)
@@ -545,18 +615,25 @@ class _Resume:
     def tell(self, journal: Journal) -> None:
         """Say what is resumed, and when the journal is of another sheet or service."""
         if journal.other_endpoint:
-            log.warning("the journal %s was written against %s, not this endpoint: it is set "
-                        "aside and nothing in it is resumed", journal.path,
-                        journal.other_endpoint)
+            log.warning(
+                "the journal %s was written against %s, not this endpoint: it is set "
+                "aside and nothing in it is resumed",
+                journal.path,
+                journal.other_endpoint,
+            )
         if journal.other_sheet:
-            log.warning("the journal %s belongs to another version of the sheet: the %d "
-                        "images it had in doubt are read back before anything is sent, and "
-                        "of the %d it finished, the %d the sheet asks the same of are not "
-                        "sent again", journal.path, len(journal.in_doubt),
-                        len(journal.recorded), len(self.kept))
+            log.warning(
+                "the journal %s belongs to another version of the sheet: the %d "
+                "images it had in doubt are read back before anything is sent, and "
+                "of the %d it finished, the %d the sheet asks the same of are not "
+                "sent again",
+                journal.path,
+                len(journal.in_doubt),
+                len(journal.recorded),
+                len(self.kept),
+            )
         if self.recorded:
-            log.info("resuming: %d images already done are not sent again",
-                     len(self.recorded))
+            log.info("resuming: %d images already done are not sent again", len(self.recorded))
 
 
 def _earlier_plan(journal: Journal, patch: ImagePatch) -> ImagePlan | None:
@@ -603,8 +680,9 @@ def rows_of(sheet: Sheet, ledger: Ledger) -> list[RowResult]:
     return row_results(sheet, list(ledger.plans().values()), ledger.outcomes())
 
 
-def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
-                sent: dict[str, Outcome]) -> list[RowResult]:
+def row_results(
+    sheet: Sheet, plans: Sequence[ImagePlan], sent: dict[str, Outcome]
+) -> list[RowResult]:
     """One result per source row, in sheet order; rows never reached are ``not_attempted``."""
     results: dict[int, RowResult] = {}
     for row, reason in sheet.invalid.items():
@@ -620,8 +698,12 @@ def row_results(sheet: Sheet, plans: Sequence[ImagePlan],
             elif status == Status.UNCHANGED:
                 outcome = Outcome(plan.image_id, Status.UNCHANGED)
             else:
-                outcome = Outcome(plan.image_id, status, error_code=PLAN_REFUSALS[status],
-                                  error_message=plan.reason)
+                outcome = Outcome(
+                    plan.image_id,
+                    status,
+                    error_code=PLAN_REFUSALS[status],
+                    error_message=plan.reason,
+                )
             before, after = _before_after(plan, row, long=sheet.shape == "long")
             results[row] = RowResult(outcome, before, after)
     missing = [row for row in sheet.rows if row not in results]
@@ -672,8 +754,9 @@ async def make_plan(
         check_plan_files(sheet.path, Path(out))
         clear_stale_temporaries([RunFile("the plan file", Path(out))])
     limits = limits or Limits()
-    async with ImsClient(endpoint, auth, timeout=limits.timeout,
-                         connections=limits.concurrency, ca_bundle=ca_bundle) as client:
+    async with ImsClient(
+        endpoint, auth, timeout=limits.timeout, connections=limits.concurrency, ca_bundle=ca_bundle
+    ) as client:
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(Path(out), sheet, endpoint, plans)

@@ -72,9 +72,15 @@ def journal_path(report_path: Path) -> Path:
 class Journal:
     """Appends a run's events to ``path``; ``recorded`` holds what an earlier run left."""
 
-    def __init__(self, path: Path, *, sheet_sha256: str, endpoint: str,
-                 restart: bool = False,
-                 on_failure: Callable[[OSError], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sheet_sha256: str,
+        endpoint: str,
+        restart: bool = False,
+        on_failure: Callable[[OSError], None] | None = None,
+    ) -> None:
         """Open a fresh journal at ``path``, carrying over what an earlier run left there.
 
         Raises ``OptionsError`` when a folder is in the way and ``WriteFailed`` when the
@@ -102,8 +108,12 @@ class Journal:
         if not restart:
             self._load(identity)
         if self.damaged:
-            log.warning("the journal at %s: ignored %d damaged line(s) (a line torn by a "
-                        "killed run is normal)", path, self.damaged)
+            log.warning(
+                "the journal at %s: ignored %d damaged line(s) (a line torn by a "
+                "killed run is normal)",
+                path,
+                self.damaged,
+            )
         # What an earlier run left is carried into a fresh journal, which replaces the old
         # one only once it is complete: a kill in between loses nothing.
         self._file = self._create_fresh(identity)
@@ -141,8 +151,9 @@ class Journal:
 
         It is made by ``mkstemp`` (a new file, never a planted symlink) beside ``path``."""
         try:
-            descriptor, name = tempfile.mkstemp(dir=self.path.parent, suffix=_FRESH_SUFFIX,
-                                                prefix=f".{self.path.name}.")
+            descriptor, name = tempfile.mkstemp(
+                dir=self.path.parent, suffix=_FRESH_SUFFIX, prefix=f".{self.path.name}."
+            )
         except OSError as error:
             raise self._unwritable(error) from None
         fresh = Path(name)
@@ -166,20 +177,29 @@ class Journal:
         return file
 
     def _unwritable(self, error: OSError) -> WriteFailed:
-        return WriteFailed(f"cannot write the journal at {self.path}: "
-                           f"{error.strerror or error} — nothing was sent; free space (or "
-                           "fix the folder's permissions) and rerun")
+        return WriteFailed(
+            f"cannot write the journal at {self.path}: "
+            f"{error.strerror or error} — nothing was sent; free space (or "
+            "fix the folder's permissions) and rerun"
+        )
 
-    def sending(self, image_id: str, plan: dict[str, Any] | None = None,
-                at: float | None = None) -> None:
+    def sending(
+        self, image_id: str, plan: dict[str, Any] | None = None, at: float | None = None
+    ) -> None:
         """A PATCH of ``image_id`` is about to go out (or went out ``at``, epoch seconds),
         carrying ``plan``'s changes."""
-        self._write({"event": "sending", "image_id": image_id,
-                     "at": round(time.time() if at is None else at, 3)}
-                    | ({} if plan is None else {"plan": plan}))
+        self._write(
+            {
+                "event": "sending",
+                "image_id": image_id,
+                "at": round(time.time() if at is None else at, 3),
+            }
+            | ({} if plan is None else {"plan": plan})
+        )
 
-    def outcome(self, outcome: Outcome, plan: dict[str, Any] | None = None, *,
-                in_doubt: bool | None = None) -> None:
+    def outcome(
+        self, outcome: Outcome, plan: dict[str, Any] | None = None, *, in_doubt: bool | None = None
+    ) -> None:
         """``outcome`` is final for this run; ``plan`` decides its rows.  ``in_doubt``: its
         last write may have been applied and no read-back settled it (default: the outcome
         got no answer)."""
@@ -227,13 +247,17 @@ class Journal:
         except FileNotFoundError:
             return []
         except OSError as error:
-            log.warning("the journal at %s cannot be read (%s); it is ignored and replaced",
-                        self.path, error.strerror or error)
+            log.warning(
+                "the journal at %s cannot be read (%s); it is ignored and replaced",
+                self.path,
+                error.strerror or error,
+            )
             return []
         with os.fdopen(descriptor, "rb") as file:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                log.warning("the journal at %s is not a regular file; it is ignored and "
-                            "replaced", self.path)
+                log.warning(
+                    "the journal at %s is not a regular file; it is ignored and replaced", self.path
+                )
                 return []
             data = file.read()
         lines = data.decode("utf-8", "surrogateescape").split("\n")
@@ -273,9 +297,13 @@ class Journal:
         """Warn when the journal is one another version of batchpatch wrote: it is not read."""
         found = None if header is None else header.get("format")
         if isinstance(found, str) and found.startswith("batchpatch-journal/"):
-            log.warning("the journal at %s was written by another version of batchpatch "
-                        "(%s, this one reads %s): it is set aside and nothing in it is resumed",
-                        self.path, found, FORMAT)
+            log.warning(
+                "the journal at %s was written by another version of batchpatch "
+                "(%s, this one reads %s): it is set aside and nothing in it is resumed",
+                self.path,
+                found,
+                FORMAT,
+            )
 
     def _note_sent_at(self, entry: dict[str, Any]) -> None:
         at = entry.get("at")
@@ -291,8 +319,9 @@ class Journal:
             return None
 
 
-def _settle(outcome: Outcome, in_doubt: object, recorded: dict[str, Outcome],
-            sending: set[str]) -> None:
+def _settle(
+    outcome: Outcome, in_doubt: object, recorded: dict[str, Outcome], sending: set[str]
+) -> None:
     """Fold one recorded outcome into what is known: done, in doubt, or neither."""
     recorded.pop(outcome.image_id, None)
     if outcome.status.done:
@@ -307,9 +336,14 @@ def _settle(outcome: Outcome, in_doubt: object, recorded: dict[str, Outcome],
 def _refuse_folder(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         raise OptionsError.about(
-            "report_path", str(path.with_name(path.name.removesuffix(".journal"))),
-            lambda report: f"{path} is a folder where the journal goes — move it away, or "
-            f"choose another {report}", value_shown=False)
+            "report_path",
+            str(path.with_name(path.name.removesuffix(".journal"))),
+            lambda report: (
+                f"{path} is a folder where the journal goes — move it away, or "
+                f"choose another {report}"
+            ),
+            value_shown=False,
+        )
 
 
 def _remove_stale_copies(path: Path) -> None:

@@ -115,7 +115,6 @@ class Limits:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}")
         if not MIN_RATE <= self.rate <= MAX_RATE:
-            raise ValueError(f"rate must be from {MIN_RATE:g} to {MAX_RATE:g} requests per "
-                             "second")
+            raise ValueError(f"rate must be from {MIN_RATE:g} to {MAX_RATE:g} requests per second")
         if not self.timeout > 0:
             raise ValueError("timeout must be greater than 0 seconds")

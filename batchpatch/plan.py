@@ -56,15 +56,20 @@ class ImagePlan:
     def patch(self) -> ImagePatch:
         """The operations to send: only the changes not yet in place."""
         sending = [change for change in self.changes if change.planned is not None]
-        return ImagePatch(self.image_id,
-                          tuple(change.planned for change in sending if change.planned),
-                          tuple(change.source for change in sending))
+        return ImagePatch(
+            self.image_id,
+            tuple(change.planned for change in sending if change.planned),
+            tuple(change.source for change in sending),
+        )
 
     @property
     def patch_requested(self) -> ImagePatch:
         """The changes as the sheet asked for them, before planning."""
-        return ImagePatch(self.image_id, tuple(c.requested for c in self.changes),
-                          tuple(c.source for c in self.changes))
+        return ImagePatch(
+            self.image_id,
+            tuple(c.requested for c in self.changes),
+            tuple(c.source for c in self.changes),
+        )
 
     def row_status(self, row: int) -> Status | None:
         """A row (spreadsheet row) whose every change is already in place is ``unchanged``,
@@ -78,13 +83,21 @@ class ImagePlan:
 def plan_image(patch: ImagePatch, image: Mapping[str, Any] | None) -> ImagePlan:
     """Plan ``patch`` against ``image`` (None when no such image exists)."""
     if image is None:
-        return ImagePlan(patch.image_id, Status.FAILED, "no image with this id was found",
-                         unplanned(patch).changes)
+        return ImagePlan(
+            patch.image_id,
+            Status.FAILED,
+            "no image with this id was found",
+            unplanned(patch).changes,
+        )
     name = str(image.get("name", ""))
     if image.get("status") != ACTIVE:
-        return ImagePlan(patch.image_id, Status.SKIPPED,
-                         f"the image is {image.get('status')!r}; only active images "
-                         "can be updated", unplanned(patch).changes, name)
+        return ImagePlan(
+            patch.image_id,
+            Status.SKIPPED,
+            f"the image is {image.get('status')!r}; only active images can be updated",
+            unplanned(patch).changes,
+            name,
+        )
     state = dict(image)
     changes = []
     for operation, source in zip(patch.operations, patch.sources, strict=True):
@@ -103,26 +116,35 @@ def plan_image(patch: ImagePatch, image: Mapping[str, Any] | None) -> ImagePlan:
         changes.append(Change(source, attribute, operation, planned, before, exists))
     planned_changes = tuple(changes)
     if all(change.planned is None for change in planned_changes):
-        return ImagePlan(patch.image_id, Status.UNCHANGED, "already as asked",
-                         planned_changes, name)
+        return ImagePlan(
+            patch.image_id, Status.UNCHANGED, "already as asked", planned_changes, name
+        )
     return ImagePlan(patch.image_id, None, "", planned_changes, name)
 
 
-def plan_all(patches: Sequence[ImagePatch],
-             images: Mapping[str, Mapping[str, Any]]) -> list[ImagePlan]:
+def plan_all(
+    patches: Sequence[ImagePatch], images: Mapping[str, Mapping[str, Any]]
+) -> list[ImagePlan]:
     return [plan_image(patch, images.get(patch.image_id)) for patch in patches]
 
 
 def unplanned(patch: ImagePatch) -> ImagePlan:
     """A plan that sends the patch as written (``--no-plan``): nothing is known of the image."""
-    return ImagePlan(patch.image_id, None, "", tuple(
-        Change(source, operation.path.lstrip("/"), operation, operation, None, False)
-        for operation, source in zip(patch.operations, patch.sources, strict=True)
-    ), observed=False)
+    return ImagePlan(
+        patch.image_id,
+        None,
+        "",
+        tuple(
+            Change(source, operation.path.lstrip("/"), operation, operation, None, False)
+            for operation, source in zip(patch.operations, patch.sources, strict=True)
+        ),
+        observed=False,
+    )
 
 
-def settle(sent: ImagePlan, image: Mapping[str, Any] | None, *,
-           could_apply: bool = True) -> tuple[ImagePlan, bool]:
+def settle(
+    sent: ImagePlan, image: Mapping[str, Any] | None, *, could_apply: bool = True
+) -> tuple[ImagePlan, bool]:
     """After ``sent.patch`` was written with an answer that may not tell the truth, and
     ``image`` was read back: ``(plan, applied)``.
 
@@ -139,15 +161,16 @@ def settle(sent: ImagePlan, image: Mapping[str, Any] | None, *,
     if again.status in (Status.FAILED, Status.SKIPPED):
         return replace(sent, status=again.status, reason=again.reason), False
     pairs = list(zip(sent.changes, again.changes, strict=True))
-    if could_apply and all(now.planned is None for was, now in pairs
-                           if was.planned is not None):
+    if could_apply and all(now.planned is None for was, now in pairs if was.planned is not None):
         return sent, True
-    changes = tuple(was if was.planned is None else replace(was, planned=now.planned,
-                                                            exists=now.exists)
-                    for was, now in pairs)
+    changes = tuple(
+        was if was.planned is None else replace(was, planned=now.planned, exists=now.exists)
+        for was, now in pairs
+    )
     if all(change.planned is None for change in changes):
-        return replace(sent, status=Status.UNCHANGED, reason="already as asked",
-                       changes=changes), False
+        return replace(
+            sent, status=Status.UNCHANGED, reason="already as asked", changes=changes
+        ), False
     return replace(sent, status=None, reason="", changes=changes), False
 
 
@@ -155,11 +178,18 @@ def rebased(plan: ImagePlan, patch: ImagePatch) -> ImagePlan | None:
     """``plan`` with its rows renumbered to ``patch``'s spreadsheet rows, if it asks exactly
     what ``patch`` asks (the same operations in the same order); None if the sheet now asks
     otherwise."""
-    if plan.image_id != patch.image_id or tuple(
-            change.requested for change in plan.changes) != patch.operations:
+    if (
+        plan.image_id != patch.image_id
+        or tuple(change.requested for change in plan.changes) != patch.operations
+    ):
         return None
-    return replace(plan, changes=tuple(replace(change, source=source) for change, source
-                                       in zip(plan.changes, patch.sources, strict=True)))
+    return replace(
+        plan,
+        changes=tuple(
+            replace(change, source=source)
+            for change, source in zip(plan.changes, patch.sources, strict=True)
+        ),
+    )
 
 
 def plan_to_json(plan: ImagePlan) -> dict[str, Any]:

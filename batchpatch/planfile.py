@@ -53,24 +53,29 @@ def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise OptionsError(wording=lambda name: (
-            f"{path}: no such plan file — make one with {name('make_plan', 'PLAN.json')}"
-        )) from None
+        raise OptionsError(
+            wording=lambda name: (
+                f"{path}: no such plan file — make one with {name('make_plan', 'PLAN.json')}"
+            )
+        ) from None
     except (OSError, ValueError) as error:
         cause = error
-        raise OptionsError(wording=lambda name: (
-            f"{path}: not a readable plan ({cause}) — {_remade(name)}"
-        )) from None
+        raise OptionsError(
+            wording=lambda name: f"{path}: not a readable plan ({cause}) — {_remade(name)}"
+        ) from None
     _check_format(path, document)
     if document.get("sheet_sha256") != sheet_digest(sheet.path):
         raise OptionsError(
             f"{path}: the plan was made from another version of {sheet.path} — plan the sheet again"
         )
     if document.get("sheet_name") != sheet.sheet_name:
-        raise OptionsError(parameter="sheet_name", wording=lambda name: (
-            f"{path}: the plan was made from worksheet "
-            f"{document.get('sheet_name')!r} — use {name('sheet_name', '')} to match it"
-        ))
+        raise OptionsError(
+            parameter="sheet_name",
+            wording=lambda name: (
+                f"{path}: the plan was made from worksheet "
+                f"{document.get('sheet_name')!r} — use {name('sheet_name', '')} to match it"
+            ),
+        )
     if document.get("endpoint") != endpoint:
         raise OptionsError(
             f"{path}: the plan was made against {document.get('endpoint')} — "
@@ -100,13 +105,15 @@ def _check_format(path: Path, document: object) -> None:
     if found == FORMAT:
         return
     if isinstance(found, str) and found.startswith("batchpatch-plan/"):
-        raise OptionsError(wording=lambda name: (
-            f"{path}: a plan of another batchpatch version ({found}, this one reads {FORMAT})"
-            f" — {_remade(name)}"
-        ))
-    raise OptionsError(wording=lambda name: (
-        f"{path}: not a batchpatch plan ({FORMAT}) — {_remade(name)}"
-    ))
+        raise OptionsError(
+            wording=lambda name: (
+                f"{path}: a plan of another batchpatch version ({found}, this one reads {FORMAT})"
+                f" — {_remade(name)}"
+            )
+        )
+    raise OptionsError(
+        wording=lambda name: f"{path}: not a batchpatch plan ({FORMAT}) — {_remade(name)}"
+    )
 
 
 def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the plan") -> None:
@@ -120,10 +127,12 @@ def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the pla
     expected = {patch.image_id: patch for patch in sheet.patches}
     found = [plan.image_id for plan in plans]
     if set(found) != expected.keys() or len(set(found)) != len(found):
-        raise OptionsError(wording=lambda name: (
-            f"{source}: the plan's images do not match {sheet.path} — it was edited; "
-            f"{_remade(name)}"
-        ))
+        raise OptionsError(
+            wording=lambda name: (
+                f"{source}: the plan's images do not match {sheet.path} — it was edited; "
+                f"{_remade(name)}"
+            )
+        )
     for plan in plans:
         problem = plan_mismatch(plan, expected[plan.image_id]) or _local_problem(plan)
         if problem:

@@ -111,8 +111,7 @@ def tell_pacer(pacer: Pacer, response: ApiResponse, kind: AnswerKind, sent_at: f
     """What an answer says about the service's load: "slow down", healthy, or neither (a
     5xx or no answer says nothing about our rate)."""
     if kind == AnswerKind.THROTTLED:
-        pacer.throttled(sent_at, response.retry_after,
-                        response.error_code or str(response.status))
+        pacer.throttled(sent_at, response.retry_after, response.error_code or str(response.status))
     elif kind not in (AnswerKind.UNAVAILABLE, AnswerKind.MAYBE_APPLIED):
         pacer.healthy()
 
@@ -157,9 +156,15 @@ class Hooks(Generic[T]):
     stop: anyio.Event | None = None
 
 
-async def attempt(send: Callable[[], Awaitable[ApiResponse]], service: ImageService,
-                  policy: RetryPolicy, pacer: Pacer, hooks: Hooks[T] | None = None,
-                  *, what: str = "") -> Attempt[T]:
+async def attempt(
+    send: Callable[[], Awaitable[ApiResponse]],
+    service: ImageService,
+    policy: RetryPolicy,
+    pacer: Pacer,
+    hooks: Hooks[T] | None = None,
+    *,
+    what: str = "",
+) -> Attempt[T]:
     """Send until the answer is final: judge each answer, tell the pacer, wait (backoff,
     then a turn in the rate), and stop at ``policy.max_attempts``.  The caller has waited
     for the first request's turn already."""
@@ -179,32 +184,55 @@ async def attempt(send: Callable[[], Awaitable[ApiResponse]], service: ImageServ
             return Attempt(Ending.STOPPED, answer, kind, attempts)
 
 
-async def _next_step(answer: ApiResponse, kind: AnswerKind, verdict: Verdict, attempts: int,
-                     policy: RetryPolicy, hooks: Hooks[T], what: str) -> Attempt[T] | None:
+async def _next_step(
+    answer: ApiResponse,
+    kind: AnswerKind,
+    verdict: Verdict,
+    attempts: int,
+    policy: RetryPolicy,
+    hooks: Hooks[T],
+    what: str,
+) -> Attempt[T] | None:
     """How the loop ends after this answer, or None to send again after a turn in the rate."""
     if verdict == Verdict.OK or (verdict == Verdict.PERMANENT and hooks.refused is None):
         return Attempt(Ending.ANSWERED, answer, kind, attempts)
     if verdict == Verdict.PERMANENT:
-        return _ended(await hooks.refused(answer, kind, attempts) if hooks.refused else None,
-                      answer, kind, attempts, otherwise=None)
+        return _ended(
+            await hooks.refused(answer, kind, attempts) if hooks.refused else None,
+            answer,
+            kind,
+            attempts,
+            otherwise=None,
+        )
     ambiguous = verdict == Verdict.AMBIGUOUS and hooks.ambiguous is not None
     last = attempts >= policy.max_attempts
     if last and not ambiguous:
         return Attempt(Ending.ANSWERED, answer, kind, attempts)
-    log.info("%s %s after attempt %d: %s %s", "checking" if last else "retrying", what,
-             attempts, answer.status or "", answer.error_code)
+    log.info(
+        "%s %s after attempt %d: %s %s",
+        "checking" if last else "retrying",
+        what,
+        attempts,
+        answer.status or "",
+        answer.error_code,
+    )
     stop = hooks.stop if verdict == Verdict.RETRY else None  # nothing in doubt
     if not await sleep_unless_stopped(policy.sleep, policy.wait(attempts, answer), stop):
         return Attempt(Ending.STOPPED, answer, kind, attempts)
     if not ambiguous or hooks.ambiguous is None:
         return None
     settled = await hooks.ambiguous(answer, attempts)  # even after the last attempt
-    return _ended(settled, answer, kind, attempts,
-                  otherwise=Ending.UNSETTLED if last else None)
+    return _ended(settled, answer, kind, attempts, otherwise=Ending.UNSETTLED if last else None)
 
 
-def _ended(settled: T | None, answer: ApiResponse, kind: AnswerKind, attempts: int, *,
-           otherwise: Ending | None) -> Attempt[T] | None:
+def _ended(
+    settled: T | None,
+    answer: ApiResponse,
+    kind: AnswerKind,
+    attempts: int,
+    *,
+    otherwise: Ending | None,
+) -> Attempt[T] | None:
     if settled is not None:
         return Attempt(Ending.SETTLED, answer, kind, attempts, settled)
     if otherwise is None:

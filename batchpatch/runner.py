@@ -46,8 +46,9 @@ class _Work:
     in_doubt: bool = False
 
     def outcome(self, response: ApiResponse, kind: AnswerKind, *, note: str = "") -> Outcome:
-        return outcome_of(self.plan.patch, response, self.sent, _since(self.started),
-                          note=note, kind=kind)
+        return outcome_of(
+            self.plan.patch, response, self.sent, _since(self.started), note=note, kind=kind
+        )
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,15 @@ class Safeguards:
     min_sample: int = 100
 
 
-def outcome_of(patch: ImagePatch, response: ApiResponse, attempts: int,
-               elapsed_ms: int, *, note: str = "",
-               kind: AnswerKind | None = None) -> Outcome:
+def outcome_of(
+    patch: ImagePatch,
+    response: ApiResponse,
+    attempts: int,
+    elapsed_ms: int,
+    *,
+    note: str = "",
+    kind: AnswerKind | None = None,
+) -> Outcome:
     """What ``response`` (of ``kind``) means for the rows of ``patch``; ``note`` adds what
     a read-back found (and then replaces the answer's own "may or may not have been
     applied")."""
@@ -155,8 +162,9 @@ class Runner:
         if self._abort is not None and self._abort.is_set():
             self.stop = StopReason("abort", "stopped at once; requests in flight were cut off")
         elif self._stop.is_set():
-            self.stop = StopReason("signal",
-                                   "stopped by a signal; requests in flight were finished")
+            self.stop = StopReason(
+                "signal", "stopped by a signal; requests in flight were finished"
+            )
 
     async def _produce(self, plans: Sequence[ImagePlan], requests: TaskGroup) -> None:
         for position, plan in enumerate(plans):
@@ -175,8 +183,11 @@ class Runner:
         try:
             outcome, kind = await self._attempt(work)
         except anyio.get_cancelled_exc_class():
-            self._record(interrupted(plan.image_id, work.started, work.sent,
-                                     in_doubt=work.in_doubt), work, None)
+            self._record(
+                interrupted(plan.image_id, work.started, work.sent, in_doubt=work.in_doubt),
+                work,
+                None,
+            )
             raise
         finally:
             self.pacer.release(borrower)
@@ -192,21 +203,26 @@ class Runner:
         async def ambiguous(response: ApiResponse, attempts: int) -> Outcome | None:
             return await self._read_back(work, response)
 
-        async def refused(response: ApiResponse, kind: AnswerKind,
-                          attempts: int) -> Outcome | None:
+        async def refused(response: ApiResponse, kind: AnswerKind, attempts: int) -> Outcome | None:
             return await self._after_refusal(work, response, kind)
 
-        tried = await attempt(send, self.client, self.safeguards.policy, self.pacer,
-                              Hooks(refused=refused, ambiguous=ambiguous, stop=self._stop),
-                              what=work.plan.image_id)
+        tried = await attempt(
+            send,
+            self.client,
+            self.safeguards.policy,
+            self.pacer,
+            Hooks(refused=refused, ambiguous=ambiguous, stop=self._stop),
+            what=work.plan.image_id,
+        )
         return self._ended(work, tried), tried.kind
 
     def _ended(self, work: _Work, tried: Attempt[Outcome]) -> Outcome:
         if tried.ending == Ending.SETTLED and tried.settled is not None:
             return tried.settled
         if tried.ending == Ending.STOPPED:
-            return not_retried(work.plan.patch, tried.answer, tried.attempts,
-                               _since(work.started), kind=tried.kind)
+            return not_retried(
+                work.plan.patch, tried.answer, tried.attempts, _since(work.started), kind=tried.kind
+            )
         if tried.ending == Ending.UNSETTLED:
             return work.outcome(tried.answer, tried.kind, note=NOT_APPLIED)
         return work.outcome(tried.answer, tried.kind)
@@ -222,8 +238,9 @@ class Runner:
         self.ledger.answered(work.plan.image_id, in_doubt=work.in_doubt)
         return response
 
-    async def _after_refusal(self, work: _Work, response: ApiResponse,
-                             kind: AnswerKind) -> Outcome | None:
+    async def _after_refusal(
+        self, work: _Work, response: ApiResponse, kind: AnswerKind
+    ) -> Outcome | None:
         """The outcome of a refused write; None to send again.
 
         Without a read pass (``add_on_conflict``) a conflict (IMS: ``IMG.0035``) is
@@ -231,14 +248,19 @@ class Runner:
         missing attribute becomes ``add``, a ``remove`` of a missing one is already as
         asked (its row ``unchanged``).
         """
-        if (self._add_on_conflict and not work.converted and kind == AnswerKind.CONFLICT
-                and _replaces_or_removes(work.plan.patch)):
+        if (
+            self._add_on_conflict
+            and not work.converted
+            and kind == AnswerKind.CONFLICT
+            and _replaces_or_removes(work.plan.patch)
+        ):
             work.converted = True
             return await self._read_back(work, response, could_apply=False)
         return work.outcome(response, kind)
 
-    async def _read_back(self, work: _Work, response: ApiResponse, *,
-                         could_apply: bool = True) -> Outcome | None:
+    async def _read_back(
+        self, work: _Work, response: ApiResponse, *, could_apply: bool = True
+    ) -> Outcome | None:
         """After a write whose answer may not tell the truth: the outcome if the image
         settles it, else None with ``work.plan`` now holding only what is still to send.
 
@@ -255,24 +277,39 @@ class Runner:
                 continue
             return self._settled(work, image, response, could_apply=could_apply)
         work.in_doubt = could_apply
-        return work.outcome(response, self.client.classify(response),
-                            note="; the image could not be read back" if could_apply else "")
+        return work.outcome(
+            response,
+            self.client.classify(response),
+            note="; the image could not be read back" if could_apply else "",
+        )
 
-    def _settled(self, work: _Work, image: Image | None, response: ApiResponse, *,
-                 could_apply: bool) -> Outcome | None:
+    def _settled(
+        self, work: _Work, image: Image | None, response: ApiResponse, *, could_apply: bool
+    ) -> Outcome | None:
         plan, applied = settle(work.plan, image, could_apply=could_apply)
         work.plan, work.in_doubt = plan, False
         self.ledger.plan(plan)
         self.ledger.answered(plan.image_id, in_doubt=False)
         if applied:
-            return Outcome(plan.image_id, Status.SUCCEEDED, response.status,
-                           error_message=shown_in_place(response),
-                           request_id=response.request_id, attempts=work.sent,
-                           elapsed_ms=_since(work.started))
+            return Outcome(
+                plan.image_id,
+                Status.SUCCEEDED,
+                response.status,
+                error_message=shown_in_place(response),
+                request_id=response.request_id,
+                attempts=work.sent,
+                elapsed_ms=_since(work.started),
+            )
         if plan.status is not None:
-            return Outcome(plan.image_id, plan.status, response.status,
-                           error_message=plan.reason, request_id=response.request_id,
-                           attempts=work.sent, elapsed_ms=_since(work.started))
+            return Outcome(
+                plan.image_id,
+                plan.status,
+                response.status,
+                error_message=plan.reason,
+                request_id=response.request_id,
+                attempts=work.sent,
+                elapsed_ms=_since(work.started),
+            )
         return None
 
     def _record(self, outcome: Outcome, work: _Work, kind: AnswerKind | None) -> None:
@@ -293,11 +330,13 @@ class Runner:
         """Why the run must stop after this failure, if it must: refused credentials, a
         certificate that cannot be verified, or too many failures (read from the ledger)."""
         tally = self.ledger.tally
-        if kind == AnswerKind.AUTH_FAILED or (kind == AnswerKind.FORBIDDEN
-                                              and not tally.succeeded):
-            return StopReason("auth", f"authentication failed using {self.client.describe()} "
-                              f"({outcome.http_status or ''} {outcome.error_code}: "
-                              f"{outcome.error_message})")
+        if kind == AnswerKind.AUTH_FAILED or (kind == AnswerKind.FORBIDDEN and not tally.succeeded):
+            return StopReason(
+                "auth",
+                f"authentication failed using {self.client.describe()} "
+                f"({outcome.http_status or ''} {outcome.error_code}: "
+                f"{outcome.error_message})",
+            )
         if kind == AnswerKind.TLS_FAILED:
             fact = outcome.error_message
             return StopReason("tls", "", lambda name: f"{fact} — {trust_private_ca(name)}")
@@ -307,14 +346,25 @@ class Runner:
 def _too_many_failures(guards: Safeguards, failed: int, finished: int) -> StopReason | None:
     if guards.max_failures is not None and failed >= guards.max_failures:
         limit = str(guards.max_failures)
-        return StopReason("max_failures", "", lambda name: f"{failed} images failed "
-                          f"({name('max_failures', limit)})")
-    if (guards.max_failure_rate is not None and finished >= guards.min_sample
-            and failed / finished > guards.max_failure_rate):
+        return StopReason(
+            "max_failures",
+            "",
+            lambda name: f"{failed} images failed ({name('max_failures', limit)})",
+        )
+    if (
+        guards.max_failure_rate is not None
+        and finished >= guards.min_sample
+        and failed / finished > guards.max_failure_rate
+    ):
         rate = guards.max_failure_rate
-        return StopReason("max_failure_rate", "", lambda name: (
-            f"{failed} of {finished} images failed, more than {rate:.0%} "
-            f"({name('max_failure_rate', '')})"))
+        return StopReason(
+            "max_failure_rate",
+            "",
+            lambda name: (
+                f"{failed} of {finished} images failed, more than {rate:.0%} "
+                f"({name('max_failure_rate', '')})"
+            ),
+        )
     return None
 
 
@@ -326,22 +376,31 @@ def shown_in_place(response: ApiResponse) -> str:
     """Why a write whose answer could not be trusted is ``succeeded``."""
     if response.status is None:
         return "the answer was lost, but reading the image back shows the change in place"
-    return (f"the service answered HTTP {response.status} {response.error_code}".rstrip()
-            + ", but reading the image back shows the change in place")
+    return (
+        f"the service answered HTTP {response.status} {response.error_code}".rstrip()
+        + ", but reading the image back shows the change in place"
+    )
 
 
-def not_retried(patch: ImagePatch, response: ApiResponse, attempts: int,
-                elapsed_ms: int, *, kind: AnswerKind | None = None) -> Outcome:
+def not_retried(
+    patch: ImagePatch,
+    response: ApiResponse,
+    attempts: int,
+    elapsed_ms: int,
+    *,
+    kind: AnswerKind | None = None,
+) -> Outcome:
     """A retry the run stopped before sending: the last answer stands (a throttled request
     applied nothing, so the message says so)."""
     outcome = outcome_of(patch, response, attempts, elapsed_ms, kind=kind)
     note = "not applied; " if kind == AnswerKind.THROTTLED else ""
-    return replace(outcome, error_message=f"{outcome.error_message} ({note}the run stopped "
-                   "before retrying)".strip())
+    return replace(
+        outcome,
+        error_message=f"{outcome.error_message} ({note}the run stopped before retrying)".strip(),
+    )
 
 
-def interrupted(image_id: str, started: float, attempts: int, *,
-                in_doubt: bool = True) -> Outcome:
+def interrupted(image_id: str, started: float, attempts: int, *, in_doubt: bool = True) -> Outcome:
     """The outcome of an image cut off mid-attempt: with a request in flight (or an
     ambiguous answer not yet read back) nobody knows whether it was applied."""
     return Outcome(
@@ -349,8 +408,9 @@ def interrupted(image_id: str, started: float, attempts: int, *,
         status=Status.FAILED,
         error_code=INTERRUPTED,
         error_message="stopped while the request was in flight; "
-        "the change may or may not have been applied" if in_doubt else
-        "stopped between attempts; the last attempt was not applied",
+        "the change may or may not have been applied"
+        if in_doubt
+        else "stopped between attempts; the last attempt was not applied",
         attempts=attempts,
         elapsed_ms=_since(started),
     )

@@ -166,13 +166,17 @@ def read_grid(
         raise OptionsError(f"{path}: no such file — check the path to the sheet")
     if fmt == "xlsx":
         if encoding is not None or delimiter is not None:
-            raise OptionsError(wording=lambda name: (
-                f"{name('encoding', '')} and {name('delimiter', '')} apply only to CSV and "
-                "TSV files"))
+            raise OptionsError(
+                wording=lambda name: (
+                    f"{name('encoding', '')} and {name('delimiter', '')} apply only to CSV and "
+                    "TSV files"
+                )
+            )
         return read_workbook_grid(path, sheet_name)
     if sheet_name is not None:
-        raise OptionsError.about("sheet_name", repr(sheet_name), lambda named: (
-            f"{named} applies only to Excel workbooks"))
+        raise OptionsError.about(
+            "sheet_name", repr(sheet_name), lambda named: f"{named} applies only to Excel workbooks"
+        )
     return read_text_grid(path, fmt, encoding, delimiter)
 
 

@@ -40,38 +40,60 @@ def canonical_uri(path: str) -> str:
 
 
 def canonical_query(query: Sequence[tuple[str, str]]) -> str:
-    return "&".join(f"{quote(key, safe='~')}={quote(value, safe='~')}"
-                    for key, value in sorted(query))
+    return "&".join(
+        f"{quote(key, safe='~')}={quote(value, safe='~')}" for key, value in sorted(query)
+    )
 
 
 def signed_header_names(headers: Mapping[str, str]) -> list[str]:
     return sorted(name.lower() for name in headers if "_" not in name)
 
 
-def canonical_request(method: str, path: str, query: Sequence[tuple[str, str]],
-                      headers: Mapping[str, str], body: bytes) -> str:
+def canonical_request(
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> str:
     names = signed_header_names(headers)
     lowered = {name.lower(): value for name, value in headers.items()}
     canonical_headers = "".join(f"{name}:{str(lowered[name]).strip()}\n" for name in names)
-    return "\n".join([
-        method.upper(), canonical_uri(path), canonical_query(query), canonical_headers,
-        ";".join(names), hashlib.sha256(body).hexdigest(),
-    ])
+    return "\n".join(
+        [
+            method.upper(),
+            canonical_uri(path),
+            canonical_query(query),
+            canonical_headers,
+            ";".join(names),
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
 
 
 def signature(secret_key: str, date: str, request: str) -> str:
     string_to_sign = "\n".join(
-        [ALGORITHM, date, hashlib.sha256(request.encode("utf-8")).hexdigest()])
-    return hmac.new(secret_key.encode("utf-8"), string_to_sign.encode("utf-8"),
-                    hashlib.sha256).hexdigest()
+        [ALGORITHM, date, hashlib.sha256(request.encode("utf-8")).hexdigest()]
+    )
+    return hmac.new(
+        secret_key.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256
+    ).hexdigest()
 
 
-def authorization(access_key: str, secret_key: str, method: str, path: str,
-                  query: Sequence[tuple[str, str]], headers: Mapping[str, str],
-                  body: bytes) -> str:
+def authorization(
+    access_key: str,
+    secret_key: str,
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> str:
     """The ``Authorization`` value for a request whose headers include ``X-Sdk-Date``."""
     date = next(value for name, value in headers.items() if name.lower() == "x-sdk-date")
     request = canonical_request(method, path, query, headers, body)
-    return (f"{ALGORITHM} Access={access_key}, SignedHeaders="
-            f"{';'.join(signed_header_names(headers))}, "
-            f"Signature={signature(secret_key, date, request)}")
+    return (
+        f"{ALGORITHM} Access={access_key}, SignedHeaders="
+        f"{';'.join(signed_header_names(headers))}, "
+        f"Signature={signature(secret_key, date, request)}"
+    )

@@ -43,8 +43,10 @@ LEGACY_ENCODINGS = ("cp1252", "gb18030")
 def suggestion(name: Namer) -> str:
     """Which encodings to name when detection cannot tell, worded by ``name``: the
     library's ``encoding=gb18030``, the CLI's ``--encoding gb18030``."""
-    return (f"give {name('encoding', 'gb18030')} (Chinese Excel) or "
-            f"{name('encoding', 'cp1252')} (Western Excel)")
+    return (
+        f"give {name('encoding', 'gb18030')} (Chinese Excel) or "
+        f"{name('encoding', 'cp1252')} (Western Excel)"
+    )
 
 
 #: Delimiters sniffed from the header line, in order of preference on a tie.
@@ -125,9 +127,11 @@ def decode(file: str, raw: bytes, encoding: str | None = None) -> Decoded:
                     "",
                     Reason.worded(
                         "this line is not UTF-8, but the rest of the file is",
-                        lambda name: "retype the line's special characters and save the sheet "
-                        f"as 'CSV UTF-8'; if the whole file is in another encoding, "
-                        f"{suggestion(name)}",
+                        lambda name: (
+                            "retype the line's special characters and save the sheet "
+                            f"as 'CSV UTF-8'; if the whole file is in another encoding, "
+                            f"{suggestion(name)}"
+                        ),
                     ),
                 )
                 for line in bad
@@ -242,16 +246,24 @@ def _forced(file: str, raw: bytes, encoding: str, bom: _Bom | None) -> Decoded:
     name = _text_codec(encoding)
     if bom is not None:
         if name not in bom[3]:
-            raise OptionsError(parameter="encoding", wording=lambda name: (
-                f"{name('encoding', encoding)}: the file starts with a {bom[1]} "
-                f"byte-order mark — drop {name('encoding', '')}, the mark says it all"))
+            raise OptionsError(
+                parameter="encoding",
+                wording=lambda name: (
+                    f"{name('encoding', encoding)}: the file starts with a {bom[1]} "
+                    f"byte-order mark — drop {name('encoding', '')}, the mark says it all"
+                ),
+            )
         return _with_bom(file, raw, bom)
     if name == "utf-8":
         name = "utf-8-sig"  # tolerate a BOM the same way
     elif _has_utf8_text(raw) and not _non_utf8_lines(raw):
-        raise OptionsError(parameter="encoding", wording=lambda name: (
-            f"{name('encoding', encoding)}: the file is UTF-8 text — drop "
-            f"{name('encoding', '')}, UTF-8 is read as such"))
+        raise OptionsError(
+            parameter="encoding",
+            wording=lambda name: (
+                f"{name('encoding', encoding)}: the file is UTF-8 text — drop "
+                f"{name('encoding', '')}, UTF-8 is read as such"
+            ),
+        )
     return Decoded(_strict(file, raw, name), name, "--encoding")
 
 
@@ -272,8 +284,11 @@ def _text_codec(encoding: str) -> str:
     if info is not None and getattr(info, "_is_text_encoding", True) and info.name not in _NOT_TEXT:
         return info.name
     what = "not an encoding Python knows" if info is None else "a codec but not a text encoding"
-    raise OptionsError.about("encoding", repr(encoding), lambda named: (
-        f"{named} is {what} — use a name such as utf-8, gb18030, cp1252 or utf-16"))
+    raise OptionsError.about(
+        "encoding",
+        repr(encoding),
+        lambda named: f"{named} is {what} — use a name such as utf-8, gb18030, cp1252 or utf-16",
+    )
 
 
 def _strict(file: str, raw: bytes, codec: str) -> str:
@@ -289,8 +304,10 @@ def _strict(file: str, raw: bytes, codec: str) -> str:
                     "",
                     Reason.worded(
                         f"the line is not valid {codec} text (byte 0x{raw[error.start]:02x})",
-                        lambda name: "save the sheet again in one encoding ('CSV UTF-8' is "
-                        f"best), or {suggestion(name)}",
+                        lambda name: (
+                            "save the sheet again in one encoding ('CSV UTF-8' is "
+                            f"best), or {suggestion(name)}"
+                        ),
                     ),
                 )
             ]
@@ -346,8 +363,11 @@ def delimiter_option(text: str) -> str:
     try:
         return _DELIMITER_NAMES[text.lower()]
     except KeyError:
-        raise OptionsError.about("delimiter", repr(text), lambda named: (
-            f"{named} is not one batchpatch reads — use , ; tab or |")) from None
+        raise OptionsError.about(
+            "delimiter",
+            repr(text),
+            lambda named: f"{named} is not one batchpatch reads — use , ; tab or |",
+        ) from None
 
 
 def sniff_delimiter(header_line: str, default: str) -> str:

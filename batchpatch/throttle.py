@@ -36,8 +36,9 @@ class RateLimiter:
 
     __slots__ = ("_clock", "_interval", "_lock", "_next_start", "_sleep")
 
-    def __init__(self, rate: float, *, clock: Clock | None = None,
-                 sleep: Sleep | None = None) -> None:
+    def __init__(
+        self, rate: float, *, clock: Clock | None = None, sleep: Sleep | None = None
+    ) -> None:
         self._interval = 1.0 / rate
         self._clock = clock or anyio.current_time
         self._sleep = sleep or anyio.sleep
@@ -96,11 +97,11 @@ class Pacer:
 
     DECREASE = 0.5
 
-    __slots__ = ("_clock", "_last_decrease", "capacity", "increase", "limits", "minimum",
-                 "rate")
+    __slots__ = ("_clock", "_last_decrease", "capacity", "increase", "limits", "minimum", "rate")
 
-    def __init__(self, limits: Limits, *, clock: Clock | None = None,
-                 sleep: Sleep | None = None) -> None:
+    def __init__(
+        self, limits: Limits, *, clock: Clock | None = None, sleep: Sleep | None = None
+    ) -> None:
         self.limits = limits
         self.rate = RateLimiter(limits.rate, clock=clock, sleep=sleep)
         self.capacity = anyio.CapacityLimiter(limits.concurrency)
@@ -133,8 +134,9 @@ class Pacer:
         if retry_after is not None and 0 < retry_after < math.inf:
             retry_after = min(retry_after, MAX_HOLD)
             self.rate.hold(retry_after)
-            log.debug("throttle: holding every start for %.1f s (Retry-After, %s)",
-                      retry_after, why)
+            log.debug(
+                "throttle: holding every start for %.1f s (Retry-After, %s)", retry_after, why
+            )
         if started < self._last_decrease:
             return
         self._last_decrease = self.now()
@@ -143,8 +145,10 @@ class Pacer:
     def healthy(self) -> None:
         """A request was answered without a throttling signal."""
         if self.rate.rate < self.limits.rate:
-            self._set(min(self.limits.rate, self.rate.rate + self.increase / self.rate.rate),
-                      "healthy answers")
+            self._set(
+                min(self.limits.rate, self.rate.rate + self.increase / self.rate.rate),
+                "healthy answers",
+            )
 
     def _set(self, rate: float, why: str) -> None:
         before_rate, before_slots = self.rate.rate, self.capacity.total_tokens
@@ -153,12 +157,20 @@ class Pacer:
         if slots != before_slots:
             self.capacity.total_tokens = slots
         if rate < before_rate or slots != before_slots or rate == self.limits.rate:
-            log.debug("throttle: rate %.2f → %.2f/s, concurrency %d → %d (%s)",
-                      before_rate, rate, before_slots, slots, why)
+            log.debug(
+                "throttle: rate %.2f → %.2f/s, concurrency %d → %d (%s)",
+                before_rate,
+                rate,
+                before_slots,
+                slots,
+                why,
+            )
 
     def __repr__(self) -> str:
-        return (f"Pacer({self.rate!r}, in_flight={self.capacity.borrowed_tokens}"
-                f"/{self.capacity.total_tokens})")
+        return (
+            f"Pacer({self.rate!r}, in_flight={self.capacity.borrowed_tokens}"
+            f"/{self.capacity.total_tokens})"
+        )
 
 
 async def sleep_unless_stopped(sleep: Sleep, seconds: float, stop: anyio.Event | None) -> bool:

@@ -378,8 +378,9 @@ def _chosen(path: Path, book: _Book, sheet_name: str | None) -> _Entry:
                     str(path),
                     Reason.worded(
                         "the workbook has no visible worksheet",
-                        lambda name: "name the worksheet to read with "
-                        + name("sheet_name", "NAME"),
+                        lambda name: (
+                            "name the worksheet to read with " + name("sheet_name", "NAME")
+                        ),
                     ),
                 )
             ]

@@ -41,12 +41,25 @@ def main() -> None:
     options = parser.parse_args()
     n = options.rows
     ids = [str(uuid.UUID(int=i + 1, version=4)) for i in range(n)]
-    wide = (["image_id", "name", "min_ram", "__description", "team"],
-            [[ids[i], f"image-{i}", str(1024 * (i % 8)), f"image {i}", "ops" if i % 3 else ""]
-             for i in range(n)])
-    long = (["image_id", "op", "path", "value"],
-            [[ids[i // 2], "replace", "/name" if i % 2 else "/min_ram",
-              f"image-{i}" if i % 2 else "2048"] for i in range(n)])
+    wide = (
+        ["image_id", "name", "min_ram", "__description", "team"],
+        [
+            [ids[i], f"image-{i}", str(1024 * (i % 8)), f"image {i}", "ops" if i % 3 else ""]
+            for i in range(n)
+        ],
+    )
+    long = (
+        ["image_id", "op", "path", "value"],
+        [
+            [
+                ids[i // 2],
+                "replace",
+                "/name" if i % 2 else "/min_ram",
+                f"image-{i}" if i % 2 else "2048",
+            ]
+            for i in range(n)
+        ],
+    )
     with tempfile.TemporaryDirectory() as folder:
         for shape, (header, rows) in (("wide", wide), ("long", long)):
             for suffix in (".csv", ".xlsx"):
@@ -55,8 +68,10 @@ def main() -> None:
                 sheet = read_sheet(path)
                 seconds = time.perf_counter() - started
                 changes = sum(len(patch.operations) for patch in sheet.patches)
-                print(f"{shape:>4} {suffix:>5}: {n:,} rows, {changes:,} changes, "
-                      f"{len(sheet.patches):,} images in {seconds:.2f} s")
+                print(
+                    f"{shape:>4} {suffix:>5}: {n:,} rows, {changes:,} changes, "
+                    f"{len(sheet.patches):,} images in {seconds:.2f} s"
+                )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=60.0)
     parser.add_argument("--images", type=int, default=400)
     options = parser.parse_args()
-    images = [{"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n}",
-               "status": "active"} for n in range(options.images)]
+    images = [
+        {"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n}", "status": "active"}
+        for n in range(options.images)
+    ]
     with tempfile.TemporaryDirectory() as directory:
         sheet = Path(directory) / "s.csv"
         with sheet.open("w", newline="") as file:
@@ -35,15 +37,32 @@ def main() -> None:
             writer.writerow(["image_id", "name"])
             writer.writerows([image["id"], f"settled-{n}"] for n, image in enumerate(images))
         with running_fake(images, FakeConfig(token=TOKEN, rate_limit=options.limit)) as fake:
-            done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--no-plan",
-                            "--rate", str(options.rate), "--concurrency", "16",
-                            "--max-attempts", "20", "--backoff", "0.2"], timeout=600)
+            done = run_cli(
+                [
+                    "apply",
+                    str(sheet),
+                    "--endpoint",
+                    fake.url,
+                    "--no-plan",
+                    "--rate",
+                    str(options.rate),
+                    "--concurrency",
+                    "16",
+                    "--max-attempts",
+                    "20",
+                    "--backoff",
+                    "0.2",
+                ],
+                timeout=600,
+            )
             stats = fake.stats.snapshot()
     arrivals = stats.arrivals_of("PATCH")
     start = arrivals[0]
     per_second = Counter(int(moment - start) for moment in arrivals)
-    print(f"exit {done.returncode}; {len(arrivals)} PATCHes, "
-          f"{stats.faults['rate_limit']} throttled (429) by a limit of {options.limit}/s")
+    print(
+        f"exit {done.returncode}; {len(arrivals)} PATCHes, "
+        f"{stats.faults['rate_limit']} throttled (429) by a limit of {options.limit}/s"
+    )
     print("second: requests arriving at the server")
     for second in sorted(per_second):
         print(f"{second:>6}: {per_second[second]:>4}")

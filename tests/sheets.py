@@ -9,8 +9,9 @@ from pathlib import Path
 import openpyxl
 
 
-def write_sheet(path: Path, header: list[str], rows: list[list[object]],
-                encoding: str = "utf-8") -> Path:
+def write_sheet(
+    path: Path, header: list[str], rows: list[list[object]], encoding: str = "utf-8"
+) -> Path:
     """Write ``rows`` under ``header`` as CSV, TSV or XLSX, chosen by ``path``'s suffix."""
     if path.suffix == ".xlsx":
         workbook = openpyxl.Workbook()
@@ -23,8 +24,9 @@ def write_sheet(path: Path, header: list[str], rows: list[list[object]],
         workbook.save(path)
         return path
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t" if path.suffix == ".tsv" else ",",
-                        lineterminator="\n")
+    writer = csv.writer(
+        buffer, delimiter="\t" if path.suffix == ".tsv" else ",", lineterminator="\n"
+    )
     writer.writerow(header)
     writer.writerows(rows)
     path.write_bytes(buffer.getvalue().encode(encoding))

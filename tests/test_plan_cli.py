@@ -19,8 +19,11 @@ A, B, C = (image["id"] for image in IMAGES[:3])
 
 def test_validate_is_local_and_exits_0_or_2(tmp_path: Path) -> None:
     good = write_sheet(tmp_path / "good.csv", ["image_id", "name"], [[A, "x"], [B, "y"]])
-    write_sheet(tmp_path / "bad.csv", ["image_id", "name", "min_ram"],
-                [[A, " lead", "1"], ["1.23E+18", "x", "-5"]])
+    write_sheet(
+        tmp_path / "bad.csv",
+        ["image_id", "name", "min_ram"],
+        [[A, " lead", "1"], ["1.23E+18", "x", "-5"]],
+    )
     ok = run_cli(["validate", str(good)], token=None)
     assert ok.returncode == 0, ok.stderr
     assert "valid — 2 rows, 2 images, wide sheet" in ok.stdout
@@ -34,13 +37,17 @@ def test_validate_is_local_and_exits_0_or_2(tmp_path: Path) -> None:
 
 
 def test_plan_prints_a_diff_and_sends_no_write(tmp_path: Path) -> None:
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "op", "path", "value"], [
-        [A, "replace", "name", "new-name"],
-        [A, "add", "fresh_key", "v"],
-        [A, "remove", "__description", ""],
-        [B, "replace", "name", IMAGES[1]["name"]],
-        [C, "replace", "name", "frozen"],
-    ])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "op", "path", "value"],
+        [
+            [A, "replace", "name", "new-name"],
+            [A, "add", "fresh_key", "v"],
+            [A, "remove", "__description", ""],
+            [B, "replace", "name", IMAGES[1]["name"]],
+            [C, "replace", "name", "frozen"],
+        ],
+    )
     images = [*IMAGES[:2], {**IMAGES[2], "status": "queued"}]
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
         done = run_cli(["plan", str(sheet), "--endpoint", fake.url])
@@ -49,7 +56,7 @@ def test_plan_prints_a_diff_and_sends_no_write(tmp_path: Path) -> None:
     assert stats.patch_requests == 0
     assert stats.list_requests == 3
     out = done.stdout
-    assert f'{A} ({IMAGES[0]["name"]}): update' in out
+    assert f"{A} ({IMAGES[0]['name']}): update" in out
     assert f'  name: "{IMAGES[0]["name"]}" → "new-name"' in out
     assert '  + fresh_key: "v"' in out
     assert f'  - __description (was "{IMAGES[0]["__description"]}")' in out
@@ -59,8 +66,11 @@ def test_plan_prints_a_diff_and_sends_no_write(tmp_path: Path) -> None:
 
 
 def test_saved_plan_is_sent_exactly_and_bound_to_its_sheet(tmp_path: Path) -> None:
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name", "team"],
-                        [[A, "planned-name", "x"], [B, IMAGES[1]["name"], ""]])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "name", "team"],
+        [[A, "planned-name", "x"], [B, IMAGES[1]["name"], ""]],
+    )
     plan_file = tmp_path / "plan.json"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         planned = run_cli(["plan", str(sheet), "--endpoint", fake.url, "--out", str(plan_file)])
@@ -69,8 +79,7 @@ def test_saved_plan_is_sent_exactly_and_bound_to_its_sheet(tmp_path: Path) -> No
         assert TOKEN not in plan_file.read_text()
         assert [image["status"] for image in saved["images"]] == [None, "unchanged"]
         # Someone adds "team" meanwhile: the plan still says add, and add is what is sent.
-        applied = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan",
-                           str(plan_file)])
+        applied = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan", str(plan_file)])
         stats = fake.stats.snapshot()
         state = fake.store.images
     assert applied.returncode == 0, applied.stderr
@@ -80,8 +89,7 @@ def test_saved_plan_is_sent_exactly_and_bound_to_its_sheet(tmp_path: Path) -> No
 
     write_sheet(sheet, ["image_id", "name", "team"], [[A, "edited", "x"]])
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        refused = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan",
-                           str(plan_file)])
+        refused = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan", str(plan_file)])
         assert fake.stats.total_requests == 0
     assert refused.returncode == 2
     assert "the plan was made from another version" in refused.stderr
@@ -90,8 +98,11 @@ def test_saved_plan_is_sent_exactly_and_bound_to_its_sheet(tmp_path: Path) -> No
 def test_dry_run_prints_exact_requests_masks_the_token_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name", "min_ram"],
-                        [[A, "dry", "2048"], [B, IMAGES[1]["name"], ""]])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "name", "min_ram"],
+        [[A, "dry", "2048"], [B, IMAGES[1]["name"], ""]],
+    )
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--dry-run"])
         stats = fake.stats.snapshot()
@@ -115,15 +126,20 @@ def test_dry_run_prints_exact_requests_masks_the_token_and_writes_nothing(
     assert report["status"].tolist() == ["planned", "unchanged"]
 
 
-@pytest.mark.parametrize("flag", [pytest.param([], id="refuse"),
-                                  pytest.param(["--skip-invalid"], id="skip-invalid")])
+@pytest.mark.parametrize(
+    "flag", [pytest.param([], id="refuse"), pytest.param(["--skip-invalid"], id="skip-invalid")]
+)
 def test_invalid_rows_are_refused_or_skipped(tmp_path: Path, flag: list[str]) -> None:
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "op", "path", "value"], [
-        [A, "replace", "/name", "good-name"],
-        [B, "replace", "/name", "ok"],
-        [B, "replace", "/hw_firmware_type", "efi"],
-        [C, "replace", "/status", "active"],
-    ])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "op", "path", "value"],
+        [
+            [A, "replace", "/name", "good-name"],
+            [B, "replace", "/name", "ok"],
+            [B, "replace", "/hw_firmware_type", "efi"],
+            [C, "replace", "/status", "active"],
+        ],
+    )
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url, *flag])
         stats = fake.stats.snapshot()
@@ -145,13 +161,16 @@ def test_an_edited_plan_is_refused_before_anything_is_sent(tmp_path: Path) -> No
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[A, "p1"], [B, "p2"]])
     plan_file = tmp_path / "plan.json"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        assert run_cli(["plan", str(sheet), "--endpoint", fake.url, "--out",
-                        str(plan_file)]).returncode == 0
+        assert (
+            run_cli(
+                ["plan", str(sheet), "--endpoint", fake.url, "--out", str(plan_file)]
+            ).returncode
+            == 0
+        )
         document = json.loads(plan_file.read_text())
         document["images"] = document["images"][:1]
         plan_file.write_text(json.dumps(document))
-        refused = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan",
-                           str(plan_file)])
+        refused = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--plan", str(plan_file)])
         assert fake.stats.patch_requests == 0
     assert refused.returncode == 2
     assert "do not match" in refused.stderr

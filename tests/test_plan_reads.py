@@ -22,8 +22,15 @@ ACCOUNT_SIZE = 1_200
 
 
 def account(size: int) -> list[dict[str, Any]]:
-    return [{"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n}",
-             "status": "active", "min_ram": 0} for n in range(size)]
+    return [
+        {
+            "id": str(uuid.UUID(int=n + 1, version=4)),
+            "name": f"image-{n}",
+            "status": "active",
+            "min_ram": 0,
+        }
+        for n in range(size)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -39,11 +46,15 @@ def test_read_pass_call_count(tmp_path: Path, rows: int, expected_calls: int) ->
     images = account(ACCOUNT_SIZE)
     # Spread the sheet's images over the whole account, so paging cannot stop early.
     chosen = [*images[:: ACCOUNT_SIZE // rows][: rows - 1], images[-1]]
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"],
-                        [[image["id"], f"renamed-{n}"] for n, image in enumerate(chosen)])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "name"],
+        [[image["id"], f"renamed-{n}"] for n, image in enumerate(chosen)],
+    )
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
-        done = run_cli(["plan", str(sheet), "--endpoint", fake.url, "--rate", "1000",
-                        "--concurrency", "16"])
+        done = run_cli(
+            ["plan", str(sheet), "--endpoint", fake.url, "--rate", "1000", "--concurrency", "16"]
+        )
         stats = fake.stats.snapshot()
     assert done.returncode == 0, done.stderr
     assert stats.list_requests == expected_calls
@@ -54,8 +65,9 @@ def test_read_pass_call_count(tmp_path: Path, rows: int, expected_calls: int) ->
 def test_paging_stops_once_every_image_is_found(tmp_path: Path) -> None:
     images = account(ACCOUNT_SIZE)
     chosen = images[: BY_ID_LIMIT + 1]  # all on the first page
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"],
-                        [[image["id"], "x"] for image in chosen])
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "name"], [[image["id"], "x"] for image in chosen]
+    )
     with running_fake(images, FakeConfig(token=TOKEN)) as fake:
         done = run_cli(["plan", str(sheet), "--endpoint", fake.url, "--rate", "1000"])
         assert fake.stats.list_requests == 1
@@ -66,8 +78,9 @@ def test_an_unreadable_account_stops_the_run_with_exit_3_and_a_full_report(
     tmp_path: Path,
 ) -> None:
     images = account(3)
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"],
-                        [[image["id"], "x"] for image in images])
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "name"], [[image["id"], "x"] for image in images]
+    )
     with running_fake(images, FakeConfig(token="the-right-one")) as fake:
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url], token="a-stale-one")
         stats = fake.stats.snapshot()
@@ -90,11 +103,14 @@ async def test_read_pass_for_100000_rows_pages_the_account(
     size = 100_000
     images = account(size + 1_000)
     path = tmp_path / "big.csv"
-    path.write_text("image_id,name\n" + "".join(
-        f"{image['id']},big-{n}\n" for n, image in enumerate(images[1_000:])))
+    path.write_text(
+        "image_id,name\n"
+        + "".join(f"{image['id']},big-{n}\n" for n, image in enumerate(images[1_000:]))
+    )
     with running_fake(images) as fake:
-        plans = await make_plan(path, endpoint=fake.url, auth=TokenAuth("t"),
-                                limits=Limits(concurrency=4, rate=1_000))
+        plans = await make_plan(
+            path, endpoint=fake.url, auth=TokenAuth("t"), limits=Limits(concurrency=4, rate=1_000)
+        )
         stats = fake.stats.snapshot()
     assert stats.list_requests == math.ceil((size + 1_000) / page_size)  # 21 calls
     assert len(plans) == size

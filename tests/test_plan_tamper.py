@@ -156,7 +156,6 @@ def leave_out_team(document: Document) -> None:
     changes_of(document)[2].update(planned=None, before="x", exists=True)
 
 
-
 @pytest.mark.parametrize(
     ("edit", "sent"),
     [

@@ -16,11 +16,36 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_public_api_is_pinned_and_sorted() -> None:
     assert batchpatch.__all__ == sorted(batchpatch.__all__)
     assert batchpatch.__all__ == [
-        "AkSkAuth", "Auth", "AuthFailed", "BatchpatchError", "Change", "ImagePatch",
-        "ImagePlan", "InputError", "Limits", "Operation", "OptionsError", "Outcome",
-        "PasswordAuth", "Problem", "ReadFailed", "ReadStopped", "RetryPolicy", "RowResult",
-        "RunAborted", "RunResult", "Safeguards", "Sheet", "SheetError", "Status", "TokenAuth",
-        "WriteFailed", "apply_sheet", "load_plan", "make_plan", "read_sheet",
+        "AkSkAuth",
+        "Auth",
+        "AuthFailed",
+        "BatchpatchError",
+        "Change",
+        "ImagePatch",
+        "ImagePlan",
+        "InputError",
+        "Limits",
+        "Operation",
+        "OptionsError",
+        "Outcome",
+        "PasswordAuth",
+        "Problem",
+        "ReadFailed",
+        "ReadStopped",
+        "RetryPolicy",
+        "RowResult",
+        "RunAborted",
+        "RunResult",
+        "Safeguards",
+        "Sheet",
+        "SheetError",
+        "Status",
+        "TokenAuth",
+        "WriteFailed",
+        "apply_sheet",
+        "load_plan",
+        "make_plan",
+        "read_sheet",
     ]
     for name in batchpatch.__all__:
         value = getattr(batchpatch, name)
@@ -32,8 +57,12 @@ def test_every_apply_option_is_in_the_readme_table() -> None:
     parser = build_parser()
     subcommands = next(a for a in parser._actions if a.dest == "command")
     apply = subcommands.choices["apply"]  # type: ignore[attr-defined]
-    options = {s for action in apply._actions for s in action.option_strings
-               if s.startswith("--") and s != "--help"}
+    options = {
+        s
+        for action in apply._actions
+        for s in action.option_strings
+        if s.startswith("--") and s != "--help"
+    }
     documented = set(re.findall(r"^\| `(--[a-z-]+)", README, flags=re.MULTILINE))
     assert options == documented
 
@@ -57,7 +86,8 @@ def test_the_fake_imports_nothing_from_the_client_side() -> None:
                 names = [node.module]
             for name in names:
                 assert not name.startswith("batchpatch") or name.startswith("batchpatch.fake"), (
-                    f"{path.name} imports {name}")
+                    f"{path.name} imports {name}"
+                )
 
 
 def test_pandas_and_aiohttp_client_stay_in_their_modules() -> None:

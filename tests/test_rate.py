@@ -82,7 +82,8 @@ def assert_never_faster_than(rate: int, arrivals: list[float], what: str) -> Non
         spread = arrivals[first + k - 1] - arrivals[first]
         assert spread >= (k - 1) / rate - JITTER, (
             f"{what} {first + 1}..{first + k} arrived within {spread * 1000:.1f} ms, "
-            f"not {(k - 1) / rate * 1000:.0f} ms; gaps (ms): {gaps_ms}")
+            f"not {(k - 1) / rate * 1000:.0f} ms; gaps (ms): {gaps_ms}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -100,11 +101,25 @@ def test_rate_limit_holds_at_the_server(
     images = make_images(count)
     ids = [image["id"] for image in images]
     names = [f"renamed-{n:03d}" for n in range(count)]
-    sheet = write_sheet(tmp_path / "renames.csv", ["image_id", "name"],
-                        [[i, n] for i, n in zip(ids, names, strict=True)])
+    sheet = write_sheet(
+        tmp_path / "renames.csv",
+        ["image_id", "name"],
+        [[i, n] for i, n in zip(ids, names, strict=True)],
+    )
     with running_fake(images, FakeConfig(token=TOKEN, latency=latency)) as fake:
-        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--quiet",
-                        "--rate", str(rate), "--concurrency", str(concurrency)])
+        done = run_cli(
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--quiet",
+                "--rate",
+                str(rate),
+                "--concurrency",
+                str(concurrency),
+            ]
+        )
         stats = fake.stats.snapshot()
         state = fake.store.images
     assert done.returncode == 0, done.stderr

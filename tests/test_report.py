@@ -41,8 +41,11 @@ def test_control_characters_from_the_service_cannot_break_the_report(
     sheet = read_sheet(write_sheet(tmp_path / f"s{suffix}", ["image_id", "name"], [[A, "x"]]))
     outcome = Outcome(A, Status.FAILED, 400, "IMG.0001", "bad\x00body\x1b[31m", "r" * 32, 1, 5)
     path = write_report(sheet, [RowResult(outcome)], tmp_path / f"r{suffix}")
-    frame = (pd.read_excel(path, dtype=str, engine="calamine") if suffix == ".xlsx"
-             else pd.read_csv(path, dtype=str))
+    frame = (
+        pd.read_excel(path, dtype=str, engine="calamine")
+        if suffix == ".xlsx"
+        else pd.read_csv(path, dtype=str)
+    )
     assert frame.loc[0, "error_message"] == "bad\ufffdbody\ufffd[31m"
 
 
@@ -61,22 +64,36 @@ def test_input_columns_named_like_results_are_attributes_and_kept(tmp_path: Path
     path = write_sheet(tmp_path / "s.csv", ["image_id", "name", "after"], [[A, "", "v2"]])
     sheet = read_sheet(path)
     assert sheet.patches[0].body() == [{"op": "add", "path": "/after", "value": "v2"}]
-    written = write_report(sheet, [RowResult(Outcome(A, Status.SUCCEEDED), "", "x")],
-                           tmp_path / "r.csv")
+    written = write_report(
+        sheet, [RowResult(Outcome(A, Status.SUCCEEDED), "", "x")], tmp_path / "r.csv"
+    )
     frame = pd.read_csv(written, dtype=str, keep_default_na=False)
     assert frame.loc[0, "after (input)"] == "v2"
     assert frame.loc[0, "after"] == "x"
 
 
 def test_a_report_fed_back_in_replaces_its_old_results(tmp_path: Path) -> None:
-    header = ["image_id", "name", "status", "http_status", "error_code", "error_message",
-              "request_id", "attempts", "elapsed_ms", "before", "after"]
-    path = write_sheet(tmp_path / "s.csv", header,
-                       [[A, "x", "failed", "503", "", "busy", "r", "5", "9", "", ""]])
+    header = [
+        "image_id",
+        "name",
+        "status",
+        "http_status",
+        "error_code",
+        "error_message",
+        "request_id",
+        "attempts",
+        "elapsed_ms",
+        "before",
+        "after",
+    ]
+    path = write_sheet(
+        tmp_path / "s.csv", header, [[A, "x", "failed", "503", "", "busy", "r", "5", "9", "", ""]]
+    )
     sheet = read_sheet(path)
     assert sheet.patches[0].body() == [{"op": "replace", "path": "/name", "value": "x"}]
-    written = write_report(sheet, [RowResult(Outcome(A, Status.SUCCEEDED, 200))],
-                           tmp_path / "r.csv")
+    written = write_report(
+        sheet, [RowResult(Outcome(A, Status.SUCCEEDED, 200))], tmp_path / "r.csv"
+    )
     frame = pd.read_csv(written, dtype=str, keep_default_na=False)
     assert list(frame.columns) == header
     assert frame.loc[0, "status"] == "succeeded"

@@ -22,8 +22,13 @@ from tests.sheets import write_sheet
 from tests.test_cli import read_report
 
 IMAGES: list[dict[str, Any]] = [
-    {"id": str(uuid.UUID(int=n + 1, version=4)), "name": f"image-{n:02d}", "status": "active",
-     "min_ram": 0} for n in range(16)
+    {
+        "id": str(uuid.UUID(int=n + 1, version=4)),
+        "name": f"image-{n:02d}",
+        "status": "active",
+        "min_ram": 0,
+    }
+    for n in range(16)
 ]
 
 
@@ -82,9 +87,14 @@ def wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("done_before_kill", [pytest.param(0, id="before-any-outcome"),
-                                              pytest.param(1, id="after-one"),
-                                              pytest.param(7, id="mid-run")])
+@pytest.mark.parametrize(
+    "done_before_kill",
+    [
+        pytest.param(0, id="before-any-outcome"),
+        pytest.param(1, id="after-one"),
+        pytest.param(7, id="mid-run"),
+    ],
+)
 def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
     tmp_path: Path, done_before_kill: int
 ) -> None:
@@ -94,11 +104,18 @@ def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
     # A short timeout: the rerun waits that long after the dead run's last write in doubt.
     args = ["apply", str(sheet), "--concurrency", "3", "--rate", "200", "--timeout", "2"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.15)) as fake:
-        process = start_cli([*args, "--endpoint", fake.url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = start_cli(
+            [*args, "--endpoint", fake.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
-            wait_for(lambda: journal.exists() and outcome_lines(journal) >= done_before_kill
-                     and fake.stats.patch_requests > done_before_kill, "progress")
+            wait_for(
+                lambda: (
+                    journal.exists()
+                    and outcome_lines(journal) >= done_before_kill
+                    and fake.stats.patch_requests > done_before_kill
+                ),
+                "progress",
+            )
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
@@ -116,7 +133,9 @@ def test_sigkill_then_rerun_finishes_with_nothing_applied_twice(
     assert set(stats.applied_by_image) == {image["id"] for image in IMAGES}
     for n, image in enumerate(IMAGES):
         assert (state[image["id"]]["name"], state[image["id"]]["min_ram"]) == (
-            f"renamed-{n:02d}", 512)
+            f"renamed-{n:02d}",
+            512,
+        )
     report = read_report(tmp_path / "s.results.csv")
     assert report["image_id"].tolist() == [image["id"] for image in IMAGES]
     statuses = report["status"].tolist()
@@ -133,8 +152,16 @@ def test_a_second_run_on_the_same_sheet_is_refused_while_one_holds_the_lock(
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGES[0]["id"], "x"]])
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake, run_lock(lock_path(sheet)):
         done = run_cli(["apply", str(sheet), "--endpoint", fake.url])
-        other_report = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--report",
-                                str(tmp_path / "elsewhere.csv")])
+        other_report = run_cli(
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--report",
+                str(tmp_path / "elsewhere.csv"),
+            ]
+        )
         assert fake.stats.total_requests == 0
     assert other_report.returncode == 2  # the lock is the sheet's, whatever the report
     assert done.returncode == 2
@@ -147,12 +174,26 @@ def test_a_second_run_on_the_same_sheet_is_refused_while_one_holds_the_lock(
 
 
 def test_summary_and_json_logs_for_scheduled_runs(tmp_path: Path) -> None:
-    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"],
-                        [[IMAGES[0]["id"], "x"], [IMAGES[1]["id"], IMAGES[1]["name"]]])
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "name"],
+        [[IMAGES[0]["id"], "x"], [IMAGES[1]["id"], IMAGES[1]["name"]]],
+    )
     summary = tmp_path / "summary.json"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--summary", str(summary),
-                        "--log-format", "json", "--debug"])
+        done = run_cli(
+            [
+                "apply",
+                str(sheet),
+                "--endpoint",
+                fake.url,
+                "--summary",
+                str(summary),
+                "--log-format",
+                "json",
+                "--debug",
+            ]
+        )
     assert done.returncode == 0, done.stderr
     data = json.loads(summary.read_text())
     assert data["exit_code"] == 0
@@ -166,18 +207,22 @@ def test_summary_and_json_logs_for_scheduled_runs(tmp_path: Path) -> None:
     assert TOKEN not in done.stderr + summary.read_text()
 
 
-@pytest.mark.parametrize("signals", [pytest.param(1, id="sigint-graceful"),
-                                     pytest.param(2, id="second-sigint-at-once")])
+@pytest.mark.parametrize(
+    "signals", [pytest.param(1, id="sigint-graceful"), pytest.param(2, id="second-sigint-at-once")]
+)
 def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int) -> None:
     rows = [[image["id"], f"stopped-{n:02d}"] for n, image in enumerate(IMAGES)]
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], rows)
     journal = tmp_path / "s.results.csv.journal"
     args = ["apply", str(sheet), "--concurrency", "2", "--rate", "200", "--timeout", "2"]
     with running_fake(IMAGES, FakeConfig(token=TOKEN, latency=0.3)) as fake:
-        process = start_cli([*args, "--endpoint", fake.url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_for(lambda: outcome_lines(journal) >= 2 and fake.stats.snapshot().in_flight > 0,
-                 "requests in flight")
+        process = start_cli(
+            [*args, "--endpoint", fake.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        wait_for(
+            lambda: outcome_lines(journal) >= 2 and fake.stats.snapshot().in_flight > 0,
+            "requests in flight",
+        )
         process.send_signal(signal.SIGINT)
         assert process.stderr is not None
         first_line = process.stderr.readline()  # the first signal has been handled
@@ -195,8 +240,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int
             assert "failed" not in statuses  # in-flight requests were let finish
         else:
             assert "Stopped early: stopped at once; requests in flight were cut off" in stderr
-            assert set(report.loc[report["status"] == "failed", "error_code"]) <= {
-                "interrupted"}
+            assert set(report.loc[report["status"] == "failed", "error_code"]) <= {"interrupted"}
         assert journal.exists()
         wait_for(lambda: fake.stats.snapshot().in_flight == 0, "the cut-off PATCHes")
         resumed = run_cli([*args, "--endpoint", fake.url])
@@ -208,15 +252,17 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, signals: int
     assert set(read_report(tmp_path / "s.results.csv")["status"]) <= {"succeeded", "unchanged"}
 
 
-@pytest.mark.parametrize("signals", [pytest.param(1, id="graceful"),
-                                     pytest.param(2, id="at-once")])
+@pytest.mark.parametrize("signals", [pytest.param(1, id="graceful"), pytest.param(2, id="at-once")])
 def test_a_signal_during_the_read_pass_stops_the_run(tmp_path: Path, signals: int) -> None:
     rows = [[image["id"], f"never-{n:02d}"] for n, image in enumerate(IMAGES)]
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], rows)
     config = FakeConfig(token=TOKEN, rate_limit=2, retry_after=2)  # reads crawl
     with running_fake(IMAGES, config) as fake:
-        process = start_cli(["apply", str(sheet), "--endpoint", fake.url, "--rate", "50"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = start_cli(
+            ["apply", str(sheet), "--endpoint", fake.url, "--rate", "50"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         wait_for(lambda: fake.stats.snapshot().list_requests >= 3, "reads under way")
         process.send_signal(signal.SIGINT)
         assert process.stderr is not None
@@ -234,8 +280,10 @@ def test_a_signal_during_the_read_pass_stops_the_run(tmp_path: Path, signals: in
 def test_json_logs_cover_every_line_a_stopped_run_writes(tmp_path: Path) -> None:
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGES[0]["id"], "x"]])
     with running_fake(IMAGES, FakeConfig(token="the-right-one")) as fake:
-        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--log-format", "json"],
-                       token="a-wrong-one")
+        done = run_cli(
+            ["apply", str(sheet), "--endpoint", fake.url, "--log-format", "json"],
+            token="a-wrong-one",
+        )
     assert done.returncode == 3
     entries = [json.loads(line) for line in done.stderr.splitlines()]
     assert any(entry["message"].startswith("Stopped early:") for entry in entries)

@@ -104,8 +104,14 @@ def test_after_the_sheet_is_edited_the_old_journal_is_still_read_back(
     rows = [[first, "replace", "/name", "renamed"], [first, "replace", "/min_ram", "0"]]
     sheet = write_sheet(tmp_path / "s.csv", LONG, rows)
     journal = tmp_path / "s.results.csv.journal"
-    args = ["apply", str(sheet), "--rate", "200", *QUICK_TIMEOUT,
-            *(["--no-plan"] if mode == "no-plan" else [])]
+    args = [
+        "apply",
+        str(sheet),
+        "--rate",
+        "200",
+        *QUICK_TIMEOUT,
+        *(["--no-plan"] if mode == "no-plan" else []),
+    ]
     with running_fake(images, FakeConfig(token=TOKEN, latency=IN_FLIGHT)) as fake:
         killed_while_patching(fake, args, journal)
         write_sheet(sheet, LONG, [[second, "replace", "/name", "added-later"], *rows])

@@ -26,10 +26,12 @@ from tests.test_throttle import FakeClock
     [
         pytest.param(ApiResponse(200), Verdict.OK, id="200"),
         pytest.param(ApiResponse(None, error_code=TIMEOUT), Verdict.AMBIGUOUS, id="timeout"),
-        pytest.param(ApiResponse(None, error_code=CONNECTION_ERROR), Verdict.AMBIGUOUS,
-                     id="connection-lost"),
-        pytest.param(ApiResponse(None, error_code=CONNECT_FAILED), Verdict.RETRY,
-                     id="connect-refused"),
+        pytest.param(
+            ApiResponse(None, error_code=CONNECTION_ERROR), Verdict.AMBIGUOUS, id="connection-lost"
+        ),
+        pytest.param(
+            ApiResponse(None, error_code=CONNECT_FAILED), Verdict.RETRY, id="connect-refused"
+        ),
         pytest.param(ApiResponse(500), Verdict.AMBIGUOUS, id="500"),
         pytest.param(ApiResponse(502), Verdict.AMBIGUOUS, id="502"),
         pytest.param(ApiResponse(503), Verdict.RETRY, id="503"),
@@ -38,8 +40,7 @@ from tests.test_throttle import FakeClock
         pytest.param(ApiResponse(400, error_code="IMG.0060"), Verdict.RETRY, id="flow-control"),
         pytest.param(ApiResponse(400, error_code="IMG.0061"), Verdict.RETRY, id="unknown-error"),
         pytest.param(ApiResponse(400, error_code="IMG.0035"), Verdict.PERMANENT, id="conflict"),
-        pytest.param(ApiResponse(400, error_code="IMG.0046"), Verdict.PERMANENT,
-                     id="not-active"),
+        pytest.param(ApiResponse(400, error_code="IMG.0046"), Verdict.PERMANENT, id="not-active"),
         pytest.param(ApiResponse(404, error_code="IMG.0027"), Verdict.PERMANENT, id="404"),
         pytest.param(ApiResponse(401, error_code="APIGW.0301"), Verdict.PERMANENT, id="401"),
         pytest.param(ApiResponse(403, error_code="APIGW.0302"), Verdict.PERMANENT, id="403"),
@@ -89,8 +90,11 @@ def test_full_jitter_spans_zero_to_the_ceiling() -> None:
         pytest.param("1.5", 1.5, id="fraction"),
         pytest.param("-4", None, id="negative"),
         pytest.param("soon", None, id="garbage"),
-        pytest.param(format_datetime(datetime.now(UTC) - timedelta(minutes=1), usegmt=True),
-                     0.0, id="date-past"),
+        pytest.param(
+            format_datetime(datetime.now(UTC) - timedelta(minutes=1), usegmt=True),
+            0.0,
+            id="date-past",
+        ),
     ],
 )
 def test_retry_after_header(header: str | None, expected: float | None) -> None:

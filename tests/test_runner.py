@@ -62,31 +62,68 @@ LOST = ApiResponse(None, error_code=CONNECTION_ERROR, error_message="lost")
     ("script", "status", "attempts", "patches", "waits"),
     [
         pytest.param([OK], Status.SUCCEEDED, 1, 1, [], id="first-time"),
-        pytest.param([ApiResponse(503), ApiResponse(503), OK], Status.SUCCEEDED, 3, 3,
-                     [0.5, 1.0], id="transient-twice"),
-        pytest.param([ApiResponse(429, error_code="APIGW.0308", retry_after=7.0), OK],
-                     Status.SUCCEEDED, 2, 2, [7.0], id="retry-after"),
-        pytest.param([ApiResponse(400, error_code="IMG.0060"), OK], Status.SUCCEEDED, 2, 2,
-                     [0.5], id="flow-control"),
-        pytest.param([(LOST, "applied")], Status.SUCCEEDED, 1, 1, [0.5],
-                     id="lost-but-applied: read back, not resent"),
+        pytest.param(
+            [ApiResponse(503), ApiResponse(503), OK],
+            Status.SUCCEEDED,
+            3,
+            3,
+            [0.5, 1.0],
+            id="transient-twice",
+        ),
+        pytest.param(
+            [ApiResponse(429, error_code="APIGW.0308", retry_after=7.0), OK],
+            Status.SUCCEEDED,
+            2,
+            2,
+            [7.0],
+            id="retry-after",
+        ),
+        pytest.param(
+            [ApiResponse(400, error_code="IMG.0060"), OK],
+            Status.SUCCEEDED,
+            2,
+            2,
+            [0.5],
+            id="flow-control",
+        ),
+        pytest.param(
+            [(LOST, "applied")],
+            Status.SUCCEEDED,
+            1,
+            1,
+            [0.5],
+            id="lost-but-applied: read back, not resent",
+        ),
         pytest.param([LOST, OK], Status.SUCCEEDED, 2, 2, [0.5], id="lost-not-applied: resent"),
-        pytest.param([ApiResponse(None, error_code=TIMEOUT), OK], Status.SUCCEEDED, 2, 2, [0.5],
-                     id="timeout-not-applied"),
-        pytest.param([ApiResponse(400, error_code="IMG.0035")], Status.FAILED, 1, 1, [],
-                     id="permanent"),
-        pytest.param([ApiResponse(400, error_code="IMG.0046")], Status.SKIPPED, 1, 1, [],
-                     id="not-active"),
-        pytest.param([ApiResponse(503)] * 3, Status.FAILED, 3, 3, [0.5, 1.0],
-                     id="gives-up"),
-        pytest.param([ApiResponse(500), ApiResponse(500), (LOST, "applied")],
-                     Status.SUCCEEDED, 3, 3, [0.5, 1.0, 2.0],
-                     id="lost-on-the-last-attempt-still-read-back"),
+        pytest.param(
+            [ApiResponse(None, error_code=TIMEOUT), OK],
+            Status.SUCCEEDED,
+            2,
+            2,
+            [0.5],
+            id="timeout-not-applied",
+        ),
+        pytest.param(
+            [ApiResponse(400, error_code="IMG.0035")], Status.FAILED, 1, 1, [], id="permanent"
+        ),
+        pytest.param(
+            [ApiResponse(400, error_code="IMG.0046")], Status.SKIPPED, 1, 1, [], id="not-active"
+        ),
+        pytest.param([ApiResponse(503)] * 3, Status.FAILED, 3, 3, [0.5, 1.0], id="gives-up"),
+        pytest.param(
+            [ApiResponse(500), ApiResponse(500), (LOST, "applied")],
+            Status.SUCCEEDED,
+            3,
+            3,
+            [0.5, 1.0, 2.0],
+            id="lost-on-the-last-attempt-still-read-back",
+        ),
     ],
 )
 @pytest.mark.anyio
-async def test_retry_loop(script: list[Any], status: Status, attempts: int, patches: int,
-                          waits: list[float]) -> None:
+async def test_retry_loop(
+    script: list[Any], status: Status, attempts: int, patches: int, waits: list[float]
+) -> None:
     clock = FakeClock()
     waited: list[float] = []
 

@@ -33,8 +33,9 @@ class FakeClock:
     ],
 )
 @pytest.mark.anyio
-async def test_starts_are_spaced_with_no_burst(rate: float, starts: int,
-                                               expected_gaps: list[float]) -> None:
+async def test_starts_are_spaced_with_no_burst(
+    rate: float, starts: int, expected_gaps: list[float]
+) -> None:
     clock = FakeClock()
     limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
     times = []

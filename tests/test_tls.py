@@ -24,10 +24,26 @@ def certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1, and a server context serving it."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
@@ -44,8 +60,7 @@ def test_tls_is_verified_unless_the_ca_is_given(
         assert fake.url.startswith("https://127.0.0.1:")
         refused = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--max-attempts", "1"])
         assert fake.stats.total_requests == 0
-        trusted = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--ca-bundle",
-                           str(cert)])
+        trusted = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--ca-bundle", str(cert)])
         state = fake.store.images
     assert refused.returncode == 3
     assert "certificate verify failed" in refused.stderr
@@ -66,7 +81,8 @@ class ConnectProxy:
     def __enter__(self) -> str:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop).result(10)
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(10)
         port = self._server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
@@ -100,8 +116,9 @@ class ConnectProxy:
             finally:
                 sink.close()
 
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer),
-                             return_exceptions=True)
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+        )
 
 
 def test_https_proxy_from_the_environment_is_used(
@@ -112,8 +129,10 @@ def test_https_proxy_from_the_environment_is_used(
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[images[0]["id"], "proxied"]])
     proxy = ConnectProxy()
     with running_fake(images, FakeConfig(token=TOKEN), tls=tls) as fake, proxy as proxy_url:
-        done = run_cli(["apply", str(sheet), "--endpoint", fake.url, "--ca-bundle", str(cert)],
-                       environ={"HTTPS_PROXY": proxy_url})
+        done = run_cli(
+            ["apply", str(sheet), "--endpoint", fake.url, "--ca-bundle", str(cert)],
+            environ={"HTTPS_PROXY": proxy_url},
+        )
         state = fake.store.images
     assert done.returncode == 0, done.stderr
     assert proxy.tunnels

@@ -62,7 +62,11 @@ class FakeServer:
 
 @asynccontextmanager
 async def serving_fake(
-    images: Images, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
+    images: Images,
+    config: FakeConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
     tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[FakeServer]:
     """Serve the fake on the running event loop until the block exits (HTTPS with ``tls``)."""
@@ -90,7 +94,11 @@ async def serving_fake(
 
 @contextmanager
 def running_fake(
-    images: Images, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
+    images: Images,
+    config: FakeConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
     tls: ssl.SSLContext | None = None,
 ) -> Iterator[FakeServer]:
     """Serve the fake from a background thread with its own event loop until the block exits.

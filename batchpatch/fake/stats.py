@@ -63,8 +63,11 @@ class StatsSnapshot:
 
     def arrivals_of(self, method: str) -> list[float]:
         """The arrival times of the requests with this HTTP method, in arrival order."""
-        return [when for entry, when in zip(self.log, self.arrivals, strict=True)
-                if entry.method == method]
+        return [
+            when
+            for entry, when in zip(self.log, self.arrivals, strict=True)
+            if entry.method == method
+        ]
 
 
 class FakeStats:
