@@ -107,6 +107,8 @@ def test_rate_limit_holds_at_the_server(
         [[i, n] for i, n in zip(ids, names, strict=True)],
     )
     with running_fake(images, FakeConfig(token=TOKEN, latency=latency)) as fake:
+        # A real process: in this one the client would share the interpreter with the fake's
+        # thread, whose arrival times would then bunch up whenever the client held it.
         done = run_cli(
             [
                 "apply",
@@ -118,7 +120,8 @@ def test_rate_limit_holds_at_the_server(
                 str(rate),
                 "--concurrency",
                 str(concurrency),
-            ]
+            ],
+            in_process=False,
         )
         stats = fake.stats.snapshot()
         state = fake.store.images
