@@ -15,7 +15,7 @@ from typing import Any
 
 from batchpatch.errors import Namer, OptionsError
 from batchpatch.files import atomic_write
-from batchpatch.models import ImagePatch, Operation
+from batchpatch.models import ImagePatch, Operation, Status
 from batchpatch.plan import Change, ImagePlan, plan_from_json, plan_to_json, same_value
 from batchpatch.schema import check_attribute, check_value
 from batchpatch.sheet import Sheet
@@ -134,7 +134,11 @@ def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the pla
             )
         )
     for plan in plans:
-        problem = plan_mismatch(plan, expected[plan.image_id]) or _local_problem(plan)
+        problem = (
+            plan_mismatch(plan, expected[plan.image_id])
+            or _status_problem(plan)
+            or _local_problem(plan)
+        )
         if problem:
             raise _edited(f"{source}: image {plan.image_id}: {problem} — the plan was edited")
 
@@ -168,6 +172,17 @@ def plan_mismatch(plan: ImagePlan, patch: ImagePatch) -> str:
                 f"change {number} ({_shown(asked)}) is left out as already in place, but "
                 "the plan's own reading of the image says it is not"
             )
+    return ""
+
+
+def _status_problem(plan: ImagePlan) -> str:
+    """How the plan's verdict on its image contradicts its own changes ("" when it does not):
+    ``unchanged`` only when every change is in place, "update" only when one is not."""
+    sending = any(change.planned is not None for change in plan.changes)
+    if plan.status == Status.UNCHANGED and sending:
+        return "it is marked unchanged, but its own changes say some are not in place"
+    if plan.status is None and not sending:
+        return "it is marked for update, but every change is left out"
     return ""
 
 

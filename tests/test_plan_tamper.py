@@ -117,6 +117,11 @@ TAMPERS = [
     pytest.param(moved_row, "change 3 (", id="moved-to-another-row"),
     pytest.param(extra_image, "the plan's images do not match", id="extra-image"),
     pytest.param(drop_change(0), "change 1 (", id="a-change-dropped"),
+    pytest.param(
+        lambda document: document["images"][0].update(status="unchanged"),
+        "it is marked unchanged, but its own changes say some are not in place",
+        id="marked-unchanged",
+    ),
     pytest.param(drop_change(2), "is left out as already in place", id="an-add-dropped"),
 ]
 
