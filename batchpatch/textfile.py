@@ -74,7 +74,7 @@ _CHAOS_LIMIT = 0.2
 @dataclass(frozen=True)
 class Decoded:
     """A sheet's text, the codec its report is written with, and how the codec was chosen
-    (``"BOM"``, ``"detected"``, ``"--encoding"`` or ``""`` for plain UTF-8)."""
+    (``"BOM"``, ``"detected"``, ``"given"`` by the caller, or ``""`` for plain UTF-8)."""
 
     text: str
     encoding: str
@@ -264,7 +264,7 @@ def _forced(file: str, raw: bytes, encoding: str, bom: _Bom | None) -> Decoded:
                 f"{name('encoding', '')}, UTF-8 is read as such"
             ),
         )
-    return Decoded(_strict(file, raw, name), name, "--encoding")
+    return Decoded(_strict(file, raw, name), name, "given")
 
 
 #: Codecs Python looks up but that turn no bytes into text: ``undefined`` always fails.

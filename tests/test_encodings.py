@@ -146,7 +146,7 @@ def test_an_uncertain_encoding_is_refused_naming_the_first_line(tmp_path: Path) 
     assert "encoding=gb18030" in lines[0]
     assert "encoding=cp1252" in lines[0]
     assert _values(path, encoding="cp1252")[-1] == "ÄÖÜ Zürich"
-    assert read_sheet(path, encoding="cp1252").encoding_label == "cp1252 (--encoding)"
+    assert read_sheet(path, encoding="cp1252").encoding_label == "cp1252 (given)"
 
 
 def test_cli_exit_2_for_an_uncertain_encoding(
@@ -157,7 +157,7 @@ def test_cli_exit_2_for_an_uncertain_encoding(
     assert main(["validate", str(path)]) == 2
     assert f"{path}:2:: the line is not UTF-8" in capsys.readouterr().err
     assert main(["validate", str(path), "--encoding", "cp1252"]) == 0
-    assert "encoding: cp1252 (--encoding)" in capsys.readouterr().out
+    assert "encoding: cp1252 (given)" in capsys.readouterr().out
 
 
 def test_a_utf8_file_with_some_other_lines_is_refused_naming_them(tmp_path: Path) -> None:
