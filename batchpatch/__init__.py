@@ -19,29 +19,36 @@ except PackageNotFoundError:  # a source tree that was never installed
 #: Each public name and the module that defines it.
 _HOMES = {
     "AkSkAuth": "batchpatch.auth",
+    "AsWritten": "batchpatch.job",
     "Auth": "batchpatch.auth",
     "AuthFailed": "batchpatch.errors",
     "BatchpatchError": "batchpatch.errors",
     "Change": "batchpatch.plan",
     "ImagePatch": "batchpatch.models",
     "ImagePlan": "batchpatch.plan",
+    "ImageService": "batchpatch.service",
     "InputError": "batchpatch.errors",
+    "Ledger": "batchpatch.ledger",
     "Limits": "batchpatch.models",
     "Operation": "batchpatch.models",
     "OptionsError": "batchpatch.errors",
     "Outcome": "batchpatch.models",
     "PasswordAuth": "batchpatch.auth",
+    "PlanSource": "batchpatch.job",
     "Problem": "batchpatch.errors",
     "ReadFailed": "batchpatch.errors",
+    "ReadPass": "batchpatch.job",
     "ReadStopped": "batchpatch.errors",
     "RetryPolicy": "batchpatch.retry",
     "RowResult": "batchpatch.report",
     "RunAborted": "batchpatch.errors",
     "RunResult": "batchpatch.job",
     "Safeguards": "batchpatch.runner",
+    "SavedPlan": "batchpatch.job",
     "Sheet": "batchpatch.sheet",
     "SheetError": "batchpatch.errors",
     "Status": "batchpatch.models",
+    "StopReason": "batchpatch.errors",
     "TokenAuth": "batchpatch.auth",
     "WriteFailed": "batchpatch.errors",
     "apply_sheet": "batchpatch.job",
@@ -53,31 +60,39 @@ _HOMES = {
 #: The same names, sorted (``_HOMES`` says where each lives).
 __all__ = [
     "AkSkAuth",
+    "AsWritten",
     "Auth",
     "AuthFailed",
     "BatchpatchError",
     "Change",
     "ImagePatch",
     "ImagePlan",
+    "ImageService",
     "InputError",
+    "Ledger",
     "Limits",
     "Operation",
     "OptionsError",
     "Outcome",
     "PasswordAuth",
+    "PlanSource",
     "Problem",
     "ReadFailed",
+    "ReadPass",
     "ReadStopped",
     "RetryPolicy",
     "RowResult",
     "RunAborted",
     "RunResult",
     "Safeguards",
+    "SavedPlan",
     "Sheet",
     "SheetError",
     "Status",
+    "StopReason",
     "TokenAuth",
     "WriteFailed",
+    "__version__",
     "apply_sheet",
     "load_plan",
     "make_plan",
@@ -96,15 +111,26 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         ReadStopped,
         RunAborted,
         SheetError,
+        StopReason,
         WriteFailed,
     )
-    from batchpatch.job import RunResult, apply_sheet, make_plan
+    from batchpatch.job import (
+        AsWritten,
+        PlanSource,
+        ReadPass,
+        RunResult,
+        SavedPlan,
+        apply_sheet,
+        make_plan,
+    )
+    from batchpatch.ledger import Ledger
     from batchpatch.models import ImagePatch, Limits, Operation, Outcome, Status
     from batchpatch.plan import Change, ImagePlan
     from batchpatch.planfile import load_plan
     from batchpatch.report import RowResult
     from batchpatch.retry import RetryPolicy
     from batchpatch.runner import Safeguards
+    from batchpatch.service import ImageService
     from batchpatch.sheet import Sheet, read_sheet
 
 

@@ -48,8 +48,9 @@ def save_plan(path: Path, sheet: Sheet, endpoint: str, plans: list[ImagePlan]) -
     )
 
 
-def load_plan(path: Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
+def load_plan(path: str | Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
     """The plans saved in ``path``, checked against ``sheet`` and ``endpoint``."""
+    path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from batchpatch import TokenAuth, apply_sheet
+from batchpatch import TokenAuth, apply_sheet, load_plan
 from batchpatch.errors import OptionsError
 from batchpatch.fake import FakeConfig, FakeServer, running_fake
 from batchpatch.models import ImagePatch, Operation
@@ -244,3 +244,12 @@ def test_every_operation_a_plan_sends_passes_the_local_checks(
             anyio.run(apply)
         stats = fake.stats.snapshot()
     assert stats.total_requests == 0
+
+
+def test_load_plan_takes_a_str_path_like_read_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        sheet = planned(tmp_path, capsys, fake)
+        plans = load_plan(str(tmp_path / "p.json"), read_sheet(sheet), fake.url)
+    assert [plan.image_id for plan in plans] == [A, B]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
+import typing
 from pathlib import Path
 
 import batchpatch
@@ -17,31 +19,39 @@ def test_public_api_is_pinned_and_sorted() -> None:
     assert batchpatch.__all__ == sorted(batchpatch.__all__)
     assert batchpatch.__all__ == [
         "AkSkAuth",
+        "AsWritten",
         "Auth",
         "AuthFailed",
         "BatchpatchError",
         "Change",
         "ImagePatch",
         "ImagePlan",
+        "ImageService",
         "InputError",
+        "Ledger",
         "Limits",
         "Operation",
         "OptionsError",
         "Outcome",
         "PasswordAuth",
+        "PlanSource",
         "Problem",
         "ReadFailed",
+        "ReadPass",
         "ReadStopped",
         "RetryPolicy",
         "RowResult",
         "RunAborted",
         "RunResult",
         "Safeguards",
+        "SavedPlan",
         "Sheet",
         "SheetError",
         "Status",
+        "StopReason",
         "TokenAuth",
         "WriteFailed",
+        "__version__",
         "apply_sheet",
         "load_plan",
         "make_plan",
@@ -49,8 +59,17 @@ def test_public_api_is_pinned_and_sorted() -> None:
     ]
     for name in batchpatch.__all__:
         value = getattr(batchpatch, name)
-        assert value.__name__ == name, name  # the object itself, not a stand-in
         assert name in dir(batchpatch)
+        if name == "__version__":
+            assert value == importlib.metadata.version("batchpatch")
+        elif name == "PlanSource":  # the union of the three plan sources
+            assert set(typing.get_args(value)) == {
+                batchpatch.ReadPass,
+                batchpatch.SavedPlan,
+                batchpatch.AsWritten,
+            }
+        else:
+            assert value.__name__ == name, name  # the object itself, not a stand-in
 
 
 def test_every_apply_option_is_in_the_readme_table() -> None:
