@@ -32,7 +32,7 @@ from batchpatch.errors import (
     Worded,
     library_name,
 )
-from batchpatch.exits import EXIT_INVALID, EXIT_OK, EXIT_STOPPED, plan_exit_code
+from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
 from batchpatch.job import (
     AS_WRITTEN,
     READ_PASS,
@@ -429,23 +429,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     try:
         return command(options)
-    except SheetError as error:
+    except (InputError, RunAborted, KeyboardInterrupt) as error:
+        _tell_error(error)
+        code = error_exit_code(error)
+        assert code is not None  # the three kinds caught are exactly those with a code
+        return code
+
+
+def _tell_error(error: BaseException) -> None:
+    """Say on stderr, in flag names, why the command ended without a result."""
+    if isinstance(error, SheetError):
         for problem in error.problems:
             notice(in_flags(problem), level=logging.ERROR)
         notice(
             f"Error: {len(error.problems)} problem(s) in the sheet; nothing was sent",
             level=logging.ERROR,
         )
-        return EXIT_INVALID
-    except InputError as error:
-        notice(f"Error: {in_flags(error)}", level=logging.ERROR)
-        return EXIT_INVALID
-    except RunAborted as error:
-        notice(f"Error: {in_flags(error)}", level=logging.ERROR)
-        return EXIT_STOPPED
-    except KeyboardInterrupt:  # SIGINT before or after the run, which handles its own
+    elif isinstance(error, KeyboardInterrupt):  # SIGINT outside the run, which has its own
         notice("Error: stopped by a signal", level=logging.ERROR)
-        return EXIT_STOPPED
+    else:
+        notice(f"Error: {in_flags(error)}", level=logging.ERROR)
 
 
 def _keep_standard_streams_open() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from batchpatch.errors import InputError, RunAborted
 from batchpatch.models import Status
 from batchpatch.plan import ImagePlan
 
@@ -35,3 +36,14 @@ def plan_exit_code(plans: Sequence[ImagePlan]) -> int:
     """``plan``: 1 when some image cannot be changed (not found, not active), else 0."""
     blocked = any(plan.status in (Status.FAILED, Status.SKIPPED) for plan in plans)
     return EXIT_ROWS_NOT_DONE if blocked else EXIT_OK
+
+
+def error_exit_code(error: BaseException) -> int | None:
+    """The exit code of a run that ended in ``error`` instead of a result: 2 for bad input
+    or options (nothing was sent), 3 for a run stopped early (also by a signal outside the
+    run); None for anything else, which is a bug and must not be dressed as a verdict."""
+    if isinstance(error, InputError):
+        return EXIT_INVALID
+    if isinstance(error, RunAborted | KeyboardInterrupt):
+        return EXIT_STOPPED
+    return None

@@ -11,8 +11,15 @@ import pytest
 
 from batchpatch.auth import TokenAuth
 from batchpatch.cli import flag_name, in_flags
-from batchpatch.errors import OptionsError, ReadFailed
-from batchpatch.exits import EXIT_OK, EXIT_ROWS_NOT_DONE, EXIT_STOPPED, apply_exit_code
+from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, SheetError, WriteFailed
+from batchpatch.exits import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_ROWS_NOT_DONE,
+    EXIT_STOPPED,
+    apply_exit_code,
+    error_exit_code,
+)
 from batchpatch.job import (
     AS_WRITTEN,
     READ_PASS,
@@ -131,3 +138,18 @@ def test_exit_rules_and_plan_sources() -> None:
     assert plan_source(True) == READ_PASS
     assert plan_source(False) == AS_WRITTEN
     assert plan_source([]) == SavedPlan([])
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        pytest.param(SheetError([]), EXIT_INVALID, id="sheet"),
+        pytest.param(OptionsError("bad option"), EXIT_INVALID, id="options"),
+        pytest.param(ReadStopped("signal"), EXIT_STOPPED, id="stopped"),
+        pytest.param(WriteFailed("disk full"), EXIT_STOPPED, id="disk-full"),
+        pytest.param(KeyboardInterrupt(), EXIT_STOPPED, id="signal-outside-the-run"),
+        pytest.param(RuntimeError("a bug"), None, id="a-bug-has-no-verdict"),
+    ],
+)
+def test_errors_map_to_exit_codes_in_one_place(error: BaseException, code: int | None) -> None:
+    assert error_exit_code(error) == code
