@@ -173,7 +173,7 @@ def test_a_control_character_in_a_column_name_is_printed_escaped(
 ) -> None:
     path = _write(tmp_path, f"image_id,{header}\n{A},web\n", "utf-8")
     message = "\n".join(_problems(path))
-    assert f"{path}:1:{shown}:" in message or f"{path}:2:{shown}:" in message
+    assert f"{path}:1:{shown}:" in message  # a header cell: row 1
     assert header not in message
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
