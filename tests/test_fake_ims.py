@@ -35,7 +35,8 @@ from batchpatch.fake import (
 )
 from batchpatch.fake.app import MAX_BODY_BYTES
 from batchpatch.fake.errors import IMS_MESSAGES
-from tests.fakeclient import Reply, request, token_headers, url_of
+from tests import fakeclient
+from tests.fakeclient import Reply, new_session, request, token_headers, url_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token"
@@ -601,17 +602,17 @@ def test_failed_patches_leave_flight_too(fresh: FakeServer) -> None:
 async def test_serving_fake_runs_on_the_callers_loop() -> None:
     async with serving_fake(IMAGES, FakeConfig(token=TOKEN)) as server:
         assert server.url.startswith("http://127.0.0.1:")
-        async with (
-            aiohttp.ClientSession() as session,
-            session.patch(
+        async with new_session() as session:
+            reply = await fakeclient.send(
+                session,
+                "PATCH",
                 f"{server.url}/v2/cloudimages/img-2",
-                json=[op("replace", "name", "renamed")],
+                json_body=[op("replace", "name", "renamed")],
                 headers={"X-Auth-Token": TOKEN},
-            ) as response,
-        ):
-            assert response.status == 200
-            assert REQUEST_ID.fullmatch(response.headers["X-Request-Id"])
-            assert (await response.json())["name"] == "renamed"
+            )
+        assert reply.status == 200
+        assert REQUEST_ID.fullmatch(reply.headers["X-Request-Id"])
+        assert reply.body["name"] == "renamed"
     assert server.store.images["img-2"]["name"] == "renamed"
 
 
