@@ -743,9 +743,12 @@ async def make_plan(
     delimiter: str | None = None,
     out: str | Path | None = None,
     ca_bundle: str | None = None,
+    service: ImageService | None = None,
 ) -> list[ImagePlan]:
     """Read the images ``sheet`` names and plan every patch; save the plan to ``out``.
 
+    ``service`` replaces the IMS client built from ``endpoint`` and ``auth`` (another
+    API, or a test double), as in ``apply_sheet``; ``endpoint`` still names it in the plan.
     Sends no write.  Raises ``ReadFailed`` when the images cannot be read.
     """
     if not isinstance(sheet, Sheet):
@@ -754,9 +757,18 @@ async def make_plan(
         check_plan_files(sheet.path, Path(out))
         clear_stale_temporaries([RunFile("the plan file", Path(out))])
     limits = limits or Limits()
-    async with ImsClient(
-        endpoint, auth, timeout=limits.timeout, connections=limits.concurrency, ca_bundle=ca_bundle
-    ) as client:
+    opened: Any = (
+        _Borrowed(service)
+        if service is not None
+        else ImsClient(
+            endpoint,
+            auth,
+            timeout=limits.timeout,
+            connections=limits.concurrency,
+            ca_bundle=ca_bundle,
+        )
+    )
+    async with opened as client:
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(Path(out), sheet, endpoint, plans)
