@@ -30,7 +30,14 @@ import anyio
 
 from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
-from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, StopReason, WriteFailed
+from batchpatch.errors import (
+    OptionsError,
+    ReadFailed,
+    ReadStopped,
+    Reason,
+    StopReason,
+    WriteFailed,
+)
 from batchpatch.exits import (
     EXIT_INVALID,
     EXIT_MEANINGS,
@@ -334,23 +341,26 @@ async def _written(
     except _ReportNotWritten as failure:
         why = _why(failure.error)
         if journal is None:
-            message = f"could not write the report {report}: {why} — free space and rerun"
+            message = Reason(f"could not write the report {report}: {why}", "free space and rerun")
         elif journal.error is None:
-            message = (
-                f"could not write the report {report}: {why} — the journal at "
-                f"{journal.path} holds every outcome; free space and rerun"
+            message = Reason(
+                f"could not write the report {report}: {why}",
+                f"the journal at {journal.path} holds every outcome; free space and rerun",
             )
         else:
-            message = (
+            message = Reason(
                 f"could not write the report {report} ({why}) nor the journal at "
-                f"{journal.path} ({_why(journal.error)}) — free space and rerun"
+                f"{journal.path} ({_why(journal.error)})",
+                "free space and rerun",
             )
-        raise WriteFailed(message) from None
+        raise WriteFailed(str(message)) from None
     if journal is not None and journal.error is not None:
-        reason = (
-            f"could not write the journal at {journal.path}: {_why(journal.error)} — "
-            "no request was started after that; the report holds every outcome; "
-            "free space and rerun"
+        reason = str(
+            Reason(
+                f"could not write the journal at {journal.path}: {_why(journal.error)}",
+                "no request was started after that; the report holds every outcome; "
+                "free space and rerun",
+            )
         )
         return dataclasses.replace(result, stop_reason=reason, stop=StopReason("journal", reason))
     return result

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.abc import TaskGroup
 
-from batchpatch.errors import ReadFailed, StopReason, trust_private_ca
+from batchpatch.errors import ReadFailed, Reason, StopReason, trust_private_ca
 from batchpatch.inventory import Image, Reader, read_image
 from batchpatch.ledger import Ledger
 from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
@@ -334,7 +334,7 @@ class Runner:
             )
         if kind == AnswerKind.TLS_FAILED:
             fact = outcome.error_message
-            return StopReason("tls", "", lambda name: f"{fact} — {trust_private_ca(name)}")
+            return StopReason("tls", "", lambda name: str(Reason(fact, trust_private_ca(name))))
         return _too_many_failures(self.safeguards, tally.failed, tally.finished)
 
 
