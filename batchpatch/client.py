@@ -218,6 +218,10 @@ class ImsClient:
     def describe(self) -> str:
         return f"{self._auth.kind} from {self._auth.source}"
 
+    @property
+    def listing(self) -> str:
+        return f"{self.endpoint}/v2/cloudimages"
+
     def image_url(self, image_id: str) -> str:
         return f"{self.endpoint}/v2/cloudimages/{quote(image_id, safe='')}"
 
@@ -231,7 +235,7 @@ class ImsClient:
 
     async def list_images(self, query: Mapping[str, str]) -> ApiResponse:
         """``GET /v2/cloudimages`` with the given filters (one page)."""
-        url = f"{self.endpoint}/v2/cloudimages"
+        url = self.listing
         if query:
             url += "?" + "&".join(
                 f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(query.items())
@@ -329,12 +333,16 @@ class ImsClient:
                 None,
                 None,
                 TIMEOUT,
-                f"no answer within {self._timeout.total:g} s "
-                "(the change may or may not have been applied)",
+                f"no answer within {self._timeout.total:g} s",
+                effect_unknown=True,
             ), headers
         except aiohttp.ClientConnectorError as error:
             code = TLS_FAILED if _certificate_failure(error) else CONNECT_FAILED
             return ApiResponse(None, None, code, _describe(error)), headers
+        except aiohttp.ServerDisconnectedError as error:
+            return ApiResponse(
+                None, None, CONNECTION_ERROR, _describe(error), effect_unknown=True
+            ), headers
         except aiohttp.ClientError as error:
             return ApiResponse(None, None, CONNECTION_ERROR, _describe(error)), headers
 
@@ -549,5 +557,5 @@ def _describe(error: aiohttp.ClientError) -> str:
             f"({error.os_error.strerror or error}); nothing was sent"
         )
     if isinstance(error, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection (the change may or may not have been applied)"
+        return "the server closed the connection"
     return f"{type(error).__name__}: {error}"

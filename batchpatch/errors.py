@@ -209,7 +209,7 @@ class ReadFailed(RunAborted, Worded):
         detail = " ".join(part for part in (self._code_unless_said(), self.message) if part)
         reference = f" (request id {self.request_id})" if self.request_id else ""
         fix = self._fix(name)
-        return f"could not read the current images: {answer} {detail}{reference} — {fix}"
+        return str(Reason(f"could not read the current images: {answer} {detail}{reference}", fix))
 
     def _code_unless_said(self) -> str:
         """The code, unless the message already opens with it ("unparseable answer: …")."""

@@ -1,15 +1,18 @@
 """Reading the images a sheet names, as they are now, with as few calls as the size allows.
 
-Two ways, chosen by how many images the sheet names (see bench/plan_calls.py):
+Two ways, chosen by how many images the sheet names (see bench/plan_calls.py), both in
+``ImageService.list_images``'s neutral queries:
 
-* up to ``BY_ID_LIMIT`` images: one ``GET /v2/cloudimages?id=ID`` each, concurrently
-  under the run's pacer: n calls whatever the size of the account;
-* more: page through ``GET /v2/cloudimages?limit=500&marker=…`` and stop as soon as every
-  id has been seen: at most ⌈images in the account / 500⌉ calls.  A service that ignores
-  ``marker`` would page forever: a page that brings no new id, or a marker seen before,
-  stops the read with ``ReadFailed`` naming the endpoint.
+* up to ``BY_ID_LIMIT`` images: one ``{"id": ID}`` query each (IMS: ``GET
+  /v2/cloudimages?id=ID``), concurrently under the run's pacer: n calls whatever the size
+  of the account;
+* more: page through ``{"limit": 500, "marker": …}`` and stop as soon as every id has been
+  seen: at most ⌈images in the account / 500⌉ calls.  A service that ignores ``marker``
+  would page forever: a page that brings no new id, or a marker seen before, stops the read
+  with ``ReadFailed`` naming the service's listing (``ImageService.listing``).
 
-ListImages documents ``id`` as a single exact id, so ids are never batched into one filter.
+An ``id`` query names a single exact id (as IMS's ListImages documents it), so ids are
+never batched into one filter.
 """
 
 from __future__ import annotations
@@ -114,18 +117,18 @@ async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:
         ids = {str(image.get("id", "")) for image in page}
         marker = str(page[-1].get("id", ""))
         if not ids - seen or marker in markers:
-            raise endless_paging(reader.client.endpoint, marker)
+            raise endless_paging(reader.client.listing, marker)
         seen |= ids
         markers.add(marker)
     return found
 
 
-def endless_paging(endpoint: str, marker: str) -> ReadFailed:
+def endless_paging(listing: str, marker: str) -> ReadFailed:
     """The service answered a page it had answered before: it does not honour ``marker``."""
     return ReadFailed(
         200,
         "",
-        f"ListImages at {endpoint}/v2/cloudimages answered the same "
+        f"the image listing at {listing} answered the same "
         f"page again (marker {marker[:64]!r}): it does not page with marker, "
         "so the images cannot all be read",
         "",
@@ -149,13 +152,16 @@ def _images(service: ImageService, response: ApiResponse) -> list[Image]:
         raise ReadFailed(
             response.status,
             response.error_code,
-            response.error_message,
+            response.message,
             response.request_id,
             kind=service.classify(response),
         )
     images = service.images(response)
     if images is None:
         raise ReadFailed(
-            response.status, "", "ListImages answered without an images list", response.request_id
+            response.status,
+            "",
+            f"the image listing at {service.listing} answered without an images list",
+            response.request_id,
         )
     return images

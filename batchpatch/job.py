@@ -30,7 +30,14 @@ import anyio
 
 from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
-from batchpatch.errors import OptionsError, ReadFailed, ReadStopped, StopReason, WriteFailed
+from batchpatch.errors import (
+    OptionsError,
+    ReadFailed,
+    ReadStopped,
+    Reason,
+    StopReason,
+    WriteFailed,
+)
 from batchpatch.exits import (
     EXIT_INVALID,
     EXIT_MEANINGS,
@@ -334,23 +341,26 @@ async def _written(
     except _ReportNotWritten as failure:
         why = _why(failure.error)
         if journal is None:
-            message = f"could not write the report {report}: {why} — free space and rerun"
+            message = Reason(f"could not write the report {report}: {why}", "free space and rerun")
         elif journal.error is None:
-            message = (
-                f"could not write the report {report}: {why} — the journal at "
-                f"{journal.path} holds every outcome; free space and rerun"
+            message = Reason(
+                f"could not write the report {report}: {why}",
+                f"the journal at {journal.path} holds every outcome; free space and rerun",
             )
         else:
-            message = (
+            message = Reason(
                 f"could not write the report {report} ({why}) nor the journal at "
-                f"{journal.path} ({_why(journal.error)}) — free space and rerun"
+                f"{journal.path} ({_why(journal.error)})",
+                "free space and rerun",
             )
-        raise WriteFailed(message) from None
+        raise WriteFailed(str(message)) from None
     if journal is not None and journal.error is not None:
-        reason = (
-            f"could not write the journal at {journal.path}: {_why(journal.error)} — "
-            "no request was started after that; the report holds every outcome; "
-            "free space and rerun"
+        reason = str(
+            Reason(
+                f"could not write the journal at {journal.path}: {_why(journal.error)}",
+                "no request was started after that; the report holds every outcome; "
+                "free space and rerun",
+            )
         )
         return dataclasses.replace(result, stop_reason=reason, stop=StopReason("journal", reason))
     return result
@@ -743,9 +753,12 @@ async def make_plan(
     delimiter: str | None = None,
     out: str | Path | None = None,
     ca_bundle: str | None = None,
+    service: ImageService | None = None,
 ) -> list[ImagePlan]:
     """Read the images ``sheet`` names and plan every patch; save the plan to ``out``.
 
+    ``service`` replaces the IMS client built from ``endpoint`` and ``auth`` (another
+    API, or a test double), as in ``apply_sheet``; ``endpoint`` still names it in the plan.
     Sends no write.  Raises ``ReadFailed`` when the images cannot be read.
     """
     if not isinstance(sheet, Sheet):
@@ -754,9 +767,18 @@ async def make_plan(
         check_plan_files(sheet.path, Path(out))
         clear_stale_temporaries([RunFile("the plan file", Path(out))])
     limits = limits or Limits()
-    async with ImsClient(
-        endpoint, auth, timeout=limits.timeout, connections=limits.concurrency, ca_bundle=ca_bundle
-    ) as client:
+    opened: Any = (
+        _Borrowed(service)
+        if service is not None
+        else ImsClient(
+            endpoint,
+            auth,
+            timeout=limits.timeout,
+            connections=limits.concurrency,
+            ca_bundle=ca_bundle,
+        )
+    )
+    async with opened as client:
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(Path(out), sheet, endpoint, plans)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from batchpatch.errors import OptionsError
+from batchpatch.errors import OptionsError, Reason
 
 #: Attempts at taking a lock whose file another run unlinked between our open and our flock.
 _RETRIES = 5
@@ -44,8 +44,12 @@ def lock_folder() -> Path:
             return folder
         problems.append(problem)
     raise OptionsError(
-        f"no folder for the run lock: {'; '.join(problems)} — set "
-        "XDG_RUNTIME_DIR to a folder only you can write to"
+        str(
+            Reason(
+                f"no folder for the run lock: {'; '.join(problems)}",
+                "set XDG_RUNTIME_DIR to a folder only you can write to",
+            )
+        )
     )
 
 
@@ -112,8 +116,12 @@ def run_lock(path: Path, what: str = "this sheet") -> Iterator[None]:
         os.close(descriptor)  # removed by the run that just let go: take the new one
     else:
         raise OptionsError(
-            f"cannot take the run lock {path}: it keeps being replaced — "
-            "another batchpatch run is starting and stopping; try again"
+            str(
+                Reason(
+                    f"cannot take the run lock {path}: it keeps being replaced",
+                    "another batchpatch run is starting and stopping; try again",
+                )
+            )
         )
     try:
         with contextlib.suppress(OSError):  # the pid only helps the message (a full disk)
@@ -130,16 +138,16 @@ def _open_lock_file(path: Path) -> int:
         descriptor = os.open(path, flags, 0o600)
     except OSError as error:
         hint = (
-            "it is a symbolic link, which batchpatch never follows — remove it"
+            str(Reason("it is a symbolic link, which batchpatch never follows", "remove it"))
             if os.path.islink(path)
             else "check the folder's permissions"
         )
         raise OptionsError(
-            f"cannot open the run lock {path}: {error.strerror or error} — {hint}"
+            str(Reason(f"cannot open the run lock {path}: {error.strerror or error}", hint))
         ) from None
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
-        raise OptionsError(f"the run lock {path} is not a regular file — remove it")
+        raise OptionsError(str(Reason(f"the run lock {path} is not a regular file", "remove it")))
     return descriptor
 
 
@@ -148,9 +156,14 @@ def _take(descriptor: int, path: Path, what: str) -> None:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+        pid = f" (pid {holder})" if holder.isdigit() else ""
         raise OptionsError(
-            f"another batchpatch run{f' (pid {holder})' if holder.isdigit() else ''} is "
-            f"working on {what} — wait for it to finish, or stop it first (lock: {path})"
+            str(
+                Reason(
+                    f"another batchpatch run{pid} is working on {what}",
+                    f"wait for it to finish, or stop it first (lock: {path})",
+                )
+            )
         ) from None
 
 

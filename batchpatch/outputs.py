@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchpatch.errors import OptionsError
+from batchpatch.errors import OptionsError, Reason
 from batchpatch.files import remove_stale_temporaries
 from batchpatch.journal import journal_path
 from batchpatch.lock import lock_path
@@ -73,7 +73,7 @@ def _clash(output: RunFile, known: RunFile) -> str:
         if output.label
         else f"write {output.role} to another file"
     )
-    return f"{name} {output.path} is {what} — {fix}"
+    return str(Reason(f"{name} {output.path} is {what}", fix))
 
 
 def apply_files(

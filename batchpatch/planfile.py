@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchpatch.errors import Namer, OptionsError
+from batchpatch.errors import Namer, OptionsError, Reason
 from batchpatch.files import atomic_write
 from batchpatch.models import ImagePatch, Operation, Status
 from batchpatch.plan import Change, ImagePlan, plan_from_json, plan_to_json, same_value
@@ -55,37 +55,54 @@ def load_plan(path: str | Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OptionsError(
-            wording=lambda name: (
-                f"{path}: no such plan file — make one with {name('make_plan', 'PLAN.json')}"
+            wording=lambda name: str(
+                Reason(
+                    f"{path}: no such plan file", f"make one with {name('make_plan', 'PLAN.json')}"
+                )
             )
         ) from None
     except (OSError, ValueError) as error:
         cause = error
         raise OptionsError(
-            wording=lambda name: f"{path}: not a readable plan ({cause}) — {_remade(name)}"
+            wording=lambda name: str(
+                Reason(f"{path}: not a readable plan ({cause})", _remade(name))
+            )
         ) from None
     _check_format(path, document)
     if document.get("sheet_sha256") != sheet_digest(sheet.path):
         raise OptionsError(
-            f"{path}: the plan was made from another version of {sheet.path} — plan the sheet again"
+            str(
+                Reason(
+                    f"{path}: the plan was made from another version of {sheet.path}",
+                    "plan the sheet again",
+                )
+            )
         )
     if document.get("sheet_name") != sheet.sheet_name:
         raise OptionsError(
             parameter="sheet_name",
-            wording=lambda name: (
-                f"{path}: the plan was made from worksheet "
-                f"{document.get('sheet_name')!r} — use {name('sheet_name', '')} to match it"
+            wording=lambda name: str(
+                Reason(
+                    f"{path}: the plan was made from worksheet {document.get('sheet_name')!r}",
+                    f"use {name('sheet_name', '')} to match it",
+                )
             ),
         )
     if document.get("endpoint") != endpoint:
         raise OptionsError(
-            f"{path}: the plan was made against {document.get('endpoint')} — "
-            "apply it to the same endpoint, or plan again"
+            str(
+                Reason(
+                    f"{path}: the plan was made against {document.get('endpoint')}",
+                    "apply it to the same endpoint, or plan again",
+                )
+            )
         )
     try:
         plans = [_plan_from(entry) for entry in document["images"]]
     except (KeyError, TypeError, ValueError) as error:
-        raise OptionsError(f"{path}: the plan is damaged ({error!r}) — make it again") from None
+        raise OptionsError(
+            str(Reason(f"{path}: the plan is damaged ({error!r})", "make it again"))
+        ) from None
     check_plans(sheet, plans, str(path))
     return plans
 
@@ -107,13 +124,16 @@ def _check_format(path: Path, document: object) -> None:
         return
     if isinstance(found, str) and found.startswith("batchpatch-plan/"):
         raise OptionsError(
-            wording=lambda name: (
-                f"{path}: a plan of another batchpatch version ({found}, this one reads {FORMAT})"
-                f" — {_remade(name)}"
+            wording=lambda name: str(
+                Reason(
+                    f"{path}: a plan of another batchpatch version "
+                    f"({found}, this one reads {FORMAT})",
+                    _remade(name),
+                )
             )
         )
     raise OptionsError(
-        wording=lambda name: f"{path}: not a batchpatch plan ({FORMAT}) — {_remade(name)}"
+        wording=lambda name: str(Reason(f"{path}: not a batchpatch plan ({FORMAT})", _remade(name)))
     )
 
 
@@ -129,9 +149,11 @@ def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the pla
     found = [plan.image_id for plan in plans]
     if set(found) != expected.keys() or len(set(found)) != len(found):
         raise OptionsError(
-            wording=lambda name: (
-                f"{source}: the plan's images do not match {sheet.path} — it was edited; "
-                f"{_remade(name)}"
+            wording=lambda name: str(
+                Reason(
+                    f"{source}: the plan's images do not match {sheet.path}",
+                    f"it was edited; {_remade(name)}",
+                )
             )
         )
     for plan in plans:

@@ -5,7 +5,6 @@ retries its image until it has a true outcome.  A failed image is data, never an
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import anyio
 from anyio.abc import TaskGroup
 
-from batchpatch.errors import ReadFailed, StopReason, trust_private_ca
+from batchpatch.errors import ReadFailed, Reason, StopReason, trust_private_ca
 from batchpatch.inventory import Image, Reader, read_image
 from batchpatch.ledger import Ledger
 from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
@@ -26,8 +25,6 @@ log = logging.getLogger("batchpatch.runner")
 
 #: Added to the message of a write read back as not applied, after its last attempt.
 NOT_APPLIED = "; reading the image back shows it was not applied"
-#: What an answer says when it cannot know: dropped once a read-back knows.
-_UNSURE = re.compile(r"\s*\(?the change may or may not have been applied\)?")
 
 OutcomeCallback = Callable[[Outcome], None]
 #: Told before each PATCH, with the plan whose changes it carries.
@@ -76,17 +73,15 @@ def outcome_of(
     kind: AnswerKind | None = None,
 ) -> Outcome:
     """What ``response`` (of ``kind``) means for the rows of ``patch``; ``note`` adds what
-    a read-back found (and then replaces the answer's own "may or may not have been
-    applied")."""
+    a read-back found, to the answer's bare message (whether the change took effect is
+    then known, so the answer's ``effect_unknown`` is not told)."""
     if response.ok:
         status = Status.SUCCEEDED
     elif kind == AnswerKind.NOT_ACTIVE:
         status = Status.SKIPPED
     else:
         status = Status.FAILED
-    message = response.error_message
-    if note:
-        message = _UNSURE.sub("", message).strip() + note
+    message = response.error_message.strip() + note if note else response.message
     if status == Status.FAILED and attempts > 1:
         message = f"{message} (gave up after {attempts} attempts)".strip()
     return Outcome(
@@ -339,7 +334,7 @@ class Runner:
             )
         if kind == AnswerKind.TLS_FAILED:
             fact = outcome.error_message
-            return StopReason("tls", "", lambda name: f"{fact} — {trust_private_ca(name)}")
+            return StopReason("tls", "", lambda name: str(Reason(fact, trust_private_ca(name))))
         return _too_many_failures(self.safeguards, tally.failed, tally.finished)
 
 

@@ -43,6 +43,9 @@ UNEXPECTED_ANSWER = "unexpected_answer"
 UNPARSEABLE_ANSWER = "unparseable_answer"
 #: Answers that are not the success they claim to be.
 NOT_SUCCESS = frozenset({UNEXPECTED_ANSWER, UNPARSEABLE_ANSWER})
+#: Added to the message of an answer whose ``effect_unknown`` is set, until a read-back
+#: knows better (then the run says what it found instead).
+EFFECT_UNKNOWN = " (the change may or may not have been applied)"
 
 Image = dict[str, Any]
 
@@ -50,7 +53,13 @@ Image = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class ApiResponse:
     """What one request came back with: the status (None for no answer), the parsed body,
-    and the error the service (or the transport) gave, in the service's own codes."""
+    and the error the service (or the transport) gave, in the service's own codes.
+
+    ``error_message`` is the bare account of what happened ("no answer within 30 s");
+    ``effect_unknown`` says the request may have reached the service with nothing to tell
+    whether it took effect.  ``message`` joins the two for a person; a run that read the
+    image back uses ``error_message`` with what it found instead.
+    """
 
     status: int | None
     body: Any = None
@@ -58,6 +67,12 @@ class ApiResponse:
     error_message: str = ""
     request_id: str = ""
     retry_after: float | None = None
+    effect_unknown: bool = False
+
+    @property
+    def message(self) -> str:
+        """``error_message``, saying so when nobody knows whether the change was applied."""
+        return self.error_message + (EFFECT_UNKNOWN if self.effect_unknown else "")
 
     @property
     def ok(self) -> bool:
@@ -120,6 +135,11 @@ class ImageService(Protocol):
     @property
     def endpoint(self) -> str:
         """Where the service is, for messages and the journal's identity."""
+
+    @property
+    def listing(self) -> str:
+        """Where ``list_images`` reads, for messages about the listing (IMS: the URL of
+        ``GET /v2/cloudimages``)."""
 
     @property
     def requests(self) -> int:

@@ -34,6 +34,7 @@ class MemoryService:
     store: dict[str, Image]
     faults: dict[str, list[str]] = field(default_factory=dict)
     endpoint: str = "memory://images"
+    listing: str = "memory://images/list"
     requests: int = 0
     #: Every call, as ``(method, image_id or query)``, in order.
     calls: list[tuple[str, str]] = field(default_factory=list)

@@ -28,6 +28,7 @@ class ScriptedClient:
 
     auth = TokenAuth("t", source="test")
     endpoint = "scripted"
+    listing = "scripted/images"
     requests = 0
     classify = staticmethod(classify_answer)
     images = staticmethod(images_in)
