@@ -54,7 +54,8 @@ def test_the_journal_restores_the_ledger_it_persisted(tmp_path: Path) -> None:
     assert earlier.outcome_of("b") is None  # a refusal is neither done nor in doubt
     assert earlier.tally.finished == 0  # restored, not reached by this run
     sent, restored = ledger.get("c"), earlier.get("c")
-    assert sent is not None and sent.sent_at is not None
+    assert sent is not None
+    assert sent.sent_at is not None
     assert restored is not None  # when its write went out is on the entry, restored too
     assert restored.sent_at == round(sent.sent_at, 3)
 
