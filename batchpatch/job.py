@@ -61,7 +61,6 @@ from batchpatch.outputs import (
 from batchpatch.plan import (
     ImagePlan,
     plan_all,
-    plan_from_json,
     plan_image,
     rebased,
     settle,
@@ -273,6 +272,7 @@ async def apply_sheet(
             return await _written(run.execute(None), report, None)
         journal = Journal(
             journal_path(report),
+            ledger,
             sheet_sha256=sheet_digest(sheet.path),
             endpoint=endpoint,
             restart=restart,
@@ -391,12 +391,10 @@ class _Run:
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
-        given) appends each of the ledger's events."""
+        given) has restored what an earlier run left into the ledger, and appends each of
+        its events."""
         started = time.perf_counter()
-        if journal is not None:
-            journal.attach(self.ledger)
-        resume = _Resume.of(self.sheet, journal)
-        resume.enter(self.ledger)
+        resume = _Resume.of(self.sheet, self.ledger, journal)
         async with self._service() as client:
             stop = await self._plan_and_send(client, resume)
             requests = client.requests
@@ -441,14 +439,15 @@ class _Run:
         Images that need it are read first: all of them with a read pass, else those an
         earlier run left in doubt or the sheet now asks otherwise of.  An image in doubt
         that reads as done was applied by that run."""
+        in_doubt = resume.in_doubt(self.ledger)
         to_read = (
             {patch.image_id for patch in resume.pending}
             if isinstance(self.source, ReadPass)
-            else resume.in_doubt | resume.asked_anew
+            else in_doubt | resume.asked_anew
         )
         images = {}
         if to_read:
-            await self._let_earlier_writes_land(resume)
+            await self._let_earlier_writes_land(in_doubt)
             images = await _unless_aborted(
                 self.abort,
                 fetch_images(reader, [p.image_id for p in resume.pending if p.image_id in to_read]),
@@ -458,23 +457,25 @@ class _Run:
         )
         for patch in resume.pending:
             image_id, image = patch.image_id, images.get(patch.image_id)
-            earlier = resume.in_doubt_plans.get(image_id)
-            if earlier is not None:
+            earlier = self.ledger.plan_of(image_id)
+            if image_id in in_doubt and image_id not in resume.asked_anew and earlier is not None:
                 self._settle_earlier(earlier, image)
             elif image_id in to_read:
                 self.ledger.plan(plan_image(patch, image))
             else:
                 self.ledger.plan(saved.get(image_id) or unplanned(patch))
+            if image_id in to_read:  # read: its state is known now
+                self.ledger.answered(image_id, in_doubt=False)
 
-    async def _let_earlier_writes_land(self, resume: _Resume) -> None:
+    async def _let_earlier_writes_land(self, in_doubt: set[str]) -> None:
         """Wait until the request timeout has passed since the earlier run's last write in
-        doubt: a write it sent just before it died may still be on its way to being
-        applied, and reading the image before then would send it a second time."""
-        if not resume.in_doubt or resume.last_doubtful_write is None:
+        doubt (``in_doubt``, the images the sheet names): a write it sent just before it
+        died may still be on its way to being applied, and reading the image before then
+        would send it a second time."""
+        last_write = self.ledger.last_doubtful_write()
+        if not in_doubt or last_write is None:
             return
-        wait = min(
-            resume.last_doubtful_write + self.limits.timeout - time.time(), self.limits.timeout
-        )
+        wait = min(last_write + self.limits.timeout - time.time(), self.limits.timeout)
         if wait <= 0:
             return
         log.warning(
@@ -482,7 +483,7 @@ class _Run:
             "writing: its last write may still be applied (the request timeout is "
             "%g s)",
             wait,
-            len(resume.in_doubt),
+            len(in_doubt),
             self.limits.timeout,
         )
         if not await sleep_unless_stopped(anyio.sleep, wait, self.stop):
@@ -573,57 +574,61 @@ APPLIED_BY_EARLIER_RUN = (
 
 @dataclass(frozen=True)
 class _Resume:
-    """What the journal of an unfinished earlier run means for this sheet.
+    """What the sheet asks, against what the journal of an unfinished earlier run restored
+    into the ledger (every image's outcome, plan and doubt is read from the ledger).
 
-    ``kept``: images it finished that the sheet asks the same of now (not sent again; their
-    recorded plan decides their rows).  ``in_doubt_plans``: images it was writing, or whose
-    write got an answer nobody could trust, with the plan that write carried: read back
-    and settled before anything is sent.  ``asked_anew``: images it touched that the sheet
-    (edited since) now asks something else of — or whose plan it did not record — read
-    and planned afresh, so nothing it applied is sent twice.  ``in_doubt``: every image
-    it had in doubt, whatever the sheet asks now.
+    ``pending``: the sheet's patches still to plan, and send if they change something —
+    all of them but the images the earlier run finished that the sheet asks the same of
+    (those keep their recorded outcome and plan).  ``asked_anew``: images it finished or
+    left in doubt that the sheet (edited since) now asks something else of — or whose plan
+    it did not record — read and planned afresh, so nothing it applied is sent twice.
+    Pending images still in doubt in the ledger, and not asked anew, carry the plan their
+    write carried: they are read back and settled before anything is sent.
     """
 
     pending: list[ImagePatch]
-    kept: list[ImagePlan]
-    recorded: dict[str, Outcome]
-    in_doubt_plans: dict[str, ImagePlan]
     asked_anew: set[str]
-    in_doubt: set[str]
-    #: When the earlier run last sent a write still in doubt (epoch seconds), if known.
-    last_doubtful_write: float | None = None
 
     @classmethod
-    def of(cls, sheet: Sheet, journal: Journal | None) -> _Resume:
-        if journal is None:
-            return cls(list(sheet.patches), [], {}, {}, set(), set())
-        resume = cls([], [], {}, {}, set(), set(journal.in_doubt), journal.last_doubtful_write)
+    def of(cls, sheet: Sheet, ledger: Ledger, journal: Journal | None) -> _Resume:
+        """Sort the sheet's patches against the ledger, leaving in it only the images the
+        sheet names, in its order, each with its plan (send-as-written for a pending image
+        not in doubt, which stands if the images cannot be read)."""
+        earlier_in_doubt, earlier_done = len(ledger.in_doubt()), len(ledger.done())
+        resume = cls([], set())
         for patch in sheet.patches:
-            image_id = patch.image_id
-            earlier = _earlier_plan(journal, patch)
-            if image_id in journal.recorded and earlier is not None:
-                resume.kept.append(earlier)
-                resume.recorded[image_id] = journal.recorded[image_id]
-                continue
-            resume.pending.append(patch)
-            if image_id in journal.in_doubt and earlier is not None:
-                resume.in_doubt_plans[image_id] = earlier
-            elif image_id in journal.in_doubt or image_id in journal.recorded:
-                resume.asked_anew.add(image_id)
-        resume.tell(journal)
+            resume._sort(patch, ledger, other_sheet=journal is not None and journal.other_sheet)
+        ledger.keep_only([patch.image_id for patch in sheet.patches])
+        if journal is not None:
+            resume.tell(journal, ledger, earlier_in_doubt, earlier_done)
         return resume
 
-    def enter(self, ledger: Ledger) -> None:
-        """Into the run's ledger: what the earlier run finished (its outcome and plan,
-        not journaled again) and a send-as-written plan for every pending image, which
-        stands if the images cannot be read."""
-        for plan in self.kept:
-            ledger.restore(plan.image_id, self.recorded[plan.image_id], plan, in_doubt=False)
-        for patch in self.pending:
+    def _sort(self, patch: ImagePatch, ledger: Ledger, *, other_sheet: bool) -> None:
+        image_id, entry = patch.image_id, ledger.get(patch.image_id)
+        if entry is None:  # not in the journal
+            self.pending.append(patch)
             ledger.plan(unplanned(patch))
+            return
+        earlier = _earlier_plan(entry, patch, other_sheet=other_sheet)
+        done = entry.outcome is not None and entry.outcome.status.done
+        if done and earlier is not None:  # kept: not sent again, not journaled again
+            ledger.restore(image_id, entry.outcome, earlier, in_doubt=False)
+            return
+        self.pending.append(patch)
+        if entry.in_doubt and not done and earlier is not None:
+            ledger.plan(earlier)  # read back and settled against it
+        else:
+            self.asked_anew.add(image_id)
+            ledger.restore(image_id, None, unplanned(patch), in_doubt=entry.in_doubt and not done)
 
-    def tell(self, journal: Journal) -> None:
-        """Say what is resumed, and when the journal is of another sheet or service."""
+    def in_doubt(self, ledger: Ledger) -> set[str]:
+        """The pending images whose last write (the earlier run's) may have been applied."""
+        doubtful = ledger.in_doubt()
+        return {patch.image_id for patch in self.pending if patch.image_id in doubtful}
+
+    def tell(self, journal: Journal, ledger: Ledger, in_doubt: int, done: int) -> None:
+        """Say what is resumed, and when the journal is of another sheet or service
+        (``in_doubt`` and ``done``: how many images the journal left so)."""
         if journal.other_endpoint:
             log.warning(
                 "the journal %s was written against %s, not this endpoint: it is set "
@@ -631,6 +636,7 @@ class _Resume:
                 journal.path,
                 journal.other_endpoint,
             )
+        kept = sum(1 for entry in ledger if entry.earlier)
         if journal.other_sheet:
             log.warning(
                 "the journal %s belongs to another version of the sheet: the %d "
@@ -638,26 +644,21 @@ class _Resume:
                 "of the %d it finished, the %d the sheet asks the same of are not "
                 "sent again",
                 journal.path,
-                len(journal.in_doubt),
-                len(journal.recorded),
-                len(self.kept),
+                in_doubt,
+                done,
+                kept,
             )
-        if self.recorded:
-            log.info("resuming: %d images already done are not sent again", len(self.recorded))
+        if kept:
+            log.info("resuming: %d images already done are not sent again", kept)
 
 
-def _earlier_plan(journal: Journal, patch: ImagePatch) -> ImagePlan | None:
-    """The plan the journal holds for ``patch``'s image, renumbered to the sheet's rows;
-    None when the sheet now asks otherwise.  A journal of this very sheet that recorded no
-    plan (an older format) stands for sending the sheet as written."""
-    raw = journal.plans.get(patch.image_id)
-    if raw is None:
-        return None if journal.other_sheet else unplanned(patch)
-    try:
-        plan = plan_from_json(raw)
-    except (KeyError, TypeError, ValueError):
-        return None  # a damaged plan: read the image and plan afresh
-    return rebased(plan, patch)
+def _earlier_plan(entry: Entry, patch: ImagePatch, *, other_sheet: bool) -> ImagePlan | None:
+    """The plan the earlier run recorded for ``patch``'s image, renumbered to the sheet's
+    rows; None when the sheet now asks otherwise.  A journal of this very sheet that
+    recorded no plan (or a damaged one) stands for sending the sheet as written."""
+    if entry.plan is None:
+        return None if other_sheet else unplanned(patch)
+    return rebased(entry.plan, patch)
 
 
 async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:

@@ -12,9 +12,10 @@ and renamed into place, and the old one is read with ``O_NOFOLLOW``.  A write th
 (a full disk) never raises into the run: the journal stops writing, keeps the error, and
 tells ``on_failure`` (``apply_sheet`` then starts no new request).
 
-The journal is the ledger's persistence (``ledger.Ledger``): ``attach`` appends each of a
-run's ledger events as it happens, and what an earlier run left is loaded back into a ledger
-(``earlier``), of which ``recorded`` and ``in_doubt`` are views.
+The journal is the ledger's persistence (``ledger.Ledger``): opened on the run's ledger, it
+first restores into it what an earlier run left (each image's outcome if done, or that it is
+in doubt; its plan; when its last write went out), then appends each of the ledger's events
+as it happens.  It keeps no record of its own.
 
 On resume, images whose recorded outcome is done are not sent again, and images that were
 being sent when the run died, or whose last write got an answer that may not tell the truth
@@ -45,7 +46,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -70,18 +71,22 @@ def journal_path(report_path: Path) -> Path:
 
 
 class Journal:
-    """Appends a run's events to ``path``; ``recorded`` holds what an earlier run left."""
+    """Restores what an earlier run left at ``path`` into a ledger, then appends the
+    ledger's events there."""
 
     def __init__(
         self,
         path: Path,
+        ledger: Ledger,
         *,
         sheet_sha256: str,
         endpoint: str,
         restart: bool = False,
         on_failure: Callable[[OSError], None] | None = None,
     ) -> None:
-        """Open a fresh journal at ``path``, carrying over what an earlier run left there.
+        """Open a fresh journal at ``path`` on ``ledger`` (the run's): what an earlier run
+        left there is restored into ``ledger`` and carried over, and every later ``sending``
+        and ``outcome`` of ``ledger`` is appended.
 
         Raises ``OptionsError`` when a folder is in the way and ``WriteFailed`` when the
         journal cannot be written (nothing has been sent then).  Once open, a failed write
@@ -89,24 +94,17 @@ class Journal:
         the run), and nothing more is written.
         """
         self.path = path
-        #: What the earlier run's journal holds: outcomes that are done, images in doubt.
-        self.earlier = Ledger()
         #: Lines of the earlier journal that were ignored as damaged.
         self.damaged = 0
         #: The first write that failed, if any.
         self.error: OSError | None = None
         self._on_failure: Callable[[OSError], None] | None = None
-        #: The latest plan recorded for each image, as ``plan.plan_to_json`` wrote it.
-        self.plans: dict[str, dict[str, Any]] = {}
-        #: When the earlier run sent each image's latest write (epoch seconds).
-        self.sent_at: dict[str, float] = {}
         self.other_sheet = False
         self.other_endpoint = ""
         identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
         _refuse_folder(path)
         _remove_stale_copies(path)
-        if not restart:
-            self._load(identity)
+        restored = [] if restart else self._load(identity, ledger)
         if self.damaged:
             log.warning(
                 "the journal at %s: ignored %d damaged line(s) (a line torn by a "
@@ -116,38 +114,19 @@ class Journal:
             )
         # What an earlier run left is carried into a fresh journal, which replaces the old
         # one only once it is complete: a kill in between loses nothing.
-        self._file = self._create_fresh(identity)
+        self._file = self._create_fresh(identity, restored)
         self._on_failure = on_failure
-
-    @property
-    def recorded(self) -> dict[str, Outcome]:
-        """Images the earlier run finished (done), by id."""
-        return self.earlier.done()
-
-    @property
-    def in_doubt(self) -> set[str]:
-        """Images the earlier run was writing, or whose write may have been applied."""
-        return self.earlier.in_doubt()
-
-    @property
-    def last_doubtful_write(self) -> float | None:
-        """When (epoch seconds) the earlier run last sent a write still in doubt; None if
-        it sent none, or the journal does not say."""
-        return max((self.sent_at[i] for i in self.in_doubt if i in self.sent_at), default=None)
-
-    def attach(self, ledger: Ledger) -> None:
-        """Append each of ``ledger``'s later events (a PATCH sent, an outcome) as it happens."""
         ledger.listen(self._append)
 
     def _append(self, event: Event, entry: Entry, outcome: Outcome | None) -> None:
-        plan = None if entry.plan is None else plan_to_json(entry.plan)
+        plan = _plan_json(entry)
         if event == Event.SENDING:
-            self.sending(entry.image_id, plan)
+            self.sending(entry.image_id, plan, entry.sent_at)
         elif event == Event.OUTCOME and outcome is not None:
             self.outcome(outcome, plan, in_doubt=entry.in_doubt)
 
-    def _create_fresh(self, identity: dict[str, str]) -> IO[str]:
-        """A new journal holding the header and what was carried over, renamed into place.
+    def _create_fresh(self, identity: dict[str, str], restored: Iterable[Entry]) -> IO[str]:
+        """A new journal holding the header and the ``restored`` entries, renamed into place.
 
         It is made by ``mkstemp`` (a new file, never a planted symlink) beside ``path``."""
         try:
@@ -160,10 +139,11 @@ class Journal:
         file = os.fdopen(descriptor, "w", encoding="utf-8")
         self._file = file
         self._write({"format": FORMAT, **identity})
-        for outcome in self.recorded.values():
-            self.outcome(outcome, self.plans.get(outcome.image_id))
-        for image_id in sorted(self.in_doubt):  # when it was sent, not now
-            self.sending(image_id, self.plans.get(image_id), self.sent_at.get(image_id))
+        for entry in restored:
+            if entry.outcome is not None:
+                self.outcome(entry.outcome, _plan_json(entry))
+            else:  # in doubt: sent when it was sent, not now
+                self.sending(entry.image_id, _plan_json(entry), entry.sent_at)
         try:
             if self.error is None:
                 os.replace(fresh, self.path)
@@ -265,33 +245,25 @@ class Journal:
         self.damaged += sum(1 for line in lines if line.strip()) - len(kept)
         return kept
 
-    def _load(self, identity: dict[str, str]) -> None:
+    def _load(self, identity: dict[str, str], ledger: Ledger) -> list[Entry]:
+        """Restore into ``ledger`` what the earlier journal says: images done, then images
+        in doubt (by id); the entries restored, in that order."""
         lines = self._lines()
         header = _parse(lines[0]) if lines else None
         if not header or header.get("format") != FORMAT:
             self._set_aside(header)
-            return  # not a journal of ours: start afresh
+            return []  # not a journal of ours: start afresh
         if header.get("endpoint") != identity["endpoint"]:
             self.other_endpoint = str(header.get("endpoint"))
-            return  # another service's images: nothing here is about ours
+            return []  # another service's images: nothing here is about ours
         self.other_sheet = header.get("sheet_sha256") != identity["sheet_sha256"]
-        recorded: dict[str, Outcome] = {}
-        sending: set[str] = set()
-        for line in lines[1:]:
-            entry = _parse(line)
-            if entry is None:
-                continue
-            if isinstance(entry.get("plan"), dict):
-                self.plans[str(entry.get("image_id"))] = entry["plan"]
-            if entry.get("event") == "sending":
-                sending.add(entry["image_id"])
-                self._note_sent_at(entry)
-            elif entry.get("event") == "outcome":
-                _settle(_outcome(entry), entry.get("in_doubt"), recorded, sending)
-        for image_id, outcome in recorded.items():
-            self.earlier.restore(image_id, outcome, self._plan(image_id), in_doubt=False)
-        for image_id in sorted(sending - recorded.keys()):
-            self.earlier.restore(image_id, None, self._plan(image_id), in_doubt=True)
+        found = _replay(lines[1:])
+        done = [e for e in found.values() if e.outcome is not None]
+        in_doubt = sorted((e for e in found.values() if e.in_doubt), key=lambda e: e.image_id)
+        return [
+            ledger.restore(e.image_id, e.outcome, e.plan, in_doubt=e.in_doubt, sent_at=e.sent_at)
+            for e in done + in_doubt
+        ]
 
     def _set_aside(self, header: dict[str, Any] | None) -> None:
         """Warn when the journal is one another version of batchpatch wrote: it is not read."""
@@ -305,32 +277,55 @@ class Journal:
                 FORMAT,
             )
 
-    def _note_sent_at(self, entry: dict[str, Any]) -> None:
-        at = entry.get("at")
-        if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
-            self.sent_at[entry["image_id"]] = float(at)
 
-    def _plan(self, image_id: str) -> ImagePlan | None:
-        """The latest plan recorded for ``image_id``; None when none was, or it is damaged."""
-        raw = self.plans.get(image_id)
-        try:
-            return None if raw is None else plan_from_json(raw)
-        except (KeyError, TypeError, ValueError):
-            return None
+def _replay(lines: Iterable[str]) -> dict[str, Entry]:
+    """Each image's fate as the journal's lines leave it, the latest line winning: its
+    outcome when done, else whether it is in doubt; its latest plan; when it was last sent.
+    The result's order is that of each image's last outcome that is done."""
+    found: dict[str, Entry] = {}
+    for line in lines:
+        record = _parse(line)
+        if record is None:
+            continue
+        entry = found.setdefault(record["image_id"], Entry(record["image_id"]))
+        if isinstance(record.get("plan"), dict):
+            entry.plan = _plan(record["plan"])
+        if record.get("event") == "sending":
+            entry.outcome, entry.in_doubt = None, True
+            entry.sent_at = _sent_at(record) or entry.sent_at
+        elif record.get("event") == "outcome":
+            _settle(entry, _outcome(record), record.get("in_doubt"))
+            if entry.outcome is not None:  # done: last in order
+                found[entry.image_id] = found.pop(entry.image_id)
+    return found
 
 
-def _settle(
-    outcome: Outcome, in_doubt: object, recorded: dict[str, Outcome], sending: set[str]
-) -> None:
+def _settle(entry: Entry, outcome: Outcome, in_doubt: object) -> None:
     """Fold one recorded outcome into what is known: done, in doubt, or neither."""
-    recorded.pop(outcome.image_id, None)
     if outcome.status.done:
-        recorded[outcome.image_id] = outcome
-        sending.discard(outcome.image_id)
-    elif in_doubt if isinstance(in_doubt, bool) else outcome.maybe_applied:
-        sending.add(outcome.image_id)  # its write may have been applied: still in doubt
-    else:
-        sending.discard(outcome.image_id)
+        entry.outcome, entry.in_doubt = outcome, False
+    else:  # its write may have been applied: still in doubt
+        entry.outcome = None
+        entry.in_doubt = in_doubt if isinstance(in_doubt, bool) else outcome.maybe_applied
+
+
+def _sent_at(record: dict[str, Any]) -> float | None:
+    at = record.get("at")
+    if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+        return float(at)
+    return None
+
+
+def _plan(raw: dict[str, Any]) -> ImagePlan | None:
+    """The plan a line records; None when it is damaged."""
+    try:
+        return plan_from_json(raw)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _plan_json(entry: Entry) -> dict[str, Any] | None:
+    return None if entry.plan is None else plan_to_json(entry.plan)
 
 
 def _refuse_folder(path: Path) -> None:

@@ -10,8 +10,9 @@ can drift from another.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -30,7 +31,9 @@ class Stage(Enum):
 @dataclass
 class Entry:
     """One image's fate.  ``earlier``: its outcome was restored from an earlier run's
-    journal, not reached by this run."""
+    journal, not reached by this run.  ``sent_at``: when (epoch seconds) its latest write
+    went out, by this run or, restored, by the earlier one; None if none did or the journal
+    does not say."""
 
     image_id: str
     plan: ImagePlan | None = None
@@ -38,6 +41,7 @@ class Entry:
     outcome: Outcome | None = None
     in_doubt: bool = False
     earlier: bool = False
+    sent_at: float | None = None
     #: Listeners were told of its outcome (or of what its plan decided).
     announced: bool = False
 
@@ -120,7 +124,7 @@ class Ledger:
     def sending(self, plan: ImagePlan) -> None:
         """A write carrying ``plan``'s changes is about to go out: in doubt until answered."""
         entry = self.plan(plan)
-        entry.stage, entry.in_doubt = Stage.SENDING, True
+        entry.stage, entry.in_doubt, entry.sent_at = Stage.SENDING, True, time.time()
         self._tell(Event.SENDING, entry, entry.outcome)
 
     def answered(self, image_id: str, *, in_doubt: bool) -> None:
@@ -155,18 +159,32 @@ class Ledger:
         self._tell(Event.SETTLED, entry, outcome or entry.outcome)
 
     def restore(
-        self, image_id: str, outcome: Outcome | None, plan: ImagePlan | None, *, in_doubt: bool
+        self,
+        image_id: str,
+        outcome: Outcome | None,
+        plan: ImagePlan | None,
+        *,
+        in_doubt: bool,
+        sent_at: float | None = None,
     ) -> Entry:
         """What an earlier run's journal says of an image, told to no listener."""
         entry = self.entry(image_id)
         entry.plan = plan or entry.plan
         entry.outcome, entry.in_doubt, entry.earlier = outcome, in_doubt, outcome is not None
+        entry.sent_at = sent_at if sent_at is not None else entry.sent_at
         entry.stage = (
             Stage.FINISHED
             if outcome is not None
             else (Stage.SENDING if in_doubt else Stage.PLANNED)
         )
         return entry
+
+    def keep_only(self, image_ids: Iterable[str]) -> None:
+        """Keep the entries of ``image_ids`` (the sheet's), in that order, and drop the
+        rest: an earlier run's image the sheet no longer names is neither sent nor
+        reported by this run (its journal keeps it)."""
+        entries = self._entries
+        self._entries = {i: entries[i] for i in image_ids if i in entries}
 
     def _tell(self, event: Event, entry: Entry, outcome: Outcome | None) -> None:
         if event != Event.SENDING and outcome is not None:
@@ -188,6 +206,12 @@ class Ledger:
     def in_doubt(self) -> set[str]:
         """Images whose last write may have been applied and was never settled."""
         return {e.image_id for e in self if e.in_doubt and not _done(e)}
+
+    def last_doubtful_write(self) -> float | None:
+        """When (epoch seconds) the latest write still in doubt went out; None if no image
+        is in doubt, or none says when."""
+        times = [e.sent_at for e in self if e.in_doubt and not _done(e) and e.sent_at is not None]
+        return max(times, default=None)
 
     def plans(self) -> dict[str, ImagePlan]:
         return {e.image_id: e.plan for e in self if e.plan is not None}

@@ -33,14 +33,13 @@ SendingCallback = Callable[[ImagePlan], None]
 
 @dataclass
 class _Work:
-    """One image's attempt as it goes: its plan (what is still to send), the PATCHes sent,
-    and whether its last write may have been applied without anyone knowing yet."""
+    """One image's attempt as it goes: its plan (what is still to send) and the PATCHes
+    sent.  Whether its last write may have been applied is on its ledger entry."""
 
     plan: ImagePlan
     started: float = field(default_factory=time.perf_counter)
     sent: int = 0
     converted: bool = False
-    in_doubt: bool = False
 
     def outcome(self, response: ApiResponse, kind: AnswerKind, *, note: str = "") -> Outcome:
         return outcome_of(
@@ -179,7 +178,7 @@ class Runner:
             outcome, kind = await self._attempt(work)
         except anyio.get_cancelled_exc_class():
             self._record(
-                interrupted(plan.image_id, work.started, work.sent, in_doubt=work.in_doubt),
+                interrupted(plan.image_id, work.started, work.sent, in_doubt=self._in_doubt(work)),
                 work,
                 None,
             )
@@ -226,12 +225,16 @@ class Runner:
         """One PATCH of what ``work`` still has to change; the image is in doubt until the
         answer (or a read-back) says otherwise."""
         work.sent += 1
-        work.in_doubt = True
         self.ledger.sending(work.plan)
         response = await self.client.update_image(work.plan.image_id, work.plan.patch.body())
-        work.in_doubt = self.client.classify(response) == AnswerKind.MAYBE_APPLIED
-        self.ledger.answered(work.plan.image_id, in_doubt=work.in_doubt)
+        maybe_applied = self.client.classify(response) == AnswerKind.MAYBE_APPLIED
+        self.ledger.answered(work.plan.image_id, in_doubt=maybe_applied)
         return response
+
+    def _in_doubt(self, work: _Work) -> bool:
+        """Whether ``work``'s last write may have been applied without anyone knowing."""
+        entry = self.ledger.get(work.plan.image_id)
+        return entry is not None and entry.in_doubt
 
     async def _after_refusal(
         self, work: _Work, response: ApiResponse, kind: AnswerKind
@@ -259,19 +262,17 @@ class Runner:
         """After a write whose answer may not tell the truth: the outcome if the image
         settles it, else None with ``work.plan`` now holding only what is still to send.
 
-        The image is read until a read succeeds (within the attempt budget), so a write is
-        never repeated blind; if it cannot be read, the image stays in doubt.
+        The image is read once, through the one retry loop (``read_image`` retries a read
+        as the policy says), so a write is never repeated blind; if it cannot be read, the
+        image stays in doubt.
         """
-        policy = self.safeguards.policy
-        for reads in range(1, policy.max_attempts + 1):
-            try:
-                image = await read_image(self._reader, work.plan.image_id)
-            except ReadFailed as failure:
-                log.info("reading %s back failed: %s", work.plan.image_id, failure.message)
-                await policy.sleep(policy.wait(reads, response))
-                continue
+        try:
+            image = await read_image(self._reader, work.plan.image_id)
+        except ReadFailed as failure:
+            log.info("reading %s back failed: %s", work.plan.image_id, failure.message)
+        else:
             return self._settled(work, image, response, could_apply=could_apply)
-        work.in_doubt = could_apply
+        self.ledger.answered(work.plan.image_id, in_doubt=could_apply)
         return work.outcome(
             response,
             self.client.classify(response),
@@ -282,7 +283,7 @@ class Runner:
         self, work: _Work, image: Image | None, response: ApiResponse, *, could_apply: bool
     ) -> Outcome | None:
         plan, applied = settle(work.plan, image, could_apply=could_apply)
-        work.plan, work.in_doubt = plan, False
+        work.plan = plan
         self.ledger.plan(plan)
         self.ledger.answered(plan.image_id, in_doubt=False)
         if applied:
@@ -308,7 +309,7 @@ class Runner:
         return None
 
     def _record(self, outcome: Outcome, work: _Work, kind: AnswerKind | None) -> None:
-        self.ledger.finish(outcome, work.plan, in_doubt=work.in_doubt)
+        self.ledger.finish(outcome, work.plan, in_doubt=self._in_doubt(work))
         if self._on_outcome is not None:
             self._on_outcome(outcome)
         if outcome.status == Status.FAILED:

@@ -15,6 +15,7 @@ import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.journal import Journal
+from batchpatch.ledger import Ledger
 from batchpatch.models import Outcome, Status
 from batchpatch.planfile import sheet_digest
 from tests.e2e import ROOT, TOKEN, CliRunner, cli_environment, cli_runner
@@ -74,7 +75,7 @@ def test_a_symlink_at_the_fresh_journals_old_path_is_left_alone(tmp_path: Path) 
     victim = tmp_path / "precious.txt"
     victim.write_text("keep me\n")
     (tmp_path / "r.csv.journal.new").symlink_to(victim)
-    journal = Journal(path, sheet_sha256="s", endpoint="e")
+    journal = Journal(path, Ledger(), sheet_sha256="s", endpoint="e")
     journal.outcome(Outcome("a", Status.SUCCEEDED))
     journal.close(finished=False)
     assert victim.read_text() == "keep me\n"
@@ -103,7 +104,7 @@ def test_fresh_journals_a_killed_run_left_are_removed_at_the_next_start(tmp_path
     stale.write_text('{"format": "batchpatch-journal/1"}\n')
     unrelated = tmp_path / ".other.csv.journal.x.new"
     unrelated.write_text("")
-    Journal(path, sheet_sha256="s", endpoint="e").close(finished=True)
+    Journal(path, Ledger(), sheet_sha256="s", endpoint="e").close(finished=True)
     assert not stale.exists()
     assert unrelated.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name]
@@ -144,27 +145,29 @@ DAMAGED_LINES = [
 @pytest.mark.parametrize("line", DAMAGED_LINES)
 def test_a_damaged_line_is_ignored_and_counted(tmp_path: Path, line: bytes) -> None:
     path = tmp_path / "r.csv.journal"
-    first = Journal(path, sheet_sha256="s", endpoint="e")
+    first = Journal(path, Ledger(), sheet_sha256="s", endpoint="e")
     first.outcome(Outcome("a", Status.SUCCEEDED, 200, attempts=1))
     first.sending("c")
     first.close(finished=False)
     with path.open("ab") as file:
         file.write(line + b"\n")
-    again = Journal(path, sheet_sha256="s", endpoint="e")
+    ledger = Ledger()
+    again = Journal(path, ledger, sheet_sha256="s", endpoint="e")
     assert again.damaged == 1
-    assert set(again.recorded) == {"a"}
-    assert again.in_doubt == {"c"}
+    assert set(ledger.done()) == {"a"}
+    assert ledger.in_doubt() == {"c"}
     again.close(finished=True)
 
 
 def test_a_line_separator_inside_a_message_does_not_split_its_line(tmp_path: Path) -> None:
     path = tmp_path / "r.csv.journal"
-    first = Journal(path, sheet_sha256="s", endpoint="e")
+    first = Journal(path, Ledger(), sheet_sha256="s", endpoint="e")
     first.outcome(Outcome("a", Status.SUCCEEDED, error_message="one\u2028two\x0bthree"))
     first.close(finished=False)
-    again = Journal(path, sheet_sha256="s", endpoint="e")
+    ledger = Ledger()
+    again = Journal(path, ledger, sheet_sha256="s", endpoint="e")
     assert again.damaged == 0
-    assert again.recorded["a"].error_message == "one\u2028two\x0bthree"
+    assert ledger.done()["a"].error_message == "one\u2028two\x0bthree"
     again.close(finished=True)
 
 
@@ -174,7 +177,7 @@ def test_a_rerun_over_a_damaged_journal_says_how_many_lines_it_ignored(
     sheet = renames(tmp_path, 3)
     path = tmp_path / "s.results.csv.journal"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
-        earlier = Journal(path, sheet_sha256=sheet_digest(sheet), endpoint=fake.url)
+        earlier = Journal(path, Ledger(), sheet_sha256=sheet_digest(sheet), endpoint=fake.url)
         earlier.outcome(Outcome(IDS[0], Status.SUCCEEDED, 200, attempts=1))
         earlier.close(finished=False)
         with path.open("ab") as file:

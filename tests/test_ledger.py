@@ -40,9 +40,8 @@ from tests.sheets import write_sheet
 
 def test_the_journal_restores_the_ledger_it_persisted(tmp_path: Path) -> None:
     path = tmp_path / "r.csv.journal"
-    journal = Journal(path, sheet_sha256="s", endpoint="e")
     ledger = Ledger()
-    journal.attach(ledger)
+    journal = Journal(path, ledger, sheet_sha256="s", endpoint="e")
     done, failed, sending = (
         unplanned(ImagePatch(i, (Operation("replace", "/name", "x"),), (n,)))
         for n, i in enumerate("abc", start=2)
@@ -53,15 +52,19 @@ def test_the_journal_restores_the_ledger_it_persisted(tmp_path: Path) -> None:
     ledger.finish(Outcome("b", Status.FAILED, 404), failed)
     journal.close(finished=False)
 
-    again = Journal(path, sheet_sha256="s", endpoint="e")
-    again.close(finished=True)
-    earlier = again.earlier
+    earlier = Ledger()  # the next run's: the journal restores straight into it
+    Journal(path, earlier, sheet_sha256="s", endpoint="e").close(finished=True)
     assert set(earlier.done()) == {"a"}
     assert earlier.in_doubt() == {"c"}  # sent, never answered
     assert earlier.plan_of("a") == done
     assert earlier.plan_of("c") == sending
     assert earlier.outcome_of("b") is None  # a refusal is neither done nor in doubt
     assert earlier.tally.finished == 0  # restored, not reached by this run
+    sent, restored = ledger.get("c"), earlier.get("c")
+    assert sent is not None
+    assert sent.sent_at is not None
+    assert restored is not None  # when its write went out is on the entry, restored too
+    assert restored.sent_at == round(sent.sent_at, 3)
 
 
 def test_thresholds_and_counts_are_read_from_the_ledger(tmp_path: Path) -> None:
@@ -124,7 +127,7 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path: Path) 
     folder = tmp_path / "r.csv.journal"
     folder.mkdir()
     with pytest.raises(OptionsError) as journal_error:
-        Journal(folder, sheet_sha256="s", endpoint="e").close(finished=True)
+        Journal(folder, Ledger(), sheet_sha256="s", endpoint="e").close(finished=True)
     assert str(journal_error.value).endswith("choose another report path")
     assert in_flags(journal_error.value).endswith("choose another --report")
 

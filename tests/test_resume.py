@@ -15,6 +15,7 @@ import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.journal import Journal
+from batchpatch.ledger import Ledger
 from batchpatch.lock import lock_path, run_lock
 from batchpatch.models import Outcome, Status
 from tests.e2e import TOKEN, run_cli, start_cli
@@ -34,7 +35,7 @@ IMAGES: list[dict[str, Any]] = [
 
 def test_journal_keeps_done_outcomes_and_flags_images_in_doubt(tmp_path: Path) -> None:
     path = tmp_path / "r.csv.journal"
-    first = Journal(path, sheet_sha256="abc", endpoint="http://127.0.0.1:1")
+    first = Journal(path, Ledger(), sheet_sha256="abc", endpoint="http://127.0.0.1:1")
     first.sending("a")
     first.outcome(Outcome("a", Status.SUCCEEDED, 200, attempts=1))
     first.sending("b")
@@ -45,29 +46,32 @@ def test_journal_keeps_done_outcomes_and_flags_images_in_doubt(tmp_path: Path) -
     first.close(finished=False)
     with path.open("a") as file:
         file.write('{"event": "outcome", "image_id": "d", "sta')  # a line torn by the kill
-    again = Journal(path, sheet_sha256="abc", endpoint="http://127.0.0.1:1")
-    assert set(again.recorded) == {"a"}
-    assert again.recorded["a"].http_status == 200
-    assert again.in_doubt == {"c", "e"}  # e got no answer: it may have been applied
+    ledger = Ledger()
+    again = Journal(path, ledger, sheet_sha256="abc", endpoint="http://127.0.0.1:1")
+    assert set(ledger.done()) == {"a"}
+    assert ledger.done()["a"].http_status == 200
+    assert ledger.in_doubt() == {"c", "e"}  # e got no answer: it may have been applied
     again.close(finished=False)
     assert path.exists()
-    other = Journal(path, sheet_sha256="another sheet", endpoint="http://127.0.0.1:1")
+    ledger = Ledger()
+    other = Journal(path, ledger, sheet_sha256="another sheet", endpoint="http://127.0.0.1:1")
     assert other.other_sheet  # kept: its images in doubt must still be read back
-    assert other.in_doubt == {"c", "e"}
+    assert ledger.in_doubt() == {"c", "e"}
     other.close(finished=True)
     assert not path.exists()
 
 
 def test_restart_ignores_the_journal(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    journal = Journal(path, sheet_sha256="s", endpoint="e")
+    journal = Journal(path, Ledger(), sheet_sha256="s", endpoint="e")
     journal.outcome(Outcome("a", Status.SUCCEEDED))
     journal.close(finished=False)
-    resumed = Journal(path, sheet_sha256="s", endpoint="e")
-    assert resumed.recorded
+    resumed_ledger, restarted_ledger = Ledger(), Ledger()
+    resumed = Journal(path, resumed_ledger, sheet_sha256="s", endpoint="e")
+    assert resumed_ledger.done()
     resumed.close(finished=False)
-    restarted = Journal(path, sheet_sha256="s", endpoint="e", restart=True)
-    assert not restarted.recorded
+    restarted = Journal(path, restarted_ledger, sheet_sha256="s", endpoint="e", restart=True)
+    assert not restarted_ledger.done()
     restarted.close(finished=True)
 
 

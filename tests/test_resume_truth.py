@@ -14,7 +14,9 @@ from batchpatch.auth import TokenAuth
 from batchpatch.fake import FakeConfig, FakeServer, running_fake
 from batchpatch.job import apply_sheet
 from batchpatch.journal import Journal
+from batchpatch.ledger import Ledger
 from batchpatch.models import Limits, Outcome, Status
+from batchpatch.plan import plan_from_json
 from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Safeguards
 from tests.e2e import TOKEN, run_cli, start_cli
@@ -169,7 +171,7 @@ async def test_rows_an_earlier_run_finished_keep_their_status_and_before(
 def test_the_journal_keeps_plans_and_what_is_in_doubt_across_generations(tmp_path: Path) -> None:
     path = tmp_path / "r.csv.journal"
     plan = {"image_id": "a", "status": None, "reason": "", "changes": []}
-    first = Journal(path, sheet_sha256="s", endpoint="e")
+    first = Journal(path, Ledger(), sheet_sha256="s", endpoint="e")
     first.sending("a", plan)
     first.outcome(Outcome("a", Status.SUCCEEDED, 200), plan)
     first.sending("b", {**plan, "image_id": "b"})
@@ -178,10 +180,14 @@ def test_the_journal_keeps_plans_and_what_is_in_doubt_across_generations(tmp_pat
     first.outcome(Outcome("c", Status.FAILED, None, "timeout"), in_doubt=False)  # read back
     first.close(finished=False)
     for _generation in range(2):  # what a resume carries into its fresh journal survives
-        again = Journal(path, sheet_sha256="s", endpoint="e")
-        assert set(again.recorded) == {"a"}
-        assert again.in_doubt == {"b"}
-        assert again.plans == {"a": plan, "b": {**plan, "image_id": "b"}}
+        ledger = Ledger()
+        again = Journal(path, ledger, sheet_sha256="s", endpoint="e")
+        assert set(ledger.done()) == {"a"}
+        assert ledger.in_doubt() == {"b"}
+        assert ledger.plans() == {
+            "a": plan_from_json(plan),
+            "b": plan_from_json({**plan, "image_id": "b"}),
+        }
         again.close(finished=False)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.journal import Journal
+from batchpatch.ledger import Ledger
 from batchpatch.models import Operation, Outcome, Status
 from batchpatch.plan import plan_image, plan_to_json
 from batchpatch.planfile import sheet_digest
@@ -103,7 +104,7 @@ def test_a_journal_of_the_previous_version_is_set_aside_with_a_warning(
     journal_path = tmp_path / "s.results.csv.journal"
     with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
         # What the previous version left when killed: A done (its plan's row 0-based).
-        old = Journal(journal_path, sheet_sha256=sheet_digest(sheet), endpoint=fake.url)
+        old = Journal(journal_path, Ledger(), sheet_sha256=sheet_digest(sheet), endpoint=fake.url)
         plan = plan_image(read_sheet(sheet).patches[0], IMAGES[0])
         entry = plan_to_json(plan)
         entry["changes"][0]["row"] = 0
