@@ -28,9 +28,10 @@ from tests.sheets import write_sheet
 #: Seconds of PATCHes per run at the full rate: over one, so one-second windows of PATCHes
 #: alone could overflow, yet short enough to keep the module quick.
 PATCH_SECONDS = 1.5
-#: Arrival times carry the jitter of two event loops and a socket between limiter and server;
-#: this much, in all, is forgiven over any span of arrivals.
-JITTER = 0.020
+#: Arrival times carry the jitter of two event loops and a socket between limiter and server,
+#: on a 2-core machine whose other core runs other tests (pytest-xdist); this much, in all, is
+#: forgiven over any span of arrivals.  A burst would be off by most of a second, not by this.
+JITTER = 0.050
 WINDOW = 1.0
 
 
