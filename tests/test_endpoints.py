@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
+from tests.certs import self_signed
 from tests.e2e import TOKEN, main_exit_code
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
@@ -184,32 +184,7 @@ def tls(tmp_path: Path) -> ssl.SSLContext:
     """A server context with a self-signed certificate for 127.0.0.1 nobody trusts."""
     if shutil.which("openssl") is None:
         pytest.skip("needs openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+    return self_signed(tmp_path)[1]
 
 
 @pytest.mark.parametrize("mode", [["--no-plan"], []], ids=["write", "read"])

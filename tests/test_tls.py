@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
+from tests.certs import self_signed
 from tests.e2e import TOKEN, run_cli, sample_images
 from tests.sheets import write_sheet
 
@@ -22,32 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs o
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1, and a server context serving it."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
-    return cert, tls
+    return self_signed(tmp_path)
 
 
 def test_tls_is_verified_unless_the_ca_is_given(
