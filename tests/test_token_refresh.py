@@ -21,6 +21,14 @@ from tests.wire import account
 USER, PASSWORD, DOMAIN = "ops-robot", "pw-9d1c-not-real", "acme"
 PROJECT = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
+#: An IAM password login from the environment, against the fake's IAM.
+IAM_LOGIN = {
+    "BATCHPATCH_IAM_USER": USER,
+    "BATCHPATCH_IAM_PASSWORD": PASSWORD,
+    "BATCHPATCH_IAM_DOMAIN": DOMAIN,
+    "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
+}
+
 
 def iam_config(**knobs: object) -> FakeConfig:
     knobs = {"latency": 0.05, **knobs}
@@ -37,12 +45,7 @@ def test_repeated_revocations_with_8_in_flight_finish_every_row(
         tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in ids]
     )
     config = iam_config(script={image_id: ["revoke"] for image_id in revokers})
-    environ = {
-        "BATCHPATCH_IAM_USER": USER,
-        "BATCHPATCH_IAM_PASSWORD": PASSWORD,
-        "BATCHPATCH_IAM_DOMAIN": DOMAIN,
-        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
-    }
+    environ = dict(IAM_LOGIN)
     with running_fake(images, config) as fake:
         code = main_exit_code(
             monkeypatch,
@@ -174,12 +177,7 @@ def test_a_gateway_refusing_every_fresh_token_stops_the_run_after_a_few_logins(
         tmp_path / "s.csv", ["image_id", "team"], [[image_id, "new"] for image_id in ids]
     )
     config = iam_config(script={ids[0]: ["revoke"] * (TOKEN_RESENDS + 5)})
-    environ = {
-        "BATCHPATCH_IAM_USER": USER,
-        "BATCHPATCH_IAM_PASSWORD": PASSWORD,
-        "BATCHPATCH_IAM_DOMAIN": DOMAIN,
-        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
-    }
+    environ = dict(IAM_LOGIN)
     with running_fake(images, config) as fake:
         code = main_exit_code(
             monkeypatch,
