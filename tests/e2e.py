@@ -51,6 +51,7 @@ def cli_environment(
         for key, value in os.environ.items()
         if not key.startswith(("BATCHPATCH_", "HUAWEICLOUD_"))
         and key.lower() not in PROXY_VARIABLES
+        and key != "PYTHONDONTWRITEBYTECODE"  # compile the package once, not per process
     }
     env["BATCHPATCH_CONFIG"] = os.devnull
     env["PYTHONPATH"] = str(ROOT)

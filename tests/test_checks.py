@@ -1299,7 +1299,7 @@ def _any_sheet_is_read_or_located(
         assert max(problem.row for problem in strict.problems) > 2
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(sheet=sheets())
 def test_any_csv_is_read_or_yields_located_problems(
     sheet: tuple[str, list[str], list[list[object]]],
@@ -1307,7 +1307,7 @@ def test_any_csv_is_read_or_yields_located_problems(
     _any_sheet_is_read_or_located(".csv", sheet)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(sheet=sheets())
 def test_any_xlsx_is_read_or_yields_located_problems(
     sheet: tuple[str, list[str], list[list[object]]],
@@ -1315,7 +1315,7 @@ def test_any_xlsx_is_read_or_yields_located_problems(
     _any_sheet_is_read_or_located(".xlsx", sheet)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(content=st.binary(max_size=200))
 def test_any_bytes_are_read_or_yield_located_problems(content: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:
@@ -1390,7 +1390,7 @@ def _expected_patches(
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(rows=valid_changes())
 def test_valid_long_sheets_round_trip(
@@ -1407,7 +1407,7 @@ def test_valid_long_sheets_round_trip(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(rows=valid_changes())
 def test_valid_wide_sheets_round_trip(

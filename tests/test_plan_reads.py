@@ -91,6 +91,7 @@ def test_an_unreadable_account_stops_the_run_with_exit_3_and_a_full_report(
     assert report.count("not_attempted") == 3
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_read_pass_for_100000_rows_pages_the_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
