@@ -56,7 +56,8 @@ from batchpatch.models import (
 )
 from batchpatch.outputs import (
     RunFile,
-    check_apply_files,
+    apply_files,
+    check_outputs,
     check_plan_files,
     clear_stale_temporaries,
 )
@@ -591,14 +592,16 @@ def _check_apply_outputs(options: argparse.Namespace) -> None:
     """Before anything is read or sent: no file the run writes is the sheet, the plan, or
     another file of the run; what a killed write of the summary left behind is removed."""
     report = options.report or default_report_path(options.sheet, dry_run=options.dry_run)
-    check_apply_files(
-        options.sheet,
-        report,
-        dry_run=options.dry_run,
-        plan_file=options.plan_file,
-        summary=options.summary,
-        flags=True,
-        other_inputs=_other_inputs(options),
+    check_outputs(
+        *apply_files(
+            options.sheet,
+            report,
+            dry_run=options.dry_run,
+            plan_file=options.plan_file,
+            summary=options.summary,
+            flags=True,
+            other_inputs=_other_inputs(options),
+        )
     )
     if options.summary:
         clear_stale_temporaries([RunFile("the summary", options.summary)])

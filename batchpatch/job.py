@@ -243,7 +243,7 @@ async def apply_sheet(
     source = plan_source(plan)
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     started = time.time()
-    _check_inputs(sheet, report, source, dry_run=dry_run)
+    outputs = _check_inputs(sheet, report, source, dry_run=dry_run)
     stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
     ledger = ledger if ledger is not None else Ledger()
     if on_outcome is not None:
@@ -265,9 +265,7 @@ async def apply_sheet(
         service,
     )
     with hold_run(sheet.path, report):
-        clear_stale_temporaries(
-            apply_files(sheet.path, report, dry_run=dry_run)[1], started=started
-        )
+        clear_stale_temporaries(outputs, started=started)
         if dry_run:
             return await _written(run.execute(None), report, None)
         journal = Journal(
@@ -287,10 +285,14 @@ async def apply_sheet(
         return result
 
 
-def _check_inputs(sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool) -> None:
+def _check_inputs(
+    sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool
+) -> list[RunFile]:
     """Stage 1's checks, before anything is sent: outputs never overwrite inputs, the
-    report has the sheet's format and can be written, a saved plan fits the sheet."""
-    check_outputs(*apply_files(sheet.path, report, dry_run=dry_run))
+    report has the sheet's format and can be written, a saved plan fits the sheet.
+    Returns the run's outputs."""
+    inputs, outputs = apply_files(sheet.path, report, dry_run=dry_run)
+    check_outputs(inputs, outputs)
     if report.suffix.lower() != sheet.path.suffix.lower():
         raise OptionsError.about(
             "report_path",
@@ -303,6 +305,7 @@ def _check_inputs(sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bo
     if isinstance(source, SavedPlan):
         check_plans(sheet, source.plans)
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
+    return outputs
 
 
 def _outcome_listener(on_outcome: OutcomeCallback) -> Listener:

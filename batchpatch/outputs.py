@@ -106,30 +106,6 @@ def apply_files(
     return inputs, outputs
 
 
-def check_apply_files(
-    sheet: Path,
-    report: Path,
-    *,
-    dry_run: bool,
-    plan_file: Path | None = None,
-    summary: Path | None = None,
-    flags: bool = False,
-    other_inputs: Sequence[RunFile] = (),
-) -> None:
-    """``check_outputs`` for an ``apply`` run (see ``apply_files``)."""
-    check_outputs(
-        *apply_files(
-            sheet,
-            report,
-            dry_run=dry_run,
-            plan_file=plan_file,
-            summary=summary,
-            flags=flags,
-            other_inputs=other_inputs,
-        )
-    )
-
-
 def check_plan_files(
     sheet: Path, out: Path, *, flags: bool = False, other_inputs: Sequence[RunFile] = ()
 ) -> None:
