@@ -105,17 +105,8 @@ def column_problems(file: str, columns: list[str], long: bool, row: int = 1) -> 
     problems = []
     passive = passive_columns(columns)
     attributes = attribute_names(columns)
-    for position, column in enumerate(columns, start=1):
-        if not column:
-            problems.append(
-                Problem(
-                    file,
-                    row,
-                    f"#{position}",
-                    Reason("a column has no header", "name the column, or delete it"),
-                )
-            )
-        elif column in passive or column.lower() == "image_id":
+    for column in columns:  # empty and repeated names the reader refused already
+        if column in passive or column.lower() == "image_id":
             continue
         elif long and column.lower() not in LONG_COLUMNS:
             problems.append(
