@@ -120,11 +120,15 @@ def test_export_holds_values_as_text_and_context_as_comments(
     )
     assert (second["name"], second["__description"], second["min_ram"]) == ("镜像-一", LONG, "2048")
     assert (third["code"], third["__description"], third["__support_kvm"]) == ("007", "", "true")
-    assert fourth["__support_kvm"] == "true" and fourth["ratio"] == "-5"
+    assert fourth["__support_kvm"] == "true"
+    assert fourth["ratio"] == "-5"
     assert fourth["note"] == ""  # '=kept cannot survive the reader: left blank, noted
-    assert inactive["name"] == "" and inactive["#status"] == "saving"
-    assert first["#__platform"] == "Ubuntu" and first["#created_at"] == "2026-01-01T08:00:00Z"
-    assert "Owner" not in first and "tags" not in first  # a key no sheet can change
+    assert inactive["name"] == ""
+    assert inactive["#status"] == "saving"
+    assert first["#__platform"] == "Ubuntu"
+    assert first["#created_at"] == "2026-01-01T08:00:00Z"
+    assert "Owner" not in first
+    assert "tags" not in first
     assert {row["listed"] for row in rows.values()} == {""}  # a list: no cell can hold it
 
 
@@ -134,7 +138,8 @@ def test_xlsx_cells_are_strings_never_formulas(fake: FakeServer, tmp_path: Path)
     sheet = openpyxl.load_workbook(out).active
     assert sheet is not None
     cells = [cell for row in sheet.iter_rows(min_row=2) for cell in row if cell.value is not None]
-    assert cells and {cell.data_type for cell in cells} == {"s"}
+    assert cells
+    assert {cell.data_type for cell in cells} == {"s"}
     assert any(cell.value == "=1+1" for cell in cells)
 
 
@@ -142,7 +147,9 @@ def test_csv_neutralises_formula_cells(fake: FakeServer, tmp_path: Path) -> None
     out = tmp_path / "export.csv"
     assert _export(fake, out)[0] == 0
     raw = out.read_text(encoding="utf-8-sig")
-    assert "'=1+1" in raw and "'-dash-first" in raw and "'@team" in raw
+    assert "'=1+1" in raw
+    assert "'-dash-first" in raw
+    assert "'@team" in raw
     assert ",-5," in raw or raw.rstrip().endswith(",-5")  # a plain number stays as it is
 
 
@@ -164,7 +171,7 @@ def test_export_follows_marker_over_several_pages(tmp_path: Path) -> None:
     images = [_image(number) for number in range(1, 1203)]
     with running_fake(images) as fake:
         out = tmp_path / "all.csv"
-        code, stdout, stderr = _export(fake, out)
+        code, _stdout, stderr = _export(fake, out)
         assert code == 0, stderr
         assert fake.stats.list_requests == 3  # 500 + 500 + 202
         exported = [row["image_id"] for row in _rows(out)]
@@ -177,10 +184,10 @@ def test_export_follows_marker_over_several_pages(tmp_path: Path) -> None:
 
 def test_filters_pass_through_to_the_listing(fake: FakeServer, tmp_path: Path) -> None:
     out = tmp_path / "gold.csv"
-    code, stdout, _ = _export(fake, out, "--filter", "__imagetype=gold")
+    code, _, _ = _export(fake, out, "--filter", "__imagetype=gold")
     assert code == 0
     assert [row["name"] for row in _rows(out)] == ["public-image"]
-    code, stdout, _ = _export(fake, out, "--filter", "status=saving")
+    code, _stdout, _ = _export(fake, out, "--filter", "status=saving")
     assert [row["#status"] for row in _rows(out)] == ["saving"]
 
 
@@ -199,7 +206,8 @@ def test_bad_filter_exits_2_sending_nothing(
 ) -> None:
     code, _, stderr = _export(fake, tmp_path / "x.csv", "--filter", given)
     assert code == 2
-    assert said in stderr and " — " in stderr
+    assert said in stderr
+    assert " — " in stderr
     assert "Traceback" not in stderr
     assert fake.stats.total_requests == 0
     assert not (tmp_path / "x.csv").exists()
@@ -212,5 +220,6 @@ def test_export_never_overwrites_an_input(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "images file of --fake" in done.stderr
     done = run_cli(["export", "--fake", "--out", str(tmp_path / "export.json")])
-    assert done.returncode == 2 and ".csv, .tsv or .xlsx" in done.stderr
+    assert done.returncode == 2
+    assert ".csv, .tsv or .xlsx" in done.stderr
     assert json.loads(images.read_text()) == AWKWARD

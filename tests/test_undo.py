@@ -147,9 +147,11 @@ def test_undo_path_never_an_input(fake: FakeServer, tmp_path: Path) -> None:
     sheet = write_sheet(tmp_path / "edit.csv", ["image_id", "name"], [[IDS[0], "renamed"]])
     code, _, stderr = _apply(fake, sheet, "--undo", str(sheet))
     assert code == 2
-    assert "--undo" in stderr and "the sheet" in stderr
+    assert "--undo" in stderr
+    assert "the sheet" in stderr
     code, _, stderr = _apply(fake, sheet, "--undo", str(tmp_path / "edit.results.csv"))
-    assert code == 2 and "the report" in stderr
+    assert code == 2
+    assert "the report" in stderr
     assert fake.stats.patch_requests == 0
     code, _, stderr = _apply(fake, sheet, "--undo", str(tmp_path / "elsewhere" / "u.xlsx"))
     assert code == 0, stderr
@@ -205,7 +207,8 @@ def test_resumed_images_confirmed_applied_are_undone() -> None:
     )  # fmt: skip
     undo = undo_sheet([confirmed, unobserved])
     assert undo.rows == [(IDS[0], "replace", "/name", "old")]
-    assert undo.unobserved == 1 and "--no-plan" in undo.note()
+    assert undo.unobserved == 1
+    assert "--no-plan" in undo.note()
 
 
 def test_token_is_not_in_the_undo(fake: FakeServer, tmp_path: Path) -> None:
