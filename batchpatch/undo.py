@@ -113,7 +113,7 @@ def reverse(image_id: str, change: Change) -> UndoRow | None:
     planned = change.planned
     assert planned is not None
     path = path_of(change.attribute)
-    if planned.op == "rename":
+    if planned.op == "rename" or getattr(change, "renamed_from", None):
         return _reverse_rename(image_id, change)
     if planned.op != "remove" and not change.exists:
         return (image_id, "remove", path, "")
@@ -124,18 +124,13 @@ def reverse(image_id: str, change: Change) -> UndoRow | None:
 
 
 def _reverse_rename(image_id: str, change: Change) -> UndoRow | None:
-    """``rename old → new`` is undone by ``rename new → old`` (same kind of key)."""
-    planned = change.planned
-    assert planned is not None
-    old, new = planned.path, str(planned.value or "")
-    if not new:
+    """``rename old → new`` is undone by ``rename new → old``: the change's attribute is
+    the new key, ``renamed_from`` the old one (``old`` or ``tag:old``, the tag planner's
+    ``Change`` field; None where the planner knows no renames)."""
+    old = getattr(change, "renamed_from", None)
+    if not old:
         return None
-    old_key = old.removeprefix(TAG_PREFIX) if old.startswith(TAG_PREFIX) else old.lstrip("/")
-    new_path = new if new.startswith(TAG_PREFIX) else path_of(new.lstrip("/"))
-    if old.startswith(TAG_PREFIX) and not new.startswith(TAG_PREFIX):
-        new_path = TAG_PREFIX + new
-    back = TAG_PREFIX + old_key if old.startswith(TAG_PREFIX) else old_key
-    return (image_id, "rename", new_path, back)
+    return (image_id, "rename", path_of(change.attribute), str(old))
 
 
 def write_undo(path: Path, undo: UndoSheet) -> Path:
