@@ -33,6 +33,7 @@ from batchpatch.errors import (
     library_name,
 )
 from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
+from batchpatch.export import ExportResult, check_export_files, export_images, parse_filters
 from batchpatch.job import (
     AS_WRITTEN,
     READ_PASS,
@@ -72,6 +73,7 @@ from batchpatch.retry import (
 )
 from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
+from batchpatch.undo import default_undo_path
 
 #: The flag of each library parameter, for messages the library words in its own terms.
 FLAGS = {
@@ -91,6 +93,7 @@ FLAGS = {
     "config": "--config",
     "allow_insecure_http": "--allow-insecure-http",
     "fake": "--fake",
+    "undo_path": "--undo",
 }
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
@@ -281,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where to write the report (default: SHEET_STEM.results.EXT)",
     )
+    apply.add_argument(
+        "--undo",
+        type=Path,
+        metavar="PATH",
+        help="where to write the undo sheet of what the run changed "
+        "(default: SHEET_STEM.undo.EXT beside the report)",
+    )
     how = apply.add_mutually_exclusive_group()
     how.add_argument(
         "--plan",
@@ -389,6 +399,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the exact patches, for 'apply --plan PLAN.json'",
     )
 
+    export = commands.add_parser(
+        "export",
+        parents=[service],
+        help="write the images as a sheet apply reads; applied untouched it sends nothing",
+        description="List the images (ListImages, every page) and write them as the wide "
+        "sheet apply reads: image_id, the attributes you may change, custom keys, tags, and "
+        "read-only context as # columns.",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.xlsx|FILE.csv",
+        help="where to write the sheet (.xlsx, .csv or .tsv)",
+    )
+    export.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        dest="filters",
+        metavar="KEY=VALUE",
+        help="a ListImages query parameter, e.g. status=active or "
+        "created_at=gt:2026-01-01T00:00:00Z; repeatable (default: __imagetype=private)",
+    )
+
     whoami = commands.add_parser(
         "whoami",
         help="show the endpoint and credentials a run would use, secrets masked",
@@ -425,9 +460,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before parsing, so that option errors are JSON lines too when JSON was asked for.
     configure_logging("json" if _asks_for_json(arguments) else "text", debug=False)
     options = build_parser().parse_args(arguments)
-    command = {"apply": _apply, "plan": _plan, "validate": _validate, "whoami": _whoami}[
-        options.command
-    ]
+    command = {
+        "apply": _apply,
+        "plan": _plan,
+        "validate": _validate,
+        "whoami": _whoami,
+        "export": _export,
+    }[options.command]
     try:
         return command(options)
     except (InputError, RunAborted, KeyboardInterrupt) as error:
@@ -577,6 +616,13 @@ def _apply(options: argparse.Namespace) -> int:
         reason = result.stop.text(flag_name) if result.stop else result.stop_reason
         notice(f"Stopped early: {reason}")
     say(result.summary())
+    if result.undo_path is not None:
+        notice(
+            f"undo: {result.undo_path} — 'batchpatch apply {result.undo_path}' puts back "
+            "what this run changed"
+        )
+    if result.undo_note:
+        notice(f"Note: {result.undo_note}")
     if options.summary:
         try:
             write_summary(options.summary, result)
@@ -601,6 +647,7 @@ def _check_apply_outputs(options: argparse.Namespace) -> None:
             summary=options.summary,
             flags=True,
             other_inputs=_other_inputs(options),
+            undo=options.undo or default_undo_path(options.sheet, report),
         )
     )
     if options.summary:
@@ -647,7 +694,8 @@ def _profile_files(config: Path, profile: str) -> list[RunFile]:
 
 
 def _fake_images_path(options: argparse.Namespace) -> Path:
-    return Path(options.fake_images or options.sheet.parent / "images.json")
+    beside = options.out if options.command == "export" else options.sheet
+    return Path(options.fake_images or beside.parent / "images.json")
 
 
 def _limits(options: argparse.Namespace) -> Limits:
@@ -698,6 +746,31 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
     for warning in target.warnings:
         notice(f"Warning: {warning}")
     yield target
+
+
+def _export(options: argparse.Namespace) -> int:
+    """``batchpatch export``: the work is ``export.export_images``'s."""
+    filters = parse_filters(options.filters)
+    check_export_files(options.out, flags=True, inputs=_other_inputs(options))
+    with _target(options) as target:
+        result = anyio.run(_run_export, options, target, filters)
+    for note in result.notes:
+        notice(f"Note: {note}")
+    say(result.summary())
+    return EXIT_OK
+
+
+async def _run_export(
+    options: argparse.Namespace, target: Target, filters: dict[str, str]
+) -> ExportResult:
+    return await export_images(
+        options.out,
+        endpoint=target.endpoint,
+        auth=target.auth,
+        limits=_limits(options),
+        filters=filters,
+        ca_bundle=target.ca_bundle,
+    )
 
 
 def _whoami(options: argparse.Namespace) -> int:
@@ -753,6 +826,7 @@ async def _run(
                     stop=stop,
                     abort=abort,
                     ledger=ledger,
+                    undo_path=options.undo,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -72,7 +72,9 @@ from batchpatch.report import write_report as _write_report_file
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
+from batchpatch.sheetwrite import check_table_writable
 from batchpatch.throttle import Pacer, sleep_unless_stopped
+from batchpatch.undo import UNDO_HEADER, default_undo_path, undo_sheet, write_undo
 
 log = logging.getLogger("batchpatch")
 
@@ -142,7 +144,9 @@ class RunResult:
 
     ``stop`` is the structured reason (``kind``, and ``text(namer)`` in a caller's words);
     ``stop_reason`` the same in the library's words ("" when the run finished); ``ledger``
-    every image's fate.
+    every image's fate; ``undo_path`` the undo sheet written (None when the run changed
+    nothing, or nothing it changed can be undone by a sheet), ``undo_note`` what to know
+    about it ("" when nothing).
     """
 
     sheet: Sheet
@@ -153,6 +157,8 @@ class RunResult:
     stop_reason: str = ""
     stop: StopReason | None = None
     ledger: Ledger | None = None
+    undo_path: Path | None = None
+    undo_note: str = ""
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -212,6 +218,7 @@ async def apply_sheet(
     abort: anyio.Event | None = None,
     ledger: Ledger | None = None,
     service: ImageService | None = None,
+    undo_path: str | Path | None = None,
 ) -> RunResult:
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
@@ -226,7 +233,9 @@ async def apply_sheet(
     Outcomes are journaled beside the report as they happen; rerunning a run that did not
     finish resumes it (``restart`` ignores the journal).  One run per report at a time.
     ``ledger`` (optional) is the record the run keeps each image's fate in: listen to it
-    for progress.  ``service`` replaces the IMS client built from ``endpoint`` and
+    for progress.  A run that changes something writes an undo sheet (``undo.py``) to
+    ``undo_path``, by default ``<sheet stem>.undo.<ext>`` beside the report; a dry run
+    writes none.  ``service`` replaces the IMS client built from ``endpoint`` and
     ``auth`` (another API, or a test double); ``endpoint`` still names it in the journal.
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
@@ -242,8 +251,9 @@ async def apply_sheet(
         )
     source = plan_source(plan)
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
+    undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
     started = time.time()
-    outputs = _check_inputs(sheet, report, source, dry_run=dry_run)
+    outputs = _check_inputs(sheet, report, source, dry_run=dry_run, undo=undo)
     stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
     ledger = ledger if ledger is not None else Ledger()
     if on_outcome is not None:
@@ -263,6 +273,7 @@ async def apply_sheet(
         abort,
         ledger,
         service,
+        undo=undo,
     )
     with hold_run(sheet.path, report):
         clear_stale_temporaries(outputs, started=started)
@@ -286,12 +297,12 @@ async def apply_sheet(
 
 
 def _check_inputs(
-    sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool
+    sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool, undo: Path | None = None
 ) -> list[RunFile]:
     """Stage 1's checks, before anything is sent: outputs never overwrite inputs, the
     report has the sheet's format and can be written, a saved plan fits the sheet.
     Returns the run's outputs."""
-    inputs, outputs = apply_files(sheet.path, report, dry_run=dry_run)
+    inputs, outputs = apply_files(sheet.path, report, dry_run=dry_run, undo=undo)
     check_outputs(inputs, outputs)
     if report.suffix.lower() != sheet.path.suffix.lower():
         raise OptionsError.about(
@@ -305,6 +316,8 @@ def _check_inputs(
     if isinstance(source, SavedPlan):
         check_plans(sheet, source.plans)
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
+    if undo is not None:
+        check_table_writable(undo, UNDO_HEADER, label="the undo path")
     return outputs
 
 
@@ -391,6 +404,7 @@ class _Run:
     abort: anyio.Event | None
     ledger: Ledger
     service: ImageService | None = None
+    undo: Path | None = None
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
@@ -403,6 +417,7 @@ class _Run:
             requests = client.requests
         rows = rows_of(self.sheet, self.ledger)
         write_report(self.sheet, rows, self.report)
+        undo_path, undo_note = self._write_undo()
         return RunResult(
             self.sheet,
             rows,
@@ -412,7 +427,24 @@ class _Run:
             "" if stop is None else str(stop),
             stop,
             self.ledger,
+            undo_path,
+            undo_note,
         )
+
+    def _write_undo(self) -> tuple[Path | None, str]:
+        """Write the undo sheet of what the ledger shows changed (none in a dry run, or
+        when nothing was): its path, and what a person should know about it."""
+        if self.undo is None:
+            return None, ""
+        undo = undo_sheet(self.ledger)
+        note = undo.note()
+        if not undo.rows:
+            return None, note
+        try:
+            return write_undo(self.undo, undo), note
+        except OSError as error:
+            failed = f"could not write the undo sheet {self.undo}: {_why(error)}"
+            return None, f"{failed}; {note}" if note else failed
 
     def _service(self) -> Any:
         if self.service is not None:

@@ -1,11 +1,11 @@
 """The files a run writes never overwrite the files it reads, nor each other.
 
 Before anything is sent, every output of a run (the report, its journal, the run lock, the
-summary, a saved plan) is compared with the run's inputs (the sheet, the plan being applied,
-and what the caller reads besides: the config file, a CA bundle, a fake's images file) and
-with the other outputs.  Two paths are the same file when they resolve to it through
-``./``, ``..``, symbolic links or hard links: existing files are compared by device and
-inode, files not written yet by their fully resolved path.
+summary, a saved plan, the undo sheet) is compared with the run's inputs (the sheet, the
+plan being applied, and what the caller reads besides: the config file, a CA bundle, a
+fake's images file) and with the other outputs.  Two paths are the same file when they
+resolve to it through ``./``, ``..``, symbolic links or hard links: existing files are
+compared by device and inode, files not written yet by their fully resolved path.
 
 The library names files in its own words ("the summary path … is the sheet itself"); the
 CLI passes flag names instead (``--summary``), so each says what its reader typed.
@@ -85,11 +85,13 @@ def apply_files(
     summary: Path | None = None,
     flags: bool = False,
     other_inputs: Sequence[RunFile] = (),
+    undo: Path | None = None,
 ) -> tuple[list[RunFile], list[RunFile]]:
     """The inputs and outputs of ``apply``: what it reads, then what it writes, the files the
     user named last (so a clash is reported against the file they chose).  ``flags`` names
     the paths by their command-line options; ``other_inputs`` are what the caller reads
-    besides the sheet and the plan."""
+    besides the sheet and the plan; ``undo`` the undo sheet a run that changes something
+    writes (a dry run writes none)."""
     inputs = [RunFile("the sheet", sheet), *other_inputs]
     if plan_file is not None:
         inputs.append(RunFile("the plan", plan_file))
@@ -101,6 +103,8 @@ def apply_files(
         outputs.append(
             RunFile("the journal", journal_path(report), fix=f"choose another {report_option}")
         )
+    if undo is not None and not dry_run:
+        outputs.append(RunFile("the undo sheet", undo, "--undo" if flags else ""))
     if summary is not None:
         outputs.append(RunFile("the summary", summary, "--summary" if flags else ""))
     return inputs, outputs

@@ -38,6 +38,7 @@ from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.grid import Grid
 from batchpatch.models import ImagePatch, JsonValue, Operation
 from batchpatch.schema import BASE_ATTRIBUTES, OPS, REMOVE_MARKER, UntypedValue, typed_value
+from batchpatch.sheetwrite import unquoted
 from batchpatch.textfile import read_grid as read_text_grid
 from batchpatch.xlsx import read_grid as read_workbook_grid
 
@@ -282,7 +283,7 @@ def _changes(
         if op == "remove" or op not in OPS or not attribute or not value.strip():
             continue
         try:
-            typed[position] = typed_value(attribute, value)
+            typed[position] = typed_value(attribute, unquoted(value))
         except UntypedValue:
             continue
     frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))

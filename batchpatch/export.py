@@ -1,0 +1,305 @@
+"""``batchpatch export``: the images as the wide sheet ``apply`` reads, so that editing a
+cell and applying the sheet changes exactly that cell — and applying it untouched sends
+nothing.
+
+The images come from the service's listing, filtered with its own query names (IMS
+ListImages: ``__imagetype``, ``status``, ``name``, ``tag``, ``created_at=gt:…`` …; by default
+``__imagetype=private``, the account's own images), paged with ``marker`` to the end.  The
+sheet holds ``image_id``, the attributes a user may change (``schema.UPDATABLE``), every
+custom key found on the images, ``tag:KEY`` columns, and read-only context as ``#`` comment
+columns (never sent).  Rows are in id order.
+
+Every cell is written as the text the sheet reader and the planner turn back into the
+value already there (``sheetwrite.cell_text``).  A value no cell can hold that way (a JSON
+list, an empty string, a value the local checks would refuse) is left blank — blank means
+"no change" — and counted in a note, so the untouched export still plans ``unchanged``.
+An image that is not ``active`` cannot be updated: its row holds only the context columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchpatch.auth import Auth
+from batchpatch.checks import LONG_COLUMNS
+from batchpatch.errors import OptionsError, Reason
+from batchpatch.inventory import Reader, endless_paging
+from batchpatch.models import Limits
+from batchpatch.outputs import RunFile, check_outputs, clear_stale_temporaries
+from batchpatch.plan import ACTIVE
+from batchpatch.retry import RetryPolicy
+from batchpatch.schema import READ_ONLY, UPDATABLE, check_attribute
+from batchpatch.service import Image, ImageService
+from batchpatch.sheetwrite import cell_text, check_table_writable, table_format, write_table
+from batchpatch.throttle import Pacer
+
+#: The ListImages query parameters a filter may name (IMS API reference, ListImages).
+LIST_FILTERS = frozenset(
+    {
+        "__imagetype", "__isregistered", "__os_bit", "__os_type", "__platform",
+        "__support_diskintensive", "__support_highperformance", "__support_kvm",
+        "__support_kvm_gpu_type", "__support_kvm_infiniband", "__support_largememory",
+        "__support_xen", "__support_xen_gpu_type", "__support_xen_hana", "__whole_image",
+        "__system__cmkid", "architecture", "container_format", "created_at", "disk_format",
+        "enterprise_project_id", "flavor_id", "id", "member_status", "min_disk", "min_ram",
+        "name", "owner", "protected", "status", "tag", "updated_at", "virtual_env_type",
+        "visibility",
+    }
+)  # fmt: skip
+#: Parameters the export sets itself.
+_OWN_PARAMETERS = {
+    "limit": "the export pages to the end by itself",
+    "marker": "the export pages to the end by itself",
+    "sort_key": "the export sorts its rows by id itself",
+    "sort_dir": "the export sorts its rows by id itself",
+}
+DEFAULT_FILTERS: Mapping[str, str] = {"__imagetype": "private"}
+_TIME_FILTER = re.compile(r"(gt|gte|lt|lte|eq|neq):\S+")
+PAGE_SIZE = 500
+
+#: Attribute columns every export has, in this order; other updatable attributes follow
+#: when an image holds them.
+_FIRST_COLUMNS = (
+    "name",
+    "__description",
+    "min_ram",
+    "max_ram",
+    "hw_firmware_type",
+    "enterprise_project_id",
+)
+#: Read-only context, written as ``#`` comment columns.
+CONTEXT = (
+    "status",
+    "__imagetype",
+    "visibility",
+    "__platform",
+    "__os_type",
+    "__os_version",
+    "min_disk",
+    "size",
+    "created_at",
+    "updated_at",
+)
+TAG_PREFIX = "tag:"
+
+#: The tags of the exported images ({image_id: {key: value}}), read by the caller.
+TagReader = Callable[[ImageService, Pacer], Awaitable[Mapping[str, Mapping[str, str]]]]
+
+
+def parse_filters(texts: Sequence[str], *, label: str = "--filter") -> dict[str, str]:
+    """``KEY=VALUE`` texts as a ListImages query, the defaults under it; ``OptionsError``
+    saying how to write the filter otherwise."""
+    given: dict[str, str] = {}
+    for text in texts:
+        key, equals, value = text.partition("=")
+        key = key.strip()
+        problem = _filter_problem(key, value, bool(equals), given)
+        if problem is not None:
+            raise OptionsError(f"{label} {text!r}: {problem}")
+        given[key] = value
+    return dict(DEFAULT_FILTERS) | given
+
+
+def _filter_problem(key: str, value: str, equals: bool, given: Mapping[str, str]) -> Reason | None:
+    if not equals or not key or not value:
+        return Reason("a filter is KEY=VALUE", "write it as e.g. --filter status=active")
+    if key in _OWN_PARAMETERS:
+        return Reason(f"{key} cannot be a filter", f"leave it out: {_OWN_PARAMETERS[key]}")
+    if key not in LIST_FILTERS:
+        return Reason(
+            f"{key!r} is not a ListImages query parameter",
+            "use one of " + ", ".join(sorted(LIST_FILTERS)),
+        )
+    if key in given:
+        return Reason(f"{key} is filtered twice", "keep one --filter per key")
+    if key in ("created_at", "updated_at") and not _TIME_FILTER.fullmatch(value):
+        return Reason(
+            f"{key} takes OP:TIME",
+            f"write e.g. {key}=gt:2026-01-01T00:00:00Z (OP: gt gte lt lte eq neq)",
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: where, how many images and columns, the requests it cost, and
+    notes on what it could not write."""
+
+    path: Path
+    images: int
+    columns: int
+    requests: int
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"exported {self.images} images ({self.columns} columns) to {self.path} | "
+            f"{self.requests} requests"
+        )
+
+
+def check_export_files(out: Path, *, flags: bool = False, inputs: Sequence[RunFile] = ()) -> None:
+    """Before anything is read: the export is a sheet format, overwrites none of the files
+    the run reads, and can be written."""
+    label = "--out" if flags else "the export path"
+    table_format(out, label=label)
+    check_outputs(inputs, [RunFile("the export", out, label if flags else "")])
+    clear_stale_temporaries([RunFile("the export", out)])
+    check_table_writable(out, ["image_id"], label=label)
+
+
+async def export_images(
+    out: str | Path,
+    *,
+    endpoint: str,
+    auth: Auth,
+    limits: Limits | None = None,
+    filters: Mapping[str, str] | None = None,
+    ca_bundle: str | None = None,
+    service: ImageService | None = None,
+    policy: RetryPolicy | None = None,
+    page_size: int = PAGE_SIZE,
+    read_tags: TagReader | None = None,
+) -> ExportResult:
+    """List the images ``filters`` select (default ``__imagetype=private``) and write them
+    to ``out`` (.csv, .tsv or .xlsx) as the wide sheet ``apply`` reads.
+
+    ``read_tags`` reads the images' tags for the ``tag:KEY`` columns (none without it).
+    ``service`` replaces the IMS client built from ``endpoint`` and ``auth``.  Raises
+    ``ReadFailed`` when the listing cannot be read, ``OptionsError`` for a bad ``out``.
+    """
+    from batchpatch.client import ImsClient
+    from batchpatch.job import _Borrowed
+
+    path = Path(out)
+    check_export_files(path)
+    limits = limits or Limits()
+    query = dict(DEFAULT_FILTERS) if filters is None else dict(filters)
+    opened: Any = (
+        _Borrowed(service)
+        if service is not None
+        else ImsClient(
+            endpoint,
+            auth,
+            timeout=limits.timeout,
+            connections=limits.concurrency,
+            ca_bundle=ca_bundle,
+        )
+    )
+    async with opened as client:
+        pacer = Pacer(limits)
+        images = await list_all(Reader(client, pacer, policy or RetryPolicy()), query, page_size)
+        tags = await read_tags(client, pacer) if read_tags is not None else {}
+        requests = client.requests
+    header, rows, notes = export_table(images, tags)
+    write_table(path, header, rows)
+    return ExportResult(path, len(rows), len(header), requests, notes)
+
+
+async def list_all(reader: Reader, filters: Mapping[str, str], page_size: int) -> list[Image]:
+    """Every image the listing holds under ``filters``, page by page (``marker`` = the last
+    id of the page before) until a page comes back short.  A page bringing no new id, or a
+    marker seen before, is a service that ignores ``marker``: ``ReadFailed``."""
+    found: dict[str, Image] = {}
+    markers: set[str] = set()
+    marker = ""
+    while True:
+        query = dict(filters) | {"limit": str(page_size)} | ({"marker": marker} if marker else {})
+        page = await reader.paced(query)
+        fresh = [image for image in page if str(image.get("id", "")) not in found]
+        found.update((str(image.get("id", "")), image) for image in fresh)
+        if len(page) < page_size:
+            return list(found.values())
+        marker = str(page[-1].get("id", ""))
+        if not fresh or marker in markers:
+            raise endless_paging(reader.client.listing, marker)
+        markers.add(marker)
+
+
+def export_table(
+    images: Sequence[Image], tags: Mapping[str, Mapping[str, str]]
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """The export's header, its rows (in id order) and notes on what it left out."""
+    ordered = sorted(images, key=lambda image: str(image.get("id", "")))
+    attributes, skipped_keys = _attribute_columns(ordered)
+    tag_keys = sorted({key for image_tags in tags.values() for key in image_tags})
+    context = [key for key in CONTEXT if any(key in image for image in ordered)]
+    header = [
+        "image_id",
+        *attributes,
+        *(TAG_PREFIX + key for key in tag_keys),
+        *("#" + key for key in context),
+    ]
+    blanked: list[str] = []
+    rows = []
+    for image in ordered:
+        image_id = str(image.get("id", ""))
+        changeable = image.get("status") == ACTIVE
+        values: dict[str, object] = dict(image)
+        values.update({TAG_PREFIX + key: value for key, value in tags.get(image_id, {}).items()})
+        row = [image_id]
+        for column in header[1 : 1 + len(attributes) + len(tag_keys)]:
+            row.append(_cell(column, values, blanked, image_id) if changeable else "")
+        row += [_context_text(image.get(key)) for key in context]
+        rows.append(row)
+    return header, rows, _notes(skipped_keys, blanked, ordered)
+
+
+def _attribute_columns(images: Sequence[Image]) -> tuple[list[str], list[str]]:
+    """The attribute columns (updatable ones first, then custom keys, sorted) and the keys
+    the images hold that a sheet cannot change (left out)."""
+    keys = {key for image in images for key in image}
+    updatable = [*_FIRST_COLUMNS, *sorted(keys & UPDATABLE - set(_FIRST_COLUMNS))]
+    custom, skipped = [], []
+    for key in sorted(keys - UPDATABLE - READ_ONLY):
+        if key.lower() in LONG_COLUMNS or check_attribute(key, "add") is not None:
+            skipped.append(key)
+        else:
+            custom.append(key)
+    return updatable + custom, skipped
+
+
+def _cell(column: str, values: Mapping[str, object], blanked: list[str], image_id: str) -> str:
+    if column not in values or values[column] is None:
+        return ""
+    value = values[column]
+    text = cell_text(column, value, exact=False)
+    if text is None:
+        if not (isinstance(value, str) and not value.strip()):  # blank: nothing lost
+            blanked.append(f"{image_id} {column}")
+        return ""
+    return text
+
+
+def _context_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _notes(skipped_keys: list[str], blanked: list[str], images: Sequence[Image]) -> list[str]:
+    notes = []
+    if skipped_keys:
+        notes.append(
+            f"left out {len(skipped_keys)} key(s) a sheet cannot change: "
+            + ", ".join(skipped_keys[:10])
+            + (" …" if len(skipped_keys) > 10 else "")
+        )
+    if blanked:
+        notes.append(
+            f"left {len(blanked)} cell(s) blank whose value a sheet cannot hold as it is "
+            f"(blank sends nothing): {', '.join(blanked[:5])}{' …' if len(blanked) > 5 else ''}"
+        )
+    inactive = sum(1 for image in images if image.get("status") != ACTIVE)
+    if inactive:
+        notes.append(
+            f"{inactive} image(s) are not active and cannot be updated: their rows show "
+            "only the # context columns"
+        )
+    return notes
