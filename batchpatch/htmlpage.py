@@ -213,7 +213,8 @@ def _rate_chart(telemetry: Telemetry) -> str:
         label = f"{index * width} to {(index + 1) * width} s: {b.requests} requests"
         label += f", {b.throttled} throttled" if b.throttled else ""
         bars.append(
-            f"<g><title>{escape(label)}</title>"
+            f"<g data-requests='{b.requests}' data-throttled='{b.throttled}'>"
+            f"<title>{escape(label)}</title>"
             f"<rect class='bar' x='{x:.1f}' y='{_MARGIN + inner_h - all_h:.1f}' "
             f"width='{max(step - 1, 0.5):.1f}' height='{all_h:.1f}'/>"
             + (

@@ -8,7 +8,7 @@ interface as before, so nothing in them knows telemetry exists.
 Memory does not grow with the number of requests: a 250,000-image run keeps one small
 counter per second of the run (requests, throttled answers), one latency histogram with
 buckets 2 % apart (so a percentile is within 2 % of the exact one), and per error code a
-count and the first request id seen — at most ``MAX_ERROR_CODES`` codes.
+count and the latest request id seen — at most ``MAX_ERROR_CODES`` codes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Second:
 
 @dataclass
 class CodeSeen:
-    """How often one error code came back, and the first request id that carried it."""
+    """How often one error code came back, and the latest request id that carried it (the
+    one a failed row's report shows, when the image failed with it)."""
 
     count: int = 0
     request_id: str = ""
@@ -151,7 +152,7 @@ class Telemetry:
             code = OTHER_CODES
         seen = self.codes.setdefault(code, CodeSeen())
         seen.count += 1
-        seen.request_id = seen.request_id or request_id
+        seen.request_id = request_id or seen.request_id
 
     def per_second(self) -> list[Second]:
         """Every second from the first request to the last, quiet ones included."""
