@@ -4,6 +4,7 @@ it (an image id, an error code, a file name) can become markup."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
 import uuid
@@ -252,3 +253,29 @@ def test_memory_stays_bounded_for_a_large_run() -> None:
 )
 def test_the_summary_page_sits_beside_the_summary(summary: str, page: str) -> None:
     assert summary_page_path(Path("out") / summary) == Path("out") / page
+
+
+@pytest.mark.parametrize(
+    ("option", "clash"),
+    [
+        pytest.param(["--html", "s.csv"], "--html", id="html-is-the-sheet"),
+        pytest.param(["--html", "s.results.csv"], "--html", id="html-is-the-report"),
+        pytest.param(["--summary", "s.json", "--html", "s.json"], "--html", id="html-is-summary"),
+        pytest.param(
+            ["--summary", "images.json"], "--summary images.html", id="summary-page-is-an-input"
+        ),
+    ],
+)
+def test_a_page_never_overwrites_an_input_or_another_output(
+    tmp_path: Path, option: list[str], clash: str
+) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IDS[0], "x"]])
+    images = tmp_path / "images.html"  # the --fake images file, under a page's name
+    images.write_text(json.dumps([{"id": IDS[0], "name": "a", "status": "active"}]))
+    done = run_cli(
+        ["apply", str(sheet), "--fake", "--fake-images", str(images), *option], cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert clash in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "s.results.csv").exists()
