@@ -112,9 +112,9 @@ class Telemetry:
     statuses: Counter[str] = field(default_factory=Counter)
     codes: dict[str, CodeSeen] = field(default_factory=dict)
     requests: int = 0
-    started_at: float = 0.0
-    ended_at: float | None = None
-    _origin: float = 0.0
+    started_at: float = field(init=False, default=0.0)
+    ended_at: float | None = field(init=False, default=None)
+    _origin: float = field(init=False, default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         self._origin, self.started_at = self.clock(), self.wall()
