@@ -415,14 +415,13 @@ class _FakeIms:
     async def list_projects(self, request: web.Request) -> web.Response:
         """IAM's KeystoneListProjects, ``?name=REGION``: the account's project(s).
 
-        The fake does not know its region, so any name answers the account's project and
-        ``extra_projects``, all named after the query (no name: named ``default``).
+        The fake does not know its region, so any name answers the account's project (for
+        an IAM-issued token: the project it is scoped to) and ``extra_projects``, all named
+        after the query (no name: named ``default``).
         """
         name = request.query.get("name") or "default"
-        ids = [self.config.account_project_id, *self.config.extra_projects]
-        token_project = request[OUTCOME].token_project
-        if token_project is not None and token_project not in ids:
-            ids.insert(0, token_project)
+        main = request[OUTCOME].token_project or self.config.account_project_id
+        ids = [main, *self.config.extra_projects]
         return web.json_response({"projects": [_project(pid, name) for pid in ids]})
 
     async def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
