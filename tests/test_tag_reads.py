@@ -16,8 +16,10 @@ from batchpatch.errors import ReadFailed
 from batchpatch.fake import FakeConfig, FakeServer, running_fake
 from batchpatch.models import Limits
 from batchpatch.retry import RetryPolicy
+from batchpatch.service import ImageService
 from batchpatch.tagreads import all_tags, current_tags, key_groups
 from batchpatch.throttle import Pacer
+from tests.memory_service import MemoryService
 
 TOKEN = "tag-reads-token"
 PROJECT = "4b4b4b4b4b4b4b4b8b4b4b4b4b4b4b4b"
@@ -148,3 +150,25 @@ def test_all_tags_pages_every_key_group_to_the_end() -> None:
     # 1 key listing; keys "extra", "k00".."k08" (10): 2 pages; "k09", "k10": 1 page
     assert key_groups(["extra", *[f"k{n:02d}" for n in range(11)]])[1] == ["k09", "k10"]
     assert (calls["tag_list"], calls["tag_query"]) == (1, 3)
+
+
+# --- the in-memory service (the seam other helpers test against) ---------------------------
+
+
+def test_the_memory_service_serves_tags_through_the_same_seam() -> None:
+    store = {f"m{n}": {"id": f"m{n}", "status": "active"} for n in range(4)}
+    memory = MemoryService(store, tag_store={"m1": {"team": "a"}, "m3": {"env": "b"}})
+    service: ImageService = memory  # it implements the whole interface
+
+    async def run() -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+        pace = Pacer(Limits(concurrency=4, rate=1000))
+        assert (await service.change_tags("m2", "create", {"team": "c"})).ok
+        current = await current_tags(service, ["m0", "m1", "m2"], ["team"], pace)
+        return current, await all_tags(service, pace)
+
+    current, every = anyio.run(run)
+    assert current == {"m0": {}, "m1": {"team": "a"}, "m2": {"team": "c"}}
+    assert every == {"m1": {"team": "a"}, "m2": {"team": "c"}, "m3": {"env": "b"}}
+    assert [call for call, _ in memory.calls] == [
+        "create_tags", "find_tagged", "list_tag_keys", "find_tagged"
+    ]  # fmt: skip
