@@ -350,6 +350,18 @@ def unplanned(patch: ImagePatch) -> ImagePlan:
     return ImagePlan(patch.image_id, None, "", tuple(changes), observed=False)
 
 
+def mark_done(plan: ImagePlan, done: set[str]) -> ImagePlan:
+    """``plan`` with every pending change whose requests are all in ``done`` (ended with
+    success) marked ``applied``."""
+    changes = []
+    for change in plan.changes:
+        kinds = (UPDATE,) if change.part == ATTRIBUTES else tag_kinds(change)
+        if change.pending and set(kinds) <= done:
+            change = replace(change, applied=True)
+        changes.append(change)
+    return replace(plan, changes=tuple(changes))
+
+
 def tag_kinds(change: Change) -> tuple[str, ...]:
     """The tag calls that carry ``change`` (a rename: both)."""
     if change.renamed_from is not None:
