@@ -70,11 +70,11 @@ from batchpatch.plan import (
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
+from batchpatch.retry import Attempt, attempt
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
-from batchpatch.tagreads import current_tags
 from batchpatch.throttle import Pacer, sleep_unless_stopped
 
 log = logging.getLogger("batchpatch")
@@ -222,9 +222,38 @@ async def read_current_tags(
     touching = {image_id: keys for image_id, keys in touching.items() if keys}
     if not touching:
         return {}
-    keys = sorted(set().union(*touching.values()))
-    found = await current_tags(reader.client, list(touching), keys, reader)
-    return {image_id: dict(found.get(image_id, {})) for image_id in touching}
+    found: dict[str, dict[str, str]] = {}
+
+    async def read(image_id: str) -> None:
+        found[image_id] = await _tags_of(reader, image_id)
+
+    async with anyio.create_task_group() as group:  # paced by the reader's pacer
+        for image_id in touching:
+            group.start_soon(read, image_id)
+    return {image_id: found[image_id] for image_id in touching}
+
+
+async def _tags_of(reader: Reader, image_id: str) -> dict[str, str]:
+    """One image's tags, through the one retry loop under the run's pacer (stand-in for
+    ``tagreads.current_tags`` until that lands)."""
+    borrower = await reader.pacer.acquire()
+    try:
+        tried: Attempt[None] = await attempt(
+            lambda: reader.client.read_tags(image_id),
+            reader.client,
+            reader.policy,
+            reader.pacer,
+            what="a tag read",
+        )
+    finally:
+        reader.pacer.release(borrower)
+    answer = tried.answer
+    tags = reader.client.tags(answer) if answer.ok else None
+    if tags is None:
+        raise ReadFailed(
+            answer.status, answer.error_code, answer.message, answer.request_id, kind=tried.kind
+        )
+    return tags
 
 
 def plan_problems(sheet: Sheet, plans: Sequence[ImagePlan]) -> list[Problem]:
@@ -345,7 +374,7 @@ async def apply_sheet(
         try:
             result = await _written(run.execute(journal), report, journal)
             finished = not result.stop_reason
-        except SheetError:  # the plan found what cannot be done: nothing was sent
+        except (SheetError, OptionsError):  # found before anything was sent
             finished = True
             raise
         finally:
@@ -521,6 +550,8 @@ class _Run:
         )
 
     async def _plan_and_send(self, client: ImageService, resume: _Resume) -> StopReason | None:
+        if any(tag_keys(patch) for patch in self.sheet.patches):
+            await client.tag_project()  # OptionsError (nothing sent) when there is none
         pacer = Pacer(self.limits)
         reader = Reader(client, pacer, self.safeguards.policy, self.stop)
         try:
@@ -925,6 +956,8 @@ async def make_plan(
         )
     )
     async with opened as client:
+        if any(tag_keys(patch) for patch in sheet.patches):
+            await client.tag_project()
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(Path(out), sheet, endpoint, plans)
