@@ -604,7 +604,7 @@ class _Run:
         exit 2 with every problem located, nothing sent; with ``skip_invalid`` those
         images' rows are ``invalid`` and the rest is sent."""
         plans = [e.plan for e in self.ledger if e.plan is not None and e.outcome is None]
-        if not self.skip_invalid:
+        if not (self.skip_invalid or self.sheet.skip_invalid):
             refuse_plan_problems(self.sheet, plans)
 
     async def _let_earlier_writes_land(self, in_doubt: set[str]) -> None:

@@ -92,6 +92,9 @@ class Sheet:
     delimiter: str = ","
     encoding_label: str = ""
     warnings: tuple[Problem, ...] = ()
+    #: Read with ``skip_invalid``: what the plan finds cannot be done (the tag limit, a
+    #: rename onto a taken key) leaves those images out too, instead of stopping the run.
+    skip_invalid: bool = False
 
     @property
     def rows(self) -> range:
@@ -158,6 +161,7 @@ def read_sheet(
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
         warnings=tuple(checked.warnings),
+        skip_invalid=skip_invalid,
     )
 
 
