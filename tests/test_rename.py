@@ -62,7 +62,7 @@ def test_a_rename_onto_a_key_holding_another_value_is_refused(tmp_path: Path) ->
         code, _, err = apply(fake, sheet)
         assert code == 2
         assert (
-            f"{sheet}:2:path: tag:stage already holds \"dev\" (tag:env holds \"prod\") — "
+            f'{sheet}:2:path: tag:stage already holds "dev" (tag:env holds "prod") — '
             "rename to a free key, or remove tag:stage first" in err
         )
         assert fake.stats.tag_write_requests == 0

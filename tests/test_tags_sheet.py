@@ -12,8 +12,6 @@ from tests.sheets import write_sheet
 from tests.tagfixtures import A, B, LONG_HEADER as LONG
 
 
-
-
 def problems(path: Path) -> list[str]:
     with pytest.raises(SheetError) as raised:
         read_sheet(path)
