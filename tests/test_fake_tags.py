@@ -61,7 +61,7 @@ def test_create_sets_overwrites_and_repeats_with_204_and_no_body(fake: FakeServe
     again = action(fake, "img-1", "create", {"team": "green", "env": "prod"})
     assert (first.status, first.body, again.status, again.body) == (204, None, 204, None)
     assert fake.store.tags["img-1"] == {"team": "green", "env": "prod"}
-    assert fake.store.get("img-1")["tags"] == ["team=green", "env=prod"]
+    assert fake.store.images["img-1"]["tags"] == ["team=green", "env=prod"]
     stats = fake.stats.snapshot()
     assert (stats.tag_write_requests, stats.patch_requests) == (2, 0)
     assert stats.tag_applied_by_image == {"img-1": 2}
@@ -71,7 +71,7 @@ def test_delete_removes_by_key_and_a_missing_tag_is_no_error(fake: FakeServer) -
     reply = action(fake, "img-2", "delete", {"team": "", "absent": "", "odd key*": ""})
     assert (reply.status, reply.body) == (204, None)
     assert fake.store.tags["img-2"] == {"legacy": ""}
-    assert fake.store.get("img-2")["tags"] == ["legacy"]
+    assert fake.store.images["img-2"]["tags"] == ["legacy"]
 
 
 def test_tags_on_an_image_that_is_not_active_are_allowed(fake: FakeServer) -> None:
@@ -81,7 +81,7 @@ def test_tags_on_an_image_that_is_not_active_are_allowed(fake: FakeServer) -> No
 
 def test_an_image_without_a_tags_field_gains_one_and_loses_it_again(fake: FakeServer) -> None:
     action(fake, "img-4", "create", {"env": "dev"})
-    assert fake.store.get("img-4")["tags"] == ["env=dev"]
+    assert fake.store.images["img-4"]["tags"] == ["env=dev"]
     action(fake, "img-4", "delete", {"env": ""})
     assert fake.store.get("img-4") == IMAGES[3]
 

@@ -1,9 +1,14 @@
 """The fake IMS HTTP API: its routes, the gateway's checks, faults, and instrumentation.
 
 Routes: ``PATCH /v2/cloudimages/{image_id}`` (UpdateImage) and ``GET /v2/cloudimages``
-(ListImages), behind the gateway (authentication, then the rate limit and faults); and IAM's
-``POST /v3/auth/tokens``, which needs no authentication and suffers no faults.  Every
-response carries ``X-Request-Id`` and a ``Date`` from the fake's clock.
+(ListImages), and the v2 tag API under ``/v2/{project_id}/images``: ``{image_id}/tags/action``
+(BatchAddOrDeleteTags), ``POST {image_id}/tags`` (AddImageTag), ``DELETE
+{image_id}/tags/{key}`` (DeleteImageTag), ``GET {image_id}/tags`` (ListImageTags), ``GET
+tags`` (ListImagesTags) and ``POST resource_instances/action`` (ListImageByTags) — all behind
+the gateway (authentication, the path's project id for the tag API, then the rate limit and
+faults); and IAM's ``POST /v3/auth/tokens``, which needs no authentication, and ``GET
+/v3/projects?name=REGION``, which does; neither suffers the IMS rate limit or faults.
+Every response carries ``X-Request-Id`` and a ``Date`` from the fake's clock.
 
 An injected reset closes the connection's transport from the handler; aiohttp then fails to
 write the response it is handed, takes that for a client disconnection and stays quiet, so
