@@ -70,11 +70,11 @@ from batchpatch.plan import (
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
-from batchpatch.retry import Attempt, attempt
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
+from batchpatch.tagreads import TagReader, current_tags
 from batchpatch.throttle import Pacer, sleep_unless_stopped
 
 log = logging.getLogger("batchpatch")
@@ -217,43 +217,32 @@ def tag_keys(patch: ImagePatch) -> set[str]:
 async def read_current_tags(
     reader: Reader, patches: Sequence[ImagePatch]
 ) -> dict[str, dict[str, str]]:
-    """The current tags of the images whose patches touch tags (none read otherwise)."""
+    """The current tags of the images whose patches touch tags (none read otherwise).
+
+    An image that may gain a tag is read whole (one call each): the tag limit and the
+    order of its tag calls need every tag it has, and a tag query finds an image only by
+    the keys asked.  Images that only remove tags are read by ``tagreads.current_tags``'s
+    cheaper rule."""
     touching = {patch.image_id: tag_keys(patch) for patch in patches}
     touching = {image_id: keys for image_id, keys in touching.items() if keys}
     if not touching:
         return {}
-    found: dict[str, dict[str, str]] = {}
-
-    async def read(image_id: str) -> None:
-        found[image_id] = await _tags_of(reader, image_id)
-
-    async with anyio.create_task_group() as group:  # paced by the reader's pacer
-        for image_id in touching:
-            group.start_soon(read, image_id)
-    return {image_id: found[image_id] for image_id in touching}
-
-
-async def _tags_of(reader: Reader, image_id: str) -> dict[str, str]:
-    """One image's tags, through the one retry loop under the run's pacer (stand-in for
-    ``tagreads.current_tags`` until that lands)."""
-    borrower = await reader.pacer.acquire()
-    try:
-        tried: Attempt[None] = await attempt(
-            lambda: reader.client.read_tags(image_id),
-            reader.client,
-            reader.policy,
-            reader.pacer,
-            what="a tag read",
+    gaining = [p.image_id for p in patches if p.image_id in touching and _may_gain_tags(p)]
+    found = await TagReader(reader.client, reader.pacer, reader.policy, reader.stop).images(gaining)
+    others = [image_id for image_id in touching if image_id not in found]
+    if others:
+        keys = sorted(set().union(*(touching[image_id] for image_id in others)))
+        found |= await current_tags(
+            reader.client, others, keys, reader.pacer, policy=reader.policy, stop=reader.stop
         )
-    finally:
-        reader.pacer.release(borrower)
-    answer = tried.answer
-    tags = reader.client.tags(answer) if answer.ok else None
-    if tags is None:
-        raise ReadFailed(
-            answer.status, answer.error_code, answer.message, answer.request_id, kind=tried.kind
-        )
-    return tags
+    return {image_id: dict(found.get(image_id, {})) for image_id in touching}
+
+
+def _may_gain_tags(patch: ImagePatch) -> bool:
+    return any(
+        is_tag(operation.path) and operation.op in ("add", "replace", RENAME)
+        for operation in patch.operations
+    )
 
 
 def plan_problems(sheet: Sheet, plans: Sequence[ImagePlan]) -> list[Problem]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from batchpatch.fake import running_fake
 from tests.sheets import write_sheet
-from tests.tagfixtures import A, B, LONG_HEADER, apply, config, images, report_rows
+from tests.tagfixtures import LONG_HEADER, A, B, apply, config, images, report_rows
 
 
 def test_an_attribute_rename_is_one_patch_and_a_rerun_sends_nothing(tmp_path: Path) -> None:
@@ -22,7 +22,8 @@ def test_an_attribute_rename_is_one_patch_and_a_rerun_sends_nothing(tmp_path: Pa
         assert code == 0, err
         assert fake.stats.patch_requests == 1
     assert row["status"] == "succeeded"
-    assert '"team":"core"' in row["before"] and '"owner_team":"core"' in row["after"]
+    assert '"team":"core"' in row["before"]
+    assert '"owner_team":"core"' in row["after"]
     (again,) = report_rows(tmp_path / "s.results.csv")
     assert again["status"] == "unchanged"
 
@@ -49,7 +50,8 @@ def test_a_tag_rename_at_the_limit_deletes_first(tmp_path: Path) -> None:
         assert out.index('"action":"delete"') < out.index('"action":"create"')
         code, _, err = apply(fake, sheet)
         assert code == 0, err  # create first would have hit the 10-tag quota (IMG.0116)
-        assert fake.store.tags[A]["stage"] == "prod" and "env" not in fake.store.tags[A]
+        assert fake.store.tags[A]["stage"] == "prod"
+        assert "env" not in fake.store.tags[A]
 
 
 def test_a_rename_onto_a_key_holding_another_value_is_refused(tmp_path: Path) -> None:

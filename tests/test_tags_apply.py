@@ -6,7 +6,7 @@ from pathlib import Path
 
 from batchpatch.fake import running_fake
 from tests.sheets import write_sheet
-from tests.tagfixtures import A, B, LONG_HEADER, apply, cli, config, images, report_rows
+from tests.tagfixtures import LONG_HEADER, A, B, apply, cli, config, images, report_rows
 
 WIDE = ["image_id", "name", "tag:env", "tag:keep", "tag:old"]
 
@@ -31,7 +31,8 @@ def test_attributes_and_tags_are_sent_and_a_rerun_sends_nothing(tmp_path: Path) 
         assert fake.stats.patch_requests == 1
     assert [row["status"] for row in first] == ["succeeded", "unchanged"]
     assert first[0]["http_status"] == "200"
-    assert '"tag:old":"v1"' in first[0]["before"] and '"tag:old":null' in first[0]["after"]
+    assert '"tag:old":"v1"' in first[0]["before"]
+    assert '"tag:old":null' in first[0]["after"]
     again = report_rows(tmp_path / "s.results.csv")
     assert [row["status"] for row in again] == ["unchanged", "unchanged"]
 
@@ -52,7 +53,8 @@ def test_a_tag_row_reports_the_tag_call_and_says_the_tag_part_failed(tmp_path: P
     assert attribute_row["request_id"]
     assert (tag_row["status"], tag_row["http_status"]) == ("failed", "503")
     assert tag_row["error_message"].startswith("tags: ")
-    assert tag_row["request_id"] and tag_row["request_id"] != attribute_row["request_id"]
+    assert tag_row["request_id"]
+    assert tag_row["request_id"] != attribute_row["request_id"]
 
 
 def test_a_throttled_tag_call_is_retried(tmp_path: Path) -> None:
@@ -128,7 +130,8 @@ def test_a_saved_plan_carries_the_tag_changes(tmp_path: Path) -> None:
     with running_fake(images(a=["old=v1"]), config()) as fake:
         code, out, err = cli(fake, "plan", str(sheet), "--out", str(plan), quiet=False)
         assert code == 0, err
-        assert 'tag:old (was "v1")' in out and '+ tag:env: "prod"' in out
+        assert 'tag:old (was "v1")' in out
+        assert '+ tag:env: "prod"' in out
         code, _, err = apply(fake, sheet, "--plan", str(plan))
         assert code == 0, err
         assert fake.store.tags[A] == {"env": "prod"}

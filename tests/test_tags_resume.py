@@ -9,7 +9,7 @@ from pathlib import Path
 from batchpatch.fake import running_fake
 from tests.e2e import start_cli
 from tests.sheets import write_sheet
-from tests.tagfixtures import A, ENV, LONG_HEADER, apply, config, images, report_rows
+from tests.tagfixtures import ENV, LONG_HEADER, A, apply, config, images, report_rows
 from tests.test_resume import wait_for
 
 

@@ -9,7 +9,8 @@ import pytest
 from batchpatch.errors import SheetError
 from batchpatch.sheet import read_sheet
 from tests.sheets import write_sheet
-from tests.tagfixtures import A, B, LONG_HEADER as LONG
+from tests.tagfixtures import LONG_HEADER as LONG
+from tests.tagfixtures import A, B
 
 
 def problems(path: Path) -> list[str]:
