@@ -20,13 +20,16 @@ from batchpatch.schema import (
     BASE_ATTRIBUTES,
     EXCLUSIVE,
     FLAG_ATTRIBUTES,
-    OPS,
+    LONG_OPS,
+    MAX_TAGS,
+    RENAME,
     UntypedValue,
     cannot_remove,
     check_attribute,
     check_combination,
     check_image_id,
     check_value,
+    is_tag,
     typed_value,
 )
 
@@ -178,14 +181,28 @@ def _long_cell_problems(file: str, changes: Changes) -> list[Problem]:
     frame = changes.frame
     value_column = frame["column"]
     blank_value = frame["value"].str.strip() == ""
-    setting = frame["op"].isin(("add", "replace"))
+    tag = frame["attribute"].str.startswith("tag:")
+    setting = frame["op"].isin(("add", "replace")) & ~tag  # a tag's value may be empty
     return [
         *_located(
             file,
             frame,
-            ~frame["op"].isin(OPS),
+            ~frame["op"].isin(LONG_OPS),
             changes.op_column,
-            Reason("op must be add, replace or remove", "write one of add, replace, remove"),
+            Reason(
+                "op must be add, replace, remove or rename",
+                "write one of add, replace, remove, rename",
+            ),
+        ),
+        *_located(
+            file,
+            frame,
+            (frame["op"] == RENAME) & blank_value,
+            value_column,
+            Reason(
+                "rename needs the new key in value",
+                "write the new key, e.g. /new_key or tag:new_key",
+            ),
         ),
         *_located(
             file,
@@ -250,13 +267,89 @@ def change_problems(file: str, changes: Changes) -> list[Problem]:
     for row, op, attribute, column, attribute_column, typed in _columns(
         frame, "row", "op", "attribute", "column", "attribute_column", "typed"
     ):
-        if not attribute or op not in OPS:
+        if not attribute or op not in LONG_OPS:
             continue
         if reason := _attribute_reason(attribute, op, long):
             problems.append(Problem(file, int(row), str(attribute_column), reason))
+        elif op == RENAME:
+            if typed is not None and (reason := rename_reason(attribute, str(typed))):
+                problems.append(Problem(file, int(row), column, reason))
         elif typed is not None and (reason := check_value(attribute, typed)):
             problems.append(Problem(file, int(row), column, reason))
-    return problems + _clashes(file, frame)
+    return problems + _clashes(file, frame) + _renamed_onto(file, frame) + _tag_counts(file, frame)
+
+
+def rename_reason(old: str, new: str) -> Reason | None:
+    """Why ``old`` cannot be renamed to ``new`` (both as a sheet names them), or None."""
+    if is_tag(old) != is_tag(new):
+        return Reason(
+            f"rename moves a tag to a tag or a key to a key, not {old} to {new}",
+            "write tag:NEW for a tag, /new_key for a key",
+        )
+    if old == new:
+        return Reason(f"rename of {old} to itself", "write the new key in value")
+    return check_attribute(new, RENAME)
+
+
+def _renamed_onto(file: str, frame: pd.DataFrame) -> list[Problem]:
+    """A rename whose new key another row of the same image changes (or renames onto):
+    the two would fight over it."""
+    renames = frame[(frame["op"] == RENAME) & frame["typed"].notna() & (frame["image_id"] != "")]
+    if renames.empty:
+        return []
+    touched: dict[tuple[str, str], int] = {}
+    for row, image_id, attribute, op in _columns(frame, "row", "image_id", "attribute", "op"):
+        if op != RENAME:
+            touched.setdefault((image_id, attribute), int(row))
+    problems = []
+    for row, image_id, new, column in _columns(renames, "row", "image_id", "typed", "column"):
+        other = touched.setdefault((image_id, str(new)), int(row))
+        if other != int(row):
+            problems.append(
+                Problem(
+                    file,
+                    int(row),
+                    column,
+                    Reason(
+                        f"row {other} also changes {new} of the same image",
+                        "keep only one of the two changes",
+                    ),
+                )
+            )
+    return problems
+
+
+def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
+    """Images the sheet alone gives more than ``MAX_TAGS`` tags (the plan checks again
+    against the tags the image has)."""
+    setting = frame["op"].isin(("add", "replace")) & frame["attribute"].str.startswith("tag:")
+    renamed = (frame["op"] == RENAME) & frame["typed"].astype(str).str.startswith("tag:")
+    keys = pd.concat(
+        [
+            frame.loc[setting, ["image_id", "attribute", "row", "column"]],
+            frame.loc[renamed, ["image_id", "typed", "row", "column"]].rename(
+                columns={"typed": "attribute"}
+            ),
+        ]
+    )
+    keys = keys[keys["image_id"] != ""].drop_duplicates(["image_id", "attribute"])
+    problems = []
+    for _, group in keys.groupby("image_id", sort=False):
+        if len(group) > MAX_TAGS:
+            last = group.sort_values("row").iloc[-1]
+            problems.append(
+                Problem(
+                    file,
+                    int(last["row"]),
+                    str(last["column"]),
+                    Reason(
+                        f"the sheet sets {len(group)} tags on this image; an image may "
+                        f"carry {MAX_TAGS} at most",
+                        f"set {MAX_TAGS} tags at most per image",
+                    ),
+                )
+            )
+    return problems
 
 
 def _attribute_reason(attribute: str, op: str, long: bool) -> Reason | None:

@@ -75,6 +75,7 @@ from batchpatch.retry import (
 )
 from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
+from batchpatch.tagreads import all_tags
 from batchpatch.telemetry import Telemetry
 from batchpatch.undo import default_undo_path
 
@@ -851,6 +852,7 @@ async def _run_export(
         limits=_limits(options),
         filters=filters,
         ca_bundle=target.ca_bundle,
+        read_tags=all_tags,
     )
 
 

@@ -32,7 +32,7 @@ from batchpatch.models import Limits
 from batchpatch.outputs import RunFile, check_outputs, clear_stale_temporaries
 from batchpatch.plan import ACTIVE
 from batchpatch.retry import RetryPolicy
-from batchpatch.schema import READ_ONLY, UPDATABLE, check_attribute
+from batchpatch.schema import READ_ONLY, TAG_PREFIX, UPDATABLE, check_attribute, check_tag_key
 from batchpatch.service import Image, ImageService
 from batchpatch.sheetwrite import cell_text, check_table_writable, table_format, write_table
 from batchpatch.throttle import Pacer
@@ -84,7 +84,6 @@ CONTEXT = (
     "created_at",
     "updated_at",
 )
-TAG_PREFIX = "tag:"
 
 #: The tags of the exported images ({image_id: {key: value}}), read by the caller.
 TagReader = Callable[[ImageService, Pacer], Awaitable[Mapping[str, Mapping[str, str]]]]
@@ -193,11 +192,25 @@ async def export_images(
     async with opened as client:
         pacer = Pacer(limits)
         images = await list_all(Reader(client, pacer, policy or RetryPolicy()), query, page_size)
-        tags = await read_tags(client, pacer) if read_tags is not None else {}
+        tags, tag_notes = await _tags_if_readable(read_tags, client, pacer)
         requests = client.requests
     header, rows, notes = export_table(images, tags)
     write_table(path, header, rows)
-    return ExportResult(path, len(rows), len(header), requests, notes)
+    return ExportResult(path, len(rows), len(header), requests, tag_notes + notes)
+
+
+async def _tags_if_readable(
+    read_tags: TagReader | None, client: ImageService, pacer: Pacer
+) -> tuple[Mapping[str, Mapping[str, str]], list[str]]:
+    """The images' tags, or none and a note saying why when the tag API cannot be used
+    (no project id): the attributes are still worth exporting, and a sheet without
+    ``tag:KEY`` columns changes no tag when applied."""
+    if read_tags is None:
+        return {}, []
+    try:
+        return await read_tags(client, pacer), []
+    except OptionsError as error:
+        return {}, [f"no tag:KEY columns written: {error}"]
 
 
 async def list_all(reader: Reader, filters: Mapping[str, str], page_size: int) -> list[Image]:
@@ -226,7 +239,7 @@ def export_table(
     """The export's header, its rows (in id order) and notes on what it left out."""
     ordered = sorted(images, key=lambda image: str(image.get("id", "")))
     attributes, skipped_keys = _attribute_columns(ordered)
-    tag_keys = sorted({key for image_tags in tags.values() for key in image_tags})
+    tag_keys, odd_keys = _tag_columns(ordered, tags)
     context = [key for key in CONTEXT if any(key in image for image in ordered)]
     header = [
         "image_id",
@@ -246,7 +259,17 @@ def export_table(
             row.append(_cell(column, values, blanked, image_id) if changeable else "")
         row += [_context_text(image.get(key)) for key in context]
         rows.append(row)
-    return header, rows, _notes(skipped_keys, blanked, ordered)
+    return header, rows, _notes(skipped_keys + odd_keys, blanked, ordered)
+
+
+def _tag_columns(
+    images: Sequence[Image], tags: Mapping[str, Mapping[str, str]]
+) -> tuple[list[str], list[str]]:
+    """The tag keys the exported images carry that a ``tag:KEY`` column can name, and the
+    legacy keys outside the strict rules (left out: a sheet naming them is refused)."""
+    keys = {key for image in images for key in tags.get(str(image.get("id", "")), {})}
+    odd = sorted(key for key in keys if check_tag_key(TAG_PREFIX + key) is not None)
+    return sorted(keys - set(odd)), [TAG_PREFIX + key for key in odd]
 
 
 def _attribute_columns(images: Sequence[Image]) -> tuple[list[str], list[str]]:

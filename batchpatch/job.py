@@ -32,9 +32,11 @@ from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
 from batchpatch.errors import (
     OptionsError,
+    Problem,
     ReadFailed,
     ReadStopped,
     Reason,
+    SheetError,
     StopReason,
     WriteFailed,
 )
@@ -60,7 +62,6 @@ from batchpatch.outputs import (
 )
 from batchpatch.plan import (
     ImagePlan,
-    plan_all,
     plan_image,
     rebased,
     settle,
@@ -71,9 +72,11 @@ from batchpatch.progress import tell_resume
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
+from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.sheetwrite import check_table_writable
+from batchpatch.tagreads import TagReader, current_tags
 from batchpatch.telemetry import RecordingService, Telemetry
 from batchpatch.throttle import Pacer, sleep_unless_stopped
 from batchpatch.undo import UNDO_HEADER, default_undo_path, undo_sheet, write_undo
@@ -193,9 +196,88 @@ class RunResult:
 
 
 async def plan_sheet(sheet: Sheet, reader: Reader) -> list[ImagePlan]:
-    """Read the images ``sheet`` names and plan each patch against what is there now."""
+    """Read the images ``sheet`` names (and the tags of those it changes tags of) and plan
+    each patch against what is there now; ``SheetError`` for what the plan finds cannot be
+    done (the tag limit, a rename onto a key holding another value)."""
     ids = [patch.image_id for patch in sheet.patches]
-    return plan_all(sheet.patches, await fetch_images(reader, ids))
+    images = await fetch_images(reader, ids)
+    tags = await read_current_tags(reader, sheet.patches)
+    plans = [
+        plan_image(patch, images.get(patch.image_id), tags.get(patch.image_id))
+        for patch in sheet.patches
+    ]
+    refuse_plan_problems(sheet, plans)
+    return plans
+
+
+def tag_keys(patch: ImagePatch) -> set[str]:
+    """The tag keys ``patch`` touches (a rename: both)."""
+    keys = set()
+    for operation in patch.operations:
+        path = operation.path.lstrip("/")
+        if is_tag(path):
+            keys.add(tag_key(path))
+            if operation.op == RENAME:
+                keys.add(tag_key(str(operation.value)))
+    return keys
+
+
+async def read_current_tags(
+    reader: Reader, patches: Sequence[ImagePatch]
+) -> dict[str, dict[str, str]]:
+    """The current tags of the images whose patches touch tags (none read otherwise).
+
+    An image that may gain a tag is read whole (one call each): the tag limit and the
+    order of its tag calls need every tag it has, and a tag query finds an image only by
+    the keys asked.  Images that only remove tags are read by ``tagreads.current_tags``'s
+    cheaper rule."""
+    touching = {patch.image_id: tag_keys(patch) for patch in patches}
+    touching = {image_id: keys for image_id, keys in touching.items() if keys}
+    if not touching:
+        return {}
+    gaining = [p.image_id for p in patches if p.image_id in touching and _may_gain_tags(p)]
+    found = await TagReader(reader.client, reader.pacer, reader.policy, reader.stop).images(gaining)
+    others = [image_id for image_id in touching if image_id not in found]
+    if others:
+        keys = sorted(set().union(*(touching[image_id] for image_id in others)))
+        found |= await current_tags(
+            reader.client, others, keys, reader.pacer, policy=reader.policy, stop=reader.stop
+        )
+    return {image_id: dict(found.get(image_id, {})) for image_id in touching}
+
+
+def _may_gain_tags(patch: ImagePatch) -> bool:
+    return any(
+        is_tag(operation.path) and operation.op in ("add", "replace", RENAME)
+        for operation in patch.operations
+    )
+
+
+def plan_problems(sheet: Sheet, plans: Sequence[ImagePlan]) -> list[Problem]:
+    """What the plan found cannot be done, located at the row and column that ask it."""
+    return [
+        Problem(str(sheet.path), plan.problem_row, _problem_column(sheet, plan), plan.problem)
+        for plan in plans
+        if plan.problem is not None
+    ]
+
+
+def refuse_plan_problems(sheet: Sheet, plans: Sequence[ImagePlan]) -> None:
+    """Raise ``SheetError`` (exit 2, nothing sent) with every plan-time problem."""
+    problems = plan_problems(sheet, plans)
+    if problems:
+        raise SheetError(sorted(problems, key=lambda problem: problem.row))
+
+
+def _problem_column(sheet: Sheet, plan: ImagePlan) -> str:
+    """The column a plan-time problem is shown at: a long sheet's ``path``, a wide sheet's
+    column of the change."""
+    change = next(c for c in plan.changes if c.source == plan.problem_row)
+    columns = [str(column) for column in sheet.frame.columns]
+    lowered = {column.lower(): column for column in columns}
+    if sheet.shape == "long":
+        return lowered.get("path", "path")
+    return next((c for c in columns if c.lstrip("/") == change.attribute), change.attribute)
 
 
 async def apply_sheet(
@@ -277,6 +359,7 @@ async def apply_sheet(
         abort,
         ledger,
         service,
+        skip_invalid,
         undo=undo,
         telemetry=telemetry,
     )
@@ -296,6 +379,9 @@ async def apply_sheet(
         try:
             result = await _written(run.execute(journal), report, journal)
             finished = not result.stop_reason
+        except (SheetError, OptionsError):  # found before anything was sent
+            finished = True
+            raise
         finally:
             journal.close(finished=finished)
         return result
@@ -318,12 +404,38 @@ def _check_inputs(
                 "report is written in its format"
             ),
         )
+    if isinstance(source, AsWritten):
+        _refuse_renames_as_written(sheet)
     if isinstance(source, SavedPlan):
         check_plans(sheet, source.plans)
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
     if undo is not None:
         check_table_writable(undo, UNDO_HEADER, label="the undo path")
     return outputs
+
+
+def _refuse_renames_as_written(sheet: Sheet) -> None:
+    """A rename moves the value the old key holds, which only reading the image tells."""
+    rows = [
+        row
+        for patch in sheet.patches
+        for operation, row in zip(patch.operations, patch.sources, strict=True)
+        if operation.op == RENAME
+    ]
+    if rows:
+        raise OptionsError.about(
+            "plan",
+            "AS_WRITTEN",
+            lambda named: str(
+                Reason(
+                    f"{sheet.path}: row {rows[0]} renames a key, which needs the current "
+                    f"value: a rename cannot be sent without reading the image "
+                    f"({named})",
+                    "plan the sheet (leave the option out), or write the rename as an add "
+                    "and a remove",
+                )
+            ),
+        )
 
 
 def _outcome_listener(on_outcome: OutcomeCallback) -> Listener:
@@ -409,6 +521,7 @@ class _Run:
     abort: anyio.Event | None
     ledger: Ledger
     service: ImageService | None = None
+    skip_invalid: bool = False
     undo: Path | None = None
     telemetry: Telemetry | None = None
 
@@ -468,6 +581,8 @@ class _Run:
         )
 
     async def _plan_and_send(self, client: ImageService, resume: _Resume) -> StopReason | None:
+        if any(tag_keys(patch) for patch in self.sheet.patches):
+            await client.tag_project()  # OptionsError (nothing sent) when there is none
         pacer = Pacer(self.limits)
         reader = Reader(client, pacer, self.safeguards.policy, self.stop)
         try:
@@ -490,13 +605,15 @@ class _Run:
             if isinstance(self.source, ReadPass)
             else in_doubt | resume.asked_anew
         )
-        images = {}
+        images: dict[str, Any] = {}
+        tags: dict[str, dict[str, str]] = {}
         if to_read:
             await self._let_earlier_writes_land(in_doubt)
+            reading = [p for p in resume.pending if p.image_id in to_read]
             images = await _unless_aborted(
-                self.abort,
-                fetch_images(reader, [p.image_id for p in resume.pending if p.image_id in to_read]),
+                self.abort, fetch_images(reader, [p.image_id for p in reading])
             )
+            tags = await _unless_aborted(self.abort, read_current_tags(reader, reading))
         saved = (
             {p.image_id: p for p in self.source.plans} if isinstance(self.source, SavedPlan) else {}
         )
@@ -504,13 +621,22 @@ class _Run:
             image_id, image = patch.image_id, images.get(patch.image_id)
             earlier = self.ledger.plan_of(image_id)
             if image_id in in_doubt and image_id not in resume.asked_anew and earlier is not None:
-                self._settle_earlier(earlier, image)
+                self._settle_earlier(earlier, image, tags.get(image_id))
             elif image_id in to_read:
-                self.ledger.plan(plan_image(patch, image))
+                self.ledger.plan(plan_image(patch, image, tags.get(image_id)))
             else:
                 self.ledger.plan(saved.get(image_id) or unplanned(patch))
             if image_id in to_read:  # read: its state is known now
                 self.ledger.answered(image_id, in_doubt=False)
+        self._refuse_plan_problems()
+
+    def _refuse_plan_problems(self) -> None:
+        """What the plan found cannot be done (the tag limit, a rename onto a taken key):
+        exit 2 with every problem located, nothing sent; with ``skip_invalid`` those
+        images' rows are ``invalid`` and the rest is sent."""
+        plans = [e.plan for e in self.ledger if e.plan is not None and e.outcome is None]
+        if not (self.skip_invalid or self.sheet.skip_invalid):
+            refuse_plan_problems(self.sheet, plans)
 
     async def _let_earlier_writes_land(self, in_doubt: set[str]) -> None:
         """Wait until the request timeout has passed since the earlier run's last write in
@@ -537,9 +663,13 @@ class _Run:
                 "was writing were read back"
             )
 
-    def _settle_earlier(self, earlier: ImagePlan, image: dict[str, Any] | None) -> None:
-        """An image an earlier run left in doubt, read back: applied by it, or replanned."""
-        settled, applied = settle(earlier, image)
+    def _settle_earlier(
+        self, earlier: ImagePlan, image: dict[str, Any] | None, tags: dict[str, str] | None
+    ) -> None:
+        """An image an earlier run left in doubt, read back (attributes and tags): applied
+        by it, or replanned — each part on its own, so a run killed between an image's
+        PATCH and its tag call sends only the tag call."""
+        settled, applied = settle(earlier, image, tags=tags)
         self.ledger.plan(settled)
         if applied:  # journaled, not counted: this run sent nothing
             self.ledger.finish(
@@ -588,7 +718,12 @@ class _Run:
         """A dry run: each PATCH handed to ``on_request`` as text, its rows ``planned``."""
         for item in sendable:
             if self.on_request is not None:
-                self.on_request(await client.preview_update(item.image_id, item.patch.body()))
+                if item.patch.operations:
+                    self.on_request(await client.preview_update(item.image_id, item.patch.body()))
+                for write in item.tag_writes():
+                    self.on_request(
+                        await client.preview_tags(item.image_id, write.action, dict(write.tags))
+                    )
             self.ledger.finish(Outcome(item.image_id, Status.PLANNED), counted=False, event=None)
 
 
@@ -757,14 +892,14 @@ def row_results(
         for row in sorted({change.source for change in plan.changes}):
             status = plan.row_status(row)
             if status is None:
-                outcome = image_outcome
+                outcome = row_outcome(plan, row, image_outcome)
             elif status == Status.UNCHANGED:
                 outcome = Outcome(plan.image_id, Status.UNCHANGED)
             else:
                 outcome = Outcome(
                     plan.image_id,
                     status,
-                    error_code=PLAN_REFUSALS[status],
+                    error_code=PLAN_REFUSALS.get(status, ""),
                     error_message=plan.reason,
                 )
             before, after = _before_after(plan, row, long=sheet.shape == "long")
@@ -775,6 +910,29 @@ def row_results(
     return [results[row] for row in sheet.rows]
 
 
+def row_outcome(plan: ImagePlan, row: int, image: Outcome) -> Outcome:
+    """A row's outcome is about its own changes: the request that carried them (the PATCH
+    or a tag call) when the image's work was several; a row whose changes this run (or the
+    run it resumes) put in place is ``succeeded`` whatever became of the rest."""
+    mine = [change for change in plan.changes if change.source == row]
+    parts = {change.part for change in mine if change.planned is not None}
+    own = [part for part in image.parts if part.part in parts]
+    failed = [part for part in own if not part.status.done]
+    if failed or own:
+        part = (failed or own)[0]
+        return dataclasses.replace(
+            image,
+            status=part.status if failed else Status.SUCCEEDED,
+            http_status=part.http_status,
+            error_code=part.error_code,
+            error_message=part.error_message,
+            request_id=part.request_id,
+        )
+    if not image.status.done and all(c.applied or c.planned is None for c in mine):
+        return Outcome(plan.image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN)
+    return image
+
+
 def _before_after(plan: ImagePlan, row: int, *, long: bool) -> tuple[str, str]:
     """The row's attributes before and after, as text (long) or a JSON object (wide);
     ``before`` is blank when the image was not read (``--no-plan``)."""
@@ -782,7 +940,11 @@ def _before_after(plan: ImagePlan, row: int, *, long: bool) -> tuple[str, str]:
     changes = [change for change in plan.changes if change.source == row]
     befores = {c.attribute: c.before for c in changes}
     afters = {c.attribute: c.after for c in changes}
-    if long and len(changes) == 1:
+    for change in changes:
+        if change.renamed_from is not None:  # the old key too: its value, then gone
+            befores[change.renamed_from] = change.moved
+            afters[change.renamed_from] = None
+    if long and len(changes) == 1 and changes[0].renamed_from is None:
         return (_text(changes[0].before) if known else "", _text(changes[0].after))
     return (_json(befores) if known else "", _json(afters))
 
@@ -832,6 +994,8 @@ async def make_plan(
         )
     )
     async with opened as client:
+        if any(tag_keys(patch) for patch in sheet.patches):
+            await client.tag_project()
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
     if out is not None:
         save_plan(Path(out), sheet, endpoint, plans)

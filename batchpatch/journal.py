@@ -53,7 +53,7 @@ from typing import IO, Any
 
 from batchpatch.errors import OptionsError, WriteFailed
 from batchpatch.ledger import Entry, Event, Ledger
-from batchpatch.models import Outcome, Status
+from batchpatch.models import Outcome, PartOutcome, Status
 from batchpatch.plan import ImagePlan, plan_from_json, plan_to_json
 
 #: The journal's format.  ``/2`` numbers the rows of the plans it holds as spreadsheet rows
@@ -384,6 +384,22 @@ def _outcome(entry: dict[str, Any]) -> Outcome:
         request_id=_text(entry.get("request_id")),
         attempts=_whole_or_none(entry.get("attempts")) or 0,
         elapsed_ms=_whole_or_none(entry.get("elapsed_ms")),
+        parts=tuple(_part(part) for part in entry.get("parts") or ()),
+    )
+
+
+def _part(entry: Any) -> PartOutcome:
+    """One request's ending within an outcome (a PATCH, a tag call): ``TypeError`` or
+    ``ValueError`` when it holds none."""
+    if not isinstance(entry, dict):
+        raise TypeError(f"expected a part outcome, got {entry!r}")
+    return PartOutcome(
+        part=_text(entry.get("part")),
+        status=Status(entry["status"]),
+        http_status=_whole_or_none(entry.get("http_status")),
+        error_code=_text(entry.get("error_code")),
+        error_message=_text(entry.get("error_message")),
+        request_id=_text(entry.get("request_id")),
     )
 
 

@@ -72,8 +72,25 @@ MAYBE_APPLIED = frozenset({TIMEOUT, CONNECTION_ERROR, INTERRUPTED})
 
 
 @dataclass(frozen=True, slots=True)
+class PartOutcome:
+    """The answer one request of an image's work ended with (``part``: ``attributes`` for
+    the PATCH, ``tags`` for a tag call), so each row is reported by its own request."""
+
+    part: str
+    status: Status
+    http_status: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """The recorded fate of one image (and so of every row that asked for it)."""
+    """The recorded fate of one image (and so of every row that asked for it).
+
+    ``parts``: when the image's work was more than one request (a PATCH and tag calls),
+    each request's own ending; the image's fields are then the first failed one's (its
+    message prefixed with its part), or the last one's."""
 
     image_id: str
     status: Status
@@ -83,6 +100,7 @@ class Outcome:
     request_id: str = ""
     attempts: int = 0
     elapsed_ms: int | None = None
+    parts: tuple[PartOutcome, ...] = ()
 
     @property
     def maybe_applied(self) -> bool:

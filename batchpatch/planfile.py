@@ -17,7 +17,7 @@ from batchpatch.errors import Namer, OptionsError, Reason
 from batchpatch.files import atomic_write
 from batchpatch.models import ImagePatch, Operation, Status
 from batchpatch.plan import Change, ImagePlan, plan_from_json, plan_to_json, same_value
-from batchpatch.schema import check_attribute, check_value
+from batchpatch.schema import RENAME, TAG_PREFIX, check_attribute, check_value
 from batchpatch.sheet import Sheet
 
 #: The plan file's format.  ``/2`` numbers each change's row as the spreadsheet row (``/1``
@@ -176,10 +176,13 @@ def plan_mismatch(plan: ImagePlan, patch: ImagePatch) -> str:
     for number, (change, asked, row) in enumerate(
         zip(plan.changes, patch.operations, patch.sources, strict=True), start=1
     ):
+        renaming = asked.op == RENAME
         if (
             change.source != row
             or not _same_operation(change.requested, asked)
-            or (change.attribute != asked.path.lstrip("/"))
+            or change.attribute != (str(asked.value) if renaming else asked.path.lstrip("/"))
+            or change.renamed_from != (asked.path.lstrip("/") if renaming else None)
+            or change.applied
         ):
             return (
                 f"change {number} ({_shown(change.requested)}, row {change.source}) is not "
@@ -211,7 +214,9 @@ def _status_problem(plan: ImagePlan) -> str:
 
 def _in_place(change: Change) -> bool:
     """Whether the image as the plan read it already holds what ``change`` asks: the only
-    reason a plan may leave a change out."""
+    reason a plan may leave a change out (a rename: the new key is there)."""
+    if change.renamed_from is not None:
+        return change.exists
     if change.requested.op == "remove":
         return not change.exists
     return change.exists and same_value(change.before, change.requested.value)
@@ -221,7 +226,11 @@ _SETTING = frozenset({"add", "replace"})
 
 
 def _planned_from(planned: Operation, asked: Operation) -> bool:
-    """``planned`` is ``asked``, or ``asked`` with ``add`` and ``replace`` swapped."""
+    """``planned`` is ``asked``, or ``asked`` with ``add`` and ``replace`` swapped (a
+    rename: a rename to the key the sheet names)."""
+    if asked.op == RENAME:
+        new = str(asked.value)
+        return planned.op == RENAME and planned.path.lstrip("/") == new
     same_op = planned.op == asked.op or {planned.op, asked.op} <= _SETTING
     return same_op and planned.path == asked.path and _same_value(planned.value, asked.value)
 
@@ -247,6 +256,14 @@ def _local_problem(plan: ImagePlan) -> str:
             reason = check_value(attribute, value)
         if reason:
             return f"{_shown(operation)}: {reason.what}"
+    for write in plan.tag_writes():
+        for key, value in write.tags.items():
+            tag = TAG_PREFIX + key
+            reason = check_attribute(tag, "add")
+            if reason is None and write.action == "create":
+                reason = check_value(tag, value)
+            if reason:
+                return f"tag {write.action} of {key!r}: {reason.what}"
     return ""
 
 

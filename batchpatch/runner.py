@@ -15,8 +15,8 @@ from anyio.abc import TaskGroup
 from batchpatch.errors import ReadFailed, Reason, StopReason, trust_private_ca
 from batchpatch.inventory import Image, Reader, read_image
 from batchpatch.ledger import Ledger
-from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, Status
-from batchpatch.plan import ImagePlan, settle
+from batchpatch.models import INTERRUPTED, ImagePatch, Outcome, PartOutcome, Status
+from batchpatch.plan import ATTRIBUTES, TAGS, UPDATE, ImagePlan, mark_done, settle
 from batchpatch.retry import Attempt, Ending, Hooks, RetryPolicy, attempt
 from batchpatch.service import AnswerKind, ApiResponse, ImageService
 from batchpatch.throttle import Pacer
@@ -40,6 +40,17 @@ class _Work:
     started: float = field(default_factory=time.perf_counter)
     sent: int = 0
     converted: bool = False
+    #: The requests (``update``, ``create``, ``delete``) that have ended, in order, with
+    #: how each ended.
+    ended: list[tuple[str, Outcome, AnswerKind]] = field(default_factory=list)
+
+    @property
+    def done(self) -> set[str]:
+        return {request for request, _, _ in self.ended}
+
+    def next_request(self) -> str | None:
+        """The next request still to send: the PATCH, then the tag calls."""
+        return next((r for r in self.plan.requests() if r not in self.done), None)
 
     def outcome(self, response: ApiResponse, kind: AnswerKind, *, note: str = "") -> Outcome:
         return outcome_of(
@@ -188,17 +199,31 @@ class Runner:
         self._record(outcome, work, kind)
 
     async def _attempt(self, work: _Work) -> tuple[Outcome, AnswerKind]:
-        """Try one image until it has a true outcome, through the one retry loop; the
+        """Send each request of one image's work in turn (the PATCH, then the tag calls),
+        each until it has a true outcome; one request failing does not keep the others
+        back, unless the image cannot be changed or the run must stop."""
+        while (request := work.next_request()) is not None:
+            outcome, kind = await self._attempt_request(work, request)
+            work.ended.append((request, outcome, kind))
+            if outcome.status.done:
+                work.plan = mark_done(work.plan, work.done)
+                self.ledger.plan(work.plan)
+            elif kind.stops_run or outcome.status == Status.SKIPPED or work.plan.status:
+                break
+        return combined(work.plan, work.ended, work.sent, _since(work.started))
+
+    async def _attempt_request(self, work: _Work, request: str) -> tuple[Outcome, AnswerKind]:
+        """Try one request until it has a true outcome, through the one retry loop; the
         hooks add what only writes need."""
 
         async def send() -> ApiResponse:
-            return await self._send(work)
+            return await self._send(work, request)
 
         async def ambiguous(response: ApiResponse, attempts: int) -> Outcome | None:
-            return await self._read_back(work, response)
+            return await self._read_back(work, response, request)
 
         async def refused(response: ApiResponse, kind: AnswerKind, attempts: int) -> Outcome | None:
-            return await self._after_refusal(work, response, kind)
+            return await self._after_refusal(work, response, kind, request)
 
         tried = await attempt(
             send,
@@ -221,14 +246,20 @@ class Runner:
             return work.outcome(tried.answer, tried.kind, note=NOT_APPLIED)
         return work.outcome(tried.answer, tried.kind)
 
-    async def _send(self, work: _Work) -> ApiResponse:
-        """One PATCH of what ``work`` still has to change; the image is in doubt until the
-        answer (or a read-back) says otherwise."""
+    async def _send(self, work: _Work, request: str) -> ApiResponse:
+        """One request of what ``work`` still has to change (the PATCH, or one tag call);
+        the image is in doubt until the answer (or a read-back) says otherwise."""
         work.sent += 1
         self.ledger.sending(work.plan)
-        response = await self.client.update_image(work.plan.image_id, work.plan.patch.body())
+        image_id = work.plan.image_id
+        if request == UPDATE:
+            response = await self.client.update_image(image_id, work.plan.patch.body())
+        else:
+            write = work.plan.write(request)
+            tags = dict(write.tags) if write is not None else {}
+            response = await self.client.change_tags(image_id, request, tags)
         maybe_applied = self.client.classify(response) == AnswerKind.MAYBE_APPLIED
-        self.ledger.answered(work.plan.image_id, in_doubt=maybe_applied)
+        self.ledger.answered(image_id, in_doubt=maybe_applied)
         return response
 
     def _in_doubt(self, work: _Work) -> bool:
@@ -237,7 +268,7 @@ class Runner:
         return entry is not None and entry.in_doubt
 
     async def _after_refusal(
-        self, work: _Work, response: ApiResponse, kind: AnswerKind
+        self, work: _Work, response: ApiResponse, kind: AnswerKind, request: str = UPDATE
     ) -> Outcome | None:
         """The outcome of a refused write; None to send again.
 
@@ -248,16 +279,17 @@ class Runner:
         """
         if (
             self._add_on_conflict
+            and request == UPDATE
             and not work.converted
             and kind == AnswerKind.CONFLICT
             and _replaces_or_removes(work.plan.patch)
         ):
             work.converted = True
-            return await self._read_back(work, response, could_apply=False)
+            return await self._read_back(work, response, UPDATE, could_apply=False)
         return work.outcome(response, kind)
 
     async def _read_back(
-        self, work: _Work, response: ApiResponse, *, could_apply: bool = True
+        self, work: _Work, response: ApiResponse, request: str, *, could_apply: bool = True
     ) -> Outcome | None:
         """After a write whose answer may not tell the truth: the outcome if the image
         settles it, else None with ``work.plan`` now holding only what is still to send.
@@ -267,11 +299,17 @@ class Runner:
         image stays in doubt.
         """
         try:
-            image = await read_image(self._reader, work.plan.image_id)
+            if request == UPDATE:
+                image = await read_image(self._reader, work.plan.image_id)
+                tags = None
+            else:
+                image, tags = None, await self._read_tags(work.plan.image_id)
         except ReadFailed as failure:
             log.info("reading %s back failed: %s", work.plan.image_id, failure.message)
         else:
-            return self._settled(work, image, response, could_apply=could_apply)
+            return self._settled(
+                work, image, tags, response, request=request, could_apply=could_apply
+            )
         self.ledger.answered(work.plan.image_id, in_doubt=could_apply)
         return work.outcome(
             response,
@@ -279,10 +317,35 @@ class Runner:
             note="; the image could not be read back" if could_apply else "",
         )
 
+    async def _read_tags(self, image_id: str) -> dict[str, str]:
+        """An image's tags, read through the one retry loop (a read is safe to repeat);
+        ``ReadFailed`` when they cannot be read."""
+        tried: Attempt[None] = await attempt(
+            lambda: self.client.read_tags(image_id),
+            self.client,
+            self.safeguards.policy,
+            self.pacer,
+            what="a tag read",
+        )
+        answer = tried.answer
+        tags = self.client.tags(answer) if answer.ok else None
+        if tags is None:
+            raise ReadFailed(
+                answer.status, answer.error_code, answer.message, answer.request_id, kind=tried.kind
+            )
+        return tags
+
     def _settled(
-        self, work: _Work, image: Image | None, response: ApiResponse, *, could_apply: bool
+        self,
+        work: _Work,
+        image: Image | None,
+        tags: dict[str, str] | None,
+        response: ApiResponse,
+        *,
+        request: str,
+        could_apply: bool,
     ) -> Outcome | None:
-        plan, applied = settle(work.plan, image, could_apply=could_apply)
+        plan, applied = settle(work.plan, image, could_apply=could_apply, tags=tags, kind=request)
         work.plan = plan
         self.ledger.plan(plan)
         self.ledger.answered(plan.image_id, in_doubt=False)
@@ -306,6 +369,8 @@ class Runner:
                 attempts=work.sent,
                 elapsed_ms=_since(work.started),
             )
+        if request not in plan.requests():  # all it carried was in place without it
+            return Outcome(plan.image_id, Status.UNCHANGED, response.status, "already as asked")
         return None
 
     def _record(self, outcome: Outcome, work: _Work, kind: AnswerKind | None) -> None:
@@ -362,6 +427,36 @@ def _too_many_failures(guards: Safeguards, failed: int, finished: int) -> StopRe
             ),
         )
     return None
+
+
+def combined(
+    plan: ImagePlan, ended: list[tuple[str, Outcome, AnswerKind]], sent: int, elapsed_ms: int
+) -> tuple[Outcome, AnswerKind]:
+    """One image's outcome from the outcomes of its requests: the first that is not done
+    (its message saying which part failed when the image has both), else the last; with
+    each request's own ending in ``parts``, so each row is reported by its own request."""
+    if not ended:
+        return Outcome(plan.image_id, Status.UNCHANGED, attempts=sent), AnswerKind.OK
+    both = {ATTRIBUTES, TAGS} <= plan.parts
+    parts = tuple(_part(request, outcome, prefix=both) for request, outcome, _ in ended)
+    failed = [i for i, (_, outcome, _) in enumerate(ended) if not outcome.status.done]
+    which = failed[0] if failed else len(ended) - 1
+    _, outcome, kind = ended[which]
+    if failed:
+        outcome = replace(outcome, error_message=parts[which].error_message)
+    elif any(o.status == Status.SUCCEEDED for _, o, _ in ended):
+        outcome = replace(outcome, status=Status.SUCCEEDED)
+    return replace(outcome, attempts=sent, elapsed_ms=elapsed_ms, parts=parts), kind
+
+
+def _part(request: str, outcome: Outcome, *, prefix: bool) -> PartOutcome:
+    part = ATTRIBUTES if request == UPDATE else TAGS
+    message = outcome.error_message
+    if prefix and message and not outcome.status.done:
+        message = f"{part}: {message}"
+    return PartOutcome(
+        part, outcome.status, outcome.http_status, outcome.error_code, message, outcome.request_id
+    )
 
 
 def _replaces_or_removes(patch: ImagePatch) -> bool:

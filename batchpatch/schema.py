@@ -13,6 +13,16 @@ from batchpatch.errors import Reason
 from batchpatch.models import JsonValue
 
 OPS = ("add", "replace", "remove")
+#: A long sheet's op that moves a value to a new key (``/old`` → ``new``, ``tag:old`` →
+#: ``tag:new``): planned into an add and a remove (a tag: a create and a delete).
+RENAME = "rename"
+LONG_OPS = (*OPS, RENAME)
+
+#: How a sheet names a tag instead of an attribute: ``tag:KEY`` (a wide column, or a long
+#: sheet's path).  Tags are changed through the tag API, not the PATCH.
+TAG_PREFIX = "tag:"
+#: The most tags an image may carry (IMS ims_03_0617; the strict reading of the docs).
+MAX_TAGS = 10
 
 #: The marker a wide sheet uses in a cell to ask for the attribute to be removed.  ``<`` and
 #: ``>`` are not allowed in names or descriptions, so the marker cannot be a real value there.
@@ -187,8 +197,79 @@ def check_image_id(image_id: str) -> Reason | None:
     )
 
 
+def is_tag(attribute: str) -> bool:
+    """Whether ``attribute`` (as a sheet names it, without a leading ``/``) is a tag."""
+    return attribute.startswith(TAG_PREFIX)
+
+
+def tag_key(attribute: str) -> str:
+    """The tag key of ``tag:KEY``."""
+    return attribute[len(TAG_PREFIX) :]
+
+
+_TAG_KEY = re.compile(r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,36}")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_.\-\u4e00-\u9fff]{0,43}")
+_TAG_CHARACTERS = "letters A-Z a-z, digits, _ - and Chinese characters"
+
+
+def check_tag_key(attribute: str) -> Reason | None:
+    """Why ``tag:KEY`` names no valid tag key (1 to 36 of A-Z a-z 0-9 _ - and CJK), or None."""
+    key = tag_key(attribute)
+    if not key:
+        return Reason("the tag key after tag: is empty", "write the key, e.g. tag:env")
+    if len(key) > 36:
+        return Reason(f"tag key {key!r} is {len(key)} characters long", "shorten it to 36 at most")
+    if not _TAG_KEY.fullmatch(key):
+        return Reason(
+            f"tag key {key!r} may hold only {_TAG_CHARACTERS}", "remove the other characters"
+        )
+    return None
+
+
+def check_tag_value(attribute: str, value: object) -> Reason | None:
+    """Why ``value`` is no valid tag value (0 to 43 of the key characters and ``.``), or None."""
+    text = str(value)
+    if len(text) > 43:
+        return Reason(
+            f"{attribute} value is {len(text)} characters long", "shorten it to 43 at most"
+        )
+    if not _TAG_VALUE.fullmatch(text):
+        return Reason(
+            f"{attribute} value {text!r} may hold only {_TAG_CHARACTERS} and .",
+            "remove the other characters",
+        )
+    return None
+
+
 def check_attribute(attribute: str, op: str) -> Reason | None:
-    """Why ``op`` may not touch ``attribute``, or None."""
+    """Why ``op`` may not touch ``attribute`` (an attribute or ``tag:KEY``), or None."""
+    if is_tag(attribute):
+        return check_tag_key(attribute)
+    return _tag_like(attribute, op) or _attribute_reason(attribute, op)
+
+
+def _tag_like(attribute: str, op: str) -> Reason | None:
+    """An attribute spelled like a tag or the tag list, or a rename of a system attribute."""
+    if attribute.lower().startswith(TAG_PREFIX):
+        return Reason(
+            f"{attribute!r} looks like a tag, but tag: must be written in lower case",
+            f"write tag:{tag_key(attribute)} (the key keeps its case)",
+        )
+    if attribute.lower() == "tags":
+        return Reason(
+            "tags cannot be changed as one attribute",
+            "write one column tag:KEY per tag (a long sheet: path tag:KEY); the cell "
+            f"{REMOVE_MARKER} deletes a tag",
+        )
+    if op == RENAME and attribute in UPDATABLE:
+        return Reason(
+            f"{attribute} cannot be renamed: rename moves your own keys and tags only",
+            "use replace to change its value",
+        )
+    return None
+
+
+def _attribute_reason(attribute: str, op: str) -> Reason | None:
     if attribute in READ_ONLY or attribute.lower() in READ_ONLY:
         return Reason(
             f"{attribute.lower()} is read-only",
@@ -219,6 +300,8 @@ def cannot_remove(attribute: str) -> Reason:
 
 def check_value(attribute: str, value: JsonValue) -> Reason | None:
     """Why IMS would refuse ``value`` for ``attribute`` (already typed), or None."""
+    if is_tag(attribute):
+        return check_tag_value(attribute, value)
     if attribute in ("name", "__description") and (reason := invisible_character(str(value))):
         return Reason(f"{attribute} {reason.what}", reason.fix)
     hidden = _CONTROL.search(str(value))

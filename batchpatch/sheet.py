@@ -37,7 +37,15 @@ from batchpatch.checks import (
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.grid import Grid
 from batchpatch.models import ImagePatch, JsonValue, Operation
-from batchpatch.schema import BASE_ATTRIBUTES, OPS, REMOVE_MARKER, UntypedValue, typed_value
+from batchpatch.schema import (
+    BASE_ATTRIBUTES,
+    OPS,
+    REMOVE_MARKER,
+    RENAME,
+    UntypedValue,
+    is_tag,
+    typed_value,
+)
 from batchpatch.sheetwrite import unquoted
 from batchpatch.textfile import read_grid as read_text_grid
 from batchpatch.xlsx import read_grid as read_workbook_grid
@@ -85,6 +93,9 @@ class Sheet:
     delimiter: str = ","
     encoding_label: str = ""
     warnings: tuple[Problem, ...] = ()
+    #: Read with ``skip_invalid``: what the plan finds cannot be done (the tag limit, a
+    #: rename onto a taken key) leaves those images out too, instead of stopping the run.
+    skip_invalid: bool = False
 
     @property
     def rows(self) -> range:
@@ -151,6 +162,7 @@ def read_sheet(
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
         warnings=tuple(checked.warnings),
+        skip_invalid=skip_invalid,
     )
 
 
@@ -280,12 +292,7 @@ def _changes(
     for position, (op, attribute, value) in enumerate(
         zip(*(cells[name].tolist() for name in ("op", "attribute", "value")), strict=True)
     ):
-        if op == "remove" or op not in OPS or not attribute or not value.strip():
-            continue
-        try:
-            typed[position] = typed_value(attribute, unquoted(value))
-        except UntypedValue:
-            continue
+        typed[position] = _typed(op, attribute, value)
     frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))
     return Changes(
         frame[list(CHANGE_COLUMNS)],
@@ -297,6 +304,29 @@ def _changes(
     )
 
 
+def _typed(op: str, attribute: str, value: str) -> JsonValue | None:
+    """The JSON value a change sends: None where there is none (``remove``), or it cannot
+    be typed (the checks say why).  A tag may be set to the empty value (a long sheet's
+    blank cell); a rename's value is the new key, without a leading ``/``."""
+    if op == RENAME:
+        return value.strip().lstrip("/") or None
+    if op == "remove" or op not in OPS or not attribute:
+        return None
+    if is_tag(attribute):
+        return value
+    if not value.strip():
+        return None
+    try:
+        return typed_value(attribute, unquoted(value))
+    except UntypedValue:
+        return None
+
+
+def operation_path(attribute: str) -> str:
+    """The path an operation carries: ``/attribute`` for an attribute, ``tag:KEY`` as is."""
+    return attribute if is_tag(attribute) else "/" + attribute
+
+
 def _group(
     changes: pd.DataFrame, grid: Grid, invalid: Mapping[int, str]
 ) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
@@ -304,7 +334,7 @@ def _group(
     and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
     rows (what ``ImagePatch.sources`` holds)."""
     ops = [
-        Operation(op, "/" + attribute, value)
+        Operation(op, operation_path(attribute), value)
         for op, attribute, value in zip(
             changes["op"].tolist(),
             changes["attribute"].tolist(),

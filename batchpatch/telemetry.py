@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -203,17 +203,44 @@ class RecordingService:
     def requests(self) -> int:
         return self.inner.requests
 
-    async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
+    async def _timed(self, request: Awaitable[ApiResponse]) -> ApiResponse:
         sent = self.telemetry.now()
-        answer = await self.inner.update_image(image_id, operations)
+        answer = await request
         self.telemetry.record(sent, self.telemetry.now(), answer, self.inner.classify(answer))
         return answer
 
+    async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
+        return await self._timed(self.inner.update_image(image_id, operations))
+
     async def list_images(self, query: Mapping[str, str]) -> ApiResponse:
-        sent = self.telemetry.now()
-        answer = await self.inner.list_images(query)
-        self.telemetry.record(sent, self.telemetry.now(), answer, self.inner.classify(answer))
-        return answer
+        return await self._timed(self.inner.list_images(query))
+
+    async def tag_project(self) -> str:
+        return await self.inner.tag_project()
+
+    async def read_tags(self, image_id: str) -> ApiResponse:
+        return await self._timed(self.inner.read_tags(image_id))
+
+    async def change_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> ApiResponse:
+        return await self._timed(self.inner.change_tags(image_id, action, tags))
+
+    async def preview_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> str:
+        return await self.inner.preview_tags(image_id, action, tags)
+
+    async def list_tag_keys(self) -> ApiResponse:
+        return await self._timed(self.inner.list_tag_keys())
+
+    async def find_tagged(self, keys: Sequence[str], offset: int, limit: int) -> ApiResponse:
+        return await self._timed(self.inner.find_tagged(keys, offset, limit))
+
+    def tags(self, answer: ApiResponse) -> dict[str, str] | None:
+        return self.inner.tags(answer)
+
+    def tag_keys(self, answer: ApiResponse) -> dict[str, list[str]] | None:
+        return self.inner.tag_keys(answer)
+
+    def tagged(self, answer: ApiResponse) -> tuple[dict[str, dict[str, str]], int] | None:
+        return self.inner.tagged(answer)
 
     async def preview_update(self, image_id: str, operations: list[dict[str, Any]]) -> str:
         return await self.inner.preview_update(image_id, operations)

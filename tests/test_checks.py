@@ -178,7 +178,6 @@ def test_typed_value(attribute: str, text: str, expected: JsonValue | Refused) -
                 "status",
                 "id",
                 "__os_type",
-                "tags",
                 "checksum",
                 "owner",
                 "__support_arm",
@@ -370,7 +369,7 @@ def test_value_rules_in_a_sheet(
     [
         *(
             pytest.param(attribute, "add", "is read-only", id=f"read-only-{attribute}")
-            for attribute in ("status", "id", "__os_type", "tags", "min_disk")
+            for attribute in ("status", "id", "__os_type", "min_disk")
         ),
         pytest.param("name", "remove", "name cannot be removed", id="remove-name"),
         pytest.param("min_ram", "remove", "min_ram cannot be removed", id="remove-min-ram"),
@@ -397,7 +396,7 @@ def test_attribute_rules_in_a_long_sheet(
     [
         *(
             pytest.param(column, "is read-only", id=f"read-only-{column}")
-            for column in ("id", "__os_type", "tags", "checksum")
+            for column in ("id", "__os_type", "checksum")
         ),
         pytest.param("Name", "did you mean 'name'?", id="did-you-mean"),
         pytest.param("Team", "must be lower-case", id="custom-upper"),

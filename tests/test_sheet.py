@@ -161,7 +161,7 @@ def test_xlsx_sheet_is_chosen_by_name(tmp_path: Path) -> None:
         pytest.param(
             ["image_id", "op", "path", "value"],
             [[A, "set", "/name", "x"]],
-            ["s.csv:2:op: op must be add, replace or remove"],
+            ["s.csv:2:op: op must be add, replace, remove or rename"],
             id="bad-op",
         ),
         pytest.param(
