@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 from tqdm import tqdm
 
+from batchpatch import __version__
 from batchpatch.auth import TokenAuth
 from batchpatch.credentials import Settings, Target, default_config_path, resolve
 from batchpatch.errors import (
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="batchpatch",
         description="Apply a CSV or Excel sheet of metadata changes to Huawei Cloud IMS images.",
     )
+    parser.add_argument("--version", action="version", version=f"batchpatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sheet, service = _sheet_options(), _service_options()
 
@@ -387,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PLAN.json",
         help="save the exact patches, for 'apply --plan PLAN.json'",
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing would change, 4 when changes are pending",
     )
 
     whoami = commands.add_parser(
@@ -545,7 +552,7 @@ def _plan(options: argparse.Namespace) -> int:
         + ", ".join(f"{n} {what}" for what, n in counts.items())
         + (f" | plan saved to {options.out}" if options.out else "")
     )
-    return plan_exit_code(plans)
+    return plan_exit_code(plans, detailed=options.detailed_exitcode)
 
 
 async def _make_plan(options: argparse.Namespace, sheet: Sheet, target: Target) -> list[ImagePlan]:

@@ -60,6 +60,8 @@ class StatsSnapshot:
     auth_successes: Counter[str] = field(default_factory=Counter)
     #: The signed X-Project-Id values of admitted AK/SK requests.
     project_ids: Counter[str] = field(default_factory=Counter)
+    #: Requests by their User-Agent header ("" when none was sent).
+    user_agents: Counter[str] = field(default_factory=Counter)
 
     def arrivals_of(self, method: str) -> list[float]:
         """The arrival times of the requests with this HTTP method, in arrival order."""
@@ -112,6 +114,7 @@ class FakeStats:
         self._auth_failures: Counter[str] = Counter()
         self._auth_successes: Counter[str] = Counter()
         self._project_ids: Counter[str] = Counter()
+        self._user_agents: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         s = self.snapshot()
@@ -123,12 +126,18 @@ class FakeStats:
     # --- written by the server -------------------------------------------------------------
 
     def request_started(
-        self, method: str, path: str, kind: RequestKind | None, image_id: str | None
+        self,
+        method: str,
+        path: str,
+        kind: RequestKind | None,
+        image_id: str | None,
+        user_agent: str = "",
     ) -> int:
         """Count, log and time an arriving request; return its index for ``request_finished``."""
         with self._lock:
             self._arrivals.append(self._clock())  # under the lock, so arrivals stay in order
             self._total += 1
+            self._user_agents[user_agent] += 1
             if kind == "list":
                 self._lists += 1
             elif kind == "patch" and image_id is not None:
@@ -201,6 +210,7 @@ class FakeStats:
                 auth_failures=Counter(self._auth_failures),
                 auth_successes=Counter(self._auth_successes),
                 project_ids=Counter(self._project_ids),
+                user_agents=Counter(self._user_agents),
             )
 
     @property
