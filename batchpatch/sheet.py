@@ -69,6 +69,7 @@ class Sheet:
     since its patch is applied as one.  ``idle_rows``, ``invalid`` and the patches'
     ``sources`` are spreadsheet rows, as a person sees them; ``frame``'s first row is
     spreadsheet row ``first_row`` (``rows`` lists them all, in ``frame``'s order).
+    ``numbers``: a workbook's cells written as numbers (``grid.Grid.numbers``).
     """
 
     path: Path
@@ -84,6 +85,7 @@ class Sheet:
     delimiter: str = ","
     encoding_label: str = ""
     warnings: tuple[Problem, ...] = ()
+    numbers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def rows(self) -> range:
@@ -150,6 +152,7 @@ def read_sheet(
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
         warnings=tuple(checked.warnings),
+        numbers=grid.numbers,
     )
 
 
