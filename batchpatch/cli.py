@@ -65,6 +65,7 @@ from batchpatch.outputs import (
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan
 from batchpatch.report import default_report_path
+from batchpatch.rerun import only_statuses
 from batchpatch.retry import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_ATTEMPTS,
@@ -92,6 +93,7 @@ FLAGS = {
     "config": "--config",
     "allow_insecure_http": "--allow-insecure-http",
     "fake": "--fake",
+    "only": "--only",
 }
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
@@ -155,6 +157,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         notice(f"Error: {message} — see '{self.prog} --help'", level=logging.ERROR)
         self.exit(EXIT_INVALID)
+
+
+def _statuses(text: str) -> list[str]:
+    """An argparse type: ``--only``'s comma-separated statuses, each one a report writes."""
+    names = text.split(",")
+    try:
+        only_statuses(names)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return names
 
 
 def _sheet_options() -> _Parser:
@@ -306,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-invalid",
         action="store_true",
         help="send the valid images; report the others as invalid",
+    )
+    apply.add_argument(
+        "--only",
+        type=_statuses,
+        metavar="STATUS[,STATUS]",
+        help="with a report fed back in as the sheet: send only the rows whose earlier "
+        "status is listed (e.g. failed,not_attempted); the others keep their outcome",
     )
     apply.add_argument("--quiet", action="store_true", help="no progress bar")
     retries = apply.add_argument_group("retries and safeguards")
@@ -760,6 +779,7 @@ async def _run(
                     stop=stop,
                     abort=abort,
                     ledger=ledger,
+                    only=options.only,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

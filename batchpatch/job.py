@@ -21,8 +21,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +69,7 @@ from batchpatch.plan import (
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
+from batchpatch.rerun import select_rows
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
@@ -212,6 +213,7 @@ async def apply_sheet(
     abort: anyio.Event | None = None,
     ledger: Ledger | None = None,
     service: ImageService | None = None,
+    only: Collection[str] | None = None,
 ) -> RunResult:
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
@@ -228,6 +230,8 @@ async def apply_sheet(
     ``ledger`` (optional) is the record the run keeps each image's fate in: listen to it
     for progress.  ``service`` replaces the IMS client built from ``endpoint`` and
     ``auth`` (another API, or a test double); ``endpoint`` still names it in the journal.
+    ``only`` (statuses, for a report fed back in as the sheet) sends only the rows whose
+    earlier status it lists; the others keep their earlier outcome (see ``rerun``).
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
     in the result, not raised.
@@ -240,6 +244,9 @@ async def apply_sheet(
             encoding=encoding,
             delimiter=delimiter,
         )
+    earlier: dict[int, RowResult] = {}
+    if only is not None:
+        sheet, earlier = select_rows(sheet, only)
     source = plan_source(plan)
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     started = time.time()
@@ -263,6 +270,7 @@ async def apply_sheet(
         abort,
         ledger,
         service,
+        earlier,
     )
     with hold_run(sheet.path, report):
         clear_stale_temporaries(outputs, started=started)
@@ -391,6 +399,7 @@ class _Run:
     abort: anyio.Event | None
     ledger: Ledger
     service: ImageService | None = None
+    earlier: Mapping[int, RowResult] = field(default_factory=dict)  # rows ``only`` left out
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
@@ -401,7 +410,7 @@ class _Run:
         async with self._service() as client:
             stop = await self._plan_and_send(client, resume)
             requests = client.requests
-        rows = rows_of(self.sheet, self.ledger)
+        rows = rows_of(self.sheet, self.ledger, self.earlier)
         write_report(self.sheet, rows, self.report)
         return RunResult(
             self.sheet,
@@ -689,15 +698,22 @@ async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
     return done[0]
 
 
-def rows_of(sheet: Sheet, ledger: Ledger) -> list[RowResult]:
-    """Stage 4: the report's rows, read from the ledger."""
-    return row_results(sheet, list(ledger.plans().values()), ledger.outcomes())
+def rows_of(
+    sheet: Sheet, ledger: Ledger, earlier: Mapping[int, RowResult] | None = None
+) -> list[RowResult]:
+    """Stage 4: the report's rows, read from the ledger (and ``earlier``: rows kept as an
+    earlier run's report gave them)."""
+    return row_results(sheet, list(ledger.plans().values()), ledger.outcomes(), earlier)
 
 
 def row_results(
-    sheet: Sheet, plans: Sequence[ImagePlan], sent: dict[str, Outcome]
+    sheet: Sheet,
+    plans: Sequence[ImagePlan],
+    sent: dict[str, Outcome],
+    earlier: Mapping[int, RowResult] | None = None,
 ) -> list[RowResult]:
-    """One result per source row, in sheet order; rows never reached are ``not_attempted``."""
+    """One result per source row, in sheet order; rows never reached are ``not_attempted``;
+    ``earlier`` rows as they are."""
     results: dict[int, RowResult] = {}
     for row, reason in sheet.invalid.items():
         results[row] = RowResult(Outcome("", Status.INVALID, error_message=reason))
@@ -720,6 +736,7 @@ def row_results(
                 )
             before, after = _before_after(plan, row, long=sheet.shape == "long")
             results[row] = RowResult(outcome, before, after)
+    results.update(earlier or {})
     missing = [row for row in sheet.rows if row not in results]
     if missing:
         raise AssertionError(f"rows {missing} were left without an outcome")
