@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 from tqdm import tqdm
 
+from batchpatch import __version__
 from batchpatch.auth import TokenAuth
 from batchpatch.credentials import Settings, Target, default_config_path, resolve
 from batchpatch.errors import (
@@ -67,6 +68,7 @@ from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan
 from batchpatch.progress import DEFAULT_EVERY, ProgressLines
 from batchpatch.report import default_report_path
+from batchpatch.rerun import only_statuses
 from batchpatch.retry import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_ATTEMPTS,
@@ -99,6 +101,7 @@ FLAGS = {
     "allow_insecure_http": "--allow-insecure-http",
     "fake": "--fake",
     "undo_path": "--undo",
+    "only": "--only",
 }
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
@@ -162,6 +165,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         notice(f"Error: {message} — see '{self.prog} --help'", level=logging.ERROR)
         self.exit(EXIT_INVALID)
+
+
+def _statuses(text: str) -> list[str]:
+    """An argparse type: ``--only``'s comma-separated statuses, each one a report writes."""
+    names = text.split(",")
+    try:
+        only_statuses(names)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return names
 
 
 def _sheet_options() -> _Parser:
@@ -272,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="batchpatch",
         description="Apply a CSV or Excel sheet of metadata changes to Huawei Cloud IMS images.",
     )
+    parser.add_argument("--version", action="version", version=f"batchpatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sheet, service = _sheet_options(), _service_options()
 
@@ -319,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-invalid",
         action="store_true",
         help="send the valid images; report the others as invalid",
+    )
+    apply.add_argument(
+        "--only",
+        type=_statuses,
+        metavar="STATUS[,STATUS]",
+        help="with a report fed back in as the sheet: send only the rows whose earlier "
+        "status is listed (e.g. failed,not_attempted); the others keep their outcome",
     )
     apply.add_argument("--quiet", action="store_true", help="no progress bar")
     retries = apply.add_argument_group("retries and safeguards")
@@ -420,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PLAN.json",
         help="save the exact patches, for 'apply --plan PLAN.json'",
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing would change, 4 when changes are pending",
     )
 
     export = commands.add_parser(
@@ -607,7 +633,7 @@ def _plan(options: argparse.Namespace) -> int:
         + ", ".join(f"{n} {what}" for what, n in counts.items())
         + (f" | plan saved to {options.out}" if options.out else "")
     )
-    return plan_exit_code(plans)
+    return plan_exit_code(plans, detailed=options.detailed_exitcode)
 
 
 async def _make_plan(options: argparse.Namespace, sheet: Sheet, target: Target) -> list[ImagePlan]:
@@ -923,6 +949,7 @@ async def _run(
                     ledger=ledger,
                     undo_path=options.undo,
                     telemetry=telemetry,
+                    only=options.only,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

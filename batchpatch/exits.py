@@ -2,7 +2,7 @@
 
 0: every row succeeded or was already as asked; 1: finished, but some rows were not done;
 2: invalid input or options, nothing was sent; 3: stopped early (the report covers every
-row).  See the README.
+row); 4: ``plan --detailed-exitcode`` only, changes are pending.  See the README.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1
 EXIT_INVALID = 2
 EXIT_STOPPED = 3
+EXIT_CHANGES_PENDING = 4
 EXIT_MEANINGS = {
     EXIT_OK: "every row succeeded or was already as asked",
     EXIT_ROWS_NOT_DONE: "finished, but some rows were not done (failed or skipped)",
     EXIT_INVALID: "invalid input or options; nothing was sent",
     EXIT_STOPPED: "stopped early; the report covers every row",
+    EXIT_CHANGES_PENDING: "the plan has changes to send (plan --detailed-exitcode)",
 }
 
 
@@ -32,10 +34,18 @@ def apply_exit_code(statuses: Iterable[Status], *, stopped: bool) -> int:
     return EXIT_OK if all(status.done for status in statuses) else EXIT_ROWS_NOT_DONE
 
 
-def plan_exit_code(plans: Sequence[ImagePlan]) -> int:
-    """``plan``: 1 when some image cannot be changed (not found, not active), else 0."""
+def plan_exit_code(plans: Sequence[ImagePlan], *, detailed: bool = False) -> int:
+    """``plan``: 1 when some image cannot be changed (not found, not active), else 0.
+
+    ``detailed`` (``--detailed-exitcode``, for a drift check that gates on the plan) tells
+    "nothing would change" (0) from "changes are pending" (4).  An image that cannot be
+    changed still gives 1 first: the plan is incomplete, and a gate must not read it as
+    mere drift."""
     blocked = any(plan.status in (Status.FAILED, Status.SKIPPED) for plan in plans)
-    return EXIT_ROWS_NOT_DONE if blocked else EXIT_OK
+    if blocked:
+        return EXIT_ROWS_NOT_DONE
+    pending = any(plan.status is None for plan in plans)
+    return EXIT_CHANGES_PENDING if detailed and pending else EXIT_OK
 
 
 def error_exit_code(error: BaseException) -> int | None:

@@ -40,7 +40,9 @@ class Grid:
 
     ``problems`` are the reader's located problems of single cells, which do not stop the
     reading (so every problem of a sheet is reported at once); ``notes`` remembers the cells
-    written as something else than text, by (spreadsheet row, header name).  The other
+    written as something else than text, by (spreadsheet row, header name); ``numbers`` a
+    workbook's cells written as plain numbers, by header name: their 0-based rows in
+    ``frame`` (the report writes them as numbers again).  The other
     fields describe the file, so the report can be written like it: its ``format``, the
     ``encoding`` and ``delimiter`` of a text file (and how the encoding was chosen,
     ``encoding_label``), the worksheet ``sheet_name`` of a workbook.
@@ -55,6 +57,7 @@ class Grid:
     delimiter: str = ","
     encoding_label: str = ""
     sheet_name: str | None = None
+    numbers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def header(self) -> list[str]:

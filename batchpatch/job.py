@@ -21,8 +21,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +71,7 @@ from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.progress import tell_resume
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
+from batchpatch.rerun import select_rows
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
@@ -304,6 +305,7 @@ async def apply_sheet(
     service: ImageService | None = None,
     undo_path: str | Path | None = None,
     telemetry: Telemetry | None = None,
+    only: Collection[str] | None = None,
 ) -> RunResult:
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
@@ -323,6 +325,8 @@ async def apply_sheet(
     writes none.  ``service`` replaces the IMS client built from ``endpoint`` and
     ``auth`` (another API, or a test double); ``endpoint`` still names it in the journal.
     ``telemetry`` (optional) records every request's timing and answer (the HTML page).
+    ``only`` (statuses, for a report fed back in as the sheet) sends only the rows whose
+    earlier status it lists; the others keep their earlier outcome (see ``rerun``).
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
     in the result, not raised.
@@ -335,6 +339,9 @@ async def apply_sheet(
             encoding=encoding,
             delimiter=delimiter,
         )
+    earlier: dict[int, RowResult] = {}
+    if only is not None:
+        sheet, earlier = select_rows(sheet, only)
     source = plan_source(plan)
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
@@ -362,6 +369,7 @@ async def apply_sheet(
         skip_invalid,
         undo=undo,
         telemetry=telemetry,
+        earlier=earlier,
     )
     with hold_run(sheet.path, report):
         clear_stale_temporaries(outputs, started=started)
@@ -524,6 +532,7 @@ class _Run:
     skip_invalid: bool = False
     undo: Path | None = None
     telemetry: Telemetry | None = None
+    earlier: Mapping[int, RowResult] = field(default_factory=dict)  # rows ``only`` left out
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
@@ -538,7 +547,7 @@ class _Run:
             requests = client.requests
         if self.telemetry is not None:
             self.telemetry.finish()
-        rows = rows_of(self.sheet, self.ledger)
+        rows = rows_of(self.sheet, self.ledger, self.earlier)
         write_report(self.sheet, rows, self.report)
         undo_path, undo_note = self._write_undo()
         return RunResult(
@@ -873,15 +882,22 @@ async def _unless_aborted(abort: anyio.Event | None, work: Awaitable[T]) -> T:
     return done[0]
 
 
-def rows_of(sheet: Sheet, ledger: Ledger) -> list[RowResult]:
-    """Stage 4: the report's rows, read from the ledger."""
-    return row_results(sheet, list(ledger.plans().values()), ledger.outcomes())
+def rows_of(
+    sheet: Sheet, ledger: Ledger, earlier: Mapping[int, RowResult] | None = None
+) -> list[RowResult]:
+    """Stage 4: the report's rows, read from the ledger (and ``earlier``: rows kept as an
+    earlier run's report gave them)."""
+    return row_results(sheet, list(ledger.plans().values()), ledger.outcomes(), earlier)
 
 
 def row_results(
-    sheet: Sheet, plans: Sequence[ImagePlan], sent: dict[str, Outcome]
+    sheet: Sheet,
+    plans: Sequence[ImagePlan],
+    sent: dict[str, Outcome],
+    earlier: Mapping[int, RowResult] | None = None,
 ) -> list[RowResult]:
-    """One result per source row, in sheet order; rows never reached are ``not_attempted``."""
+    """One result per source row, in sheet order; rows never reached are ``not_attempted``;
+    ``earlier`` rows as they are."""
     results: dict[int, RowResult] = {}
     for row, reason in sheet.invalid.items():
         results[row] = RowResult(Outcome("", Status.INVALID, error_message=reason))
@@ -904,6 +920,7 @@ def row_results(
                 )
             before, after = _before_after(plan, row, long=sheet.shape == "long")
             results[row] = RowResult(outcome, before, after)
+    results.update(earlier or {})
     missing = [row for row in sheet.rows if row not in results]
     if missing:
         raise AssertionError(f"rows {missing} were left without an outcome")

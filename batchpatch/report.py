@@ -1,19 +1,32 @@
-"""Writing the results report: the input's rows and columns, in its format, plus outcomes."""
+"""Writing the results report: the input's rows and columns, in its format, plus outcomes.
+
+A CSV/TSV report is plain text.  An XLSX report is a sheet to open: a bold header row that
+stays in view, a filter over the data, columns as wide as their cells (within bounds),
+``before``/``after``/``error_message`` wrapped, the ``status`` cell coloured by outcome,
+numbers the input held as numbers written as numbers, ids as text.  It replaces the
+worksheet that was read (same name, same place); the workbook's other sheets are kept.
+"""
 
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
 
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
 from batchpatch.models import Outcome, Status
 from batchpatch.textfile import encode_report
+from batchpatch.xlsx import check_every_part, sheet_names
 
 if TYPE_CHECKING:  # the sheet reader imports this module for the columns below
     from batchpatch.sheet import Sheet
@@ -127,14 +140,38 @@ def report_frame(sheet: Sheet, rows: Sequence[RowResult]) -> pd.DataFrame:
     source = sheet.frame.drop(columns=sorted(fed_back_results(list(sheet.frame.columns))))
     frame = pd.DataFrame(
         {
-            _kept_name(column): source[column].astype(str).map(neutralise)
-            for column in source.columns
+            _kept_name(str(column)): _source_cells(sheet, str(column), source[column])
+            for column in source
         },
         index=range(len(source)),
     )
     for name, (cell, stored) in _RESULTS.items():
         frame[name] = stored([cell(row) for row in rows])
     return frame
+
+
+def _source_cells(sheet: Sheet, column: str, cells: pd.Series[Any]) -> list[Any]:
+    """A source column's cells made safe; in a workbook, the cells written as numbers are
+    numbers again (never in the id column: an id is text, even one Excel made a number)."""
+    texts = cells.astype(str).tolist()
+    safe: list[Any] = [neutralise(text) for text in texts]
+    if sheet.format == "xlsx" and column.lower() != "image_id":
+        for position in sheet.numbers.get(column, ()):
+            if position < len(texts):
+                safe[position] = _as_number(texts[position])
+    return safe
+
+
+def _as_number(text: str) -> int | float | str:
+    """The digits the reader made of a number cell, as that number (text if they are not)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _kept_name(column: str) -> str:
@@ -183,9 +220,178 @@ def check_report_writable(sheet: Sheet, path: Path) -> None:
 
 def _write_frame(sheet: Sheet, frame: pd.DataFrame, temporary: Path) -> None:
     if sheet.format == "xlsx":
-        frame.to_excel(
-            temporary, index=False, sheet_name=worksheet_name(sheet.sheet_name), engine="openpyxl"
-        )
+        _write_workbook(sheet, frame, temporary)
     else:
         text = frame.to_csv(index=False, sep=sheet.delimiter)  # the input's delimiter
         temporary.write_bytes(encode_report(text, sheet.encoding))
+
+
+# ---------------------------------------------------------------------- the XLSX report
+
+#: The ``status`` cell's fill and font colours, by outcome: green when done, blue when
+#: planned, amber when skipped, grey when not attempted, red when failed or invalid
+#: (Excel's own "Good", "Neutral" and "Bad" pairs, readable in print and on screen).
+_STATUS_COLOURS: dict[str, tuple[str, str]] = {
+    str(Status.SUCCEEDED): ("C6EFCE", "006100"),
+    str(Status.UNCHANGED): ("C6EFCE", "006100"),
+    str(Status.PLANNED): ("DDEBF7", "1F4E78"),
+    str(Status.SKIPPED): ("FFEB9C", "9C5700"),
+    str(Status.NOT_ATTEMPTED): ("EDEDED", "3A3A3A"),
+    str(Status.FAILED): ("FFC7CE", "9C0006"),
+    str(Status.INVALID): ("FFC7CE", "9C0006"),
+}
+_STATUS_STYLES = {
+    status: (PatternFill("solid", start_color=fill), Font(color=font))
+    for status, (fill, font) in _STATUS_COLOURS.items()
+}
+_HEADER_FONT = Font(bold=True)
+_HEADER_FILL = PatternFill("solid", start_color="D9D9D9")
+_WRAP = Alignment(wrap_text=True, vertical="top")
+#: Columns of long text, wrapped in a wider column; columns of ids, stored as text.
+_WRAPPED = frozenset({"before", "after", "error_message"})
+_IDS = frozenset({"image_id", "request_id"})
+#: Column widths, in characters: at least, at most, and at most for wrapped columns.
+MIN_WIDTH, MAX_WIDTH, MAX_WRAPPED_WIDTH = 8, 50, 60
+_TEXT_FORMAT = "@"
+
+
+def _write_workbook(sheet: Sheet, frame: pd.DataFrame, temporary: Path) -> None:
+    """The report as a workbook: a new one holding the results alone, streamed (memory
+    does not grow with the rows), unless the input has other sheets: then the input itself,
+    its read worksheet replaced by the results."""
+    columns = [str(column) for column in frame.columns]
+    cells = [_column_values(frame[column]) for column in frame.columns]
+    layout = _Layout(
+        columns, [_width(name, values) for name, values in zip(columns, cells, strict=True)]
+    )
+    rows = zip(*cells, strict=True)
+    others = _other_sheets(sheet)
+    if others:
+        _write_into_input(sheet, layout, rows, len(frame), temporary)
+    else:
+        _write_alone(worksheet_name(sheet.sheet_name), layout, rows, len(frame), temporary)
+
+
+def _column_values(column: pd.Series[Any]) -> list[Any]:
+    """A report column as the cells to write: None for a blank, Python numbers."""
+    if str(column.dtype) == "Int64":
+        return [None if pd.isna(value) else int(value) for value in column.tolist()]
+    return [None if value == "" else value for value in column.tolist()]
+
+
+def _width(name: str, values: list[Any]) -> float:
+    """How wide a column is: its longest cell (or header, with room for the filter button),
+    within bounds."""
+    longest = max((len(str(value)) for value in values if value is not None), default=0)
+    widest = MAX_WRAPPED_WIDTH if name in _WRAPPED else MAX_WIDTH
+    return float(min(widest, max(MIN_WIDTH, longest + 2, len(name) + 4)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The report's header, and each column's width."""
+
+    columns: list[str]
+    widths: list[float]
+
+    def shape(self, worksheet: Any, height: int) -> None:
+        """Widths, the header row frozen, a filter over header and data."""
+        for number, width in enumerate(self.widths, start=1):
+            worksheet.column_dimensions[get_column_letter(number)].width = width
+        worksheet.freeze_panes = "A2"
+        last = get_column_letter(len(self.columns))
+        worksheet.auto_filter.ref = f"A1:{last}{height + 1}"
+
+    def style(self, cell: Any, column: str) -> None:
+        """Give a data cell its column's style (the status cell the outcome's colours)."""
+        if column == "status":
+            fill, font = _STATUS_STYLES.get(str(cell.value), (None, None))
+            if fill is not None:
+                cell.fill, cell.font = fill, font
+        elif column in _WRAPPED:
+            cell.alignment = _WRAP
+        elif column in _IDS:
+            cell.number_format = _TEXT_FORMAT
+
+    def styled_positions(self) -> list[tuple[int, str]]:
+        return [
+            (position, column)
+            for position, column in enumerate(self.columns)
+            if column == "status" or column in _WRAPPED or column in _IDS
+        ]
+
+
+def _header_cell(cell: Any) -> None:
+    cell.font, cell.fill = _HEADER_FONT, _HEADER_FILL
+
+
+def _write_alone(title: str, layout: _Layout, rows: Any, height: int, temporary: Path) -> None:
+    """A new workbook, written row by row (openpyxl's write-only mode)."""
+    book = Workbook(write_only=True)
+    worksheet = book.create_sheet(title)
+    layout.shape(worksheet, height)
+    header = []
+    for column in layout.columns:
+        cell = WriteOnlyCell(worksheet, column)
+        _header_cell(cell)
+        header.append(cell)
+    worksheet.append(header)
+    styled = layout.styled_positions()
+    for row in rows:
+        values: list[Any] = list(row)
+        for position, column in styled:
+            if values[position] is not None:
+                cell = WriteOnlyCell(worksheet, values[position])
+                layout.style(cell, column)
+                values[position] = cell
+        worksheet.append(values)
+    book.save(temporary)
+
+
+def _other_sheets(sheet: Sheet) -> list[str]:
+    """The input workbook's sheets besides the one read (none if it cannot be opened now:
+    the report then holds the results alone)."""
+    try:
+        return [name for name in sheet_names(sheet.path) if name != sheet.sheet_name]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return []
+
+
+def _write_into_input(
+    sheet: Sheet, layout: _Layout, rows: Any, height: int, temporary: Path
+) -> None:
+    """The input workbook with its read worksheet replaced by the results, at its place
+    and under its name; the other sheets as openpyxl keeps them."""
+    book = _open_input(sheet.path)
+    place = book.sheetnames.index(sheet.sheet_name)
+    book.remove(book[sheet.sheet_name])
+    worksheet = book.create_sheet(worksheet_name(sheet.sheet_name), place)
+    layout.shape(worksheet, height)
+    worksheet.append(layout.columns)
+    for cell in worksheet[1]:
+        _header_cell(cell)
+    styled = layout.styled_positions()
+    for number, row in enumerate(rows, start=2):
+        worksheet.append(list(row))
+        for position, column in styled:
+            cell = worksheet.cell(number, position + 1)
+            if cell.value is not None:
+                layout.style(cell, column)
+    for other in book.worksheets:
+        other.sheet_view.tabSelected = other is worksheet
+    book.active = place
+    book.save(temporary)
+
+
+def _open_input(path: Path) -> Any:
+    """The input workbook, every part checked first as the reader checks the ones it reads
+    (openpyxl parses them all).  Raises ``OptionsError`` when it cannot be carried over."""
+    try:
+        check_every_part(path)
+        return load_workbook(path, keep_vba=path.suffix.lower() == ".xlsm", keep_links=True)
+    except Exception as error:  # openpyxl raises many kinds; each means the same here
+        raise OptionsError(
+            f"{path}: the workbook's other sheets cannot be copied into the report ({error}) "
+            "— open it in Excel and save it again, or move the sheet of changes into a "
+            "workbook of its own"
+        ) from None

@@ -78,6 +78,7 @@ class Sheet:
     since its patch is applied as one.  ``idle_rows``, ``invalid`` and the patches'
     ``sources`` are spreadsheet rows, as a person sees them; ``frame``'s first row is
     spreadsheet row ``first_row`` (``rows`` lists them all, in ``frame``'s order).
+    ``numbers``: a workbook's cells written as numbers (``grid.Grid.numbers``).
     """
 
     path: Path
@@ -96,6 +97,7 @@ class Sheet:
     #: Read with ``skip_invalid``: what the plan finds cannot be done (the tag limit, a
     #: rename onto a taken key) leaves those images out too, instead of stopping the run.
     skip_invalid: bool = False
+    numbers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def rows(self) -> range:
@@ -163,6 +165,7 @@ def read_sheet(
         encoding_label=grid.encoding_label,
         warnings=tuple(checked.warnings),
         skip_invalid=skip_invalid,
+        numbers=grid.numbers,
     )
 
 

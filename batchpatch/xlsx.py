@@ -69,7 +69,9 @@ class Worksheet:
     ``columns`` holds one list of cell texts per header name (every list as long as the
     data), ``first_row`` is the Excel row number of the first data row, ``problems`` are
     located problems of single cells (Excel row numbers), and ``kinds`` remembers the cells
-    that are not plain text or numbers, by (0-based data row, header name).
+    that are not plain text or numbers, by (0-based data row, header name); ``numbers``
+    the 0-based data rows of each column's cells written as plain numbers (the report
+    writes them as numbers again).
     """
 
     name: str
@@ -78,6 +80,7 @@ class Worksheet:
     first_row: int
     problems: tuple[Problem, ...] = ()
     kinds: dict[tuple[int, str], tuple[CellKind, str, str]] = field(default_factory=dict)
+    numbers: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def notes(self) -> dict[tuple[int, str], CellNote]:
         """The cells that are not plain text or numbers, by (Excel row, header name)."""
@@ -109,6 +112,7 @@ def read_grid(path: Path, sheet_name: str | None) -> Grid:
         worksheet.problems,
         worksheet.notes(),
         sheet_name=worksheet.name,
+        numbers=worksheet.numbers,
     )
 
 
@@ -511,6 +515,7 @@ class _Cells:
     rows: array[int] = field(default_factory=lambda: array("i"))
     columns: array[int] = field(default_factory=lambda: array("i"))
     texts: list[str] = field(default_factory=list)
+    numeric: array[int] = field(default_factory=lambda: array("b"))  # 1: a plain number
     kinds: dict[tuple[int, int], tuple[CellKind, str]] = field(default_factory=dict)
     problems: list[tuple[int, int, str, str]] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
@@ -531,6 +536,7 @@ class _SheetReader:
         self.letters: dict[str, int] = {}
         self.row, self.row_text, self.column = 0, "\0", 0  # "\0": no row number seen yet
         self.type, self.style, self.formula = "n", "", False
+        self.plain_number = 0
         self.value: str | None = None
         self.chunks: list[str] = []
         self.size = 0
@@ -551,7 +557,7 @@ class _SheetReader:
                     self._move_to_row(digits)
             self.type = attributes.get("t") or "n"
             self.style = attributes.get("s", "")
-            self.formula, self.value = False, None
+            self.formula, self.value, self.plain_number = False, None, 0
             self.chunks, self.size, self.capturing = [], 0, False
         elif local == "v" or local == "t":
             self.capturing = not self.phonetic
@@ -633,6 +639,7 @@ class _SheetReader:
             cells.rows.append(self.row)
             cells.columns.append(self.column)
             cells.texts.append(text)
+            cells.numeric.append(self.plain_number)
 
     def _inline(self) -> str:
         if self.size > MAX_TEXT:
@@ -695,6 +702,7 @@ class _SheetReader:
             shown = _shown(kind, number)
             self.cells.kinds[(self.row, self.column)] = (kind, shown)
             return shown
+        self.plain_number = 1
         return _number_text(number)
 
     def _problem(self, message: str, fix: str) -> None:
@@ -966,7 +974,19 @@ class _Table:
             first_row,
             problems,
             kinds,
+            self._numbers(position, first_row, last_row),
         )
+
+    def _numbers(
+        self, position: dict[int, int], first_row: int, last_row: int
+    ) -> dict[str, tuple[int, ...]]:
+        """The 0-based data rows of each kept column's cells written as plain numbers."""
+        numbers: dict[str, list[int]] = {}
+        cells = self.cells
+        for row, column, numeric in zip(cells.rows, cells.columns, cells.numeric, strict=True):
+            if numeric and first_row <= row <= last_row and column in position:
+                numbers.setdefault(self.labels[column], []).append(row - first_row)
+        return {label: tuple(rows) for label, rows in numbers.items()}
 
 
 def _coordinates(reference: str) -> tuple[int, int]:
@@ -977,3 +997,35 @@ def _coordinates(reference: str) -> tuple[int, int]:
     column = _column_number(letters)
     row = int(digits) if digits.isdigit() and len(digits) <= 7 else 0
     return (row, column) if column and 1 <= row <= MAX_ROW else (0, 0)
+
+
+# ------------------------------------------------------------ what the report carries over
+
+
+def sheet_names(path: Path) -> list[str]:
+    """The names of the workbook's sheets, in tab order (worksheets and chart sheets)."""
+    with zipfile.ZipFile(path) as archive:
+        return [entry.name for entry in _book(_Parts(archive)).entries]
+
+
+def check_every_part(path: Path) -> None:
+    """Stream every XML part of the workbook through the parser the reader uses (DTDs
+    refused, sizes capped), before a library that parses them all (openpyxl, carrying the
+    other worksheets into the report) sees them.  Raises ``ValueError`` saying which part
+    is unsafe or unreadable."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = _Parts(archive)
+            for info in archive.infolist():
+                if info.filename.lower().endswith((".xml", ".rels", ".vml")):
+                    parts.parse(info.filename, _parser(_ignore_start, _ignore_end))
+    except _Unreadable as error:
+        raise ValueError(str(error)) from None
+
+
+def _ignore_start(_: str, __: dict[str, str]) -> None:
+    """Nothing to collect: the parse alone is the check."""
+
+
+def _ignore_end(_: str) -> None:
+    """Nothing to collect: the parse alone is the check."""

@@ -136,7 +136,9 @@ class _FakeIms:
         match = request.match_info
         image_id = match.get("image_id")
         kind = _ROUTE_KINDS.get(match.route.name or "")
-        index = self.stats.request_started(request.method, request.path, kind, image_id)
+        index = self.stats.request_started(
+            request.method, request.path, kind, image_id, request.headers.get("User-Agent", "")
+        )
         status = 500  # what aiohttp answers if a handler has a bug
         try:
             response = await self._answer(request, handler, kind, image_id)

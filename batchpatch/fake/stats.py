@@ -84,6 +84,9 @@ class StatsSnapshot:
         """How many tag reads arrived: one image's tags, the tenant's keys, tag queries."""
         return sum(self.requests_by_kind[kind] for kind in TAG_READ_KINDS)
 
+    #: Requests by their User-Agent header ("" when none was sent).
+    user_agents: Counter[str] = field(default_factory=Counter)
+
     def arrivals_of(self, method: str) -> list[float]:
         """The arrival times of the requests with this HTTP method, in arrival order."""
         return [
@@ -143,6 +146,7 @@ class FakeStats:
         self._by_kind: Counter[str] = Counter()
         self._tag_writes: Counter[str] = Counter()
         self._tag_applied: Counter[str] = Counter()
+        self._user_agents: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         s = self.snapshot()
@@ -154,7 +158,12 @@ class FakeStats:
     # --- written by the server -------------------------------------------------------------
 
     def request_started(
-        self, method: str, path: str, kind: RequestKind | None, image_id: str | None
+        self,
+        method: str,
+        path: str,
+        kind: RequestKind | None,
+        image_id: str | None,
+        user_agent: str = "",
     ) -> int:
         """Count, log and time an arriving request; return its index for ``request_finished``."""
         with self._lock:
@@ -164,6 +173,7 @@ class FakeStats:
                 self._by_kind[kind] += 1
             if kind in TAG_WRITE_KINDS and image_id is not None:
                 self._tag_writes[image_id] += 1
+            self._user_agents[user_agent] += 1
             if kind == "list":
                 self._lists += 1
             elif kind == "patch" and image_id is not None:
@@ -244,6 +254,7 @@ class FakeStats:
                 requests_by_kind=Counter(self._by_kind),
                 tag_writes_by_image=Counter(self._tag_writes),
                 tag_applied_by_image=Counter(self._tag_applied),
+                user_agents=Counter(self._user_agents),
             )
 
     @property
