@@ -82,7 +82,11 @@ THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
 
 def encode_body(body: Any) -> bytes:
     """The exact bytes sent (and, with AK/SK, signed): compact UTF-8 JSON."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _compact_json(body).encode("utf-8")
+
+
+#: Built once: ``json.dumps`` with options builds an encoder per call (per request here).
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
