@@ -47,7 +47,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -183,7 +183,10 @@ class Journal:
         """``outcome`` is final for this run; ``plan`` decides its rows.  ``in_doubt``: its
         last write may have been applied and no read-back settled it (default: the outcome
         got no answer)."""
-        entry = {"event": "outcome", **asdict(outcome), "status": str(outcome.status)}
+        entry = {"event": "outcome"} | {name: getattr(outcome, name) for name in _OUTCOME_FIELDS}
+        if outcome.parts:  # rare (an image with attribute and tag calls): copied only then
+            entry["parts"] = [asdict(part) for part in outcome.parts]
+        entry["status"] = str(outcome.status)
         if plan is not None:
             entry["plan"] = plan
         if in_doubt is not None:
@@ -203,7 +206,7 @@ class Journal:
         if self.error is not None:
             return  # after a failed write, a later line could follow a torn one
         try:
-            self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._file.write(_encode(entry) + "\n")
             self._file.flush()
         except OSError as error:
             self._failed(error)
@@ -276,6 +279,13 @@ class Journal:
                 found,
                 FORMAT,
             )
+
+
+#: One encoder for every line (``json.dumps`` with an option builds one per call), and the
+#: outcome's fields read directly (``asdict`` deep-copies): a tenth of the client's CPU at
+#: zero latency went to journal lines.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+_OUTCOME_FIELDS = tuple(field.name for field in fields(Outcome))
 
 
 def _replay(lines: Iterable[str]) -> dict[str, Entry]:

@@ -1,0 +1,299 @@
+"""``python -m bench``: batchpatch against baselines on the same fake IMS, in one run.
+
+    .venv/bin/python -m bench                 # every scenario, full size (tens of minutes)
+    .venv/bin/python -m bench --quick         # every scenario, a tenth of the size
+    .venv/bin/python -m bench --only overhead,scale --images 5000
+
+Starts the fake IMS itself (``batchpatch fake-ims``, one process per latency), pinned to
+the first allowed core while every client runs on the second, when there are two.  Every
+client is its own process (``bench.clients``), timed from inside, after its imports.  Each
+figure is a ratio to a baseline measured in the same run against the same server: the bare
+aiohttp loop (one ClientSession, ``--concurrency`` workers), a ``requests`` thread pool and
+the official SDK's ``ImsClient.update_image`` in a plain loop.  Prints one table and writes
+every figure, with the machine (cores, Python, package versions), to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.machine import client_core, machine
+from bench.servers import Fake, run_client, write_images
+
+#: Scenario sizes: full, and ``--quick``.
+FULL = {
+    "images": 20_000,
+    "latency_images": 10_000,
+    "sdk_images": 300,
+    "quota_images": 5_000,
+    "rows": 1_000_000,
+    "xlsx_rows": 200_000,
+    "memory": "25000,100000,250000",
+}
+QUICK = {
+    "images": 2_000,
+    "latency_images": 1_000,
+    "sdk_images": 100,
+    "quota_images": 1_000,
+    "rows": 100_000,
+    "xlsx_rows": 20_000,
+    "memory": "2500,10000,25000",
+}
+SCENARIOS = ("overhead", "latency", "sdk", "quota", "scale", "memory")
+#: The issue's bars, as (the figure's name, the bar, "min" or "max").
+LATENCY = 0.05
+
+
+class Results:
+    """The table's rows, as they are measured, and everything about the run."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.options = options
+
+    def run(self, key: str, fake: Fake, kind: str, ids: list[str], **extra: Any) -> dict[str, Any]:
+        """One client run against ``fake``, kept under ``key``."""
+        label = f"{key.replace('/', '-')}-{time.time_ns() % 10**9}"  # a name IMS accepts
+        result = run_client(kind, fake.url, ids, label=label, **extra)
+        result["per_second"] = result["ok"] / result["seconds"] if result["seconds"] else 0.0
+        self.runs[key] = result
+        print(
+            f"  {key}: {result['ok']}/{result['images']} in {result['seconds']:.2f} s", flush=True
+        )
+        return result
+
+    def ratio(self, figure: str, of: str, to: str, bar: float | None, want: str = "min") -> None:
+        """The row ``figure``: throughput of run ``of`` over that of run ``to``."""
+        mine, base = self.runs[of], self.runs[to]
+        value = mine["per_second"] / base["per_second"] if base["per_second"] else 0.0
+        self.add(
+            figure, value, bar, want, f"{mine['per_second']:.0f}/s vs {base['per_second']:.0f}/s"
+        )
+
+    def add(
+        self, figure: str, value: float | None, bar: float | None, want: str, note: str
+    ) -> None:
+        passed = None
+        if bar is not None and value is not None:
+            passed = value >= bar if want == "min" else value <= bar
+        self.rows.append(
+            {
+                "figure": figure,
+                "value": value,
+                "bar": bar,
+                "want": want,
+                "passed": passed,
+                "note": note,
+            }
+        )
+
+    def table(self) -> str:
+        lines = [f"{'figure':<44} {'value':>9} {'bar':>9}  {'':4}  note"]
+        for row in self.rows:
+            value = "n/a" if row["value"] is None else f"{row['value']:.3g}"
+            sign = ">=" if row["want"] == "min" else "<="
+            bar = "" if row["bar"] is None else f"{sign}{row['bar']:g}"
+            mark = {True: "ok", False: "MISS", None: ""}[row["passed"]]
+            lines.append(f"{row['figure']:<44} {value:>9} {bar:>9}  {mark:4}  {row['note']}")
+        return "\n".join(lines)
+
+
+def overhead(results: Results, fake: Fake, ids: list[str], concurrency: int) -> None:
+    """Zero latency: the bare loops and batchpatch with and without the read pass."""
+    results.run("zero/aiohttp", fake, "aiohttp", ids, concurrency=concurrency)
+    results.run("zero/requests", fake, "requests", ids, concurrency=concurrency)
+    results.run("zero/batchpatch", fake, "batchpatch", ids, concurrency=concurrency)
+    results.run("zero/batchpatch-read", fake, "batchpatch-read", ids, concurrency=concurrency)
+    results.ratio("0 ms: batchpatch --no-plan / aiohttp", "zero/batchpatch", "zero/aiohttp", 0.7)
+    results.ratio(
+        "0 ms: batchpatch read pass / aiohttp", "zero/batchpatch-read", "zero/aiohttp", 0.6
+    )
+    results.ratio("0 ms: requests threads / aiohttp", "zero/requests", "zero/aiohttp", None)
+
+
+def latency(results: Results, fake: Fake, ids: list[str], concurrency: int) -> None:
+    results.run("50ms/aiohttp", fake, "aiohttp", ids, concurrency=concurrency)
+    results.run("50ms/batchpatch", fake, "batchpatch", ids, concurrency=concurrency)
+    results.run("50ms/batchpatch-read", fake, "batchpatch-read", ids, concurrency=concurrency)
+    results.ratio("50 ms: batchpatch --no-plan / aiohttp", "50ms/batchpatch", "50ms/aiohttp", 0.95)
+    results.ratio(
+        "50 ms: batchpatch read pass / aiohttp", "50ms/batchpatch-read", "50ms/aiohttp", None
+    )
+
+
+def sdk(results: Results, fakes: dict[float, Fake], ids: list[str], concurrency: int) -> None:
+    """The SDK loop at both latencies, against batchpatch's --no-plan run at the same one
+    (measured by the overhead and latency scenarios, or here if they were skipped)."""
+    for delay, name in ((0.0, "zero"), (LATENCY, "50ms")):
+        results.run(f"{name}/sdk", fakes[delay], "sdk", ids, concurrency=1)
+        if f"{name}/batchpatch" not in results.runs:
+            results.run(
+                f"{name}/batchpatch", fakes[delay], "batchpatch", ids, concurrency=concurrency
+            )
+        bar = 5.0 if delay else None
+        label = "50 ms" if delay else "0 ms"
+        results.ratio(f"{label}: batchpatch / SDK loop", f"{name}/batchpatch", f"{name}/sdk", bar)
+
+
+def quota(results: Results, images: int) -> None:
+    """Bench ``bench.quota`` (the gateway-like fake: 200 requests in any rolling second)."""
+    try:
+        from bench.quota import run_quota  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        results.add("quota", None, None, "min", "quota: not available (bench/quota.py missing)")
+        return
+    for rate, used_bar, throttled_bar in ((200.0, 0.97, 0.005), (1000.0, 0.90, 0.02)):
+        found = run_quota(rate, images)
+        results.runs[f"quota/{rate:g}"] = found
+        used = found.get("used", found.get("utilisation"))
+        throttled = found.get("throttled_fraction", found.get("throttled"))
+        results.add(f"quota --rate {rate:g}: share of R used", used, used_bar, "min", "")
+        results.add(f"quota --rate {rate:g}: share throttled", throttled, throttled_bar, "max", "")
+
+
+def long_csv(path: Path, rows: int) -> Path:
+    """A long sheet of ``rows`` rows, four changes per image."""
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["image_id", "op", "path", "value"])
+        paths = ("/name", "/min_ram", "/__description", "/team")
+        for row in range(rows):
+            image = f"{row // 4:08x}-5f0d-4a53-9c1e-2f6d8a1b7c01"
+            value = f"image-{row}" if row % 4 == 0 else ("2048" if row % 4 == 1 else f"v{row}")
+            writer.writerow([image, "replace", paths[row % 4], value])
+    return path
+
+
+def wide_xlsx(path: Path, rows: int) -> Path:
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet()
+    sheet.append(["image_id", "name", "min_ram", "__description"])
+    for row in range(rows):
+        sheet.append([f"{row:08x}-5f0d-4a53-9c1e-2f6d8a1b7c01", f"image-{row}", 2048, f"d{row}"])
+    workbook.save(path)
+    return path
+
+
+def scale(results: Results, folder: Path, rows: int, xlsx_rows: int) -> None:
+    """``validate`` of a long CSV and of an XLSX, and writing the CSV's report."""
+    sheet = long_csv(folder / "long.csv", rows)
+    found = run_client("validate", "", [], sheet=sheet)
+    results.runs["scale/validate-csv"] = found
+    mb = found["maxrss_kb"] / 1024
+    results.add(f"validate {rows:,}-row CSV: seconds", found["seconds"], 5.0, "max", "")
+    results.add(f"validate {rows:,}-row CSV: peak MB", mb, 700.0, "max", "")
+    report = run_client("report", "", [], sheet=sheet)
+    results.runs["scale/report-csv"] = report
+    share = report["seconds"] / found["seconds"] if found["seconds"] else None
+    note = f"{report['seconds']:.2f} s"
+    results.add(f"report of {rows:,} rows / validate time", share, 1 / 3, "max", note)
+    book = wide_xlsx(folder / "wide.xlsx", xlsx_rows)
+    found = run_client("validate", "", [], sheet=book)
+    results.runs["scale/validate-xlsx"] = found
+    results.add(f"validate {xlsx_rows:,}-row XLSX: seconds", found["seconds"], 5.0, "max", "")
+
+
+def memory(results: Results, sizes: list[int], concurrency: int, folder: Path) -> None:
+    """Peak RSS of ``apply --no-plan`` at each size against the fast fake: per image."""
+    with Fake(write_images(folder / "memory.json", max(sizes)), 0.0) as fake:
+        points = []
+        for size in sizes:
+            found = results.run(
+                f"memory/{size}", fake, "batchpatch", fake.ids[:size], concurrency=concurrency
+            )
+            points.append((size, found["maxrss_kb"] / 1024))
+    for (small, low), (large, high) in itertools.pairwise(points):
+        per_image = (high - low) * 1024 / (large - small)
+        results.add(
+            f"apply RSS per image, {small:,} to {large:,}",
+            per_image,
+            None,
+            "max",
+            f"KB/image; {low:.0f} to {high:.0f} MB",
+        )
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of every size")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS)
+    )
+    parser.add_argument("--concurrency", type=int, default=64)
+    for name in FULL:
+        parser.add_argument(
+            "--" + name.replace("_", "-"), default=None, type=str if name == "memory" else int
+        )
+    parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    options = parser.parse_args(argv)
+    sizes = QUICK if options.quick else FULL
+    for name, default in sizes.items():
+        if getattr(options, name) is None:
+            setattr(options, name, default)
+    options.only = [name for name in options.only.split(",") if name]
+    unknown = set(options.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario {sorted(unknown)[0]!r}; use {', '.join(SCENARIOS)}")
+    return options
+
+
+def network(results: Results, options: argparse.Namespace, folder: Path) -> None:
+    """The scenarios that need the fake IMS: one at zero latency and one at 50 ms."""
+    wanted = set(options.only) & {"overhead", "latency", "sdk"}
+    if not wanted:
+        return
+    count = max(options.images, options.latency_images, options.sdk_images)
+    images = write_images(folder / "images.json", count)
+    with Fake(images, 0.0) as zero, Fake(images, LATENCY) as slow:
+        if "overhead" in wanted:
+            overhead(results, zero, zero.ids[: options.images], options.concurrency)
+        if "latency" in wanted:
+            latency(results, slow, slow.ids[: options.latency_images], options.concurrency)
+        if "sdk" in wanted:
+            sdk_ids = zero.ids[: options.sdk_images]
+            sdk(results, {0.0: zero, LATENCY: slow}, sdk_ids, options.concurrency)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse(sys.argv[1:] if argv is None else argv)
+    results = Results(options)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench-") as name:
+        folder = Path(name)
+        network(results, options, folder)
+        if "quota" in options.only:
+            quota(results, options.quota_images)
+        if "scale" in options.only:
+            scale(results, folder, options.rows, options.xlsx_rows)
+        if "memory" in options.only:
+            sizes = [int(size) for size in options.memory.split(",")]
+            memory(results, sizes, options.concurrency, folder)
+    table = results.table()
+    print(table)
+    document = {
+        "started": started,
+        "seconds": time.time() - started,
+        "command": ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)],
+        "client_core": client_core(),
+        "machine": machine(),
+        "figures": results.rows,
+        "runs": results.runs,
+    }
+    options.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {options.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
