@@ -174,6 +174,7 @@ class Pacer:
         "_clock",
         "_in_a_row",
         "_last_decrease",
+        "_rate_before",
         "capacity",
         "ceiling",
         "increase",
@@ -196,6 +197,7 @@ class Pacer:
         self._last_decrease = float("-inf")
         self._answered: deque[float] = deque()  # when the last second's healthy answers came
         self._in_a_row = 0  # throttling answers since the last healthy one
+        self._rate_before = limits.rate  # the rate when the first of them came
 
     def now(self) -> float:
         return self._clock()
@@ -226,6 +228,8 @@ class Pacer:
             )
         if started < self._last_decrease:
             return
+        if not self._in_a_row:
+            self._rate_before = self.rate.rate
         self._in_a_row += 1
         if self._in_a_row < self.STORM:
             self._set(max(self.minimum, self.rate.rate * self.LONE_CUT), f"a lone {why}")
@@ -235,13 +239,14 @@ class Pacer:
         self._storm(why)
 
     def _storm(self, why: str) -> None:
-        """Many refusals in a row: drop to just under what the service let through."""
+        """Many refusals in a row: drop to just under what the service let through (from
+        the rate before the first of them: the lone cuts on the way do not add up)."""
         admitted = self._admitted_last_second()
         if admitted < 1:
-            self._set(max(self.minimum, self.rate.rate * self.DECREASE), f"{why} storm")
+            self._set(max(self.minimum, self._rate_before * self.DECREASE), f"{why} storm")
             return
         self.ceiling = float(admitted)
-        target = min(self.HOLD * admitted, self.STORM_CUT * self.rate.rate)
+        target = min(self.HOLD * admitted, self.STORM_CUT * self._rate_before)
         self._set(
             max(self.minimum, target),
             f"{why} storm; the service let {admitted} requests through in the last second",
