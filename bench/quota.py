@@ -13,7 +13,10 @@ share the quota), and everything is judged by when requests *arrived* at the gat
 * ``throttled_fraction``: the share of all requests answered 429, and
   ``throttled_fraction_after_10s`` the same for requests arriving 10 s or more after the first;
 * ``busiest_second``: the most requests (admitted or not) that arrived in any rolling second;
-* ``wall_s``: the run's wall time, process start to exit.
+* ``wall_s``: the run's wall time, process start to exit; ``client_cpu_s`` the CPU time
+  batchpatch used, and ``load`` the machine's 1-minute load average as the run ended: on a
+  shared machine a client starved of CPU cannot keep up with any rate, which shows as a low
+  ``utilisation`` with few 429s, whatever the throttle does.
 
 ``rate`` is batchpatch's ``--rate``: the limit when it is known (``--rate 200``), or well
 above it when it is not (``--rate 1000``), for the adaptive throttle to find.
@@ -29,6 +32,7 @@ import bisect
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -71,14 +75,21 @@ def run_quota(
     with tempfile.TemporaryDirectory(prefix="bench-quota-") as directory:
         sheet = write_renames(Path(directory) / "renames.csv", store)
         with running_fake(store, config) as fake:
-            started = time.perf_counter()
+            cpu_before, started = children_cpu(), time.perf_counter()
             done = apply(sheet, fake.url, rate, concurrency, read_pass=read_pass, timeout=timeout)
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, children_cpu() - cpu_before
             stats = fake.stats.snapshot()
     figures = judge(stats, gateway_rate)
-    figures.update(wall_s=wall, exit_code=float(done.returncode), images=float(images))
+    figures.update(wall_s=wall, client_cpu_s=cpu, load=os.getloadavg()[0])
+    figures.update(exit_code=float(done.returncode), images=float(images))
     figures.update(rate=rate, gateway_rate=gateway_rate, concurrency=float(concurrency))
     return figures
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_images(count: int) -> list[dict[str, Any]]:
@@ -175,7 +186,8 @@ def format_row(figures: dict[str, float]) -> str:
         f"(utilisation {figures['utilisation']:.3f}), throttled "
         f"{figures['throttled_fraction']:.2%} ({figures['throttled_fraction_after_10s']:.2%} "
         f"after 10 s), busiest second {figures['busiest_second']:g}, "
-        f"busy {figures['busy_s']:.1f} s, wall {figures['wall_s']:.1f} s, "
+        f"busy {figures['busy_s']:.1f} s, wall {figures['wall_s']:.1f} s "
+        f"(client CPU {figures['client_cpu_s']:.1f} s, load {figures['load']:.1f}), "
         f"exit {figures['exit_code']:g}"
     )
 
