@@ -18,6 +18,7 @@ import pytest
 from batchpatch.fake.faults import SlidingWindow, TokenBucket
 from batchpatch.models import Limits
 from batchpatch.throttle import JITTER_MARGIN, MAX_HOLD, Pacer, RateLimiter
+from bench.quota import run_quota
 
 pytestmark = pytest.mark.anyio
 
@@ -249,3 +250,17 @@ async def test_with_the_limit_unknown_the_ceiling_is_learned_and_held(bucket: bo
     assert refused < 0.02
     assert admitted_rate >= 0.90 * R
     assert 0.9 * R <= pacer.rate.rate <= 1.05 * R
+
+
+# --- The benchmark, at a tiny size so it cannot rot ---------------------------------------------
+
+
+def test_the_quota_benchmark_runs_and_reports_its_figures() -> None:
+    figures = run_quota(rate=40, images=30, gateway_rate=20, concurrency=4)
+    assert figures["exit_code"] == 0
+    assert figures["requests"] >= 2 * 30  # few images: read one by one, then patched
+    admitted = figures["admitted_rate"] * figures["busy_s"]
+    assert admitted == pytest.approx(figures["requests"] - figures["throttled"])
+    assert figures["utilisation"] == pytest.approx(figures["admitted_rate"] / 20)
+    for name in ("throttled_fraction", "throttled_fraction_after_10s", "wall_s", "busiest_second"):
+        assert name in figures
