@@ -42,8 +42,9 @@ class RateLimiter:
 
     Two rules, both on this clock.  The spacing: each start is due ``1 / rate`` after the
     previous one was due, so a late wake-up (event-loop lag under one interval) does not
-    slow the rate; after a longer stall, or idle time, the spacing counts from the late
-    start: time lost earns no credit, so there is never a burst, at start-up or later.
+    slow the rate; after a longer stall, or when the caller came after its turn (waiting
+    for a slot, idle), the spacing counts from the late start: time lost earns no credit,
+    so there is never a burst, at start-up or later.
     The window: a start waits until the ``n``-th start before it (``n`` = the rate, whole)
     is ``WINDOW + margin`` old, counted on the actual start times, so no rolling second
     ever holds more than ``n`` starts, whatever the lag, the catch-up, a rate just lowered
@@ -107,6 +108,7 @@ class RateLimiter:
         """Return True when the next request may start; False at once when ``stop`` is set
         first (before or during the wait: then no slot is used up)."""
         async with self._lock:
+            slept = False
             while True:
                 now, due = self._clock(), self.earliest()
                 if due <= now:
@@ -114,16 +116,18 @@ class RateLimiter:
                 # Asleep, then asked again: a hold or a lower rate may have come meanwhile.
                 if not await sleep_unless_stopped(self._sleep, due - now, stop):
                     return False
+                slept = True
             if stop is not None and stop.is_set():
                 return False
-            self._started(due, now)
+            self._started(due if slept else now, now)
             return True
 
     def _started(self, due: float, now: float) -> None:
-        """Record a start at ``now`` that was due at ``due``.  Late by less than an
-        interval (event-loop lag), the next is due one interval after ``due``: lag is not
-        charged.  Later than that (idle, or a stall), it is due one interval from now:
-        the time lost earns no catch-up, so a stall never turns into a burst."""
+        """Record a start at ``now`` that was due at ``due`` (``now`` when the caller came
+        after its turn: waiting for a slot, or idle, earns nothing).  A wake-up late by less
+        than an interval (event-loop lag): the next is due one interval after ``due``, so
+        lag is not charged.  Later than that (a stall), one interval from now: the time lost
+        earns no catch-up, so a stall never turns into a burst."""
         late = now - due
         self._next_start = (due if late < self._interval else now) + self._interval
         self._starts.append(now)

@@ -10,6 +10,7 @@ from where the refusals begin and holds just under it.
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 from collections.abc import Callable
 
@@ -92,6 +93,21 @@ async def test_a_stall_is_not_caught_up_with_a_burst() -> None:
     gaps = [b - a for a, b in zip(stalled + after, after, strict=False)]
     assert min(gaps) == pytest.approx(1 / R)  # the time lost is lost, not made up at once
     assert most_in_any_window(before + stalled + after) <= R
+
+
+async def test_a_caller_late_for_its_turn_earns_no_catch_up() -> None:
+    """The producer waited for a slot (requests in flight) past its turn: it starts at once,
+    and the next start is a whole interval later, not sooner to make up for it."""
+    clock = Clock()
+    limiter = RateLimiter(R, clock=clock, sleep=clock.sleep)
+    times = []
+    for number in range(50):
+        assert await limiter.wait()
+        times.append(clock.now)
+        if number % 2 == 0:
+            clock.now += 0.009  # busy elsewhere: back 4 ms after its 5 ms turn
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) == pytest.approx(1 / R)
 
 
 async def test_lag_under_an_interval_is_caught_up_on_the_spacing() -> None:
