@@ -22,6 +22,7 @@ share the quota), and everything is judged by when requests *arrived* at the gat
 above it when it is not (``--rate 1000``), for the adaptive throttle to find.
 
     python -m bench.quota                       # both scenarios at full size
+    python -m bench.quota --capacity            # first: what the machine manages unlimited
     python -m bench.quota --rate 1000 --images 500
 """
 
@@ -66,10 +67,11 @@ def run_quota(
     """Run one apply of ``images`` single renames at ``--rate rate`` against a gateway of
     ``gateway_rate`` requests/s and return the figures of the module's docstring."""
     store = make_images(images)
+    limit = gateway_rate or None  # 0: no gateway limit (what the machine manages)
     config = FakeConfig(
         token=TOKEN,
-        rate_limit=gateway_rate,
-        token_bucket=gateway_rate if token_bucket else None,
+        rate_limit=limit,
+        token_bucket=limit if token_bucket else None,
         latency=latency,
     )
     with tempfile.TemporaryDirectory(prefix="bench-quota-") as directory:
@@ -139,7 +141,7 @@ def judge(stats: StatsSnapshot, gateway_rate: float) -> dict[str, float]:
         "throttled": float(sum(refused)),
         "busy_s": busy,
         "admitted_rate": admitted / busy,
-        "utilisation": admitted / busy / gateway_rate,
+        "utilisation": admitted / busy / gateway_rate if gateway_rate else 0.0,
         "throttled_fraction": sum(refused) / len(refused),
         "throttled_fraction_after_10s": sum(late) / len(late) if late else 0.0,
         "busiest_second": float(most_in_any_second(arrivals)),
@@ -160,15 +162,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gateway-rate", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--no-token-bucket", action="store_true", help="the sliding window only")
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="first run with no gateway limit at --rate 100000: what this machine manages now",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     options = parser.parse_args(argv)
-    rates = options.rate or [scenario["rate"] for scenario in SCENARIOS]
+    runs = [(rate, options.gateway_rate) for rate in options.rate or [s["rate"] for s in SCENARIOS]]
+    runs = [(100_000.0, 0.0), *runs] if options.capacity else runs
     results = []
-    for rate in rates:
+    for rate, gateway_rate in runs:
         figures = run_quota(
             rate,
             options.images,
-            options.gateway_rate,
+            gateway_rate,
             concurrency=options.concurrency,
             token_bucket=not options.no_token_bucket,
         )
