@@ -148,7 +148,8 @@ class Pacer:
     ``APIGW.0308``, ``IMG.0060``):
 
     * a lone throttling answer, amid healthy ones (jitter at the limit, a neighbour's
-      burst), lowers the rate by ``LONE_CUT`` (1 %) only;
+      burst), lowers the rate by ``LONE_CUT`` (1 %) only; above the ceiling (probing) it
+      marks the limit instead: the ceiling moves to the rate, which goes back to ``HOLD``;
     * a storm, ``STORM`` of them in a row with no healthy answer between, means the rate
       is well above the service's limit: the limit is measured as the healthy answers of
       the last second (a gateway refuses exactly what is beyond its limit, so what it let
@@ -158,7 +159,8 @@ class Pacer:
       Answers to requests started before that drop do not count again;
     * healthy answers raise the rate: quickly (a fifth of the ceiling per second) up to
       ``HOLD`` of the ceiling, then slowly (``PROBE``, 0.5 % of it per second) above, so a
-      raised limit is found; 5 % above the ceiling without a storm, it is forgotten.  With
+      raised limit is found; 5 % (and one request) above it without a refusal, it is
+      forgotten.  With
       no ceiling, by ``increase`` per second; never above the configured rate;
     * a ``Retry-After`` holds every start that long (at most ``MAX_HOLD``);
     * the concurrency shrinks in proportion to the rate.
@@ -236,11 +238,22 @@ class Pacer:
             self._rate_before = self.rate.rate
         self._in_a_row += 1
         if self._in_a_row < self.STORM:
-            self._set(max(self.minimum, self.rate.rate * self.LONE_CUT), f"a lone {why}")
+            self._lone(why)
             return
         self._in_a_row = 0
         self._last_decrease = self.now()
         self._storm(why)
+
+    def _lone(self, why: str) -> None:
+        """One refusal amid healthy answers.  Above the ceiling (probing), it marks the
+        limit: the ceiling moves there and the rate goes back to just under it; below it,
+        it is jitter at the limit: a 1 % cut."""
+        rate = self.rate.rate
+        if self.ceiling is not None and rate > self.ceiling:
+            self.ceiling = rate
+            self._set(max(self.minimum, self.HOLD * rate), f"a lone {why} above the ceiling")
+            return
+        self._set(max(self.minimum, rate * self.LONE_CUT), f"a lone {why}")
 
     def _storm(self, why: str) -> None:
         """Many refusals in a row: drop to just under what the service let through (from
@@ -270,7 +283,7 @@ class Pacer:
         """How many requests/s the rate grows by per second of healthy answers."""
         if self.ceiling is None:
             return self.increase
-        if rate > self.ceiling * self.STALE:
+        if rate > self.ceiling * self.STALE + 1:
             self.ceiling = None  # no storm well above it: the limit was raised
             return self.increase
         if rate < self.HOLD * self.ceiling:

@@ -185,6 +185,20 @@ def test_above_the_hold_the_rate_probes_slowly_and_below_it_recovers_fast() -> N
     assert pacer.ceiling == 200
 
 
+def test_a_lone_429_while_probing_above_the_ceiling_marks_the_limit() -> None:
+    clock = Clock()
+    pacer = Pacer(Limits(concurrency=64, rate=1000), clock=clock, sleep=clock.sleep)
+    answered_at(pacer, clock, 1000, 0.2)
+    for _ in range(Pacer.STORM):
+        pacer.throttled(clock.now, None, "429")
+    answered_at(pacer, clock, 200, 8.0)  # probing: now a little above the ceiling of 200
+    probed = pacer.rate.rate
+    assert 200 < probed < 210
+    pacer.throttled(clock.now, None, "429")
+    assert pacer.ceiling == pytest.approx(probed)  # where the refusals begin now
+    assert pacer.rate.rate == pytest.approx(Pacer.HOLD * probed)  # back under it, not 1 %
+
+
 def test_a_ceiling_passed_well_without_a_storm_is_forgotten() -> None:
     clock = Clock()
     pacer = Pacer(Limits(concurrency=64, rate=1000), clock=clock, sleep=clock.sleep)
