@@ -107,23 +107,28 @@ def test_retry_after_as_a_future_date() -> None:
 
 
 def test_throttling_halves_the_rate_and_shrinks_concurrency_once_per_burst() -> None:
+    # Changed with issue 12: a storm (Pacer.STORM throttled answers in a row) halves the
+    # rate when nothing was let through to measure the limit from; a lone one cuts 1 %.
     clock = FakeClock()
     pacer = Pacer(Limits(concurrency=8, rate=40), clock=clock, sleep=clock.sleep)
     sent = clock.now
     clock.now += 0.1
-    pacer.throttled(sent, None, "APIGW.0308")
+    for _ in range(Pacer.STORM):
+        pacer.throttled(sent, None, "APIGW.0308")
     assert (pacer.rate.rate, pacer.capacity.total_tokens) == (20, 4)
     pacer.throttled(sent, None, "APIGW.0308")  # same burst: started before the decrease
     assert pacer.rate.rate == 20
     clock.now += 0.1
-    pacer.throttled(clock.now, None, "IMG.0060")  # a request started after it: counts
+    for _ in range(Pacer.STORM):  # requests started after it: count
+        pacer.throttled(clock.now, None, "IMG.0060")
     assert (pacer.rate.rate, pacer.capacity.total_tokens) == (10, 2)
 
 
 def test_healthy_answers_recover_additively_and_never_pass_the_configured_rate() -> None:
     clock = FakeClock()
     pacer = Pacer(Limits(concurrency=4, rate=20), clock=clock, sleep=clock.sleep)
-    pacer.throttled(clock.now, None, "429")
+    for _ in range(Pacer.STORM):  # a storm, nothing let through to measure from: halves
+        pacer.throttled(clock.now, None, "429")
     assert pacer.rate.rate == 10
     steps = 0
     while pacer.rate.rate < 20:

@@ -120,7 +120,7 @@ class _FakeIms:
         self.config = config
         self.stats = stats
         self.auth = auth
-        self.faults = FaultPlan(config)
+        self.faults = FaultPlan(config, clock=auth.clock.time)  # limits move with the clock
         self.stopping = asyncio.Event()
         #: How many ``revoke`` faults have revoked every token so far.
         self.revocations = 0

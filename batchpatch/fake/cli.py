@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="admit N requests (PATCH and GET) per sliding second; answer 429 APIGW.0308 above",
     )
     faults.add_argument(
+        "--token-bucket",
+        type=_rate,
+        metavar="N",
+        help="also (or instead) a token bucket of N requests refilled at N/s; 429 when empty",
+    )
+    faults.add_argument(
         "--retry-after",
         type=_seconds,
         metavar="SECONDS",
@@ -209,6 +215,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Fa
             error_503=args.error_503,
             flow_control=args.flow_control,
             rate_limit=args.rate_limit,
+            token_bucket=args.token_bucket,
             retry_after=args.retry_after,
             reset_before=args.reset_before,
             reset_after=args.reset_after,

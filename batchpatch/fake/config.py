@@ -102,6 +102,10 @@ class FakeConfig:
     sliding 1-second window; a request beyond that answers 429 APIGW.0308 "... policy user
     over ratelimit,limit:N,time:1 second" and is not counted in the window, so a client that
     keeps retrying too fast is not locked out.  A whole number >= 1, or None for no limit.
+    ``token_bucket``: as a gateway may limit instead, or as well: a bucket of this many
+    requests, full at the start and refilled at this many per second; a request finding
+    it empty answers the same 429 and takes nothing.  Both limits run on the fake's clock
+    (``FakeServer.advance_clock`` moves them too) and count PATCH and GET alike.
     ``retry_after``: when set, every 429 (throttled or scripted) carries ``Retry-After`` with
     this many seconds, rounded up to a whole number.
 
@@ -147,6 +151,7 @@ class FakeConfig:
     error_503: float = 0.0
     flow_control: float = 0.0
     rate_limit: float | None = None
+    token_bucket: float | None = None
     retry_after: float | None = None
     reset_before: float = 0.0
     reset_after: float = 0.0
@@ -190,15 +195,8 @@ class FakeConfig:
                 f"the fault probabilities ({', '.join(PATCH_FAULT_FIELDS)}) sum to {total:g}; "
                 "they are exclusive outcomes of one draw, so their sum must be at most 1"
             )
-        if self.rate_limit is not None and not (
-            math.isfinite(self.rate_limit)
-            and self.rate_limit >= 1
-            and self.rate_limit == int(self.rate_limit)
-        ):
-            raise ValueError(
-                f"rate_limit must be a whole number of requests per second >= 1, "
-                f"not {self.rate_limit}"
-            )
+        for name in ("rate_limit", "token_bucket"):
+            _check_requests_per_second(name, getattr(self, name))
         object.__setattr__(self, "script", _checked_script(self.script))
         object.__setattr__(
             self, "tag_script", _checked_script(self.tag_script, TAG_SCRIPT_KINDS, "tag_script")
@@ -257,8 +255,15 @@ class FakeConfig:
 
     @property
     def throttle_limit(self) -> int | None:
-        """``rate_limit`` as the whole number the gateway's message shows, or None."""
-        return None if self.rate_limit is None else int(self.rate_limit)
+        """The limit the gateway's message shows (``rate_limit``, else ``token_bucket``) as
+        a whole number, or None when neither is set."""
+        limit = self.rate_limit if self.rate_limit is not None else self.token_bucket
+        return None if limit is None else int(limit)
+
+
+def _check_requests_per_second(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise ValueError(f"{name} must be a whole number of requests per second >= 1, not {value}")
 
 
 def _check_seconds(name: str, value: float) -> None:

@@ -56,12 +56,103 @@ class SlidingWindow:
     def admit(self) -> bool:
         """Whether a request arriving now may pass; if so, it is counted."""
         now = self._clock()
+        if not self.has_room(now):
+            return False
+        self.take(now)
+        return True
+
+    def has_room(self, now: float) -> bool:
+        """Whether a request arriving at ``now`` would pass (nothing is counted)."""
         while self._admitted and self._admitted[0] <= now - self.period:
             self._admitted.popleft()
-        if len(self._admitted) >= self.limit:
-            return False
+        return len(self._admitted) < self.limit
+
+    def take(self, now: float) -> None:
+        """Count a request admitted at ``now``."""
         self._admitted.append(now)
+
+
+class TokenBucket:
+    """A bucket of ``capacity`` tokens refilled at ``capacity / period`` per second; a
+    request takes one token or is refused (and takes none).
+
+    Starts full, so a burst of ``capacity`` passes at once: unlike the sliding window, a
+    client that was idle may send up to twice the rate within one period.  A clock that
+    goes back refills nothing.
+    """
+
+    __slots__ = ("_clock", "_tokens", "_updated", "capacity", "period")
+
+    def __init__(
+        self, capacity: int, *, period: float = 1.0, clock: Clock = time.monotonic
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, not {capacity}")
+        self.capacity = capacity
+        self.period = period
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._updated = clock()
+
+    def __repr__(self) -> str:
+        return f"<TokenBucket capacity={self.capacity} tokens={self._tokens:.2f}>"
+
+    def admit(self) -> bool:
+        """Whether a request arriving now may pass; if so, it takes a token."""
+        now = self._clock()
+        if not self.has_room(now):
+            return False
+        self.take(now)
         return True
+
+    def has_room(self, now: float) -> bool:
+        """Whether a request arriving at ``now`` would find a token (none is taken)."""
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(self.capacity, self._tokens + elapsed * self.capacity / self.period)
+        self._updated = max(self._updated, now)
+        return self._tokens >= 1.0
+
+    def take(self, now: float) -> None:
+        """Take the token of a request admitted at ``now``."""
+        self._tokens -= 1.0
+
+
+class Gateway:
+    """The gateway's rate limits on one API: a sliding window, a token bucket, or both.
+
+    A request passes only when every configured limit has room; a refused request uses up
+    nothing (reads and writes count alike: the caller asks for both).
+    """
+
+    __slots__ = ("_clock", "limits")
+
+    def __init__(self, limits: list[SlidingWindow | TokenBucket], clock: Clock) -> None:
+        self.limits = limits
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"<Gateway {' '.join(map(repr, self.limits)) or 'unlimited'}>"
+
+    def admit(self) -> bool:
+        """Whether a request arriving now passes every limit; if so, each counts it."""
+        if not self.limits:
+            return True
+        now = self._clock()
+        if not all([limit.has_room(now) for limit in self.limits]):
+            return False
+        for limit in self.limits:
+            limit.take(now)
+        return True
+
+
+def gateway_of(config: FakeConfig, clock: Clock = time.monotonic) -> Gateway:
+    """The limits ``config`` asks for (``rate_limit``, ``token_bucket``), on ``clock``."""
+    limits: list[SlidingWindow | TokenBucket] = []
+    if config.rate_limit is not None:
+        limits.append(SlidingWindow(int(config.rate_limit), clock=clock))
+    if config.token_bucket is not None:
+        limits.append(TokenBucket(int(config.token_bucket), clock=clock))
+    return Gateway(limits, clock)
 
 
 class FaultPlan:
@@ -73,8 +164,7 @@ class FaultPlan:
         self._scripts = _queues(config.script)
         self._tag_scripts = _queues(config.tag_script)
         self._kind_scripts = _queues(config.kind_script)
-        limit = config.throttle_limit
-        self._window = None if limit is None else SlidingWindow(limit, clock=clock)
+        self._gateway = gateway_of(config, clock)
         self._bounds: list[float] = []
         total = 0.0
         for name in PATCH_FAULT_FIELDS:
@@ -83,11 +173,11 @@ class FaultPlan:
 
     def __repr__(self) -> str:
         pending = sum(len(faults) for faults in self._scripts.values())
-        return f"<FaultPlan window={self._window!r} scripted_pending={pending}>"
+        return f"<FaultPlan gateway={self._gateway!r} scripted_pending={pending}>"
 
     def admit(self) -> bool:
-        """The rate limit: whether a request arriving now passes the gateway."""
-        return self._window is None or self._window.admit()
+        """The rate limits: whether a request arriving now passes the gateway."""
+        return self._gateway.admit()
 
     def choose(self, method: RequestKind, image_id: str | None) -> FaultKind | None:
         """The fault for an admitted request, None for none; uses up a script item.

@@ -68,12 +68,14 @@ async def serving_fake(
     host: str = "127.0.0.1",
     port: int = 0,
     tls: ssl.SSLContext | None = None,
+    clock: FakeClock | None = None,
 ) -> AsyncIterator[FakeServer]:
-    """Serve the fake on the running event loop until the block exits (HTTPS with ``tls``)."""
+    """Serve the fake on the running event loop until the block exits (HTTPS with ``tls``;
+    ``clock``: the fake's clock, e.g. one on a time source the test moves by hand)."""
     store = images if isinstance(images, ImageStore) else ImageStore(images)
     config = config or FakeConfig()
     stats = FakeStats()
-    auth = FakeAuth(config)
+    auth = FakeAuth(config, clock=clock)
     runner = web.AppRunner(
         make_app(store, config, stats, auth=auth),
         access_log=None,
@@ -100,6 +102,7 @@ def running_fake(
     host: str = "127.0.0.1",
     port: int = 0,
     tls: ssl.SSLContext | None = None,
+    clock: FakeClock | None = None,
 ) -> Iterator[FakeServer]:
     """Serve the fake from a background thread with its own event loop until the block exits.
 
@@ -112,7 +115,9 @@ def running_fake(
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         try:
-            async with serving_fake(images, config, host=host, port=port, tls=tls) as server:
+            async with serving_fake(
+                images, config, host=host, port=port, tls=tls, clock=clock
+            ) as server:
                 started.set_result((server, partial(loop.call_soon_threadsafe, stop.set)))
                 await stop.wait()
         except Exception as exc:
