@@ -37,7 +37,7 @@ from batchpatch.checks import (
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.grid import Grid
 from batchpatch.models import ImagePatch, JsonValue, Operation
-from batchpatch.schema import BASE_ATTRIBUTES, OPS, REMOVE_MARKER, UntypedValue, typed_value
+from batchpatch.schema import IMS_SCHEMA, OPS, REMOVE_MARKER, Schema, UntypedValue
 from batchpatch.textfile import read_grid as read_text_grid
 from batchpatch.xlsx import read_grid as read_workbook_grid
 
@@ -84,6 +84,8 @@ class Sheet:
     delimiter: str = ","
     encoding_label: str = ""
     warnings: tuple[Problem, ...] = ()
+    #: The attribute rules the sheet was checked by (IMS's unless the caller chose others).
+    schema: Schema = IMS_SCHEMA
 
     @property
     def rows(self) -> range:
@@ -115,8 +117,10 @@ def read_sheet(
     skip_invalid: bool = False,
     encoding: str | None = None,
     delimiter: str | None = None,
+    schema: Schema = IMS_SCHEMA,
 ) -> Sheet:
-    """Load ``path``, check every row, and turn it into one patch per image.
+    """Load ``path``, check every row by ``schema``'s rules, and turn it into one patch per
+    image.
 
     ``encoding`` and ``delimiter`` force how a CSV/TSV file is read (see ``textfile``);
     by default both are told from the file, and only when certain.  Raises ``SheetError``
@@ -127,8 +131,8 @@ def read_sheet(
     """
     path = Path(path)
     grid = read_grid(path, sheet_name=sheet_name, encoding=encoding, delimiter=delimiter)
-    changes = grid_changes(str(path), grid)
-    checked = check(str(path), changes, grid)
+    changes = grid_changes(str(path), grid, schema)
+    checked = check(str(path), changes, grid, schema)
     problems = checked.problems
     outside = any(not grid.first_row <= p.row <= grid.last_row for p in problems)
     if problems and (not skip_invalid or outside):
@@ -150,6 +154,7 @@ def read_sheet(
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
         warnings=tuple(checked.warnings),
+        schema=schema,
     )
 
 
@@ -180,7 +185,7 @@ def read_grid(
     return read_text_grid(path, fmt, encoding, delimiter)
 
 
-def grid_changes(file: str, grid: Grid) -> Changes:
+def grid_changes(file: str, grid: Grid, schema: Schema = IMS_SCHEMA) -> Changes:
     """Every change the cells of ``grid`` ask for, told apart by the header: a long sheet
     has ``op`` and ``path`` columns, a wide one a column per attribute."""
     frame = grid.frame
@@ -195,11 +200,11 @@ def grid_changes(file: str, grid: Grid) -> Changes:
             ),
         )
     if "op" in lowered and "path" in lowered:
-        return _long_changes(grid, lowered)
-    return _wide_changes(file, grid, lowered["image_id"])
+        return _long_changes(grid, lowered, schema)
+    return _wide_changes(file, grid, lowered["image_id"], schema)
 
 
-def _long_changes(grid: Grid, lowered: dict[str, str]) -> Changes:
+def _long_changes(grid: Grid, lowered: dict[str, str], schema: Schema) -> Changes:
     frame = grid.frame
     id_column, op_column, path_column = lowered["image_id"], lowered["op"], lowered["path"]
     value_column = lowered.get("value")
@@ -219,10 +224,10 @@ def _long_changes(grid: Grid, lowered: dict[str, str]) -> Changes:
         cells["value"].str.strip() == ""
     )
     # a blank line asks for nothing
-    return _changes(cells[~blank_row], "long", id_column, grid, op_column)
+    return _changes(cells[~blank_row], "long", id_column, grid, schema, op_column)
 
 
-def _wide_changes(file: str, grid: Grid, id_column: str) -> Changes:
+def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Changes:
     frame = grid.frame
     passive = passive_columns(list(frame.columns))
     attributes = [
@@ -243,12 +248,12 @@ def _wide_changes(file: str, grid: Grid, id_column: str) -> Changes:
     cells["op"] = np.where(
         removing,
         "remove",
-        np.where(cells["attribute"].isin(BASE_ATTRIBUTES), "replace", "add"),
+        np.where(cells["attribute"].isin(schema.base_attributes), "replace", "add"),
     )
     cells.loc[removing, "value"] = ""
     cells = cells.reset_index(drop=True)
     cells["attribute_column"] = cells["column"]
-    return _changes(cells, "wide", id_column, grid)
+    return _changes(cells, "wide", id_column, grid, schema)
 
 
 def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataFrame:
@@ -270,7 +275,12 @@ def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataF
 
 
 def _changes(
-    cells: pd.DataFrame, shape: Shape, id_column: str, grid: Grid, op_column: str = "op"
+    cells: pd.DataFrame,
+    shape: Shape,
+    id_column: str,
+    grid: Grid,
+    schema: Schema,
+    op_column: str = "op",
 ) -> Changes:
     """The one constructor of a sheet's ``Changes``: ``cells`` plus the ``typed`` column,
     the JSON value to send (None where there is none, or it cannot be typed: the checks
@@ -282,7 +292,7 @@ def _changes(
         if op == "remove" or op not in OPS or not attribute or not value.strip():
             continue
         try:
-            typed[position] = typed_value(attribute, value)
+            typed[position] = schema.typed_value(attribute, value)
         except UntypedValue:
             continue
     frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))
