@@ -14,8 +14,9 @@ import signal
 import sys
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ from batchpatch.errors import (
     library_name,
 )
 from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
+from batchpatch.glance import GlanceClient
+from batchpatch.glance_auth import resolve_glance
+from batchpatch.glance_schema import GLANCE_SCHEMA
 from batchpatch.job import (
     AS_WRITTEN,
     READ_PASS,
@@ -71,6 +75,8 @@ from batchpatch.retry import (
     RetryPolicy,
 )
 from batchpatch.runner import Safeguards
+from batchpatch.schema import IMS_SCHEMA, Schema
+from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
 
 #: The flag of each library parameter, for messages the library words in its own terms.
@@ -91,6 +97,7 @@ FLAGS = {
     "config": "--config",
     "allow_insecure_http": "--allow-insecure-http",
     "fake": "--fake",
+    "os_cloud": "--os-cloud",
 }
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
@@ -160,6 +167,13 @@ def _sheet_options() -> _Parser:
     options = _Parser(add_help=False)
     options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
     options.add_argument(
+        "--api",
+        choices=sorted(APIS),
+        default="ims",
+        help="the image API and its attribute rules: Huawei Cloud IMS, or OpenStack Glance "
+        "v2 (default: %(default)s)",
+    )
+    options.add_argument(
         "--sheet",
         dest="sheet_name",
         metavar="NAME",
@@ -204,6 +218,12 @@ def _service_options() -> _Parser:
         help="images for --fake (default: images.json beside the sheet)",
     )
     _credential_options(options)
+    options.add_argument(
+        "--os-cloud",
+        metavar="NAME",
+        help="with --api glance: this cloud of clouds.yaml (default: $OS_CLOUD, else the "
+        "OS_* variables)",
+    )
     options.add_argument(
         "--concurrency",
         type=_concurrency,
@@ -489,13 +509,15 @@ def _asks_for_json(arguments: Sequence[str]) -> bool:
 
 
 def _read(options: argparse.Namespace, *, skip_invalid: bool = False) -> Sheet:
-    """The sheet as the options say to read it; its warnings shown on stderr."""
+    """The sheet as the options say to read it, by the rules of its API; its warnings shown
+    on stderr."""
     sheet = read_sheet(
         options.sheet,
         sheet_name=options.sheet_name,
         skip_invalid=skip_invalid,
         encoding=options.encoding,
         delimiter=options.delimiter,
+        schema=APIS[options.api].schema,
     )
     for warning in sheet.warnings:
         notice(in_flags(warning))
@@ -549,14 +571,16 @@ def _plan(options: argparse.Namespace) -> int:
 
 
 async def _make_plan(options: argparse.Namespace, sheet: Sheet, target: Target) -> list[ImagePlan]:
-    return await make_plan(
-        sheet,
-        endpoint=target.endpoint,
-        auth=target.auth,
-        limits=_limits(options),
-        out=options.out,
-        ca_bundle=target.ca_bundle,
-    )
+    async with _service(options, target) as service:
+        return await make_plan(
+            sheet,
+            endpoint=target.endpoint,
+            auth=target.auth,
+            limits=_limits(options),
+            out=options.out,
+            ca_bundle=target.ca_bundle,
+            service=service,
+        )
 
 
 def _apply(options: argparse.Namespace) -> int:
@@ -663,10 +687,57 @@ def _safeguards(options: argparse.Namespace) -> Safeguards:
     )
 
 
+@dataclass(frozen=True)
+class _Api:
+    """What ``--api`` chooses, once: the attribute rules, how the target is found, and the
+    service adapter (None: the library's own IMS client)."""
+
+    schema: Schema
+    resolve: Callable[[argparse.Namespace, Settings], Target]
+    service: type[GlanceClient] | None = None
+
+
+def _resolve_ims(options: argparse.Namespace, settings: Settings) -> Target:
+    return resolve(settings)
+
+
+def _resolve_glance(options: argparse.Namespace, settings: Settings) -> Target:
+    if options.fake:
+        raise OptionsError("--fake is a fake IMS — with --api glance give --endpoint URL")
+    return resolve_glance(settings, options.os_cloud)
+
+
+APIS = {
+    "ims": _Api(IMS_SCHEMA, _resolve_ims),
+    "glance": _Api(GLANCE_SCHEMA, _resolve_glance, GlanceClient),
+}
+
+
+@asynccontextmanager
+async def _service(
+    options: argparse.Namespace, target: Target
+) -> AsyncIterator[ImageService | None]:
+    """The adapter ``--api`` names, open for the block; None for IMS (the job opens its own)."""
+    adapter = APIS[options.api].service
+    if adapter is None:
+        yield None
+        return
+    limits = _limits(options)
+    async with adapter(
+        target.endpoint,
+        target.auth,
+        timeout=limits.timeout,
+        connections=limits.concurrency,
+        ca_bundle=target.ca_bundle,
+    ) as service:
+        yield service
+
+
 @contextmanager
 def _target(options: argparse.Namespace) -> Iterator[Target]:
     """Where to send and how to authenticate; with ``--fake``, a fake IMS running meanwhile."""
-    if options.fake:
+    api = APIS[getattr(options, "api", "ims")]
+    if options.fake and api.service is None:
         from batchpatch.fake import load_images, running_fake
 
         images_path = _fake_images_path(options)
@@ -684,7 +755,8 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
         return
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")
-    target = resolve(
+    target = api.resolve(
+        options,
         Settings(
             options.endpoint,
             options.region,
@@ -693,7 +765,7 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
             options.config,
             options.ca_bundle,
             options.allow_insecure_http,
-        )
+        ),
     )
     for warning in target.warnings:
         notice(f"Warning: {warning}")
@@ -736,7 +808,7 @@ async def _run(
     ledger.listen(progress)
     try:
         with bar:
-            async with anyio.create_task_group() as group:
+            async with _service(options, target) as service, anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signal, stop, abort, options.grace)
                 result = await apply_sheet(
                     sheet,
@@ -753,6 +825,7 @@ async def _run(
                     stop=stop,
                     abort=abort,
                     ledger=ledger,
+                    service=service,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:
