@@ -56,7 +56,8 @@ LISTING_PATH = "/v2/images"
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
-_STATUS_LINE = re.compile(r"^\d{3} [A-Za-z][A-Za-z ]*?(?=\s{2}|$)")
+#: The first line of the plain-text form: ``409 Conflict``.
+_STATUS_LINE = re.compile(r"\A\s*\d{3} [^\n]*\n")
 
 
 def clean_message(text: str) -> str:
@@ -80,10 +81,7 @@ def parse_glance_error(status: int, payload: bytes) -> tuple[str, str]:
         inner = data["error"]
         return str(inner.get("title", "")), clean_message(str(inner.get("message", "")))[:1000]
     body = re.sub(r"<title>.*?</title>|<h1>.*?</h1>", " ", text, flags=re.DOTALL)
-    message = clean_message(body)
-    title = _STATUS_LINE.match(message)
-    if title:
-        message = message[title.end() :].strip()
+    message = clean_message(_STATUS_LINE.sub("", body, count=1))
     return "", message[:1000] or f"HTTP {status} (no message)"
 
 
