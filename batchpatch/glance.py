@@ -28,13 +28,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-
 from batchpatch.client import (
     CONNECT_FAILED,
     LOGIN_FAILED,
     TLS_FAILED,
     USER_AGENT,
+    ClientResponse,
     ImsClient,
     _success,
     check_patched,
@@ -192,7 +191,7 @@ class GlanceClient(ImsClient):
             headers["Content-Type"] = PATCH_CONTENT_TYPE
         return headers | await self._auth.authorize(self, method, url, headers, body)
 
-    async def _answer(self, response: aiohttp.ClientResponse) -> ApiResponse:
+    async def _answer(self, response: ClientResponse) -> ApiResponse:
         status = response.status
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
         payload = await read_capped(response, self.max_answer)

@@ -101,9 +101,12 @@ def _no_openstack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def _cli(peer: Peer, *args: str) -> tuple[int, str, str]:
+def _cli(peer: Peer, *args: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
     done = run_cli(
-        [args[0], "--api", "glance", "--endpoint", peer.url, *args[1:]], token=None, timeout=300
+        [args[0], "--api", "glance", "--endpoint", peer.url, *args[1:]],
+        token=None,
+        timeout=300,
+        environ=environ,
     )
     return done.returncode, done.stdout, done.stderr
 
@@ -183,10 +186,13 @@ def test_dry_run_shows_the_glance_request_and_sends_no_write(peer: Peer, tmp_pat
     image_id = peer.create("dry-a")
     sheet = write_sheet(tmp_path / "dry.csv", ["image_id", "name"], [[image_id, "dry-b"]])
     before = peer.patches()
-    code, out, err = _cli(peer, "apply", str(sheet), "--dry-run")
+    secret = "gAAAAB-keystone-token-not-for-eyes"
+    code, out, err = _cli(peer, "apply", str(sheet), "--dry-run", environ={"OS_AUTH_TOKEN": secret})
     assert code == 0, err
     assert f"PATCH {peer.url}/v2/images/{image_id}" in out
     assert f"Content-Type: {PATCH_CONTENT_TYPE}" in out
+    assert "X-Auth-Token: ***" in out
+    assert secret not in out + err
     assert '[{"op":"replace","path":"/name","value":"dry-b"}]' in out
     assert peer.patches() == before
     assert peer.image(image_id)["name"] == "dry-a"
