@@ -95,6 +95,24 @@ class TokenAuth:
 
 
 @dataclass(frozen=True)
+class NoAuth:
+    """No credentials at all: a service that checks none (a Glance without Keystone)."""
+
+    source: str = "no credentials"
+    kind: str = "none"
+    project_id: str = ""
+    project_lookup: ProjectLookup | None = None
+
+    async def authorize(
+        self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
+        return {}
+
+    def expired(self, sent: Mapping[str, str] | None = None) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
 class AkSkAuth:
     """AK/SK request signing (``SDK-HMAC-SHA256``); ``X-Project-Id`` and, for temporary
     credentials, ``X-Security-Token`` are sent and signed."""
@@ -156,6 +174,9 @@ class PasswordAuth:
     domain: str
     project_name: str = ""
     project_id: str = ""
+    #: Keystone's project domain, for a project named (not given by id) in another domain
+    #: than the user's; empty: the user's own (Huawei IAM takes none).
+    project_domain: str = ""
     source: str = "iam password"
     kind: str = "iam password"
     clock: Callable[[], float] = field(default=time.time, repr=False)
@@ -193,7 +214,11 @@ class PasswordAuth:
         return True
 
     def _request_body(self) -> bytes:
-        project = {"id": self.project_id} if self.project_id else {"name": self.project_name}
+        project: dict[str, object] = (
+            {"id": self.project_id} if self.project_id else {"name": self.project_name}
+        )
+        if self.project_domain and not self.project_id:
+            project["domain"] = {"name": self.project_domain}
         return json.dumps(
             {
                 "auth": {

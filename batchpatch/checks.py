@@ -17,26 +17,20 @@ from batchpatch.errors import Problem, Reason
 from batchpatch.grid import CellNote, Grid
 from batchpatch.report import INPUT_SUFFIX, RESULT_COLUMNS, fed_back_results, is_report
 from batchpatch.schema import (
-    BASE_ATTRIBUTES,
-    EXCLUSIVE,
-    FLAG_ATTRIBUTES,
+    IMS_SCHEMA,
     LONG_OPS,
     MAX_TAGS,
     RENAME,
+    Schema,
     UntypedValue,
     cannot_remove,
     check_attribute,
-    check_combination,
-    check_image_id,
-    check_value,
     is_tag,
-    typed_value,
 )
 
 Shape = Literal["long", "wide"]
 
 LONG_COLUMNS = frozenset({"image_id", "op", "path", "value"})
-EXCLUSIVE_ATTRIBUTES = frozenset().union(*(group | excludes for group, excludes in EXCLUSIVE))
 
 #: The columns of ``Changes.frame``, in order: one row per requested change.
 #:
@@ -103,7 +97,9 @@ def attribute_names(header: list[str]) -> dict[str, str]:
     return names
 
 
-def column_problems(file: str, columns: list[str], long: bool, row: int = 1) -> list[Problem]:
+def column_problems(
+    file: str, columns: list[str], long: bool, row: int = 1, schema: Schema = IMS_SCHEMA
+) -> list[Problem]:
     """Problems with the header row itself (reported at ``row``, the header's)."""
     problems = []
     passive = passive_columns(columns)
@@ -123,7 +119,7 @@ def column_problems(file: str, columns: list[str], long: bool, row: int = 1) -> 
                     ),
                 )
             )
-        elif not long and (reason := check_attribute(attributes[column], "add")):
+        elif not long and (reason := schema.check_attribute(attributes[column], "add")):
             problems.append(
                 Problem(
                     file,
@@ -145,25 +141,25 @@ class Checked:
     warnings: list[Problem]
 
 
-def check(file: str, changes: Changes, grid: Grid) -> Checked:
+def check(file: str, changes: Changes, grid: Grid, schema: Schema = IMS_SCHEMA) -> Checked:
     """Every problem of ``changes`` read from ``grid``, in the order ``invalid_rows`` takes a
     row's first reason from: the header, each change's cells, the changes themselves (once
     each: repeats dropped), the reader's own problems, and the cells written as something
-    their attribute cannot take."""
-    problems = cell_problems(file, changes)
+    their attribute cannot take, all by ``schema``'s rules."""
+    problems = cell_problems(file, changes, schema)
     labels, warnings = repeated_changes(file, changes.frame)
     kept = changes.without(changes.frame.index.isin(labels))
-    problems += change_problems(file, kept)
+    problems += change_problems(file, kept, schema)
     problems += grid.problems
-    problems += _note_problems(file, kept.frame, grid.notes)
+    problems += _note_problems(file, kept.frame, grid.notes, schema)
     return Checked(kept, problems, warnings)
 
 
-def cell_problems(file: str, changes: Changes) -> list[Problem]:
+def cell_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) -> list[Problem]:
     """The header's problems, then those of each change's cells on their own."""
     frame = changes.frame
     long = changes.shape == "long"
-    problems = column_problems(file, list(changes.header), long, changes.header_row)
+    problems = column_problems(file, list(changes.header), long, changes.header_row, schema)
     problems += _located(
         file,
         frame,
@@ -173,7 +169,7 @@ def cell_problems(file: str, changes: Changes) -> list[Problem]:
     )
     if long:
         problems += _long_cell_problems(file, changes)
-    return problems + _untyped(file, frame)
+    return problems + _untyped(file, frame, schema)
 
 
 def _long_cell_problems(file: str, changes: Changes) -> list[Problem]:
@@ -231,7 +227,7 @@ def _long_cell_problems(file: str, changes: Changes) -> list[Problem]:
     ]
 
 
-def _untyped(file: str, frame: pd.DataFrame) -> list[Problem]:
+def _untyped(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
     """Values that cannot become the JSON their attribute takes."""
     problems = []
     needs_type = (
@@ -244,18 +240,18 @@ def _untyped(file: str, frame: pd.DataFrame) -> list[Problem]:
         frame[needs_type], "row", "attribute", "value", "column"
     ):
         try:
-            typed_value(attribute, value)
+            schema.typed_value(attribute, value)
         except UntypedValue as error:
             problems.append(Problem(file, int(row), column, error.reason))
     return problems
 
 
-def change_problems(file: str, changes: Changes) -> list[Problem]:
+def change_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) -> list[Problem]:
     """Problems of single changes, and of changes that clash within one image."""
     frame = changes.frame
     problems: list[Problem] = []
     id_reasons = {
-        image_id: check_image_id(image_id)
+        image_id: schema.check_image_id(image_id)
         for image_id in frame["image_id"].unique().tolist()
         if image_id
     }
@@ -269,14 +265,20 @@ def change_problems(file: str, changes: Changes) -> list[Problem]:
     ):
         if not attribute or op not in LONG_OPS:
             continue
-        if reason := _attribute_reason(attribute, op, long):
+        if reason := _attribute_reason(attribute, op, long, schema):
             problems.append(Problem(file, int(row), str(attribute_column), reason))
         elif op == RENAME:
             if typed is not None and (reason := rename_reason(attribute, str(typed))):
                 problems.append(Problem(file, int(row), column, reason))
-        elif typed is not None and (reason := check_value(attribute, typed)):
+        elif typed is not None and (reason := schema.check_value(attribute, typed)):
             problems.append(Problem(file, int(row), column, reason))
-    return problems + _clashes(file, frame) + _renamed_onto(file, frame) + _tag_counts(file, frame)
+    return (
+        problems
+        + _clashes(file, frame, schema)
+        + _quota_problems(file, frame, schema)
+        + _renamed_onto(file, frame)
+        + _tag_counts(file, frame)
+    )
 
 
 def rename_reason(old: str, new: str) -> Reason | None:
@@ -352,18 +354,18 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def _attribute_reason(attribute: str, op: str, long: bool) -> Reason | None:
+def _attribute_reason(attribute: str, op: str, long: bool, schema: Schema) -> Reason | None:
     """Why ``op`` may not touch ``attribute``; a wide sheet's header was checked already,
     so only removing an attribute every image has is left."""
     if long:
-        return check_attribute(attribute, op)
-    if op == "remove" and attribute in BASE_ATTRIBUTES:
+        return schema.check_attribute(attribute, op)
+    if op == "remove" and attribute in schema.base_attributes:
         return cannot_remove(attribute)
     return None
 
 
 def _note_problems(
-    file: str, frame: pd.DataFrame, notes: Mapping[tuple[int, str], CellNote]
+    file: str, frame: pd.DataFrame, notes: Mapping[tuple[int, str], CellNote], schema: Schema
 ) -> list[Problem]:
     """Cells sent to an attribute that cannot take what the program shows in them."""
     if not notes:
@@ -371,7 +373,7 @@ def _note_problems(
     problems = []
     for row, column, attribute in _columns(frame, "row", "column", "attribute"):
         note = notes.get((int(row), column))
-        if note is None or (note.kind == "boolean" and attribute in FLAG_ATTRIBUTES):
+        if note is None or (note.kind == "boolean" and attribute in schema.flag_attributes):
             continue
         which = (
             "does not take (only the true/false flags do)"
@@ -459,7 +461,7 @@ def _repeats(frame: pd.DataFrame) -> pd.DataFrame:
     return joined[_REPEAT_COLUMNS]
 
 
-def _clashes(file: str, frame: pd.DataFrame) -> list[Problem]:
+def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
     """Two different changes to one attribute of one image, and attributes that cannot
     coexist.  Verbatim repeats are not clashes: ``repeated_changes`` warns of them."""
     problems = [
@@ -478,18 +480,43 @@ def _clashes(file: str, frame: pd.DataFrame) -> list[Problem]:
         )
         if not identical
     ]
-    setting = frame[
-        frame["op"].isin(("add", "replace")) & frame["attribute"].isin(EXCLUSIVE_ATTRIBUTES)
-    ]
+    exclusive = frozenset().union(*(group | excludes for group, excludes in schema.exclusive))
+    setting = frame[frame["op"].isin(("add", "replace")) & frame["attribute"].isin(exclusive)]
     setting = setting[
-        (~setting["attribute"].isin(FLAG_ATTRIBUTES) | (setting["typed"] == "true"))
+        (~setting["attribute"].isin(schema.flag_attributes) | (setting["typed"] == "true"))
         & (setting["image_id"] != "")
     ]
     for _, group in setting.groupby("image_id", sort=False):
-        reason = check_combination(set(group["attribute"]))
+        reason = schema.check_combination(set(group["attribute"]))
         if reason:
             last = group.iloc[-1]
             problems.append(Problem(file, int(last["row"]), str(last["column"]), reason))
+    return problems
+
+
+def _quota_problems(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
+    """An image whose changes set more properties than the API's quota allows: located at
+    the change that goes past it."""
+    setting = frame[frame["op"].isin(("add", "replace")) & (frame["image_id"] != "")]
+    setting = setting.drop_duplicates(["image_id", "attribute"])
+    problems = []
+    for _, group in setting.groupby("image_id", sort=False):
+        position = schema.over_quota(group["attribute"].tolist())
+        if position is not None:
+            change = group.iloc[position]
+            problems.append(
+                Problem(
+                    file,
+                    int(change["row"]),
+                    str(change["attribute_column"]),
+                    Reason(
+                        f"this image's changes set more properties than the service allows "
+                        f"({position} are already set by earlier changes)",
+                        "split the properties over fewer images, or ask the operator to raise "
+                        "the property quota",
+                    ),
+                )
+            )
     return problems
 
 

@@ -14,8 +14,9 @@ import signal
 import sys
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from batchpatch.errors import (
 )
 from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
 from batchpatch.export import ExportResult, check_export_files, export_images, parse_filters
+from batchpatch.glance import GlanceClient
+from batchpatch.glance_auth import resolve_glance
+from batchpatch.glance_schema import GLANCE_SCHEMA
 from batchpatch.htmlpage import summary_page_path, write_page
 from batchpatch.job import (
     AS_WRITTEN,
@@ -76,6 +80,8 @@ from batchpatch.retry import (
     RetryPolicy,
 )
 from batchpatch.runner import Safeguards
+from batchpatch.schema import IMS_SCHEMA, Schema
+from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.tagreads import all_tags
 from batchpatch.telemetry import Telemetry
@@ -102,6 +108,7 @@ FLAGS = {
     "fake": "--fake",
     "undo_path": "--undo",
     "only": "--only",
+    "os_cloud": "--os-cloud",
 }
 #: Parameter values that are a flag of their own.
 VALUE_FLAGS = {("plan", "AS_WRITTEN"): "--no-plan", ("plan", "SavedPlan"): "--plan"}
@@ -181,6 +188,13 @@ def _sheet_options() -> _Parser:
     options = _Parser(add_help=False)
     options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
     options.add_argument(
+        "--api",
+        choices=sorted(APIS),
+        default="ims",
+        help="the image API and its attribute rules: Huawei Cloud IMS, or OpenStack Glance "
+        "v2 (default: %(default)s)",
+    )
+    options.add_argument(
         "--sheet",
         dest="sheet_name",
         metavar="NAME",
@@ -225,6 +239,12 @@ def _service_options() -> _Parser:
         help="images for --fake (default: images.json beside the sheet)",
     )
     _credential_options(options)
+    options.add_argument(
+        "--os-cloud",
+        metavar="NAME",
+        help="with --api glance: this cloud of clouds.yaml (default: $OS_CLOUD, else the "
+        "OS_* variables)",
+    )
     options.add_argument(
         "--concurrency",
         type=_concurrency,
@@ -577,13 +597,15 @@ def _asks_for_json(arguments: Sequence[str]) -> bool:
 
 
 def _read(options: argparse.Namespace, *, skip_invalid: bool = False) -> Sheet:
-    """The sheet as the options say to read it; its warnings shown on stderr."""
+    """The sheet as the options say to read it, by the rules of its API; its warnings shown
+    on stderr."""
     sheet = read_sheet(
         options.sheet,
         sheet_name=options.sheet_name,
         skip_invalid=skip_invalid,
         encoding=options.encoding,
         delimiter=options.delimiter,
+        schema=APIS[options.api].schema,
     )
     for warning in sheet.warnings:
         notice(in_flags(warning))
@@ -637,14 +659,16 @@ def _plan(options: argparse.Namespace) -> int:
 
 
 async def _make_plan(options: argparse.Namespace, sheet: Sheet, target: Target) -> list[ImagePlan]:
-    return await make_plan(
-        sheet,
-        endpoint=target.endpoint,
-        auth=target.auth,
-        limits=_limits(options),
-        out=options.out,
-        ca_bundle=target.ca_bundle,
-    )
+    async with _service(options, target) as service:
+        return await make_plan(
+            sheet,
+            endpoint=target.endpoint,
+            auth=target.auth,
+            limits=_limits(options),
+            out=options.out,
+            ca_bundle=target.ca_bundle,
+            service=service,
+        )
 
 
 def _apply(options: argparse.Namespace) -> int:
@@ -817,10 +841,57 @@ def _safeguards(options: argparse.Namespace) -> Safeguards:
     )
 
 
+@dataclass(frozen=True)
+class _Api:
+    """What ``--api`` chooses, once: the attribute rules, how the target is found, and the
+    service adapter (None: the library's own IMS client)."""
+
+    schema: Schema
+    resolve: Callable[[argparse.Namespace, Settings], Target]
+    service: type[GlanceClient] | None = None
+
+
+def _resolve_ims(options: argparse.Namespace, settings: Settings) -> Target:
+    return resolve(settings)
+
+
+def _resolve_glance(options: argparse.Namespace, settings: Settings) -> Target:
+    if options.fake:
+        raise OptionsError("--fake is a fake IMS — with --api glance give --endpoint URL")
+    return resolve_glance(settings, options.os_cloud)
+
+
+APIS = {
+    "ims": _Api(IMS_SCHEMA, _resolve_ims),
+    "glance": _Api(GLANCE_SCHEMA, _resolve_glance, GlanceClient),
+}
+
+
+@asynccontextmanager
+async def _service(
+    options: argparse.Namespace, target: Target
+) -> AsyncIterator[ImageService | None]:
+    """The adapter ``--api`` names, open for the block; None for IMS (the job opens its own)."""
+    adapter = APIS[options.api].service
+    if adapter is None:
+        yield None
+        return
+    limits = _limits(options)
+    async with adapter(
+        target.endpoint,
+        target.auth,
+        timeout=limits.timeout,
+        connections=limits.concurrency,
+        ca_bundle=target.ca_bundle,
+    ) as service:
+        yield service
+
+
 @contextmanager
 def _target(options: argparse.Namespace) -> Iterator[Target]:
     """Where to send and how to authenticate; with ``--fake``, a fake IMS running meanwhile."""
-    if options.fake:
+    api = APIS[getattr(options, "api", "ims")]
+    if options.fake and api.service is None:
         from batchpatch.fake import load_images, running_fake
 
         images_path = _fake_images_path(options)
@@ -840,7 +911,8 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
         return
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")
-    target = resolve(
+    target = api.resolve(
+        options,
         Settings(
             options.endpoint,
             options.region,
@@ -849,7 +921,7 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
             options.config,
             options.ca_bundle,
             options.allow_insecure_http,
-        )
+        ),
     )
     for warning in target.warnings:
         notice(f"Warning: {warning}")
@@ -928,7 +1000,7 @@ async def _run(
     ledger.listen(progress)
     try:
         with bar:
-            async with anyio.create_task_group() as group:
+            async with _service(options, target) as service, anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signal, stop, abort, options.grace)
                 if lines is not None:
                     group.start_soon(lines.tick, options.progress_every)
@@ -950,6 +1022,7 @@ async def _run(
                     undo_path=options.undo,
                     telemetry=telemetry,
                     only=options.only,
+                    service=service,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -94,6 +94,11 @@ AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 THROTTLE_CODES = frozenset({"APIGW.0308", "IMG.0060"})
 
 
+#: The answer type adapters built on this client read (``glance``), so that aiohttp stays
+#: imported here only.
+ClientResponse = aiohttp.ClientResponse
+
+
 def encode_body(body: Any) -> bytes:
     """The exact bytes sent (and, with AK/SK, signed): compact UTF-8 JSON."""
     return _compact_json(body).encode("utf-8")

@@ -582,7 +582,7 @@ def _operation(data: Mapping[str, Any]) -> Operation:
 
 def same_value(current: Any, wanted: JsonValue | None) -> bool:
     """Whether the image already holds ``wanted`` (IMS may show a flag as a JSON bool)."""
-    if isinstance(current, bool):
+    if isinstance(current, bool) and isinstance(wanted, str):
         return str(current).lower() == wanted
     return bool(current == wanted)
 

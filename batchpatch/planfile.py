@@ -17,7 +17,7 @@ from batchpatch.errors import Namer, OptionsError, Reason
 from batchpatch.files import atomic_write
 from batchpatch.models import ImagePatch, Operation, Status
 from batchpatch.plan import Change, ImagePlan, plan_from_json, plan_to_json, same_value
-from batchpatch.schema import RENAME, TAG_PREFIX, check_attribute, check_value
+from batchpatch.schema import RENAME, TAG_PREFIX, Schema, check_attribute, check_value
 from batchpatch.sheet import Sheet
 
 #: The plan file's format.  ``/2`` numbers each change's row as the spreadsheet row (``/1``
@@ -160,7 +160,7 @@ def check_plans(sheet: Sheet, plans: Sequence[ImagePlan], source: str = "the pla
         problem = (
             plan_mismatch(plan, expected[plan.image_id])
             or _status_problem(plan)
-            or _local_problem(plan)
+            or _local_problem(plan, sheet.schema)
         )
         if problem:
             raise _edited(f"{source}: image {plan.image_id}: {problem} — the plan was edited")
@@ -244,16 +244,16 @@ def _same_value(one: object, other: object) -> bool:
     return type(one) is type(other) and one == other
 
 
-def _local_problem(plan: ImagePlan) -> str:
+def _local_problem(plan: ImagePlan, schema: Schema) -> str:
     """Why an operation the plan would send fails the sheet's local checks ("" if none)."""
     for operation in plan.patch.operations:
         attribute = operation.path.lstrip("/")
-        reason = check_attribute(attribute, operation.op)
+        reason = schema.check_attribute(attribute, operation.op)
         if reason is None and operation.op != "remove":
             value = operation.value
             if not isinstance(value, str | int):
                 return f"{_shown(operation)}: {attribute} has no value to send"
-            reason = check_value(attribute, value)
+            reason = schema.check_value(attribute, value)
         if reason:
             return f"{_shown(operation)}: {reason.what}"
     for write in plan.tag_writes():

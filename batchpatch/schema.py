@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+from typing import Protocol
 
 from batchpatch.errors import Reason
 from batchpatch.models import JsonValue
@@ -380,3 +382,65 @@ def check_combination(attributes: set[str]) -> Reason | None:
                 "keep only one of them",
             )
     return None
+
+
+class Schema(Protocol):
+    """The attribute rules of one API, chosen once for a run (``IMS_SCHEMA`` here, the
+    Glance rules in ``glance_schema``): the checks and the sheet reader ask it, never the
+    name of the API."""
+
+    @property
+    def base_attributes(self) -> frozenset[str]:
+        """Every image has these: replaced (never added) without a plan, never removed."""
+
+    @property
+    def flag_attributes(self) -> frozenset[str]:
+        """The true/false attributes (a workbook's TRUE/FALSE cells may go to them)."""
+
+    @property
+    def exclusive(self) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+        """Groups of attributes that exclude the listed flags when those are true."""
+
+    def typed_value(self, attribute: str, text: str) -> JsonValue:
+        """The JSON value to send for a cell's ``text``; ``UntypedValue`` if it has none."""
+
+    def check_image_id(self, image_id: str) -> Reason | None: ...
+
+    def check_attribute(self, attribute: str, op: str) -> Reason | None: ...
+
+    def check_value(self, attribute: str, value: JsonValue) -> Reason | None: ...
+
+    def check_combination(self, attributes: set[str]) -> Reason | None: ...
+
+    def over_quota(self, attributes: Sequence[str]) -> int | None:
+        """The position in ``attributes`` (those one image's changes set, in sheet order)
+        of the first that takes the image past the API's property quota; None if none."""
+
+
+class ImsSchema:
+    """IMS's rules: this module's functions."""
+
+    base_attributes = BASE_ATTRIBUTES
+    flag_attributes = FLAG_ATTRIBUTES
+    exclusive = EXCLUSIVE
+
+    def typed_value(self, attribute: str, text: str) -> JsonValue:
+        return typed_value(attribute, text)
+
+    def check_image_id(self, image_id: str) -> Reason | None:
+        return check_image_id(image_id)
+
+    def check_attribute(self, attribute: str, op: str) -> Reason | None:
+        return check_attribute(attribute, op)
+
+    def check_value(self, attribute: str, value: JsonValue) -> Reason | None:
+        return check_value(attribute, value)
+
+    def check_combination(self, attributes: set[str]) -> Reason | None:
+        return check_combination(attributes)
+
+    def over_quota(self, attributes: Sequence[str]) -> int | None:
+        return None
+
+
+IMS_SCHEMA: Schema = ImsSchema()

@@ -38,13 +38,13 @@ from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.grid import Grid
 from batchpatch.models import ImagePatch, JsonValue, Operation
 from batchpatch.schema import (
-    BASE_ATTRIBUTES,
+    IMS_SCHEMA,
     OPS,
     REMOVE_MARKER,
     RENAME,
+    Schema,
     UntypedValue,
     is_tag,
-    typed_value,
 )
 from batchpatch.sheetwrite import unquoted
 from batchpatch.textfile import read_grid as read_text_grid
@@ -98,6 +98,8 @@ class Sheet:
     #: rename onto a taken key) leaves those images out too, instead of stopping the run.
     skip_invalid: bool = False
     numbers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    #: The attribute rules the sheet was checked by (IMS's unless the caller chose others).
+    schema: Schema = IMS_SCHEMA
 
     @property
     def rows(self) -> range:
@@ -129,8 +131,10 @@ def read_sheet(
     skip_invalid: bool = False,
     encoding: str | None = None,
     delimiter: str | None = None,
+    schema: Schema = IMS_SCHEMA,
 ) -> Sheet:
-    """Load ``path``, check every row, and turn it into one patch per image.
+    """Load ``path``, check every row by ``schema``'s rules, and turn it into one patch per
+    image.
 
     ``encoding`` and ``delimiter`` force how a CSV/TSV file is read (see ``textfile``);
     by default both are told from the file, and only when certain.  Raises ``SheetError``
@@ -141,8 +145,8 @@ def read_sheet(
     """
     path = Path(path)
     grid = read_grid(path, sheet_name=sheet_name, encoding=encoding, delimiter=delimiter)
-    changes = grid_changes(str(path), grid)
-    checked = check(str(path), changes, grid)
+    changes = grid_changes(str(path), grid, schema)
+    checked = check(str(path), changes, grid, schema)
     problems = checked.problems
     outside = any(not grid.first_row <= p.row <= grid.last_row for p in problems)
     if problems and (not skip_invalid or outside):
@@ -166,6 +170,7 @@ def read_sheet(
         warnings=tuple(checked.warnings),
         skip_invalid=skip_invalid,
         numbers=grid.numbers,
+        schema=schema,
     )
 
 
@@ -196,7 +201,7 @@ def read_grid(
     return read_text_grid(path, fmt, encoding, delimiter)
 
 
-def grid_changes(file: str, grid: Grid) -> Changes:
+def grid_changes(file: str, grid: Grid, schema: Schema = IMS_SCHEMA) -> Changes:
     """Every change the cells of ``grid`` ask for, told apart by the header: a long sheet
     has ``op`` and ``path`` columns, a wide one a column per attribute."""
     frame = grid.frame
@@ -211,11 +216,11 @@ def grid_changes(file: str, grid: Grid) -> Changes:
             ),
         )
     if "op" in lowered and "path" in lowered:
-        return _long_changes(grid, lowered)
-    return _wide_changes(file, grid, lowered["image_id"])
+        return _long_changes(grid, lowered, schema)
+    return _wide_changes(file, grid, lowered["image_id"], schema)
 
 
-def _long_changes(grid: Grid, lowered: dict[str, str]) -> Changes:
+def _long_changes(grid: Grid, lowered: dict[str, str], schema: Schema) -> Changes:
     frame = grid.frame
     id_column, op_column, path_column = lowered["image_id"], lowered["op"], lowered["path"]
     value_column = lowered.get("value")
@@ -235,10 +240,10 @@ def _long_changes(grid: Grid, lowered: dict[str, str]) -> Changes:
         cells["value"].str.strip() == ""
     )
     # a blank line asks for nothing
-    return _changes(cells[~blank_row], "long", id_column, grid, op_column)
+    return _changes(cells[~blank_row], "long", id_column, grid, schema, op_column)
 
 
-def _wide_changes(file: str, grid: Grid, id_column: str) -> Changes:
+def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Changes:
     frame = grid.frame
     passive = passive_columns(list(frame.columns))
     attributes = [
@@ -259,12 +264,12 @@ def _wide_changes(file: str, grid: Grid, id_column: str) -> Changes:
     cells["op"] = np.where(
         removing,
         "remove",
-        np.where(cells["attribute"].isin(BASE_ATTRIBUTES), "replace", "add"),
+        np.where(cells["attribute"].isin(schema.base_attributes), "replace", "add"),
     )
     cells.loc[removing, "value"] = ""
     cells = cells.reset_index(drop=True)
     cells["attribute_column"] = cells["column"]
-    return _changes(cells, "wide", id_column, grid)
+    return _changes(cells, "wide", id_column, grid, schema)
 
 
 def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataFrame:
@@ -286,7 +291,12 @@ def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataF
 
 
 def _changes(
-    cells: pd.DataFrame, shape: Shape, id_column: str, grid: Grid, op_column: str = "op"
+    cells: pd.DataFrame,
+    shape: Shape,
+    id_column: str,
+    grid: Grid,
+    schema: Schema,
+    op_column: str = "op",
 ) -> Changes:
     """The one constructor of a sheet's ``Changes``: ``cells`` plus the ``typed`` column,
     the JSON value to send (None where there is none, or it cannot be typed: the checks
@@ -295,7 +305,7 @@ def _changes(
     for position, (op, attribute, value) in enumerate(
         zip(*(cells[name].tolist() for name in ("op", "attribute", "value")), strict=True)
     ):
-        typed[position] = _typed(op, attribute, value)
+        typed[position] = _typed(op, attribute, value, schema)
     frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))
     return Changes(
         frame[list(CHANGE_COLUMNS)],
@@ -307,7 +317,7 @@ def _changes(
     )
 
 
-def _typed(op: str, attribute: str, value: str) -> JsonValue | None:
+def _typed(op: str, attribute: str, value: str, schema: Schema) -> JsonValue | None:
     """The JSON value a change sends: None where there is none (``remove``), or it cannot
     be typed (the checks say why).  A tag may be set to the empty value (a long sheet's
     blank cell); a rename's value is the new key, without a leading ``/``."""
@@ -320,7 +330,7 @@ def _typed(op: str, attribute: str, value: str) -> JsonValue | None:
     if not value.strip():
         return None
     try:
-        return typed_value(attribute, unquoted(value))
+        return schema.typed_value(attribute, unquoted(value))
     except UntypedValue:
         return None
 
