@@ -29,6 +29,15 @@ class TokenIssuer(Protocol):
     async def issue_token(self, url: str, body: bytes) -> tuple[str, float]: ...
 
 
+@dataclass(frozen=True)
+class ProjectLookup:
+    """Where to look up a project id that is not configured, the official SDK's way:
+    ``GET {iam_endpoint}/v3/projects?name={region}``, signed with the run's credentials."""
+
+    iam_endpoint: str
+    region: str
+
+
 class Auth(Protocol):
     """Adds the authentication headers to one request, given every header and the exact
     body bytes sent."""
@@ -40,6 +49,14 @@ class Auth(Protocol):
     @property
     def kind(self) -> str:
         """``token``, ``ak/sk`` or ``iam password``."""
+
+    @property
+    def project_id(self) -> str:
+        """The configured project id ("" when none is): the tag API's paths need one."""
+
+    @property
+    def project_lookup(self) -> ProjectLookup | None:
+        """How to look the project id up when it is not configured; None: it cannot be."""
 
     async def authorize(
         self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
@@ -62,6 +79,8 @@ class TokenAuth:
     token: str = field(repr=False)
     source: str = "token"
     kind: str = "token"
+    project_id: str = ""
+    project_lookup: ProjectLookup | None = field(default=None, compare=False)
 
     async def authorize(
         self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
@@ -72,7 +91,7 @@ class TokenAuth:
         return False
 
     def __repr__(self) -> str:
-        return f"TokenAuth(source={self.source!r}, token=***)"
+        return f"TokenAuth(source={self.source!r}, token=***, project_id={self.project_id!r})"
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,7 @@ class AkSkAuth:
     source: str = "ak/sk"
     kind: str = "ak/sk"
     clock: Callable[[], datetime] | None = field(default=None, repr=False, compare=False)
+    project_lookup: ProjectLookup | None = field(default=None, repr=False, compare=False)
 
     async def authorize(
         self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes
@@ -144,6 +164,7 @@ class PasswordAuth:
     _login: anyio.Lock | None = field(default=None, repr=False, compare=False)
     #: Logins made so far (tests and debugging: one per expiry, however many in flight).
     logins: int = 0
+    project_lookup: ProjectLookup | None = field(default=None, repr=False, compare=False)
 
     async def authorize(
         self, issuer: TokenIssuer, method: str, url: str, headers: Mapping[str, str], body: bytes

@@ -728,7 +728,9 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
             raise OptionsError(f"{error} — fix the images file") from None
         with running_fake(images) as fake:
             notice(f"fake IMS at {fake.url} seeded from {images_path}", level=logging.INFO)
-            yield Target(fake.url, fake.url, TokenAuth("fake-token", source="--fake"))
+            project = fake.config.account_project_id
+            auth = TokenAuth("fake-token", source="--fake", project_id=project)
+            yield Target(fake.url, fake.url, auth)
         return
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -18,9 +18,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import anyio
 
 from batchpatch import __version__
 from batchpatch.auth import Auth
+from batchpatch.credentials import lookup_project
 from batchpatch.errors import AuthFailed
 from batchpatch.models import CONNECTION_ERROR, TIMEOUT
 from batchpatch.service import (
@@ -30,6 +32,18 @@ from batchpatch.service import (
     AnswerKind,
     ApiResponse,
     Image,
+)
+from batchpatch.taganswers import (
+    MAX_QUERY_KEYS,
+    MAX_QUERY_LIMIT,
+    TAG_ACTIONS,
+    no_content_problem,
+    tag_keys_in,
+    tag_keys_problem,
+    tagged_in,
+    tagged_problem,
+    tags_in,
+    tags_problem,
 )
 from batchpatch.throttle import MAX_HOLD
 
@@ -184,8 +198,10 @@ class ImsClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
-        #: Requests sent to IMS so far (IAM logins not included).
+        #: Requests sent to IMS so far (IAM logins and project lookups not included).
         self.requests = 0
+        self._project = auth.project_id
+        self._project_lock: anyio.Lock | None = None
 
     async def __aenter__(self) -> ImsClient:
         self._session = aiohttp.ClientSession(
@@ -222,6 +238,86 @@ class ImsClient:
     def listing(self) -> str:
         return f"{self.endpoint}/v2/cloudimages"
 
+    # --- the tag API (project id in the path) ----------------------------------------------
+
+    async def tag_project(self) -> str:
+        """The project id in the tag API's paths: the configured one, else looked up once
+        (see ``project.lookup_project``); raises ``OptionsError`` (exit 2) when there is
+        none to be had.  Call it before the first tag call, so a missing project id stops
+        the run before anything is sent."""
+        if self._project:
+            return self._project
+        if self._project_lock is None:
+            self._project_lock = anyio.Lock()
+        async with self._project_lock:
+            if not self._project:
+                self._project = await lookup_project(self, self._auth)
+        return self._project
+
+    async def iam_get(self, url: str) -> ApiResponse:
+        """One authenticated GET to IAM (not counted in ``requests``, which are IMS's)."""
+        response, _ = await self._send_once("GET", url, b"", counted=False)
+        return response
+
+    async def _tags_base(self) -> str:
+        return f"{self.endpoint}/v2/{quote(await self.tag_project(), safe='')}/images"
+
+    async def _image_tags_url(self, image_id: str) -> str:
+        return f"{await self._tags_base()}/{quote(image_id, safe='')}/tags"
+
+    async def read_tags(self, image_id: str) -> ApiResponse:
+        """``GET /v2/{project_id}/images/{image_id}/tags``: ``{"tags": [{"key", "value"}]}``."""
+        response = await self._send("GET", await self._image_tags_url(image_id), b"")
+        return _checked(response, tags_problem)
+
+    async def change_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> ApiResponse:
+        """``POST .../tags/action`` with one ``create`` or ``delete``; ``ok`` only for the
+        204 with no body IMS answers (any other 2xx is an unexpected answer: read back)."""
+        url, body = await self._tag_action(image_id, action, tags)
+        return _checked(await self._send("POST", url, body), no_content_problem)
+
+    async def preview_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> str:
+        """The tag call ``change_tags`` would send, as text, with secrets masked."""
+        url, body = await self._tag_action(image_id, action, tags)
+        return await self._preview("POST", url, body)
+
+    async def _tag_action(
+        self, image_id: str, action: str, tags: Mapping[str, str]
+    ) -> tuple[str, bytes]:
+        if action not in TAG_ACTIONS:
+            raise ValueError(f"action must be one of {TAG_ACTIONS}, not {action!r}")
+        items = [{"key": key, "value": value} for key, value in tags.items()]
+        body = encode_body({"action": action, "tags": items})
+        return f"{await self._image_tags_url(image_id)}/action", body
+
+    async def list_tag_keys(self) -> ApiResponse:
+        """``GET /v2/{project_id}/images/tags``: every key of the account's tags, with values."""
+        response = await self._send("GET", f"{await self._tags_base()}/tags", b"")
+        return _checked(response, tag_keys_problem)
+
+    async def find_tagged(self, keys: Sequence[str], offset: int, limit: int) -> ApiResponse:
+        """``POST /v2/{project_id}/images/resource_instances/action``: one page (``limit``
+        up to 1000) of the images holding any of ``keys`` (up to 10), with all their tags."""
+        if not 1 <= len(keys) <= MAX_QUERY_KEYS or not 1 <= limit <= MAX_QUERY_LIMIT:
+            raise ValueError("find_tagged takes 1 to 10 keys and a limit of 1 to 1000")
+        body = {
+            "action": "filter",
+            "tags_any": [{"key": key, "values": []} for key in keys],
+            "limit": str(limit),
+            "offset": str(offset),
+        }
+        url = f"{await self._tags_base()}/resource_instances/action"
+        return _checked(await self._send("POST", url, encode_body(body)), tagged_problem)
+
+    def tags(self, answer: ApiResponse) -> dict[str, str] | None:
+        return tags_in(answer)
+
+    def tag_keys(self, answer: ApiResponse) -> dict[str, list[str]] | None:
+        return tag_keys_in(answer)
+
+    def tagged(self, answer: ApiResponse) -> tuple[dict[str, dict[str, str]], int] | None:
+        return tagged_in(answer)
+
     def image_url(self, image_id: str) -> str:
         return f"{self.endpoint}/v2/cloudimages/{quote(image_id, safe='')}"
 
@@ -244,9 +340,12 @@ class ImsClient:
 
     async def preview_update(self, image_id: str, operations: list[dict[str, Any]]) -> str:
         """The PATCH that ``update_image`` would send, as text, with secrets masked."""
-        url, body = self.image_url(image_id), encode_body(operations)
-        headers = await self._headers("PATCH", url, body)
-        lines = [f"PATCH {url}"]
+        return await self._preview("PATCH", self.image_url(image_id), encode_body(operations))
+
+    async def _preview(self, method: str, url: str, body: bytes) -> str:
+        """A request as text, headers sorted, secrets masked."""
+        headers = await self._headers(method, url, body)
+        lines = [f"{method} {url}"]
         lines += [
             f"{name}: {'***' if name.lower() in SECRET_HEADERS else value}"
             for name, value in sorted(headers.items())
@@ -304,7 +403,7 @@ class ImsClient:
         return response
 
     async def _send_once(
-        self, method: str, url: str, body: bytes
+        self, method: str, url: str, body: bytes, *, counted: bool = True
     ) -> tuple[ApiResponse, dict[str, str]]:
         """One request and the headers it went with."""
         if self._session is None:
@@ -322,7 +421,7 @@ class ImsClient:
                 f"the {unsafe} header from {self._auth.source} holds a control "
                 "character (a line break?) — fix the credential",
             ), headers
-        self.requests += 1
+        self.requests += counted
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, allow_redirects=False
@@ -404,6 +503,23 @@ def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
         return ApiResponse(status, body, request_id=request_id)
     return ApiResponse(
         status, None, UNPARSEABLE_ANSWER, f"unparseable answer: {problem}", request_id
+    )
+
+
+def _checked(response: ApiResponse, problem_of: Callable[[ApiResponse], str]) -> ApiResponse:
+    """``response`` as is, unless it is a 2xx that is not what the call answers: then an
+    unexpected answer (a write may or may not have been applied, so it is read back)."""
+    if not response.ok:
+        return response
+    problem = problem_of(response)
+    if not problem:
+        return response
+    return ApiResponse(
+        response.status,
+        response.body,
+        UNEXPECTED_ANSWER,
+        f"unexpected answer: {problem}",
+        response.request_id,
     )
 
 

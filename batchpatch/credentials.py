@@ -14,6 +14,12 @@ The endpoint: ``--endpoint``, else ``--region``, else the profile's ``endpoint``
 ``region``.  IAM: ``--iam-endpoint``, else the profile's ``iam_endpoint``, else
 ``HUAWEICLOUD_SDK_IAM_ENDPOINT``, else ``https://iam.REGION.myhuaweicloud.com``.
 
+The project id (the tag API's paths need one): ``HUAWEICLOUD_SDK_PROJECT_ID`` with
+credentials from the environment (any of the three kinds), the profile's ``project_id``
+with a profile's; else looked up once per run, when a run needs tags, the official SDK's
+way: ``GET {iam}/v3/projects?name=REGION`` signed with the same credentials
+(``ImsClient.tag_project``).
+
 A profile never holds a secret itself: it names environment variables (``ak_env``,
 ``sk_env``, ``token_env``, …) or a ``credentials_file`` that only its owner can read.
 """
@@ -26,16 +32,25 @@ import ssl
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 from platformdirs import user_config_dir
 
-from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, TokenAuth, mask
-from batchpatch.errors import OptionsError
+from batchpatch.auth import (
+    TOKEN_VARIABLE,
+    AkSkAuth,
+    Auth,
+    PasswordAuth,
+    ProjectLookup,
+    TokenAuth,
+    mask,
+)
+from batchpatch.errors import Namer, OptionsError
 from batchpatch.regions import iam_endpoint, ims_endpoint, region_of
+from batchpatch.service import ApiResponse
 
 ENV_AK, ENV_SK = "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"
 ENV_PROJECT = "HUAWEICLOUD_SDK_PROJECT_ID"
@@ -123,6 +138,8 @@ class Target:
             lines.append(f"project: {self.auth.project_id or self.auth.project_name}")
         else:
             lines.append("token: ***")
+            if self.auth.project_id:
+                lines.append(f"project id: {self.auth.project_id}")
         if self.ca_bundle:
             lines.append(f"ca bundle: {self.ca_bundle}")
         return lines
@@ -175,11 +192,25 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
                     "name) or set project_id in the profile"
                 )
             )
+    auth = with_project_lookup(auth, iam, region)
     check_header_values(auth)
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
         _check_ca_bundle(str(ca_bundle))
     return Target(endpoint, iam, auth, region, ca_bundle, tuple(warnings))
+
+
+def with_project_lookup(auth: Auth, iam: str, region: str) -> Auth:
+    """``auth`` told where to look its project id up (IAM, by region) when it has none:
+    the tag API's paths carry a project id; ``ImsClient.tag_project`` resolves it once,
+    and only when a run needs tags."""
+    lookup = ProjectLookup(iam, region)
+    if isinstance(auth, PasswordAuth):
+        auth.project_lookup = lookup
+        return auth
+    if isinstance(auth, (AkSkAuth, TokenAuth)):
+        return replace(auth, project_lookup=lookup)
+    return auth
 
 
 def safe_endpoint(endpoint: str, what: str, *, allow_insecure_http: bool = False) -> str:
@@ -316,7 +347,11 @@ def _from_environment(
         )
     token = environ.get(TOKEN_VARIABLE, "").strip()
     if token:
-        return TokenAuth(token, source=f"environment variable {TOKEN_VARIABLE}")
+        return TokenAuth(
+            token,
+            source=f"environment variable {TOKEN_VARIABLE}",
+            project_id=environ.get(ENV_PROJECT, "").strip(),
+        )
     user, password = environ.get(ENV_IAM_USER, ""), environ.get(ENV_IAM_PASSWORD, "")
     if user or password:
         domain = environ.get(ENV_IAM_DOMAIN, "")
@@ -405,7 +440,7 @@ def _from_profile(
             source=where,
         )
     if values.get("token"):
-        return TokenAuth(values["token"], source=where)
+        return TokenAuth(values["token"], source=where, project_id=project)
     if values.get("iam_user") and values.get("iam_password") and values.get("iam_domain"):
         return PasswordAuth(
             iam,
@@ -443,3 +478,70 @@ def _credentials_file(path: Path, warnings: list[str]) -> dict[str, str]:
             f"{path}: unknown keys {', '.join(unknown)} — use {', '.join(sorted(FILE_KEYS))}"
         )
     return {key: str(value).strip() for key, value in document.items()}
+
+
+# --- the project id of the tag API ---------------------------------------------------------
+
+
+class IamCaller(Protocol):
+    """What the project lookup needs of the HTTP client: one authenticated GET to IAM."""
+
+    async def iam_get(self, url: str) -> ApiResponse: ...
+
+
+def _set_project_id(name: Namer) -> str:
+    return (
+        f"set {ENV_PROJECT} (with credentials from the environment) or project_id in the "
+        f"profile, or give {name('region', 'REGION')} so it can be looked up in IAM"
+    )
+
+
+async def lookup_project(caller: IamCaller, auth: Auth) -> str:
+    """The run's project id the official SDK's way: the configured one, else
+    ``GET {iam}/v3/projects?name=REGION`` with the run's credentials; exactly one project
+    must answer.  Raises ``OptionsError`` (exit 2) naming how to set it otherwise."""
+    if auth.project_id:
+        return auth.project_id
+    lookup = auth.project_lookup
+    if lookup is None or not lookup.region:
+        raise OptionsError(
+            wording=lambda name: f"the tag API needs a project id — {_set_project_id(name)}"
+        )
+    url = f"{lookup.iam_endpoint.rstrip('/')}/v3/projects?name={quote(lookup.region, safe='')}"
+    answer = await caller.iam_get(url)
+    found = _project_ids(answer, lookup.region)
+    if found is None:
+        what = f"HTTP {answer.status}" if answer.status is not None else "no answer"
+        detail = " ".join(part for part in (what, answer.error_code, answer.message) if part)
+        raise OptionsError(
+            wording=lambda name: (
+                f"cannot look up the project id of region {lookup.region} in IAM at "
+                f"{lookup.iam_endpoint} ({detail}) — {_set_project_id(name)}"
+            )
+        )
+    if len(found) != 1:
+        listed = ", ".join(found) or "none"
+        raise OptionsError(
+            wording=lambda name: (
+                f"IAM at {lookup.iam_endpoint} lists {len(found)} projects named "
+                f"{lookup.region} ({listed}) — choose one: set {ENV_PROJECT} or project_id "
+                "in the profile"
+            )
+        )
+    return found[0]
+
+
+def _project_ids(answer: ApiResponse, region: str) -> list[str] | None:
+    """The ids of the projects named ``region`` in a KeystoneListProjects answer; None
+    when the answer is not one."""
+    projects = answer.body.get("projects") if answer.ok and isinstance(answer.body, dict) else None
+    if not isinstance(projects, list):
+        return None
+    return [
+        str(project["id"])
+        for project in projects
+        if isinstance(project, dict)
+        and isinstance(project.get("id"), str)
+        and project["id"]
+        and project.get("name", region) == region
+    ]

@@ -29,7 +29,7 @@ tests drive the runner and the job through.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -162,3 +162,36 @@ class ImageService(Protocol):
 
     def describe(self) -> str:
         """Which credentials are used, for a message when they are refused (no secret)."""
+
+    # --- tags (IMS: the v2 tag API, whose paths carry the project id) ----------------------
+
+    async def tag_project(self) -> str:
+        """The project the tag calls address, resolved once; raises ``OptionsError`` when
+        there is none (call it before the first tag call: nothing is sent then)."""
+
+    async def read_tags(self, image_id: str) -> ApiResponse:
+        """One image's tags (see ``tags``)."""
+
+    async def change_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> ApiResponse:
+        """One ``create`` (set every tag given, overwriting) or ``delete`` (remove every key
+        given; values may be "") of one image's tags; ``ok`` only for the documented
+        success (IMS: 204, no body)."""
+
+    async def preview_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> str:
+        """The tag call ``change_tags`` would send, as text, secrets masked (a dry run)."""
+
+    async def list_tag_keys(self) -> ApiResponse:
+        """Every tag key of the account's images with its values (see ``tag_keys``)."""
+
+    async def find_tagged(self, keys: Sequence[str], offset: int, limit: int) -> ApiResponse:
+        """One page (``limit`` <= 1000, from ``offset``) of the images holding any of
+        ``keys`` (1 to 10), each with all its tags (see ``tagged``)."""
+
+    def tags(self, answer: ApiResponse) -> dict[str, str] | None:
+        """The tags a successful ``read_tags`` answer carries; None without them."""
+
+    def tag_keys(self, answer: ApiResponse) -> dict[str, list[str]] | None:
+        """``{key: [values]}`` of a successful ``list_tag_keys`` answer; None without it."""
+
+    def tagged(self, answer: ApiResponse) -> tuple[dict[str, dict[str, str]], int] | None:
+        """``({image_id: all its tags}, total_count)`` of a ``find_tagged`` answer."""

@@ -10,20 +10,24 @@ answer (``lose_after_apply``), or refuse as not active.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchpatch.errors import OptionsError
 from batchpatch.service import AnswerKind, ApiResponse, Image
 
 THROTTLE = "throttle"
 LOSE_AFTER_APPLY = "lose_after_apply"
+#: Tags one image may hold (IMS: 10).
+TAG_LIMIT = 10
 
 _KINDS = {
     "slow_down": AnswerKind.THROTTLED,
     "lost": AnswerKind.MAYBE_APPLIED,
     "no_such_key": AnswerKind.CONFLICT,
     "frozen": AnswerKind.NOT_ACTIVE,
+    "too_many_tags": AnswerKind.REFUSED,
 }
 
 
@@ -40,6 +44,12 @@ class MemoryService:
     calls: list[tuple[str, str]] = field(default_factory=list)
     #: Writes that took effect, per image.
     applied: dict[str, int] = field(default_factory=dict)
+    #: Each image's tags; an image absent here has none.
+    tag_store: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Tag writes that took effect, per image.
+    tag_applied: dict[str, int] = field(default_factory=dict)
+    #: The tag calls' project; "" plays a run whose project id cannot be had.
+    project: str = "memory-project"
 
     async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
         self.requests += 1
@@ -84,6 +94,80 @@ class MemoryService:
 
     def describe(self) -> str:
         return "no credentials (in memory)"
+
+    # --- tags: the same faults script as writes, a limit of TAG_LIMIT tags per image ------
+
+    async def tag_project(self) -> str:
+        if not self.project:
+            raise OptionsError("the tag API needs a project id — set one")
+        return self.project
+
+    async def read_tags(self, image_id: str) -> ApiResponse:
+        self.requests += 1
+        self.calls.append(("read_tags", image_id))
+        if image_id not in self.store:
+            return ApiResponse(404, error_code="missing", error_message="no such image")
+        return ApiResponse(200, {"pairs": dict(self.tag_store.get(image_id, {}))})
+
+    async def change_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> ApiResponse:
+        self.requests += 1
+        self.calls.append((f"{action}_tags", image_id))
+        fault = self.faults.get(image_id, []).pop(0) if self.faults.get(image_id) else ""
+        if fault == THROTTLE:
+            return ApiResponse(429, error_code="slow_down", error_message="slow down")
+        if image_id not in self.store:
+            return ApiResponse(404, error_code="missing", error_message="no such image")
+        current = dict(self.tag_store.get(image_id, {}))
+        if action == "create":
+            current |= dict(tags)
+        else:
+            current = {key: value for key, value in current.items() if key not in tags}
+        if len(current) > TAG_LIMIT:
+            return ApiResponse(400, error_code="too_many_tags", error_message="over the limit")
+        self.tag_store[image_id] = current
+        self.tag_applied[image_id] = self.tag_applied.get(image_id, 0) + 1
+        if fault == LOSE_AFTER_APPLY:
+            return ApiResponse(None, error_code="lost", error_message="the answer was lost")
+        return ApiResponse(204)
+
+    async def preview_tags(self, image_id: str, action: str, tags: Mapping[str, str]) -> str:
+        return f"TAGS {action.upper()} {image_id} {dict(tags)}"
+
+    async def list_tag_keys(self) -> ApiResponse:
+        self.requests += 1
+        self.calls.append(("list_tag_keys", ""))
+        values: dict[str, set[str]] = {}
+        for image_tags in self.tag_store.values():
+            for key, value in image_tags.items():
+                values.setdefault(key, set()).add(value)
+        return ApiResponse(200, {"keys": {key: sorted(values[key]) for key in sorted(values)}})
+
+    async def find_tagged(self, keys: Sequence[str], offset: int, limit: int) -> ApiResponse:
+        self.requests += 1
+        self.calls.append(("find_tagged", ",".join(keys)))
+        wanted = set(keys)
+        found = [
+            image_id
+            for image_id in sorted(self.store)
+            if wanted & set(self.tag_store.get(image_id, {}))
+        ]
+        page = {
+            image_id: dict(self.tag_store[image_id]) for image_id in found[offset : offset + limit]
+        }
+        return ApiResponse(200, {"found": page, "total": len(found)})
+
+    def tags(self, answer: ApiResponse) -> dict[str, str] | None:
+        pairs = answer.body.get("pairs") if isinstance(answer.body, dict) else None
+        return pairs if isinstance(pairs, dict) else None
+
+    def tag_keys(self, answer: ApiResponse) -> dict[str, list[str]] | None:
+        keys = answer.body.get("keys") if isinstance(answer.body, dict) else None
+        return keys if isinstance(keys, dict) else None
+
+    def tagged(self, answer: ApiResponse) -> tuple[dict[str, dict[str, str]], int] | None:
+        if not isinstance(answer.body, dict) or "found" not in answer.body:
+            return None
+        return answer.body["found"], answer.body["total"]
 
 
 def _patched(image: Image, operations: list[dict[str, Any]]) -> Image | None:

@@ -1,4 +1,4 @@
-"""A fake Huawei Cloud IMS API (UpdateImage, ListImages) for tests and demos.
+"""A fake Huawei Cloud IMS API (UpdateImage, ListImages, the tag API) for tests and demos.
 
 It follows the real service's documented rules and error bodies, and counts what it sees
 (concurrency, overlapping updates of one image, what was applied) so tests can check a

@@ -1,9 +1,14 @@
 """The fake IMS HTTP API: its routes, the gateway's checks, faults, and instrumentation.
 
 Routes: ``PATCH /v2/cloudimages/{image_id}`` (UpdateImage) and ``GET /v2/cloudimages``
-(ListImages), behind the gateway (authentication, then the rate limit and faults); and IAM's
-``POST /v3/auth/tokens``, which needs no authentication and suffers no faults.  Every
-response carries ``X-Request-Id`` and a ``Date`` from the fake's clock.
+(ListImages), and the v2 tag API under ``/v2/{project_id}/images``: ``{image_id}/tags/action``
+(BatchAddOrDeleteTags), ``POST {image_id}/tags`` (AddImageTag), ``DELETE
+{image_id}/tags/{key}`` (DeleteImageTag), ``GET {image_id}/tags`` (ListImageTags), ``GET
+tags`` (ListImagesTags) and ``POST resource_instances/action`` (ListImageByTags) — all behind
+the gateway (authentication, the path's project id for the tag API, then the rate limit and
+faults); and IAM's ``POST /v3/auth/tokens``, which needs no authentication, and ``GET
+/v3/projects?name=REGION``, which does; neither suffers the IMS rate limit or faults.
+Every response carries ``X-Request-Id`` and a ``Date`` from the fake's clock.
 
 An injected reset closes the connection's transport from the handler; aiohttp then fails to
 write the response it is handed, takes that for a client disconnection and stays quiet, so
@@ -24,9 +29,9 @@ from typing import NoReturn
 from aiohttp import web
 
 from batchpatch.fake.answers import is_answer_fault, patch_answer, unreadable_answer
-from batchpatch.fake.auth import FakeAuth, IncomingRequest
+from batchpatch.fake.auth import AuthOutcome, FakeAuth, IncomingRequest
 from batchpatch.fake.clock import http_date
-from batchpatch.fake.config import FakeConfig, FaultKind
+from batchpatch.fake.config import LIST_ANSWER_FAULTS, FakeConfig, FaultKind
 from batchpatch.fake.errors import (
     API_NOT_FOUND,
     BACKEND_TIMEOUT,
@@ -42,6 +47,7 @@ from batchpatch.fake.faults import FaultPlan
 from batchpatch.fake.iam import parse_password_auth, token_body
 from batchpatch.fake.stats import FakeStats, RequestKind
 from batchpatch.fake.store import DEFAULT_LIMIT, ImageStore
+from batchpatch.fake.tags import check_deleted, parse_add_tag, parse_tag_action, parse_tag_query
 
 #: The API gateway refuses bodies above 12 MB (APIGW.0201, ims-api-facts §3.3).
 MAX_BODY_BYTES = 12 * 1024 * 1024
@@ -54,14 +60,28 @@ CLOSED_WITHOUT_RESPONSE = 444
 CLIENT_CLOSED = 499
 #: How often a hanging request checks whether its client is still there.
 HANG_POLL = 0.01
+#: The account's domain id in IAM's project answers.
+DOMAIN_ID = "9d8c7b6a5f4e4d3c8b2a1f0e9d8c7b6a"
 
 REQUEST_ID = web.RequestKey("request_id", str)
 FAULT = web.RequestKey("fault", str)
+OUTCOME = web.RequestKey("outcome", AuthOutcome)
 _ROUTE_KINDS: dict[str, RequestKind] = {
     "update_image": "patch",
     "list_images": "list",
     "issue_token": "token",
+    "tag_action": "tag_write",
+    "add_tag": "tag_write",
+    "delete_tag": "tag_write",
+    "image_tags": "tag_read",
+    "tenant_tags": "tag_list",
+    "query_tags": "tag_query",
+    "list_projects": "projects",
 }
+#: The kinds whose path carries ``{project_id}``, checked against the account's.
+_PROJECT_PATHS = frozenset({"tag_write", "tag_read", "tag_list", "tag_query"})
+#: Tag-script answers that replace a tag call's answer (``error_200`` applies nothing).
+_UNREADABLE = frozenset(LIST_ANSWER_FAULTS)
 _DIGITS = re.compile(r"[0-9]+")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +106,8 @@ def make_app(
     app.router.add_patch("/v2/cloudimages/{image_id}", api.update_image, name="update_image")
     app.router.add_get("/v2/cloudimages", api.list_images, name="list_images", allow_head=False)
     app.router.add_post("/v3/auth/tokens", api.issue_token, name="issue_token")
+    app.router.add_get("/v3/projects", api.list_projects, name="list_projects", allow_head=False)
+    add_tag_routes(app, api)
     app.on_response_prepare.append(api.stamp)
     return app
 
@@ -137,7 +159,12 @@ class _FakeIms:
                 raise FakeApiError(404, "APIGW.0101", API_NOT_FOUND)
             if kind == "token":  # IAM: no gateway checks, no faults
                 return await handler(request)
-            await self._authenticate(request)
+            outcome = await self._authenticate(request)
+            request[OUTCOME] = outcome
+            if kind == "projects":  # IAM: authenticated, but no IMS rate limit or faults
+                return await handler(request)
+            if kind in _PROJECT_PATHS:
+                check_path_project(request.match_info["project_id"], outcome, self.config)
             fault = self._choose_fault(kind, image_id)
             if fault is not None:
                 request[FAULT] = fault
@@ -152,7 +179,7 @@ class _FakeIms:
             error.body(request[REQUEST_ID]), status=error.status, headers=error.headers
         )
 
-    async def _authenticate(self, request: web.Request) -> None:
+    async def _authenticate(self, request: web.Request) -> AuthOutcome:
         headers = request.headers
         body = await request.read() if self.auth.needs_body(headers) else b""
         url = request.rel_url
@@ -160,6 +187,7 @@ class _FakeIms:
             IncomingRequest(request.method, url.raw_path, url.raw_query_string, headers, body)
         )
         self.stats.auth_succeeded(outcome.method, outcome.project_id)
+        return outcome
 
     def _choose_fault(self, kind: RequestKind, image_id: str | None) -> FaultKind | None:
         """The rate limit, then the script, then the dice; a 429 is answered here."""
@@ -268,11 +296,185 @@ class _FakeIms:
         )
         return web.json_response(body, status=201, headers={"X-Subject-Token": token.value})
 
+    # --- tags ------------------------------------------------------------------------------
+
+    async def tag_action(self, request: web.Request) -> web.Response:
+        """BatchAddOrDeleteTags: one ``create`` or ``delete`` of several tags, 204."""
+
+        def write(body: object) -> None:
+            action, tags = parse_tag_action(body)
+            if action == "create":
+                self.store.create_tags(image_id, tags)
+            else:
+                self.store.delete_tags(image_id, tags)
+
+        image_id = request.match_info["image_id"]
+        return await self._tag_write(request, image_id, write)
+
+    async def add_tag(self, request: web.Request) -> web.Response:
+        """AddImageTag: one tag, created or overwritten, 204."""
+
+        def write(body: object) -> None:
+            key, value = parse_add_tag(body)
+            self.store.create_tags(image_id, {key: value})
+
+        image_id = request.match_info["image_id"]
+        return await self._tag_write(request, image_id, write)
+
+    async def delete_tag(self, request: web.Request) -> web.Response:
+        """DeleteImageTag: one key, 204 whether or not the image has it (an assumption)."""
+        image_id, key = request.match_info["image_id"], request.match_info["key"]
+
+        def write(body: object) -> None:
+            check_deleted(key, "")
+            self.store.delete_tags(image_id, [key])
+
+        return await self._tag_write(request, image_id, write, needs_body=False)
+
+    async def _tag_write(
+        self,
+        request: web.Request,
+        image_id: str,
+        write: Callable[[object], None],
+        *,
+        needs_body: bool = True,
+    ) -> web.Response:
+        """A tag write through the same fault stages as a PATCH; 204 with no body."""
+        fault = request.get(FAULT)
+        raw = await request.read()
+        delay = self.faults.delay()
+        if delay:
+            await asyncio.sleep(delay)
+        if fault == "error_200":  # nothing applied, yet a 200
+            return patch_answer("error_200", {}, self.config)
+        await self._unanswered_before(request, fault)
+        _raise_error_fault(fault)
+        try:
+            write(_decode_json(raw) if needs_body else None)
+        except FakeApiError:
+            if fault == "reset_after":
+                raise _NoResponse(CLOSED_WITHOUT_RESPONSE) from None
+            _raise_gateway_error_after(fault)
+            raise
+        self.stats.tags_applied(image_id)
+        if fault == "reset_after":
+            raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
+        _raise_gateway_error_after(fault)
+        if fault in _UNREADABLE:
+            return unreadable_answer(str(fault), self.config)
+        return web.Response(status=204)
+
+    async def _unanswered_before(self, request: web.Request, fault: str | None) -> None:
+        """The faults that leave a request unanswered before anything is done."""
+        if fault == "hang":
+            await self._hang(request)
+        if fault == "reset_before":
+            raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
+
+    async def _tag_read(self, request: web.Request, answer: Callable[[], object]) -> web.Response:
+        """A tag read: the GET faults (and any scripted one), then ``answer()`` as JSON."""
+        fault = request.get(FAULT)
+        await self._unanswered_before(request, fault)
+        _raise_error_fault(fault)
+        _raise_gateway_error_after(fault)
+        if fault == "error_200":
+            return patch_answer("error_200", {}, self.config)
+        body = answer()
+        if fault == "reset_after":
+            raise _NoResponse(CLOSED_WITHOUT_RESPONSE)
+        if fault in _UNREADABLE:
+            return unreadable_answer(str(fault), self.config)
+        return web.json_response(body)
+
+    async def image_tags(self, request: web.Request) -> web.Response:
+        """ListImageTags: ``{"tags": [{"key", "value"}, ...]}``."""
+        image_id = request.match_info["image_id"]
+
+        def answer() -> object:
+            tags = self.store.image_tags(image_id)
+            return {"tags": [{"key": key, "value": value} for key, value in tags.items()]}
+
+        return await self._tag_read(request, answer)
+
+    async def tenant_tags(self, request: web.Request) -> web.Response:
+        """ListImagesTags: every key of the tenant's image tags with its values."""
+
+        def answer() -> object:
+            values = self.store.tag_values()
+            return {"tags": [{"key": key, "values": values[key]} for key in values]}
+
+        return await self._tag_read(request, answer)
+
+    async def query_tags(self, request: web.Request) -> web.Response:
+        """ListImageByTags: ``filter`` a page of images with their tags, or ``count`` them."""
+        query = parse_tag_query(_decode_json(await request.read()))
+
+        def answer() -> object:
+            resources, total = self.store.query_tags(query)
+            if query.action == "count":
+                return {"total_count": total}
+            return {"total_count": total, "resources": resources}
+
+        return await self._tag_read(request, answer)
+
+    async def list_projects(self, request: web.Request) -> web.Response:
+        """IAM's KeystoneListProjects, ``?name=REGION``: the account's project(s).
+
+        The fake does not know its region, so any name answers the account's project (for
+        an IAM-issued token: the project it is scoped to) and ``extra_projects``, all named
+        after the query (no name: named ``default``).
+        """
+        name = request.query.get("name") or "default"
+        main = request[OUTCOME].token_project or self.config.account_project_id
+        ids = [main, *self.config.extra_projects]
+        return web.json_response({"projects": [_project(pid, name) for pid in ids]})
+
     async def stamp(self, request: web.Request, response: web.StreamResponse) -> None:
         """Stamp every response, aiohttp's own error pages included, with the request's id
         and the fake clock's date."""
         response.headers["X-Request-Id"] = request.get(REQUEST_ID) or uuid.uuid4().hex
         response.headers["Date"] = http_date(self.auth.clock.now())
+
+
+def add_tag_routes(app: web.Application, api: _FakeIms) -> None:
+    """The v2 tag API; the tag query first, so ``resource_instances`` is no image id."""
+    base = "/v2/{project_id}/images"
+    router = app.router
+    router.add_post(f"{base}/resource_instances/action", api.query_tags, name="query_tags")
+    router.add_get(f"{base}/tags", api.tenant_tags, name="tenant_tags", allow_head=False)
+    router.add_post(f"{base}/{{image_id}}/tags/action", api.tag_action, name="tag_action")
+    router.add_post(f"{base}/{{image_id}}/tags", api.add_tag, name="add_tag")
+    router.add_delete(f"{base}/{{image_id}}/tags/{{key}}", api.delete_tag, name="delete_tag")
+    router.add_get(f"{base}/{{image_id}}/tags", api.image_tags, name="image_tags",
+                   allow_head=False)  # fmt: skip
+
+
+def check_path_project(project_id: str, outcome: AuthOutcome, config: FakeConfig) -> None:
+    """A tag path's ``{project_id}`` must be the account's (or one of ``extra_projects``,
+    or the project an IAM token is scoped to), and equal a signed X-Project-Id if one was
+    sent.  Otherwise 400 IMG.0030 "The project ID and token in the request are invalid."
+    (an assumption: the real code for this refusal is not documented; IMS answers its
+    IMG codes with 400)."""
+    accepted = {config.account_project_id, *config.extra_projects}
+    if outcome.token_project is not None:
+        accepted = {outcome.token_project}
+    signed = outcome.project_id
+    if project_id not in accepted or (signed is not None and signed != project_id):
+        message = FakeApiError.ims("IMG.0030").message
+        raise AuthRefused(400, "IMG.0030", message, reason="path-project")
+
+
+def _project(project_id: str, name: str) -> dict[str, object]:
+    """One project as Keystone lists it (trimmed)."""
+    return {
+        "id": project_id,
+        "name": name,
+        "enabled": True,
+        "is_domain": False,
+        "description": "",
+        "domain_id": DOMAIN_ID,
+        "parent_id": DOMAIN_ID,
+    }
 
 
 class _NoResponse(Exception):

@@ -97,10 +97,12 @@ class IncomingRequest(NamedTuple):
 
 class AuthOutcome(NamedTuple):
     """How a caller got in: ``aksk``, ``aksk-unverified``, ``iam-token``, ``token`` (the
-    configured one) or ``any-token``; and the signed X-Project-Id, if any."""
+    configured one) or ``any-token``; the signed X-Project-Id, if any; and the project an
+    IAM-issued token is scoped to."""
 
     method: str
     project_id: str | None = None
+    token_project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class FakeAuth:
         self._failures: Counter[str] = Counter()
         self._locked_until: dict[str, float] = {}
         self._tokens: dict[str, float] = {}  # value -> expiry on the fake clock
+        self._token_projects: dict[str, str] = {}  # value -> the project it is scoped to
 
     def __repr__(self) -> str:
         with self._lock:
@@ -152,10 +155,11 @@ class FakeAuth:
         now = self.clock.time()
         with self._lock:
             expires_at = self._tokens.get(token)
+            scope = self._token_projects.get(token)
         if expires_at is not None:
             if now >= expires_at:
                 raise AuthRefused(401, "APIGW.0307", TOKEN_EXPIRED, reason="token-expired")
-            return AuthOutcome("iam-token")
+            return AuthOutcome("iam-token", token_project=scope)
         if self.config.token is not None and _same(token, self.config.token):
             return AuthOutcome("token")
         if self.config.checks_credentials:
@@ -255,6 +259,7 @@ class FakeAuth:
         )
         with self._lock:
             self._tokens[token.value] = token.expires_at
+            self._token_projects[token.value] = token.project_id
         return token
 
     # --- test hooks ------------------------------------------------------------------------

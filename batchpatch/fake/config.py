@@ -26,6 +26,11 @@ ANSWER_FAULTS: tuple[str, ...] = get_args(AnswerFault)
 LIST_ANSWER_FAULTS = ("not_json", "huge_body", "gzip_huge", "deep_body", "bad_encoding")
 #: Every item a script may hold.
 SCRIPT_KINDS: tuple[str, ...] = (*FAULT_KINDS, *ANSWER_FAULTS)
+#: Every item a tag script or a kind script may hold: the faults, a 200 with an IMS error
+#: body and nothing applied (``error_200``), and the unreadable answers.
+TAG_SCRIPT_KINDS: tuple[str, ...] = (*FAULT_KINDS, "error_200", *LIST_ANSWER_FAULTS)
+#: The request kinds ``kind_script`` can aim at (IAM's token and project routes suffer none).
+SCRIPTED_KINDS = ("patch", "list", "tag_write", "tag_read", "tag_list", "tag_query")
 #: The size of a ``huge_body`` (and, decompressed, of a ``gzip_huge``) answer.
 HUGE_BODY_BYTES = 20 * 1024 * 1024
 #: How deep a ``deep_body`` answer nests its JSON arrays.
@@ -37,6 +42,9 @@ PATCH_FAULT_FIELDS = ("error_500", "error_503", "flow_control", "reset_before", 
                       "hang", "bad_gateway_after", "gateway_timeout_after")  # fmt: skip
 
 Script = Mapping[str, Sequence[str]]
+
+#: The account's project when ``project_id`` is not set (32 hex digits, like Huawei's ids).
+DEFAULT_PROJECT_ID = "0f5e1b2a3c4d4e5f8a9b0c1d2e3f4a5b"
 
 
 def _no_script() -> Script:
@@ -118,6 +126,18 @@ class FakeConfig:
     ``retry_after``.  ``ignore_marker``: ListImages ignores ``marker``, so every page is the
     first (endless paging).  ``list_answer``: every ListImages 200 is answered with this
     fault of ``LIST_ANSWER_FAULTS`` instead of the images.
+
+    Tags.  ``tag_script``: per image id, the faults of its successive tag writes
+    (``tags/action``, AddImageTag, DeleteImageTag), each one of ``TAG_SCRIPT_KINDS``; they
+    mean what they mean for a PATCH (``reset_after``, ``502_after`` and ``504_after`` apply
+    the write first; ``error_200`` and the unreadable answers replace the 204, the former
+    applying nothing).  ``kind_script``: per request kind of ``SCRIPTED_KINDS``, the faults
+    of its successive requests, whatever the image (e.g. ``{"tag_query": ["429"]}``); an
+    image's own script (``script`` for a PATCH, ``tag_script`` for a tag write) goes first.
+    A tag write draws the random faults a PATCH draws; a tag read those of a GET.
+    ``extra_projects``: project ids IAM's ``GET /v3/projects?name=REGION`` answers besides
+    the account's (``account_project_id``), as for a region with sub-projects; the tag
+    paths accept them too.
     """
 
     latency: float = 0.0
@@ -149,6 +169,9 @@ class FakeConfig:
     list_answer: str | None = None
     huge_bytes: int = HUGE_BODY_BYTES
     deep_levels: int = DEEP_BODY_LEVELS
+    tag_script: Script = field(default_factory=_no_script, hash=False)
+    kind_script: Script = field(default_factory=_no_script, hash=False)
+    extra_projects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_auth()
@@ -177,6 +200,21 @@ class FakeConfig:
                 f"not {self.rate_limit}"
             )
         object.__setattr__(self, "script", _checked_script(self.script))
+        object.__setattr__(
+            self, "tag_script", _checked_script(self.tag_script, TAG_SCRIPT_KINDS, "tag_script")
+        )
+        unknown_kinds = sorted(set(self.kind_script) - set(SCRIPTED_KINDS))
+        if unknown_kinds:
+            raise ValueError(
+                f"kind_script has the unknown request kind {unknown_kinds[0]!r}; "
+                f"use one of {', '.join(SCRIPTED_KINDS)}"
+            )
+        object.__setattr__(
+            self,
+            "kind_script",
+            _checked_script(self.kind_script, TAG_SCRIPT_KINDS, "kind_script"),
+        )
+        object.__setattr__(self, "extra_projects", tuple(self.extra_projects))
 
     def _check_auth(self) -> None:
         for first, second in (("access_key", "secret_key"), ("iam_user", "iam_password")):
@@ -213,6 +251,11 @@ class FakeConfig:
         return self.token is not None or self.access_key is not None or self.iam_user is not None
 
     @property
+    def account_project_id(self) -> str:
+        """The project the account's images live in: ``project_id``, or a fixed default."""
+        return self.project_id or DEFAULT_PROJECT_ID
+
+    @property
     def throttle_limit(self) -> int | None:
         """``rate_limit`` as the whole number the gateway's message shows, or None."""
         return None if self.rate_limit is None else int(self.rate_limit)
@@ -223,20 +266,22 @@ def _check_seconds(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0 seconds, not {value}")
 
 
-def _checked_script(script: Script) -> Script:
+def _checked_script(
+    script: Script, kinds: tuple[str, ...] = SCRIPT_KINDS, name: str = "script"
+) -> Script:
     checked: dict[str, tuple[str, ...]] = {}
     for image_id, faults in script.items():
         if not isinstance(image_id, str):
-            raise ValueError(f"script keys must be image ids (strings), not {image_id!r}")
+            raise ValueError(f"{name} keys must be strings, not {image_id!r}")
         if isinstance(faults, str):
             raise ValueError(
-                f"script[{image_id!r}] must be a sequence of faults, not the string {faults!r}"
+                f"{name}[{image_id!r}] must be a sequence of faults, not the string {faults!r}"
             )
-        unknown = [fault for fault in faults if fault not in SCRIPT_KINDS]
+        unknown = [fault for fault in faults if fault not in kinds]
         if unknown:
             raise ValueError(
-                f"script[{image_id!r}] has the unknown fault {unknown[0]!r}; "
-                f"use one of {', '.join(SCRIPT_KINDS)}"
+                f"{name}[{image_id!r}] has the unknown fault {unknown[0]!r}; "
+                f"use one of {', '.join(kinds)}"
             )
         checked[image_id] = tuple(faults)
     return MappingProxyType(checked)

@@ -22,6 +22,7 @@ IMS_MESSAGES: dict[str, str] = {
     "IMG.0004": "The description contains more than 1024 characters.",
     "IMG.0007": "The request body is empty.",
     "IMG.0027": "The image ID in the request does not exist.",
+    "IMG.0030": "The project ID and token in the request are invalid.",
     "IMG.0035": "An attribute conflict occurred during the modification.",
     "IMG.0046": "The image is unavailable.",
     "IMG.0054": "The image description format is invalid.",
@@ -29,6 +30,8 @@ IMS_MESSAGES: dict[str, str] = {
     "IMG.0060": "The number of tasks exceeds the flow control limit.",
     "IMG.0061": "Unknown system error.",
     "IMG.0105": "The operation is not supported.",
+    "IMG.0115": "The image tag is invalid.",
+    "IMG.0116": "The number of image tags exceeds the quota.",
     "IMG.0141": "The value of hw_firmware_type is not uefi or bios.",
 }
 

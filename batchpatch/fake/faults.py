@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 from batchpatch.fake.config import PATCH_FAULT_FIELDS, FakeConfig, FaultKind
@@ -23,6 +23,14 @@ _DRAWN: tuple[FaultKind, ...] = (
 )  # fmt: skip
 #: The random faults a GET can draw: the first two.
 _LIST_FAULTS = 2
+#: The kinds that draw every random fault (the rest draw a GET's).
+_WRITES = frozenset({"patch", "tag_write"})
+#: The kinds that draw no random fault (IAM's routes).
+_UNFAULTED = frozenset({"token", "projects"})
+
+
+def _queues(script: Mapping[str, Sequence[str]]) -> dict[str, deque[str]]:
+    return {key: deque(faults) for key, faults in script.items() if faults}
 
 
 class SlidingWindow:
@@ -62,9 +70,9 @@ class FaultPlan:
     def __init__(self, config: FakeConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self._random = random.Random(config.seed)
-        self._scripts: dict[str, deque[str]] = {
-            image_id: deque(faults) for image_id, faults in config.script.items() if faults
-        }
+        self._scripts = _queues(config.script)
+        self._tag_scripts = _queues(config.tag_script)
+        self._kind_scripts = _queues(config.kind_script)
         limit = config.throttle_limit
         self._window = None if limit is None else SlidingWindow(limit, clock=clock)
         self._bounds: list[float] = []
@@ -82,16 +90,21 @@ class FaultPlan:
         return self._window is None or self._window.admit()
 
     def choose(self, method: RequestKind, image_id: str | None) -> FaultKind | None:
-        """The fault for an admitted request, None for none; uses up a script item."""
-        if method == "patch" and image_id is not None:
-            script = self._scripts.get(image_id)
+        """The fault for an admitted request, None for none; uses up a script item.
+
+        The image's script (a PATCH's or a tag write's) goes first, then the kind's script,
+        then the dice.  Tag-script items beyond FaultKind (``error_200``, the unreadable
+        answers) come back as they are; the handlers know them.
+        """
+        scripts = {"patch": self._scripts, "tag_write": self._tag_scripts}.get(method, {})
+        for script in (scripts.get(image_id or ""), self._kind_scripts.get(method)):
             if script:
                 fault = script.popleft()
                 return None if fault == "ok" else cast(FaultKind, fault)  # checked by config
-        if not self._bounds[-1]:
+        if not self._bounds[-1] or method in _UNFAULTED:
             return None  # no random faults configured: draw nothing
         draw = self._random.random()
-        candidates = len(_DRAWN) if method == "patch" else _LIST_FAULTS
+        candidates = len(_DRAWN) if method in _WRITES else _LIST_FAULTS
         for bound, fault in zip(self._bounds[:candidates], _DRAWN, strict=False):
             if draw < bound:
                 return fault

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-RequestKind = Literal["patch", "list", "token"]
+RequestKind = Literal[
+    "patch", "list", "token", "tag_write", "tag_read", "tag_list", "tag_query", "projects"
+]
+#: The kinds that change tags: ``tags/action``, AddImageTag, DeleteImageTag.
+TAG_WRITE_KINDS = frozenset({"tag_write"})
+#: The kinds that read tags: one image's, the tenant's keys, the tag query.
+TAG_READ_KINDS = frozenset({"tag_read", "tag_list", "tag_query"})
 Clock = Callable[[], float]
 
 
@@ -60,6 +66,23 @@ class StatsSnapshot:
     auth_successes: Counter[str] = field(default_factory=Counter)
     #: The signed X-Project-Id values of admitted AK/SK requests.
     project_ids: Counter[str] = field(default_factory=Counter)
+    #: Every request by its kind (``patch``, ``list``, ``token``, ``tag_write``,
+    #: ``tag_read``, ``tag_list``, ``tag_query``, ``projects``; unrouted ones are absent).
+    requests_by_kind: Counter[str] = field(default_factory=Counter)
+    #: Tag write requests received (``tags/action``, add one, delete one), per image ...
+    tag_writes_by_image: Counter[str] = field(default_factory=Counter)
+    #: ... and those the store committed, per image, whatever the client saw.
+    tag_applied_by_image: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def tag_write_requests(self) -> int:
+        """How many tag write requests arrived (whatever their outcome)."""
+        return sum(self.tag_writes_by_image.values())
+
+    @property
+    def tag_read_requests(self) -> int:
+        """How many tag reads arrived: one image's tags, the tenant's keys, tag queries."""
+        return sum(self.requests_by_kind[kind] for kind in TAG_READ_KINDS)
 
     def arrivals_of(self, method: str) -> list[float]:
         """The arrival times of the requests with this HTTP method, in arrival order."""
@@ -95,6 +118,11 @@ class FakeStats:
     ``aksk``, ``aksk-unverified``, ``iam-token``, ``token``, ``any-token``.
     ``project_ids`` counts the signed X-Project-Id of admitted AK/SK requests;
     ``tokens_issued`` the tokens IAM issued.  Token values are never recorded.
+
+    Tags.  ``requests_by_kind`` counts every routed request by kind; tag writes are not
+    PATCHes: ``tag_writes_by_image`` counts the tag write requests received per image,
+    ``tag_applied_by_image`` those the store committed; ``tag_write_requests`` and
+    ``tag_read_requests`` are the totals a test asserts ("zero tag writes").
     """
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
@@ -112,6 +140,9 @@ class FakeStats:
         self._auth_failures: Counter[str] = Counter()
         self._auth_successes: Counter[str] = Counter()
         self._project_ids: Counter[str] = Counter()
+        self._by_kind: Counter[str] = Counter()
+        self._tag_writes: Counter[str] = Counter()
+        self._tag_applied: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         s = self.snapshot()
@@ -129,6 +160,10 @@ class FakeStats:
         with self._lock:
             self._arrivals.append(self._clock())  # under the lock, so arrivals stay in order
             self._total += 1
+            if kind is not None:
+                self._by_kind[kind] += 1
+            if kind in TAG_WRITE_KINDS and image_id is not None:
+                self._tag_writes[image_id] += 1
             if kind == "list":
                 self._lists += 1
             elif kind == "patch" and image_id is not None:
@@ -166,6 +201,11 @@ class FakeStats:
         with self._lock:
             self._applied_by_image[image_id] += 1
 
+    def tags_applied(self, image_id: str) -> None:
+        """The store committed a tag write of this image."""
+        with self._lock:
+            self._tag_applied[image_id] += 1
+
     def auth_failed(self, key: str) -> None:
         """A caller was refused; ``key`` is ``CODE/reason``."""
         with self._lock:
@@ -201,6 +241,9 @@ class FakeStats:
                 auth_failures=Counter(self._auth_failures),
                 auth_successes=Counter(self._auth_successes),
                 project_ids=Counter(self._project_ids),
+                requests_by_kind=Counter(self._by_kind),
+                tag_writes_by_image=Counter(self._tag_writes),
+                tag_applied_by_image=Counter(self._tag_applied),
             )
 
     @property
@@ -258,3 +301,23 @@ class FakeStats:
     @property
     def project_ids(self) -> Counter[str]:
         return self.snapshot().project_ids
+
+    @property
+    def requests_by_kind(self) -> Counter[str]:
+        return self.snapshot().requests_by_kind
+
+    @property
+    def tag_write_requests(self) -> int:
+        return self.snapshot().tag_write_requests
+
+    @property
+    def tag_read_requests(self) -> int:
+        return self.snapshot().tag_read_requests
+
+    @property
+    def tag_writes_by_image(self) -> Counter[str]:
+        return self.snapshot().tag_writes_by_image
+
+    @property
+    def tag_applied_by_image(self) -> Counter[str]:
+        return self.snapshot().tag_applied_by_image

@@ -16,6 +16,7 @@ from typing import Any
 
 from batchpatch.fake.errors import FakeApiError, invalid_format
 from batchpatch.fake.rules import apply_ops, parse_ops
+from batchpatch.fake.tags import TagQuery, Tags, created, deleted, seed_tags, tag_strings
 
 Image = dict[str, Any]
 
@@ -38,12 +39,25 @@ def utc_now() -> datetime:
 
 
 class ImageStore:
-    """Images keyed by id, in insertion order, with the UpdateImage and ListImages rules."""
+    """Images keyed by id, in insertion order, with the UpdateImage, ListImages and tag rules.
+
+    Each image's tags are kept beside it, in the order they were first set; the image
+    object's ``tags`` field shows them as ``key=value`` strings (see ``fake.tags``) when the
+    image has tags or its seed had the field.  A tag write does not touch ``updated_at``
+    (undocumented; this keeps an undone tag change byte-for-byte equal to the original).
+    """
 
     def __init__(
         self, images: Iterable[Mapping[str, Any]] = (), *, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._images = {image["id"]: image for image in checked_images(images)}
+        self._tags: dict[str, Tags] = {}
+        self._shows_tags: set[str] = set()
+        for image_id, image in self._images.items():
+            if "tags" in image:
+                self._shows_tags.add(image_id)
+                self._tags[image_id] = seed_tags(image["tags"])
+                image["tags"] = tag_strings(self._tags[image_id])
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -78,6 +92,65 @@ class ImageStore:
             patched["updated_at"] = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
             self._images[image_id] = patched
             return copy.deepcopy(patched)
+
+    @property
+    def tags(self) -> dict[str, Tags]:
+        """Every image's tags (images with none included), keyed by id, in insertion order."""
+        with self._lock:
+            return {image_id: dict(self._tags.get(image_id, {})) for image_id in self._images}
+
+    def image_tags(self, image_id: str) -> Tags:
+        """One image's tags; 404 IMG.0027 for an unknown image."""
+        with self._lock:
+            self._known(image_id)
+            return dict(self._tags.get(image_id, {}))
+
+    def create_tags(self, image_id: str, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` (overwriting values); IMG.0116, nothing set, past the quota."""
+        with self._lock:
+            self._known(image_id)
+            self._set_tags(image_id, created(self._tags.get(image_id, {}), tags))
+
+    def delete_tags(self, image_id: str, keys: Iterable[str]) -> None:
+        """Remove the tags with these keys; a key the image lacks is no error."""
+        with self._lock:
+            self._known(image_id)
+            self._set_tags(image_id, deleted(self._tags.get(image_id, {}), list(keys)))
+
+    def tag_values(self) -> dict[str, list[str]]:
+        """ListImagesTags: every key of the tenant's tags with its distinct values, sorted."""
+        values: dict[str, set[str]] = {}
+        with self._lock:
+            for tags in self._tags.values():
+                for key, value in tags.items():
+                    values.setdefault(key, set()).add(value)
+        return {key: sorted(values[key]) for key in sorted(values)}
+
+    def query_tags(self, query: TagQuery) -> tuple[list[Image], int]:
+        """ListImageByTags: one page of resources (``[]`` for ``count``) and the total."""
+        with self._lock:
+            found = [
+                (image_id, image, self._tags.get(image_id, {}))
+                for image_id, image in self._images.items()
+                if query.selects(image_id, str(image.get("name", "")), self._tags.get(image_id, {}))
+            ]
+        if query.action == "count":
+            return [], len(found)
+        page = found[query.offset : query.offset + query.limit]
+        return [_resource(image_id, image, tags) for image_id, image, tags in page], len(found)
+
+    def _known(self, image_id: str) -> None:
+        if image_id not in self._images:
+            raise FakeApiError.ims("IMG.0027", status=404)
+
+    def _set_tags(self, image_id: str, tags: Tags) -> None:
+        """Store an image's tags and show them in its ``tags`` field (lock held)."""
+        self._tags[image_id] = tags
+        image = self._images[image_id]
+        if tags or image_id in self._shows_tags:
+            image["tags"] = tag_strings(tags)
+        else:
+            image.pop("tags", None)
 
     def list_images(
         self,
@@ -115,6 +188,16 @@ class ImageStore:
             return page
 
 
+def _resource(image_id: str, image: Image, tags: Tags) -> Image:
+    """One ``resources`` entry of a ListImageByTags answer."""
+    return {
+        "resource_id": image_id,
+        "resource_name": image.get("name", ""),
+        "resource_detail": {"status": image.get("status")},
+        "tags": [{"key": key, "value": value} for key, value in tags.items()],
+    }
+
+
 def _matches(image: Image, key: str, wanted: str) -> bool:
     if key == "id" and wanted.startswith("in:"):
         return image["id"] in wanted[len("in:") :].split(",")
@@ -138,6 +221,10 @@ def checked_images(images: Iterable[object]) -> list[Image]:
             raise ValueError(f'image {number} has no "id" string')
         if image_id in seen:
             raise ValueError(f"image {number} repeats the id {image_id!r}")
+        try:
+            seed_tags(image.get("tags"))
+        except ValueError as exc:
+            raise ValueError(f"image {number}: {exc}") from None
         seen.add(image_id)
         checked.append(copy.deepcopy(dict(image)))
     return checked
