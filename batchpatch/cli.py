@@ -71,6 +71,7 @@ from batchpatch.retry import (
     DEFAULT_MAX_BACKOFF,
     RetryPolicy,
 )
+from batchpatch.routing import Routes, known_regions, route, sheet_regions
 from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.undo import default_undo_path
@@ -151,6 +152,14 @@ _concurrency = _number(
 )
 
 
+def _region_endpoint(text: str) -> tuple[str, str]:
+    """An argparse type: ``REGION=URL``."""
+    region, equals, url = text.partition("=")
+    if not (equals and region.strip() and url.strip()):
+        raise argparse.ArgumentTypeError(f"expected REGION=URL, got {text!r}")
+    return region.strip().lower(), url.strip()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with our code 2 and an ``Error:`` line, never a usage dump."""
 
@@ -207,6 +216,16 @@ def _service_options() -> _Parser:
         help="images for --fake (default: images.json beside the sheet)",
     )
     _credential_options(options)
+    options.add_argument(
+        "--region-endpoint",
+        action="append",
+        default=[],
+        type=_region_endpoint,
+        dest="region_endpoints",
+        metavar="REGION=URL",
+        help="the IMS endpoint of a region the sheet's region column names "
+        "(default: https://ims.REGION.myhuaweicloud.com); repeatable",
+    )
     options.add_argument(
         "--concurrency",
         type=_concurrency,
@@ -608,10 +627,12 @@ def _apply(options: argparse.Namespace) -> int:
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{row}: skipped as invalid: {reason}")
     with _target(options) as target:
+        routes = _routes(options, sheet, target)
         plan: PlanSource = AS_WRITTEN if options.no_plan else READ_PASS
         if options.plan_file:
-            plan = SavedPlan(load_plan(options.plan_file, sheet, target.endpoint))
-        result = anyio.run(_run, options, sheet, target, plan)
+            endpoint = target.endpoint if routes is None else routes.identity
+            plan = SavedPlan(load_plan(options.plan_file, sheet, endpoint))
+        result = anyio.run(_run, options, sheet, target, plan, routes)
     if result.stop_reason:
         reason = result.stop.text(flag_name) if result.stop else result.stop_reason
         notice(f"Stopped early: {reason}")
@@ -782,8 +803,31 @@ def _whoami(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes | None:
+    """Where each image goes when the sheet has a region column (with ``--fake``, every
+    region's rows go to the one fake, once the regions are checked)."""
+    endpoints = dict(options.region_endpoints)
+    if options.fake:
+        sheet_regions(
+            str(sheet.path), sheet.frame, sheet.patches, sheet.first_row, known_regions(endpoints)
+        )
+        return None
+    routes = route(sheet, target, endpoints, insecure=options.allow_insecure_http)
+    if routes is not None:
+        notice(
+            "regions: "
+            + ", ".join(f"{r} ({len(routes.images_of(r))} images)" for r in routes.targets),
+            level=logging.INFO,
+        )
+    return routes
+
+
 async def _run(
-    options: argparse.Namespace, sheet: Sheet, target: Target, plan: PlanSource
+    options: argparse.Namespace,
+    sheet: Sheet,
+    target: Target,
+    plan: PlanSource,
+    routes: Routes | None = None,
 ) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     ledger = Ledger()  # the bar shows what the run's ledger holds
@@ -829,6 +873,7 @@ async def _run(
                     abort=abort,
                     ledger=ledger,
                     undo_path=options.undo,
+                    routes=routes,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

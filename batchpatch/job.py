@@ -67,8 +67,10 @@ from batchpatch.plan import (
     unplanned,
 )
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
+from batchpatch.regional import RegionFigures, run_regions
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
+from batchpatch.routing import Routes
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
@@ -159,6 +161,8 @@ class RunResult:
     ledger: Ledger | None = None
     undo_path: Path | None = None
     undo_note: str = ""
+    #: Each region's figures, when the sheet's rows go to several (``regional``).
+    regions: tuple[RegionFigures, ...] = ()
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -219,6 +223,7 @@ async def apply_sheet(
     ledger: Ledger | None = None,
     service: ImageService | None = None,
     undo_path: str | Path | None = None,
+    routes: Routes | None = None,
 ) -> RunResult:
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
@@ -237,6 +242,9 @@ async def apply_sheet(
     ``undo_path``, by default ``<sheet stem>.undo.<ext>`` beside the report; a dry run
     writes none.  ``service`` replaces the IMS client built from ``endpoint`` and
     ``auth`` (another API, or a test double); ``endpoint`` still names it in the journal.
+    ``routes`` (``routing.route``) sends each image to its region's endpoint with that
+    region's credentials, the regions side by side, each under its own ``limits``
+    (``regional``); the journal then names every region's endpoint.
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
     in the result, not raised.
@@ -274,6 +282,7 @@ async def apply_sheet(
         ledger,
         service,
         undo=undo,
+        routes=routes,
     )
     with hold_run(sheet.path, report):
         clear_stale_temporaries(outputs, started=started)
@@ -283,7 +292,7 @@ async def apply_sheet(
             journal_path(report),
             ledger,
             sheet_sha256=sheet_digest(sheet.path),
-            endpoint=endpoint,
+            endpoint=endpoint if routes is None else routes.identity,
             restart=restart,
             on_failure=lambda _: stop.set(),
         )
@@ -405,6 +414,7 @@ class _Run:
     ledger: Ledger
     service: ImageService | None = None
     undo: Path | None = None
+    routes: Routes | None = None
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
@@ -412,9 +422,14 @@ class _Run:
         its events."""
         started = time.perf_counter()
         resume = _Resume.of(self.sheet, self.ledger, journal)
-        async with self._service() as client:
-            stop = await self._plan_and_send(client, resume)
-            requests = client.requests
+        regions = None
+        if self.routes is not None:
+            regions = await run_regions(self, resume, self.routes, _Resume.only)
+            stop, requests = regions.stop, regions.total_requests
+        else:
+            async with self._service() as client:
+                stop = await self._plan_and_send(client, resume)
+                requests = client.requests
         rows = rows_of(self.sheet, self.ledger)
         write_report(self.sheet, rows, self.report)
         undo_path, undo_note = self._write_undo()
@@ -429,6 +444,7 @@ class _Run:
             self.ledger,
             undo_path,
             undo_note,
+            () if regions is None else regions.figures(rows),
         )
 
     def _write_undo(self) -> tuple[Path | None, str]:
@@ -655,6 +671,11 @@ class _Resume:
         else:
             self.asked_anew.add(image_id)
             ledger.restore(image_id, None, unplanned(patch), in_doubt=entry.in_doubt and not done)
+
+    def only(self, image_ids: set[str]) -> _Resume:
+        """The part of this resume that concerns ``image_ids`` (one region's images)."""
+        pending = [patch for patch in self.pending if patch.image_id in image_ids]
+        return _Resume(pending, self.asked_anew & image_ids)
 
     def in_doubt(self, ledger: Ledger) -> set[str]:
         """The pending images whose last write (the earlier run's) may have been applied."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, TokenAuth
+from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, ProjectLookup, TokenAuth
 from batchpatch.credentials import ENV_AK, ENV_IAM_USER, ENV_SK, Target, safe_endpoint
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.models import ImagePatch
@@ -173,8 +173,9 @@ def route(
     *,
     insecure: bool = False,
 ) -> Routes | None:
-    """The routes of ``sheet`` (a ``Sheet``) from the run's ``base`` target; None when the
-    sheet has no routing column, or every image goes where the run goes anyway."""
+    """The routes of ``sheet`` from the run's ``base`` target; None when the sheet has no
+    routing column and ``region_endpoints`` does not name the run's own region (every
+    image goes where the run goes, as without routing)."""
     endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
     for region, url in endpoints.items():
         safe_endpoint(url, f"the endpoint of region {region}", allow_insecure_http=insecure)
@@ -182,9 +183,10 @@ def route(
         str(sheet.path), sheet.frame, sheet.patches, sheet.first_row, known_regions(endpoints)
     )
     own = base.region.strip().lower()
-    named = {region or own for region in by_image.values()}
-    if not by_image or (named <= {own} and not projects):
-        return None
+    if not by_image:  # no routing column: only an endpoint given for the run's own region
+        if own not in endpoints:
+            return None
+        by_image = {patch.image_id: own for patch in sheet.patches}
     targets: dict[str, RegionTarget] = {}
     for image in by_image:
         region = by_image[image] or own
@@ -202,7 +204,7 @@ def _target(
     endpoints: Mapping[str, str],
     projects: Mapping[str, str],
 ) -> RegionTarget:
-    project = projects.get(region) or (projects.get("") if region == own else "")
+    project = projects.get(region) or (projects.get("", "") if region == own else "")
     if region == own:
         endpoint = endpoints.get(region, base.endpoint)
     else:
@@ -211,8 +213,9 @@ def _target(
     lookup = False
     if isinstance(auth, AkSkAuth):
         if region != own or project:
-            auth = dataclasses.replace(auth, project_id=project)
             lookup = not project
+            where = ProjectLookup(base.iam_endpoint, region) if lookup else None
+            auth = dataclasses.replace(auth, project_id=project, project_lookup=where)
     elif isinstance(auth, PasswordAuth) and (region != own or project):
         auth = dataclasses.replace(
             auth, project_name=region, project_id=project, _token="", _expires=0.0, logins=0

@@ -1,0 +1,242 @@
+"""Running a sheet's regions side by side, over the run's one ledger.
+
+Each region gets its own service (client), pacer and concurrency limit (``Limits`` are per
+region: the API gateway's quota is), its own read pass and its own runner over that
+region's plans; all regions run concurrently in one task group.  Every image's fate still
+goes into the one ``Ledger`` (so the journal, the report and the summary stay single): each
+region sees it through a ``RegionLedger``, which lists only the region's images and keeps
+the region's own tally, so a failure threshold (``max_failures`` …) counts the region's
+failures and stops that region only.  A region whose credentials fail stops alone too;
+its unsent images are ``not_attempted`` with the region's reason.  A signal stops every
+region (it sets the run's ``stop``, which each region's own stop follows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import anyio
+
+from batchpatch.auth import AkSkAuth
+from batchpatch.credentials import lookup_project
+from batchpatch.errors import Namer, OptionsError, StopReason
+from batchpatch.ledger import Entry, Ledger, Tally
+from batchpatch.models import Outcome, Status
+from batchpatch.routing import RegionTarget, Routes
+
+if TYPE_CHECKING:
+    from batchpatch.report import RowResult
+    from batchpatch.service import ImageService
+
+log = logging.getLogger("batchpatch.regional")
+
+
+class RegionLedger:
+    """The run's ledger as one region sees it: only the region's images when iterated,
+    and the region's own tally; every event goes to the shared ledger."""
+
+    def __init__(self, shared: Ledger, image_ids: Iterable[str]) -> None:
+        self._shared = shared
+        self._ids = frozenset(image_ids)
+        self.tally = Tally()
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (entry for entry in self._shared if entry.image_id in self._ids)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._ids and image_id in self._shared
+
+    def finish(self, outcome: Outcome, *args: Any, **kwargs: Any) -> Entry:
+        entry = self._shared.finish(outcome, *args, **kwargs)
+        if kwargs.get("counted", True):
+            self.tally.add(outcome)
+        return entry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shared, name)
+
+
+class RegionRun(Protocol):
+    """What a region needs of the job's run (``job._Run``): a copy of it with the region's
+    endpoint, credentials, ledger view and stop, and the two stages it runs."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def stop(self) -> anyio.Event: ...
+
+    @property
+    def on_request(self) -> Callable[[str], None] | None: ...
+
+    def _service(self) -> Any: ...
+
+    def _plan_and_send(self, client: ImageService, resume: Any) -> Awaitable[StopReason | None]: ...
+
+
+@dataclass(frozen=True)
+class RegionFigures:
+    """One region's part of a run, for the summary (and the HTML page)."""
+
+    region: str
+    endpoint: str
+    images: int
+    requests: int
+    counts: dict[str, int]
+    stop_reason: str = ""
+    stop_kind: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RegionsRun:
+    """What running the regions gave: each region's stop (None: finished) and requests."""
+
+    routes: Routes
+    stops: dict[str, StopReason | None] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def stop(self) -> StopReason | None:
+        """The run's stop: None when every region finished; one region's own reason when
+        only it stopped, or all stopped alike (a signal); else each region's, named."""
+        stopped = {r: s for r, s in self.stops.items() if s is not None}
+        if not stopped:
+            return None
+        distinct = {(s.kind, str(s)) for s in stopped.values()}
+        if len(stopped) == len(self.stops) and len(distinct) == 1:
+            return next(iter(stopped.values()))
+        kind = next(iter(stopped.values())).kind if len(stopped) == 1 else "regions"
+
+        def wording(name: Namer) -> str:
+            return "; ".join(f"region {r}: {s.text(name)}" for r, s in stopped.items())
+
+        return StopReason(kind, "", wording)
+
+    def figures(self, rows: Sequence[RowResult]) -> tuple[RegionFigures, ...]:
+        """Each region's images, requests, row counts by status and stop reason."""
+        counts: dict[str, Counter[str]] = {region: Counter() for region in self.routes.targets}
+        for row in rows:
+            region = self.routes.by_image.get(row.outcome.image_id)
+            if region is not None:
+                counts[region][str(row.outcome.status)] += 1
+        return tuple(
+            RegionFigures(
+                region,
+                target.endpoint,
+                len(self.routes.images_of(region)),
+                self.requests.get(region, 0),
+                dict(sorted(counts[region].items())),
+                "" if self.stops.get(region) is None else str(self.stops[region]),
+                "" if self.stops.get(region) is None else cast(StopReason, self.stops[region]).kind,
+            )
+            for region, target in self.routes.targets.items()
+        )
+
+
+async def run_regions(
+    run: RegionRun, resume: Any, routes: Routes, subset: Callable[[Any, set[str]], Any]
+) -> RegionsRun:
+    """Plan and send every region's images concurrently; ``subset(resume, ids)`` is the
+    part of ``resume`` (``job._Resume``) that concerns the images ``ids``."""
+    result = RegionsRun(routes)
+    stops = {region: anyio.Event() for region in routes.targets}
+
+    async def follow_run_stop() -> None:
+        await run.stop.wait()
+        for event in stops.values():
+            event.set()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(follow_run_stop)
+        async with anyio.create_task_group() as regions:
+            for region, target in routes.targets.items():
+                ids = routes.images_of(region)
+                regions.start_soon(
+                    _one_region, run, subset(resume, ids), target, ids, stops[region], result
+                )
+        outer.cancel_scope.cancel()
+    return result
+
+
+async def _one_region(
+    run: RegionRun,
+    resume: Any,
+    target: RegionTarget,
+    ids: set[str],
+    stop: anyio.Event,
+    result: RegionsRun,
+) -> None:
+    view = RegionLedger(run.ledger, ids)
+    region = target.region
+    printer = run.on_request
+    labelled = None if printer is None else _labelled(printer, region)
+    here = cast(Any, dataclasses.replace)(
+        run,
+        endpoint=target.endpoint,
+        auth=target.auth,
+        ca_bundle=target.ca_bundle,
+        ledger=cast(Ledger, view),
+        stop=stop,
+        on_request=labelled,
+        service=None,
+    )
+    requests = 0
+    try:
+        if target.lookup_project:
+            here = dataclasses.replace(here, auth=await _project_looked_up(here, target))
+        async with here._service() as client:
+            stopped = await here._plan_and_send(client, resume)
+            requests = client.requests
+    except OptionsError as error:  # its project id could not be looked up
+        stopped = StopReason("auth", "", error.text)
+    result.requests[region] = requests
+    result.stops[region] = stopped
+    if stopped is not None:
+        log.warning("region %s stopped: %s", region, stopped)
+        _not_attempted(view, run.ledger, region, stopped)
+
+
+def _labelled(printer: Callable[[str], None], region: str) -> Callable[[str], None]:
+    return lambda text: printer(f"# region {region}\n{text}")
+
+
+async def _project_looked_up(here: Any, target: RegionTarget) -> AkSkAuth:
+    """The region's AK/SK credentials with the project id IAM names for the region
+    (``GET /v3/projects?name=REGION``, signed with the same keys)."""
+    auth = target.auth
+    assert isinstance(auth, AkSkAuth)
+    async with here._service() as client:
+        project = await lookup_project(client, auth)
+    log.info("region %s: project id %s (looked up in IAM)", target.region, project)
+    return dataclasses.replace(auth, project_id=project, project_lookup=None)
+
+
+def _not_attempted(view: RegionLedger, ledger: Ledger, region: str, stopped: StopReason) -> None:
+    """The region's images still without an outcome: ``not_attempted``, saying why (told to
+    no listener: the journal keeps them pending for the rerun)."""
+    why = f"not sent: region {region} stopped ({stopped})"
+    for entry in list(view):
+        if entry.outcome is None and (entry.plan is None or entry.plan.status is None):
+            ledger.finish(
+                Outcome(entry.image_id, Status.NOT_ATTEMPTED, error_message=why),
+                counted=False,
+                event=None,
+            )
+
+
+__all__ = ["RegionFigures", "RegionLedger", "RegionsRun", "run_regions"]
