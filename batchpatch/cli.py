@@ -63,7 +63,8 @@ from batchpatch.outputs import (
     clear_stale_temporaries,
 )
 from batchpatch.plan import ImagePlan, describe
-from batchpatch.planfile import load_plan
+from batchpatch.planfile import load_plan, save_plan
+from batchpatch.regional import plan_regions
 from batchpatch.report import default_report_path
 from batchpatch.retry import (
     DEFAULT_BACKOFF,
@@ -594,9 +595,16 @@ def _plan(options: argparse.Namespace) -> int:
     if sheet.encoding_label:
         say(f"{options.sheet}: {sheet.row_count} rows{_read_as(sheet)}")
     with _target(options) as target:
-        plans = anyio.run(_make_plan, options, sheet, target)
+        routes = _routes(options, sheet, target)
+        if routes is None:
+            plans = anyio.run(_make_plan, options, sheet, target)
+        else:
+            plans = anyio.run(plan_regions, sheet, routes, _limits(options))
+            if options.out:
+                save_plan(options.out, sheet, routes.identity, plans)
     for plan in plans:
-        say("\n".join(describe(plan)))
+        region = "" if routes is None else f"[{routes.by_image[plan.image_id]}] "
+        say(region + "\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
     say(
         f"{len(plans)} images: "

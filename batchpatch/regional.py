@@ -22,16 +22,21 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 
-from batchpatch.auth import AkSkAuth
+from batchpatch.auth import AkSkAuth, Auth
+from batchpatch.client import ImsClient
 from batchpatch.credentials import lookup_project
-from batchpatch.errors import Namer, OptionsError, StopReason
+from batchpatch.errors import Namer, OptionsError, ReadFailed, StopReason
+from batchpatch.inventory import Image, Reader, fetch_images
 from batchpatch.ledger import Entry, Ledger, Tally
-from batchpatch.models import Outcome, Status
+from batchpatch.models import Limits, Outcome, Status
+from batchpatch.plan import ImagePlan, plan_all
 from batchpatch.routing import RegionTarget, Routes
+from batchpatch.throttle import Pacer
 
 if TYPE_CHECKING:
     from batchpatch.report import RowResult
     from batchpatch.service import ImageService
+    from batchpatch.sheet import Sheet
 
 log = logging.getLogger("batchpatch.regional")
 
@@ -76,6 +81,9 @@ class RegionRun(Protocol):
 
     @property
     def on_request(self) -> Callable[[str], None] | None: ...
+
+    @property
+    def limits(self) -> Limits: ...
 
     def _service(self) -> Any: ...
 
@@ -198,7 +206,7 @@ async def _one_region(
     requests = 0
     try:
         if target.lookup_project:
-            here = dataclasses.replace(here, auth=await _project_looked_up(here, target))
+            here = dataclasses.replace(here, auth=await _project_looked_up(target, run.limits))
         async with here._service() as client:
             stopped = await here._plan_and_send(client, resume)
             requests = client.requests
@@ -215,15 +223,52 @@ def _labelled(printer: Callable[[str], None], region: str) -> Callable[[str], No
     return lambda text: printer(f"# region {region}\n{text}")
 
 
-async def _project_looked_up(here: Any, target: RegionTarget) -> AkSkAuth:
+def _client(target: RegionTarget, limits: Limits, auth: Auth | None = None) -> ImsClient:
+    return ImsClient(
+        target.endpoint,
+        auth or target.auth,
+        timeout=limits.timeout,
+        connections=limits.concurrency,
+        ca_bundle=target.ca_bundle,
+    )
+
+
+async def _project_looked_up(target: RegionTarget, limits: Limits) -> AkSkAuth:
     """The region's AK/SK credentials with the project id IAM names for the region
     (``GET /v3/projects?name=REGION``, signed with the same keys)."""
     auth = target.auth
     assert isinstance(auth, AkSkAuth)
-    async with here._service() as client:
+    async with _client(target, limits) as client:
         project = await lookup_project(client, auth)
     log.info("region %s: project id %s (looked up in IAM)", target.region, project)
     return dataclasses.replace(auth, project_id=project, project_lookup=None)
+
+
+async def plan_regions(sheet: Sheet, routes: Routes, limits: Limits) -> list[ImagePlan]:
+    """Read every region's images from its own endpoint, side by side, and plan the whole
+    sheet against them (``batchpatch plan`` across regions).  Raises the first region's
+    ``ReadFailed`` when a region's images cannot be read, or its ``OptionsError`` when its
+    project id cannot be looked up."""
+    found: dict[str, Image] = {}
+    failures: list[Exception] = []
+
+    async def read(target: RegionTarget) -> None:
+        ids = [
+            p.image_id for p in sheet.patches if routes.by_image.get(p.image_id) == target.region
+        ]
+        try:
+            auth = await _project_looked_up(target, limits) if target.lookup_project else None
+            async with _client(target, limits, auth) as client:
+                found.update(await fetch_images(Reader(client, Pacer(limits)), ids))
+        except (ReadFailed, OptionsError) as failure:
+            failures.append(failure)
+
+    async with anyio.create_task_group() as group:
+        for target in routes.targets.values():
+            group.start_soon(read, target)
+    if failures:
+        raise failures[0]
+    return plan_all(sheet.patches, found)
 
 
 def _not_attempted(view: RegionLedger, ledger: Ledger, region: str, stopped: StopReason) -> None:

@@ -280,3 +280,90 @@ def test_a_dry_run_names_the_region_of_each_request(tmp_path: Path) -> None:
     assert not applied
     assert result.stdout.count(f"# region {REGION_B}\nPATCH {b.url}/v2/cloudimages/") == 10
     assert result.stdout.count(f"# region {REGION_A}\nPATCH {a.url}/v2/cloudimages/") == 10
+
+
+def test_a_failure_threshold_stops_its_own_region_only(tmp_path: Path) -> None:
+    sheet = two_region_sheet(tmp_path / "s.csv")
+    failing_b = FakeConfig(project_id=PROJECT_B, script={IMAGES_B[0]["id"]: ["IMG.0060"]})
+    with two_regions(config_b=failing_b) as (a, b):
+        result = run_cli(
+            [
+                "apply",
+                str(sheet),
+                *region_args(a, b),
+                "--rate",
+                "100",
+                "--max-attempts",
+                "1",
+                "--max-failures",
+                "1",
+            ],
+            token=None,
+            environ=aksk(),
+        )
+        applied_a, applied_b = (
+            a.stats.snapshot().applied_by_image,
+            b.stats.snapshot().applied_by_image,
+        )
+    # one failure in region B stops region B; region A, which had none, finishes
+    assert result.returncode == 3, result.stderr
+    assert f"region {REGION_B}: 1 images failed (--max-failures 1)" in result.stderr
+    assert set(applied_a) == {image["id"] for image in IMAGES_A}
+    assert not applied_b  # B's first PATCH goes alone, fails, and stops the region
+    report = read_report(tmp_path / "s.results.csv")
+    statuses = dict(zip(report["image_id"], report["status"], strict=True))
+    assert statuses[IMAGES_B[0]["id"]] == "failed"
+    assert {statuses[image["id"]] for image in IMAGES_B[1:]} == {"not_attempted"}
+
+
+def test_plan_reads_each_region_and_apply_sends_the_saved_plan(tmp_path: Path) -> None:
+    sheet = two_region_sheet(tmp_path / "s.csv")
+    saved = tmp_path / "plan.json"
+    with two_regions() as (a, b):
+        planned = run_cli(
+            ["plan", str(sheet), *region_args(a, b), "--out", str(saved)],
+            token=None,
+            environ=aksk(),
+        )
+        applied = run_cli(
+            ["apply", str(sheet), *region_args(a, b), "--plan", str(saved)],
+            token=None,
+            environ=aksk(),
+        )
+        stats_a, stats_b = a.stats.snapshot(), b.stats.snapshot()
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.count(f"[{REGION_B}] ") == len(IMAGES_B)
+    assert planned.stdout.count(f"[{REGION_A}] ") == len(IMAGES_A)
+    assert applied.returncode == 0, applied.stderr
+    assert set(stats_a.applied_by_image) == {image["id"] for image in IMAGES_A}
+    assert set(stats_b.applied_by_image) == {image["id"] for image in IMAGES_B}
+
+
+def test_an_iam_login_gets_one_token_a_region_and_aksk_one_project_a_region(
+    tmp_path: Path,
+) -> None:
+    from batchpatch.auth import AkSkAuth, PasswordAuth
+    from batchpatch.credentials import Target
+    from batchpatch.routing import route
+    from batchpatch.sheet import read_sheet
+
+    rows = [[IMAGES_A[0]["id"], "", "", "x"], [IMAGES_B[0]["id"], REGION_B, PROJECT_B, "y"]]
+    sheet = read_sheet(
+        write_sheet(tmp_path / "s.csv", ["image_id", "region", "project_id", "name"], rows)
+    )
+    login = PasswordAuth("https://iam.example", "ops", "pw", "acme", project_name=REGION_A)
+    routes = route(sheet, Target("https://ims.a", "https://iam.example", login, REGION_A))
+    assert routes is not None
+    auth_a, auth_b = (routes.targets[r].auth for r in (REGION_A, REGION_B))
+    assert isinstance(auth_b, PasswordAuth)
+    assert auth_a is login
+    assert auth_b is not login
+    assert (auth_b.project_name, auth_b.project_id, auth_b.user) == (REGION_B, PROJECT_B, "ops")
+    keys = AkSkAuth(AK, SK, PROJECT_A)
+    routes = route(sheet, Target("https://ims.a", "https://iam.example", keys, REGION_A))
+    assert routes is not None
+    assert [routes.targets[r].auth.project_id for r in (REGION_A, REGION_B)] == [
+        PROJECT_A,
+        PROJECT_B,
+    ]
+    assert routes.targets[REGION_B].endpoint == f"https://ims.{REGION_B}.myhuaweicloud.com"
