@@ -64,7 +64,7 @@ from batchpatch.outputs import (
 )
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan, save_plan
-from batchpatch.regional import plan_regions
+from batchpatch.regional import export_regions, plan_regions
 from batchpatch.report import default_report_path
 from batchpatch.retry import (
     DEFAULT_BACKOFF,
@@ -72,7 +72,7 @@ from batchpatch.retry import (
     DEFAULT_MAX_BACKOFF,
     RetryPolicy,
 )
-from batchpatch.routing import Routes, known_regions, route, sheet_regions
+from batchpatch.routing import Routes, known_regions, region_targets, route, sheet_regions
 from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.undo import default_undo_path
@@ -161,6 +161,21 @@ def _region_endpoint(text: str) -> tuple[str, str]:
     return region.strip().lower(), url.strip()
 
 
+class _Regions(argparse.Action):
+    """``--region``: the first is the run's region; ``export`` takes more (``regions``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        regions = [*(getattr(namespace, "regions", None) or []), str(values)]
+        namespace.regions = regions
+        setattr(namespace, self.dest, regions[0])
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with our code 2 and an ``Error:`` line, never a usage dump."""
 
@@ -203,7 +218,9 @@ def _service_options() -> _Parser:
     where.add_argument(
         "--region",
         metavar="REGION",
-        help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com",
+        action=_Regions,
+        help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com "
+        "(export: repeatable, one sheet with a region column)",
     )
     where.add_argument(
         "--fake",
@@ -590,6 +607,7 @@ def _plan(options: argparse.Namespace) -> int:
         check_plan_files(
             options.sheet, options.out, flags=True, other_inputs=_other_inputs(options)
         )
+    _one_region_only(options)
     sheet = _read(options)
     _print_worksheet(sheet, say)
     if sheet.encoding_label:
@@ -634,6 +652,7 @@ def _apply(options: argparse.Namespace) -> int:
     _print_worksheet(sheet, notice)
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{row}: skipped as invalid: {reason}")
+    _one_region_only(options)
     with _target(options) as target:
         routes = _routes(options, sheet, target)
         plan: PlanSource = AS_WRITTEN if options.no_plan else READ_PASS
@@ -784,7 +803,14 @@ def _export(options: argparse.Namespace) -> int:
     filters = parse_filters(options.filters)
     check_export_files(options.out, flags=True, inputs=_other_inputs(options))
     with _target(options) as target:
-        result = anyio.run(_run_export, options, target, filters)
+        regions = getattr(options, "regions", None) or []
+        if len(regions) > 1:
+            insecure = options.allow_insecure_http
+            endpoints = dict(options.region_endpoints)
+            targets = region_targets(regions, target, endpoints, insecure=insecure)
+            result = anyio.run(export_regions, options.out, targets, _limits(options), filters)
+        else:
+            result = anyio.run(_run_export, options, target, filters)
     for note in result.notes:
         notice(f"Note: {note}")
     say(result.summary())
@@ -809,6 +835,15 @@ def _whoami(options: argparse.Namespace) -> int:
     with _target(options) as target:
         say("\n".join(target.describe()))
     return EXIT_OK
+
+
+def _one_region_only(options: argparse.Namespace) -> None:
+    """``--region`` names the run's one region, except for ``export``."""
+    if len(getattr(options, "regions", None) or []) > 1:
+        raise OptionsError(
+            "--region is given more than once — a sheet's rows go to other regions by a "
+            "region column; only export takes several"
+        )
 
 
 def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes | None:

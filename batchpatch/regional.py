@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
@@ -26,11 +27,13 @@ from batchpatch.auth import AkSkAuth, Auth
 from batchpatch.client import ImsClient
 from batchpatch.credentials import lookup_project
 from batchpatch.errors import Namer, OptionsError, ReadFailed, StopReason
+from batchpatch.export import PAGE_SIZE, ExportResult, export_table, list_all
 from batchpatch.inventory import Image, Reader, fetch_images
 from batchpatch.ledger import Entry, Ledger, Tally
 from batchpatch.models import Limits, Outcome, Status
 from batchpatch.plan import ImagePlan, plan_all
 from batchpatch.routing import RegionTarget, Routes
+from batchpatch.sheetwrite import write_table
 from batchpatch.throttle import Pacer
 
 if TYPE_CHECKING:
@@ -269,6 +272,43 @@ async def plan_regions(sheet: Sheet, routes: Routes, limits: Limits) -> list[Ima
     if failures:
         raise failures[0]
     return plan_all(sheet.patches, found)
+
+
+async def export_regions(
+    out: Path,
+    targets: Sequence[RegionTarget],
+    limits: Limits,
+    filters: Mapping[str, str],
+    page_size: int = PAGE_SIZE,
+) -> ExportResult:
+    """``batchpatch export --region A --region B``: list each region's images from its own
+    endpoint, side by side, and write them as one wide sheet with a ``region`` column
+    beside ``image_id`` (so ``apply`` sends each row back to its region)."""
+    listed: dict[str, list[Image]] = {}
+    requests: dict[str, int] = {}
+
+    async def read(target: RegionTarget) -> None:
+        auth = await _project_looked_up(target, limits) if target.lookup_project else None
+        async with _client(target, limits, auth) as client:
+            reader = Reader(client, Pacer(limits))
+            listed[target.region] = await list_all(reader, filters, page_size)
+            requests[target.region] = client.requests
+
+    try:
+        async with anyio.create_task_group() as group:
+            for target in targets:
+                group.start_soon(read, target)
+    except BaseExceptionGroup as failures:
+        raise failures.exceptions[0] from None
+    region_of = {
+        str(image.get("id", "")): region for region, images in listed.items() for image in images
+    }
+    header, rows, notes = export_table([i for images in listed.values() for i in images], {})
+    header.insert(1, "region")
+    for row in rows:
+        row.insert(1, region_of.get(row[0], ""))
+    write_table(out, header, rows)
+    return ExportResult(out, len(rows), len(header), sum(requests.values()), notes)
 
 
 def _not_attempted(view: RegionLedger, ledger: Ledger, region: str, stopped: StopReason) -> None:

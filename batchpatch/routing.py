@@ -197,6 +197,33 @@ def route(
     return Routes(by_image, targets)
 
 
+def region_targets(
+    regions: Sequence[str],
+    base: Target,
+    region_endpoints: Mapping[str, str] | None = None,
+    *,
+    insecure: bool = False,
+) -> list[RegionTarget]:
+    """The target of each of ``regions`` (``export --region A --region B``), from the
+    run's ``base`` target (its region is ``regions[0]``)."""
+    endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
+    known = known_regions(endpoints)
+    wanted = list(dict.fromkeys(region.strip().lower() for region in regions))
+    for region in wanted:
+        if region not in known:
+            raise OptionsError(
+                f"unknown region {region!r} — use one of {', '.join(sorted(known))}, or give "
+                "its endpoint with --region-endpoint REGION=URL"
+            )
+        if region in endpoints:
+            safe_endpoint(
+                endpoints[region], f"the endpoint of region {region}", allow_insecure_http=insecure
+            )
+    own = base.region.strip().lower()
+    _refuse_token(base.auth, [region for region in wanted if region != own])
+    return [_target(region, own, base, endpoints, {}) for region in wanted]
+
+
 def _target(
     region: str,
     own: str,

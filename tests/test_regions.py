@@ -35,6 +35,7 @@ def images(prefix: str, count: int) -> list[dict[str, Any]]:
             "name": f"{prefix}-{n:02d}",
             "status": "active",
             "min_ram": 0,
+            "__imagetype": "private",
         }
         for n in range(count)
     ]
@@ -367,3 +368,34 @@ def test_an_iam_login_gets_one_token_a_region_and_aksk_one_project_a_region(
         PROJECT_B,
     ]
     assert routes.targets[REGION_B].endpoint == f"https://ims.{REGION_B}.myhuaweicloud.com"
+
+
+def test_export_of_two_regions_is_one_sheet_that_applies_back_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "all.csv"
+    with two_regions() as (a, b):
+        exported = run_cli(
+            [
+                "export",
+                "--out",
+                str(out),
+                "--region",
+                REGION_A,
+                "--region",
+                REGION_B,
+                *region_args(a, b)[2:],
+            ],
+            token=None,
+            environ=aksk(),
+        )
+        applied = run_cli(["apply", str(out), *region_args(a, b)], token=None, environ=aksk())
+        patched = a.stats.snapshot().patch_requests + b.stats.snapshot().patch_requests
+    assert exported.returncode == 0, exported.stderr
+    table = read_report(out)
+    assert table.columns[:2].tolist() == ["image_id", "region"]
+    regions = dict(zip(table["image_id"], table["region"], strict=True))
+    assert regions == {
+        **{image["id"]: REGION_A for image in IMAGES_A},
+        **{image["id"]: REGION_B for image in IMAGES_B},
+    }
+    assert applied.returncode == 0, applied.stderr
+    assert patched == 0
