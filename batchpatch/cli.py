@@ -34,6 +34,7 @@ from batchpatch.errors import (
 )
 from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
 from batchpatch.export import ExportResult, check_export_files, export_images, parse_filters
+from batchpatch.htmlpage import summary_page_path, write_page
 from batchpatch.job import (
     AS_WRITTEN,
     READ_PASS,
@@ -64,6 +65,7 @@ from batchpatch.outputs import (
 )
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan, save_plan
+from batchpatch.progress import DEFAULT_EVERY, ProgressLines
 from batchpatch.regional import export_regions, plan_regions
 from batchpatch.report import default_report_path
 from batchpatch.retry import (
@@ -75,12 +77,14 @@ from batchpatch.retry import (
 from batchpatch.routing import Routes, known_regions, region_targets, route, sheet_regions
 from batchpatch.runner import Safeguards
 from batchpatch.sheet import Sheet, read_sheet
+from batchpatch.telemetry import Telemetry
 from batchpatch.undo import default_undo_path
 
 #: The flag of each library parameter, for messages the library words in its own terms.
 FLAGS = {
     "report_path": "--report",
     "summary_path": "--summary",
+    "html_path": "--html",
     "max_failures": "--max-failures",
     "max_failure_rate": "--max-failure-rate",
     "restart": "--restart",
@@ -409,7 +413,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output = apply.add_argument_group("output")
     output.add_argument(
-        "--summary", type=Path, metavar="PATH", help="also write a JSON summary of the run here"
+        "--summary",
+        type=Path,
+        metavar="PATH",
+        help="also write a JSON summary of the run here, and its HTML page beside it "
+        "(PATH with .html for its extension)",
+    )
+    output.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="also write a self-contained HTML page of the run here: statuses, requests "
+        "per second, latency, error codes, settings",
+    )
+    output.add_argument(
+        "--progress-every",
+        type=_positive_float,
+        default=DEFAULT_EVERY,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, log a progress line this often (default: %(default)s)",
     )
     output.add_argument(
         "--log-format",
@@ -659,7 +681,9 @@ def _apply(options: argparse.Namespace) -> int:
         if options.plan_file:
             endpoint = target.endpoint if routes is None else routes.identity
             plan = SavedPlan(load_plan(options.plan_file, sheet, endpoint))
-        result = anyio.run(_run, options, sheet, target, plan, routes)
+        telemetry = Telemetry()
+        result = anyio.run(_run, options, sheet, target, plan, telemetry, routes)
+        _write_pages(options, result, telemetry, target)
     if result.stop_reason:
         reason = result.stop.text(flag_name) if result.stop else result.stop_reason
         notice(f"Stopped early: {reason}")
@@ -682,24 +706,79 @@ def _apply(options: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _pages(options: argparse.Namespace) -> list[RunFile]:
+    """The HTML pages the run writes: ``--html``, and the one beside ``--summary``."""
+    pages = [RunFile("the HTML page", options.html, "--html")] if options.html else []
+    if options.summary:
+        page = summary_page_path(options.summary)
+        if not options.html or page != options.html:
+            pages.append(RunFile("the summary's HTML page", page, f"--summary {page}"))
+    return pages
+
+
+def _write_pages(
+    options: argparse.Namespace, result: RunResult, telemetry: Telemetry, target: Target
+) -> None:
+    """Write the run's HTML pages; one that cannot be written is a warning, as for the
+    summary."""
+    settings = {
+        "command": "apply --dry-run" if options.dry_run else "apply",
+        "endpoint": target.endpoint,
+        "plan": "--no-plan"
+        if options.no_plan
+        else (f"--plan {options.plan_file}" if options.plan_file else "read pass"),
+        **{
+            f"--{name.replace('_', '-')}": getattr(options, name)
+            for name in _PAGE_SETTINGS
+            if getattr(options, name) is not None
+        },
+    }
+    for page in _pages(options):
+        try:
+            write_page(
+                page.path, result, telemetry, settings=settings, credentials=target.describe()
+            )
+        except OSError as error:
+            notice(
+                f"Warning: could not write the HTML page to {page.path}: {error.strerror or error}"
+            )
+
+
+#: The options an HTML page lists (none of them can hold a secret).
+_PAGE_SETTINGS = (
+    "concurrency",
+    "rate",
+    "timeout",
+    "max_attempts",
+    "backoff",
+    "max_backoff",
+    "max_failures",
+    "max_failure_rate",
+    "min_sample",
+    "skip_invalid",
+    "restart",
+    "report",
+)
+
+
 def _check_apply_outputs(options: argparse.Namespace) -> None:
     """Before anything is read or sent: no file the run writes is the sheet, the plan, or
     another file of the run; what a killed write of the summary left behind is removed."""
     report = options.report or default_report_path(options.sheet, dry_run=options.dry_run)
-    check_outputs(
-        *apply_files(
-            options.sheet,
-            report,
-            dry_run=options.dry_run,
-            plan_file=options.plan_file,
-            summary=options.summary,
-            flags=True,
-            other_inputs=_other_inputs(options),
-            undo=options.undo or default_undo_path(options.sheet, report),
-        )
+    inputs, outputs = apply_files(
+        options.sheet,
+        report,
+        dry_run=options.dry_run,
+        plan_file=options.plan_file,
+        summary=options.summary,
+        flags=True,
+        other_inputs=_other_inputs(options),
+        undo=options.undo or default_undo_path(options.sheet, report),
     )
+    check_outputs(inputs, outputs + _pages(options))
     if options.summary:
         clear_stale_temporaries([RunFile("the summary", options.summary)])
+    clear_stale_temporaries(_pages(options))
 
 
 def _other_inputs(options: argparse.Namespace) -> list[RunFile]:
@@ -870,11 +949,18 @@ async def _run(
     sheet: Sheet,
     target: Target,
     plan: PlanSource,
+    telemetry: Telemetry | None = None,
     routes: Routes | None = None,
 ) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     ledger = Ledger()  # the bar shows what the run's ledger holds
     hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
+    lines = None
+    if not (options.quiet or options.dry_run or sys.stderr.isatty()):  # cron, CI: lines
+        lines = ProgressLines(
+            ledger, len(sheet.patches), lambda: telemetry.throttled if telemetry else 0
+        )
+        lines.listen()
     bar = (
         nullcontext()
         if hidden
@@ -900,6 +986,8 @@ async def _run(
         with bar:
             async with anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signal, stop, abort, options.grace)
+                if lines is not None:
+                    group.start_soon(lines.tick, options.progress_every)
                 result = await apply_sheet(
                     sheet,
                     endpoint=target.endpoint,
@@ -917,6 +1005,7 @@ async def _run(
                     ledger=ledger,
                     undo_path=options.undo,
                     routes=routes,
+                    telemetry=telemetry,
                 )
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -67,6 +67,7 @@ from batchpatch.plan import (
     unplanned,
 )
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
+from batchpatch.progress import tell_resume
 from batchpatch.regional import RegionFigures, run_regions
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
@@ -75,6 +76,7 @@ from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.sheetwrite import check_table_writable
+from batchpatch.telemetry import RecordingService, Telemetry
 from batchpatch.throttle import Pacer, sleep_unless_stopped
 from batchpatch.undo import UNDO_HEADER, default_undo_path, undo_sheet, write_undo
 
@@ -224,6 +226,7 @@ async def apply_sheet(
     service: ImageService | None = None,
     undo_path: str | Path | None = None,
     routes: Routes | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunResult:
     """Apply ``sheet`` (a path, or a ``Sheet`` already read) and write the report.
 
@@ -245,6 +248,7 @@ async def apply_sheet(
     ``routes`` (``routing.route``) sends each image to its region's endpoint with that
     region's credentials, the regions side by side, each under its own ``limits``
     (``regional``); the journal then names every region's endpoint.
+    ``telemetry`` (optional) records every request's timing and answer (the HTML page).
 
     Raises ``SheetError``/``OptionsError`` (nothing sent) for bad input.  Failed rows are
     in the result, not raised.
@@ -283,6 +287,7 @@ async def apply_sheet(
         service,
         undo=undo,
         routes=routes,
+        telemetry=telemetry,
     )
     with hold_run(sheet.path, report):
         clear_stale_temporaries(outputs, started=started)
@@ -415,6 +420,7 @@ class _Run:
     service: ImageService | None = None
     undo: Path | None = None
     routes: Routes | None = None
+    telemetry: Telemetry | None = None
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
@@ -428,8 +434,12 @@ class _Run:
             stop, requests = regions.stop, regions.total_requests
         else:
             async with self._service() as client:
+                if self.telemetry is not None:
+                    client = RecordingService(client, self.telemetry)
                 stop = await self._plan_and_send(client, resume)
                 requests = client.requests
+        if self.telemetry is not None:
+            self.telemetry.finish()
         rows = rows_of(self.sheet, self.ledger)
         write_report(self.sheet, rows, self.report)
         undo_path, undo_note = self._write_undo()
@@ -652,6 +662,7 @@ class _Resume:
         ledger.keep_only([patch.image_id for patch in sheet.patches])
         if journal is not None:
             resume.tell(journal, ledger, earlier_in_doubt, earlier_done)
+            resume.tell_resumed(ledger)
         return resume
 
     def _sort(self, patch: ImagePatch, ledger: Ledger, *, other_sheet: bool) -> None:
@@ -704,8 +715,14 @@ class _Resume:
                 done,
                 kept,
             )
-        if kept:
-            log.info("resuming: %d images already done are not sent again", kept)
+
+    def tell_resumed(self, ledger: Ledger) -> None:
+        """``resuming: 412 of 1,000 images already done, 3 in doubt to read back``, when
+        the journal left anything done or in doubt."""
+        kept = sum(1 for entry in ledger if entry.earlier)
+        in_doubt = len(self.in_doubt(ledger))
+        if kept or in_doubt:
+            tell_resume(len(ledger), kept, in_doubt)
 
 
 def _earlier_plan(entry: Entry, patch: ImagePatch, *, other_sheet: bool) -> ImagePlan | None:

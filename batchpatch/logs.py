@@ -14,23 +14,37 @@ from pathlib import Path
 
 from batchpatch.files import atomic_write
 from batchpatch.job import EXIT_MEANINGS, RunResult
+from batchpatch.progress import EVENTS
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message."""
+    """One JSON object a line: time, level, logger, message, and the record's ``fields``
+    (a progress line's counts, a failed image's id and request id)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                    timespec="milliseconds"
-                ),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            },
-            ensure_ascii=False,
-        )
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update({k: v for k, v in fields.items() if k not in line})
+        return json.dumps(line, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``LEVEL logger: message``; the lines meant for the watcher (progress, a resume, a
+    failed image) are their message alone, as a cron log should read."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == EVENTS:
+            return record.getMessage()
+        return super().format(record)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -87,15 +101,12 @@ def configure_logging(style: str, *, debug: bool) -> None:
     global _json_notices
     _json_notices = style == "json"
     handler = _StderrHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if style == "json"
-        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if style == "json" else TextFormatter())
     logger = logging.getLogger("batchpatch")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
     logger.propagate = False
+    logging.getLogger(EVENTS).setLevel(logging.INFO)  # the watcher's lines, always
 
 
 def write_summary(path: Path, result: RunResult) -> Path:

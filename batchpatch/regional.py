@@ -34,6 +34,7 @@ from batchpatch.models import Limits, Outcome, Status
 from batchpatch.plan import ImagePlan, plan_all
 from batchpatch.routing import RegionTarget, Routes
 from batchpatch.sheetwrite import write_table
+from batchpatch.telemetry import RecordingService
 from batchpatch.throttle import Pacer
 
 if TYPE_CHECKING:
@@ -210,7 +211,9 @@ async def _one_region(
     try:
         if target.lookup_project:
             here = dataclasses.replace(here, auth=await _project_looked_up(target, run.limits))
-        async with here._service() as client:
+        async with here._service() as opened:
+            telemetry = getattr(run, "telemetry", None)  # the HTML page's, every region's
+            client = opened if telemetry is None else RecordingService(opened, telemetry)
             stopped = await here._plan_and_send(client, resume)
             requests = client.requests
     except OptionsError as error:  # its project id could not be looked up
