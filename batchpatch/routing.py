@@ -22,8 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, ProjectLookup, TokenAuth
 from batchpatch.credentials import ENV_AK, ENV_IAM_USER, ENV_SK, Target, safe_endpoint
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
@@ -31,6 +29,8 @@ from batchpatch.models import ImagePatch
 from batchpatch.regions import IMS_REGIONS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from batchpatch.sheet import Sheet
 
 #: The routing columns' names, lower-case.
