@@ -930,9 +930,7 @@ def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes
     region's rows go to the one fake, once the regions are checked)."""
     endpoints = dict(options.region_endpoints)
     if options.fake:
-        sheet_regions(
-            str(sheet.path), sheet.frame, sheet.patches, sheet.first_row, known_regions(endpoints)
-        )
+        sheet_regions(sheet, known_regions(endpoints))
         return None
     routes = route(sheet, target, endpoints, insecure=options.allow_insecure_http)
     if routes is not None:

@@ -25,12 +25,9 @@ from typing import TYPE_CHECKING
 from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, ProjectLookup, TokenAuth
 from batchpatch.credentials import ENV_AK, ENV_IAM_USER, ENV_SK, Target, safe_endpoint
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
-from batchpatch.models import ImagePatch
 from batchpatch.regions import IMS_REGIONS
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from batchpatch.sheet import Sheet
 
 #: The routing columns' names, lower-case.
@@ -84,22 +81,17 @@ class _Cells:
     projects: dict[str, tuple[str, int]]
 
 
-def sheet_regions(
-    file: str,
-    frame: pd.DataFrame,
-    patches: Sequence[ImagePatch],
-    first_row: int,
-    known: frozenset[str],
-) -> tuple[dict[str, str], dict[str, str]]:
+def sheet_regions(sheet: Sheet, known: frozenset[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Each image's region ("" = the run's own) and each region's project id from the
     columns, checked: a located ``SheetError`` for an unknown region, two regions for one
     image, a project id that is not one, or two project ids for one region."""
+    file, frame, first_row = str(sheet.path), sheet.frame, sheet.first_row
     columns = {column.strip().lower(): column for column in routing_columns(list(frame.columns))}
     if not columns:
         return {}, {}
     cells = _Cells({}, {})
     problems: list[Problem] = []
-    for patch in patches:
+    for patch in sheet.patches:
         for row in patch.sources:
             for name, column in columns.items():
                 value = str(frame[column].iloc[row - first_row]).strip().lower()
@@ -179,9 +171,7 @@ def route(
     endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
     for region, url in endpoints.items():
         safe_endpoint(url, f"the endpoint of region {region}", allow_insecure_http=insecure)
-    by_image, projects = sheet_regions(
-        str(sheet.path), sheet.frame, sheet.patches, sheet.first_row, known_regions(endpoints)
-    )
+    by_image, projects = sheet_regions(sheet, known_regions(endpoints))
     own = base.region.strip().lower()
     if not by_image:  # no routing column: only an endpoint given for the run's own region
         if own not in endpoints:
