@@ -16,6 +16,7 @@ import pandas as pd
 from batchpatch.errors import Problem, Reason
 from batchpatch.grid import CellNote, Grid
 from batchpatch.report import INPUT_SUFFIX, RESULT_COLUMNS, fed_back_results, is_report
+from batchpatch.routing import routing_columns
 from batchpatch.schema import (
     IMS_SCHEMA,
     LONG_OPS,
@@ -78,9 +79,11 @@ class Changes:
 
 
 def passive_columns(header: list[str]) -> set[str]:
-    """Columns carried into the report but never sent: ``#comment`` columns, and the result
-    columns of a report fed back in (only then: elsewhere ``after`` may be a custom key)."""
-    return {column for column in header if column.startswith("#")} | fed_back_results(header)
+    """Columns carried into the report but never sent: ``#comment`` columns, the result
+    columns of a report fed back in (only then: elsewhere ``after`` may be a custom key),
+    and the routing columns ``region`` and ``project_id`` (``routing``)."""
+    comments = {column for column in header if column.startswith("#")}
+    return comments | fed_back_results(header) | routing_columns(header)
 
 
 def attribute_names(header: list[str]) -> dict[str, str]:

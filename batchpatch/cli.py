@@ -69,8 +69,9 @@ from batchpatch.outputs import (
     clear_stale_temporaries,
 )
 from batchpatch.plan import ImagePlan, describe
-from batchpatch.planfile import load_plan
+from batchpatch.planfile import load_plan, save_plan
 from batchpatch.progress import DEFAULT_EVERY, ProgressLines
+from batchpatch.regional import export_regions, plan_regions
 from batchpatch.report import default_report_path
 from batchpatch.rerun import only_statuses
 from batchpatch.retry import (
@@ -78,6 +79,14 @@ from batchpatch.retry import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKOFF,
     RetryPolicy,
+)
+from batchpatch.routing import (
+    Routes,
+    known_regions,
+    region_targets,
+    route,
+    routing_columns,
+    sheet_regions,
 )
 from batchpatch.runner import Safeguards
 from batchpatch.schema import IMS_SCHEMA, Schema
@@ -166,6 +175,29 @@ _concurrency = _number(
 )
 
 
+def _region_endpoint(text: str) -> tuple[str, str]:
+    """An argparse type: ``REGION=URL``."""
+    region, equals, url = text.partition("=")
+    if not (equals and region.strip() and url.strip()):
+        raise argparse.ArgumentTypeError(f"expected REGION=URL, got {text!r}")
+    return region.strip().lower(), url.strip()
+
+
+class _Regions(argparse.Action):
+    """``--region``: the first is the run's region; ``export`` takes more (``regions``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        regions = [*(getattr(namespace, "regions", None) or []), str(values)]
+        namespace.regions = regions
+        setattr(namespace, self.dest, regions[0])
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with our code 2 and an ``Error:`` line, never a usage dump."""
 
@@ -225,7 +257,9 @@ def _service_options() -> _Parser:
     where.add_argument(
         "--region",
         metavar="REGION",
-        help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com",
+        action=_Regions,
+        help="region id; the endpoint is https://ims.REGION.myhuaweicloud.com "
+        "(export: repeatable, one sheet with a region column)",
     )
     where.add_argument(
         "--fake",
@@ -244,6 +278,16 @@ def _service_options() -> _Parser:
         metavar="NAME",
         help="with --api glance: this cloud of clouds.yaml (default: $OS_CLOUD, else the "
         "OS_* variables)",
+    )
+    options.add_argument(
+        "--region-endpoint",
+        action="append",
+        default=[],
+        type=_region_endpoint,
+        dest="region_endpoints",
+        metavar="REGION=URL",
+        help="the IMS endpoint of a region the sheet's region column names "
+        "(default: https://ims.REGION.myhuaweicloud.com); repeatable",
     )
     options.add_argument(
         "--concurrency",
@@ -641,14 +685,22 @@ def _plan(options: argparse.Namespace) -> int:
         check_plan_files(
             options.sheet, options.out, flags=True, other_inputs=_other_inputs(options)
         )
+    _one_region_only(options)
     sheet = _read(options)
     _print_worksheet(sheet, say)
     if sheet.encoding_label:
         say(f"{options.sheet}: {sheet.row_count} rows{_read_as(sheet)}")
     with _target(options) as target:
-        plans = anyio.run(_make_plan, options, sheet, target)
+        routes = _routes(options, sheet, target)
+        if routes is None:
+            plans = anyio.run(_make_plan, options, sheet, target)
+        else:
+            plans = anyio.run(plan_regions, sheet, routes, _limits(options))
+            if options.out:
+                save_plan(options.out, sheet, routes.identity, plans)
     for plan in plans:
-        say("\n".join(describe(plan)))
+        region = "" if routes is None else f"[{routes.by_image[plan.image_id]}] "
+        say(region + "\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
     say(
         f"{len(plans)} images: "
@@ -680,12 +732,15 @@ def _apply(options: argparse.Namespace) -> int:
     _print_worksheet(sheet, notice)
     for row, reason in sorted(sheet.invalid.items()):
         notice(f"{options.sheet}:{row}: skipped as invalid: {reason}")
+    _one_region_only(options)
     with _target(options) as target:
+        routes = _routes(options, sheet, target)
         plan: PlanSource = AS_WRITTEN if options.no_plan else READ_PASS
         if options.plan_file:
-            plan = SavedPlan(load_plan(options.plan_file, sheet, target.endpoint))
+            endpoint = target.endpoint if routes is None else routes.identity
+            plan = SavedPlan(load_plan(options.plan_file, sheet, endpoint))
         telemetry = Telemetry()
-        result = anyio.run(_run, options, sheet, target, plan, telemetry)
+        result = anyio.run(_run, options, sheet, target, plan, telemetry, routes)
         _write_pages(options, result, telemetry, target)
     if result.stop_reason:
         reason = result.stop.text(flag_name) if result.stop else result.stop_reason
@@ -933,7 +988,14 @@ def _export(options: argparse.Namespace) -> int:
     filters = parse_filters(options.filters)
     check_export_files(options.out, flags=True, inputs=_other_inputs(options))
     with _target(options) as target:
-        result = anyio.run(_run_export, options, target, filters)
+        regions = getattr(options, "regions", None) or []
+        if len(regions) > 1:
+            insecure = options.allow_insecure_http
+            endpoints = dict(options.region_endpoints)
+            targets = region_targets(regions, target, endpoints, insecure=insecure)
+            result = anyio.run(export_regions, options.out, targets, _limits(options), filters)
+        else:
+            result = anyio.run(_run_export, options, target, filters)
     for note in result.notes:
         notice(f"Note: {note}")
     say(result.summary())
@@ -961,12 +1023,47 @@ def _whoami(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _one_region_only(options: argparse.Namespace) -> None:
+    """``--region`` names the run's one region, except for ``export``."""
+    if len(getattr(options, "regions", None) or []) > 1:
+        raise OptionsError(
+            "--region is given more than once — a sheet's rows go to other regions by a "
+            "region column; only export takes several"
+        )
+
+
+def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes | None:
+    """Where each image goes when the sheet has a region column (with ``--fake``, every
+    region's rows go to the one fake, once the regions are checked)."""
+    endpoints = dict(options.region_endpoints)
+    if options.api != "ims":
+        if columns := routing_columns(list(sheet.frame.columns)):
+            raise OptionsError(
+                f"{sheet.path}: the {', '.join(sorted(columns))} column sends rows to Huawei "
+                f"Cloud regions, which --api {options.api} has none of — remove the column, "
+                "or run one sheet per endpoint"
+            )
+        return None
+    if options.fake:
+        sheet_regions(sheet, known_regions(endpoints))
+        return None
+    routes = route(sheet, target, endpoints, insecure=options.allow_insecure_http)
+    if routes is not None:
+        notice(
+            "regions: "
+            + ", ".join(f"{r} ({len(routes.images_of(r))} images)" for r in routes.targets),
+            level=logging.INFO,
+        )
+    return routes
+
+
 async def _run(
     options: argparse.Namespace,
     sheet: Sheet,
     target: Target,
     plan: PlanSource,
     telemetry: Telemetry | None = None,
+    routes: Routes | None = None,
 ) -> RunResult:
     stop, abort = anyio.Event(), anyio.Event()
     ledger = Ledger()  # the bar shows what the run's ledger holds
@@ -1020,6 +1117,7 @@ async def _run(
                     abort=abort,
                     ledger=ledger,
                     undo_path=options.undo,
+                    routes=routes,
                     telemetry=telemetry,
                     only=options.only,
                     service=service,

@@ -192,14 +192,14 @@ async def export_images(
     async with opened as client:
         pacer = Pacer(limits)
         images = await list_all(Reader(client, pacer, policy or RetryPolicy()), query, page_size)
-        tags, tag_notes = await _tags_if_readable(read_tags, client, pacer)
+        tags, tag_notes = await tags_if_readable(read_tags, client, pacer)
         requests = client.requests
     header, rows, notes = export_table(images, tags)
     write_table(path, header, rows)
     return ExportResult(path, len(rows), len(header), requests, tag_notes + notes)
 
 
-async def _tags_if_readable(
+async def tags_if_readable(
     read_tags: TagReader | None, client: ImageService, pacer: Pacer
 ) -> tuple[Mapping[str, Mapping[str, str]], list[str]]:
     """The images' tags, or none and a note saying why when the tag API cannot be used

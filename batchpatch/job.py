@@ -69,9 +69,11 @@ from batchpatch.plan import (
 )
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.progress import tell_resume
+from batchpatch.regional import RegionFigures, run_regions
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
 from batchpatch.rerun import select_rows
+from batchpatch.routing import Routes
 from batchpatch.runner import OutcomeCallback, Runner, Safeguards
 from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
@@ -165,6 +167,8 @@ class RunResult:
     ledger: Ledger | None = None
     undo_path: Path | None = None
     undo_note: str = ""
+    #: Each region's figures, when the sheet's rows go to several (``regional``).
+    regions: tuple[RegionFigures, ...] = ()
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -304,6 +308,7 @@ async def apply_sheet(
     ledger: Ledger | None = None,
     service: ImageService | None = None,
     undo_path: str | Path | None = None,
+    routes: Routes | None = None,
     telemetry: Telemetry | None = None,
     only: Collection[str] | None = None,
 ) -> RunResult:
@@ -324,6 +329,9 @@ async def apply_sheet(
     ``undo_path``, by default ``<sheet stem>.undo.<ext>`` beside the report; a dry run
     writes none.  ``service`` replaces the IMS client built from ``endpoint`` and
     ``auth`` (another API, or a test double); ``endpoint`` still names it in the journal.
+    ``routes`` (``routing.route``) sends each image to its region's endpoint with that
+    region's credentials, the regions side by side, each under its own ``limits``
+    (``regional``); the journal then names every region's endpoint.
     ``telemetry`` (optional) records every request's timing and answer (the HTML page).
     ``only`` (statuses, for a report fed back in as the sheet) sends only the rows whose
     earlier status it lists; the others keep their earlier outcome (see ``rerun``).
@@ -368,6 +376,7 @@ async def apply_sheet(
         service,
         skip_invalid,
         undo=undo,
+        routes=routes,
         telemetry=telemetry,
         earlier=earlier,
     )
@@ -379,7 +388,7 @@ async def apply_sheet(
             journal_path(report),
             ledger,
             sheet_sha256=sheet_digest(sheet.path),
-            endpoint=endpoint,
+            endpoint=endpoint if routes is None else routes.identity,
             restart=restart,
             on_failure=lambda _: stop.set(),
         )
@@ -531,6 +540,7 @@ class _Run:
     service: ImageService | None = None
     skip_invalid: bool = False
     undo: Path | None = None
+    routes: Routes | None = None
     telemetry: Telemetry | None = None
     earlier: Mapping[int, RowResult] = field(default_factory=dict)  # rows ``only`` left out
 
@@ -540,11 +550,16 @@ class _Run:
         its events."""
         started = time.perf_counter()
         resume = _Resume.of(self.sheet, self.ledger, journal)
-        async with self._service() as client:
-            if self.telemetry is not None:
-                client = RecordingService(client, self.telemetry)
-            stop = await self._plan_and_send(client, resume)
-            requests = client.requests
+        regions = None
+        if self.routes is not None:
+            regions = await run_regions(self, resume, self.routes, _Resume.only)
+            stop, requests = regions.stop, regions.total_requests
+        else:
+            async with self._service() as client:
+                if self.telemetry is not None:
+                    client = RecordingService(client, self.telemetry)
+                stop = await self._plan_and_send(client, resume)
+                requests = client.requests
         if self.telemetry is not None:
             self.telemetry.finish()
         rows = rows_of(self.sheet, self.ledger, self.earlier)
@@ -561,6 +576,7 @@ class _Run:
             self.ledger,
             undo_path,
             undo_note,
+            () if regions is None else regions.figures(rows),
         )
 
     def _write_undo(self) -> tuple[Path | None, str]:
@@ -573,7 +589,8 @@ class _Run:
         if not undo.rows:
             return None, note
         try:
-            return write_undo(self.undo, undo), note
+            regions = None if self.routes is None else self.routes.by_image
+            return write_undo(self.undo, undo, regions), note
         except OSError as error:
             failed = f"could not write the undo sheet {self.undo}: {_why(error)}"
             return None, f"{failed}; {note}" if note else failed
@@ -810,6 +827,11 @@ class _Resume:
         else:
             self.asked_anew.add(image_id)
             ledger.restore(image_id, None, unplanned(patch), in_doubt=entry.in_doubt and not done)
+
+    def only(self, image_ids: set[str]) -> _Resume:
+        """The part of this resume that concerns ``image_ids`` (one region's images)."""
+        pending = [patch for patch in self.pending if patch.image_id in image_ids]
+        return _Resume(pending, self.asked_anew & image_ids)
 
     def in_doubt(self, ledger: Ledger) -> set[str]:
         """The pending images whose last write (the earlier run's) may have been applied."""

@@ -128,6 +128,8 @@ def write_summary(path: Path, result: RunResult) -> Path:
         else 0.0,
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if result.regions:  # a sheet across regions: each region's part (regional.RegionFigures)
+        summary["regions"] = {figures.region: figures.as_json() for figures in result.regions}
     return atomic_write(
         path,
         lambda temporary: temporary.write_text(json.dumps(summary, indent=1), encoding="utf-8"),

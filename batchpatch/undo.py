@@ -24,7 +24,7 @@ it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +133,11 @@ def _reverse_rename(image_id: str, change: Change) -> UndoRow | None:
     return (image_id, "rename", path_of(change.attribute), str(old))
 
 
-def write_undo(path: Path, undo: UndoSheet) -> Path:
-    """Write the undo sheet (its format by extension), atomically."""
-    return write_table(path, UNDO_HEADER, undo.rows, sheet="undo")
+def write_undo(path: Path, undo: UndoSheet, regions: Mapping[str, str] | None = None) -> Path:
+    """Write the undo sheet (its format by extension), atomically.  A run across regions
+    (``regions``: each image's region) gives it a ``region`` column, so that applying it
+    sends each row back to where it was changed."""
+    if not regions:
+        return write_table(path, UNDO_HEADER, undo.rows, sheet="undo")
+    rows = [(*row, regions.get(row[0], "")) for row in undo.rows]
+    return write_table(path, (*UNDO_HEADER, "region"), rows, sheet="undo")

@@ -1,0 +1,338 @@
+"""Running a sheet's regions side by side, over the run's one ledger.
+
+Each region gets its own service (client), pacer and concurrency limit (``Limits`` are per
+region: the API gateway's quota is), its own read pass and its own runner over that
+region's plans; all regions run concurrently in one task group.  Every image's fate still
+goes into the one ``Ledger`` (so the journal, the report and the summary stay single): each
+region sees it through a ``RegionLedger``, which lists only the region's images and keeps
+the region's own tally, so a failure threshold (``max_failures`` …) counts the region's
+failures and stops that region only.  A region whose credentials fail stops alone too;
+its unsent images are ``not_attempted`` with the region's reason.  A signal stops every
+region (it sets the run's ``stop``, which each region's own stop follows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import anyio
+
+from batchpatch.auth import AkSkAuth, Auth
+from batchpatch.client import ImsClient
+from batchpatch.credentials import lookup_project
+from batchpatch.errors import Namer, OptionsError, ReadFailed, StopReason
+from batchpatch.export import PAGE_SIZE, ExportResult, export_table, list_all, tags_if_readable
+from batchpatch.inventory import Image, Reader, fetch_images
+from batchpatch.ledger import Entry, Ledger, Tally
+from batchpatch.models import Limits, Outcome, Status
+from batchpatch.plan import ImagePlan, plan_all
+from batchpatch.routing import RegionTarget, Routes
+from batchpatch.sheetwrite import write_table
+from batchpatch.tagreads import all_tags
+from batchpatch.telemetry import RecordingService
+from batchpatch.throttle import Pacer
+
+if TYPE_CHECKING:
+    from batchpatch.report import RowResult
+    from batchpatch.service import ImageService
+    from batchpatch.sheet import Sheet
+
+log = logging.getLogger("batchpatch.regional")
+
+
+class RegionLedger:
+    """The run's ledger as one region sees it: only the region's images when iterated,
+    and the region's own tally; every event goes to the shared ledger."""
+
+    def __init__(self, shared: Ledger, image_ids: Iterable[str]) -> None:
+        self._shared = shared
+        self._ids = frozenset(image_ids)
+        self.tally = Tally()
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (entry for entry in self._shared if entry.image_id in self._ids)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._ids and image_id in self._shared
+
+    def finish(self, outcome: Outcome, *args: Any, **kwargs: Any) -> Entry:
+        entry = self._shared.finish(outcome, *args, **kwargs)
+        if kwargs.get("counted", True):
+            self.tally.add(outcome)
+        return entry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shared, name)
+
+
+class RegionRun(Protocol):
+    """What a region needs of the job's run (``job._Run``): a copy of it with the region's
+    endpoint, credentials, ledger view and stop, and the two stages it runs."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def stop(self) -> anyio.Event: ...
+
+    @property
+    def on_request(self) -> Callable[[str], None] | None: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    def _service(self) -> Any: ...
+
+    def _plan_and_send(self, client: ImageService, resume: Any) -> Awaitable[StopReason | None]: ...
+
+
+@dataclass(frozen=True)
+class RegionFigures:
+    """One region's part of a run, for the summary (and the HTML page)."""
+
+    region: str
+    endpoint: str
+    images: int
+    requests: int
+    counts: dict[str, int]
+    stop_reason: str = ""
+    stop_kind: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RegionsRun:
+    """What running the regions gave: each region's stop (None: finished) and requests."""
+
+    routes: Routes
+    stops: dict[str, StopReason | None] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def stop(self) -> StopReason | None:
+        """The run's stop: None when every region finished; one region's own reason when
+        only it stopped, or all stopped alike (a signal); else each region's, named."""
+        stopped = {r: s for r, s in self.stops.items() if s is not None}
+        if not stopped:
+            return None
+        distinct = {(s.kind, str(s)) for s in stopped.values()}
+        if len(stopped) == len(self.stops) and len(distinct) == 1:
+            return next(iter(stopped.values()))
+        kind = next(iter(stopped.values())).kind if len(stopped) == 1 else "regions"
+
+        def wording(name: Namer) -> str:
+            return "; ".join(f"region {r}: {s.text(name)}" for r, s in stopped.items())
+
+        return StopReason(kind, "", wording)
+
+    def figures(self, rows: Sequence[RowResult]) -> tuple[RegionFigures, ...]:
+        """Each region's images, requests, row counts by status and stop reason."""
+        counts: dict[str, Counter[str]] = {region: Counter() for region in self.routes.targets}
+        for row in rows:
+            region = self.routes.by_image.get(row.outcome.image_id)
+            if region is not None:
+                counts[region][str(row.outcome.status)] += 1
+        return tuple(
+            RegionFigures(
+                region,
+                target.endpoint,
+                len(self.routes.images_of(region)),
+                self.requests.get(region, 0),
+                dict(sorted(counts[region].items())),
+                "" if self.stops.get(region) is None else str(self.stops[region]),
+                "" if self.stops.get(region) is None else cast(StopReason, self.stops[region]).kind,
+            )
+            for region, target in self.routes.targets.items()
+        )
+
+
+async def run_regions(
+    run: RegionRun, resume: Any, routes: Routes, subset: Callable[[Any, set[str]], Any]
+) -> RegionsRun:
+    """Plan and send every region's images concurrently; ``subset(resume, ids)`` is the
+    part of ``resume`` (``job._Resume``) that concerns the images ``ids``."""
+    result = RegionsRun(routes)
+    stops = {region: anyio.Event() for region in routes.targets}
+
+    async def follow_run_stop() -> None:
+        await run.stop.wait()
+        for event in stops.values():
+            event.set()
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(follow_run_stop)
+        async with anyio.create_task_group() as regions:
+            for region, target in routes.targets.items():
+                ids = routes.images_of(region)
+                regions.start_soon(
+                    _one_region, run, subset(resume, ids), target, ids, stops[region], result
+                )
+        outer.cancel_scope.cancel()
+    return result
+
+
+async def _one_region(
+    run: RegionRun,
+    resume: Any,
+    target: RegionTarget,
+    ids: set[str],
+    stop: anyio.Event,
+    result: RegionsRun,
+) -> None:
+    view = RegionLedger(run.ledger, ids)
+    region = target.region
+    printer = run.on_request
+    labelled = None if printer is None else _labelled(printer, region)
+    here = cast(Any, dataclasses.replace)(
+        run,
+        endpoint=target.endpoint,
+        auth=target.auth,
+        ca_bundle=target.ca_bundle,
+        ledger=cast(Ledger, view),
+        stop=stop,
+        on_request=labelled,
+        service=None,
+    )
+    requests = 0
+    try:
+        if target.lookup_project:
+            here = dataclasses.replace(here, auth=await _project_looked_up(target, run.limits))
+        async with here._service() as opened:
+            telemetry = getattr(run, "telemetry", None)  # the HTML page's, every region's
+            client = opened if telemetry is None else RecordingService(opened, telemetry)
+            stopped = await here._plan_and_send(client, resume)
+            requests = client.requests
+    except OptionsError as error:  # its project id could not be looked up
+        stopped = StopReason("auth", "", error.text)
+    result.requests[region] = requests
+    result.stops[region] = stopped
+    if stopped is not None:
+        log.warning("region %s stopped: %s", region, stopped)
+        _not_attempted(view, run.ledger, region, stopped)
+
+
+def _labelled(printer: Callable[[str], None], region: str) -> Callable[[str], None]:
+    return lambda text: printer(f"# region {region}\n{text}")
+
+
+def _client(target: RegionTarget, limits: Limits, auth: Auth | None = None) -> ImsClient:
+    return ImsClient(
+        target.endpoint,
+        auth or target.auth,
+        timeout=limits.timeout,
+        connections=limits.concurrency,
+        ca_bundle=target.ca_bundle,
+    )
+
+
+async def _project_looked_up(target: RegionTarget, limits: Limits) -> AkSkAuth:
+    """The region's AK/SK credentials with the project id IAM names for the region
+    (``GET /v3/projects?name=REGION``, signed with the same keys)."""
+    auth = target.auth
+    assert isinstance(auth, AkSkAuth)
+    async with _client(target, limits) as client:
+        project = await lookup_project(client, auth)
+    log.info("region %s: project id %s (looked up in IAM)", target.region, project)
+    return dataclasses.replace(auth, project_id=project, project_lookup=None)
+
+
+async def plan_regions(sheet: Sheet, routes: Routes, limits: Limits) -> list[ImagePlan]:
+    """Read every region's images from its own endpoint, side by side, and plan the whole
+    sheet against them (``batchpatch plan`` across regions).  Raises the first region's
+    ``ReadFailed`` when a region's images cannot be read, or its ``OptionsError`` when its
+    project id cannot be looked up."""
+    found: dict[str, Image] = {}
+    failures: list[Exception] = []
+
+    async def read(target: RegionTarget) -> None:
+        ids = [
+            p.image_id for p in sheet.patches if routes.by_image.get(p.image_id) == target.region
+        ]
+        try:
+            auth = await _project_looked_up(target, limits) if target.lookup_project else None
+            async with _client(target, limits, auth) as client:
+                found.update(await fetch_images(Reader(client, Pacer(limits)), ids))
+        except (ReadFailed, OptionsError) as failure:
+            failures.append(failure)
+
+    async with anyio.create_task_group() as group:
+        for target in routes.targets.values():
+            group.start_soon(read, target)
+    if failures:
+        raise failures[0]
+    return plan_all(sheet.patches, found)
+
+
+async def export_regions(
+    out: Path,
+    targets: Sequence[RegionTarget],
+    limits: Limits,
+    filters: Mapping[str, str],
+    page_size: int = PAGE_SIZE,
+) -> ExportResult:
+    """``batchpatch export --region A --region B``: list each region's images from its own
+    endpoint, side by side, and write them as one wide sheet with a ``region`` column
+    beside ``image_id`` (so ``apply`` sends each row back to its region)."""
+    listed: dict[str, list[Image]] = {}
+    requests: dict[str, int] = {}
+    tags: dict[str, Mapping[str, str]] = {}
+    notes: list[str] = []
+
+    async def read(target: RegionTarget) -> None:
+        auth = await _project_looked_up(target, limits) if target.lookup_project else None
+        async with _client(target, limits, auth) as client:
+            pacer = Pacer(limits)
+            listed[target.region] = await list_all(Reader(client, pacer), filters, page_size)
+            found, tag_notes = await tags_if_readable(all_tags, client, pacer)
+            tags.update(found)
+            notes.extend(f"{target.region}: {note}" for note in tag_notes)
+            requests[target.region] = client.requests
+
+    try:
+        async with anyio.create_task_group() as group:
+            for target in targets:
+                group.start_soon(read, target)
+    except BaseExceptionGroup as failures:
+        raise failures.exceptions[0] from None
+    region_of = {
+        str(image.get("id", "")): region for region, images in listed.items() for image in images
+    }
+    header, rows, table_notes = export_table(
+        [i for images in listed.values() for i in images], tags
+    )
+    header.insert(1, "region")
+    for row in rows:
+        row.insert(1, region_of.get(row[0], ""))
+    write_table(out, header, rows)
+    return ExportResult(out, len(rows), len(header), sum(requests.values()), notes + table_notes)
+
+
+def _not_attempted(view: RegionLedger, ledger: Ledger, region: str, stopped: StopReason) -> None:
+    """The region's images still without an outcome: ``not_attempted``, saying why (told to
+    no listener: the journal keeps them pending for the rerun)."""
+    why = f"not sent: region {region} stopped ({stopped})"
+    for entry in list(view):
+        if entry.outcome is None and (entry.plan is None or entry.plan.status is None):
+            ledger.finish(
+                Outcome(entry.image_id, Status.NOT_ATTEMPTED, error_message=why),
+                counted=False,
+                event=None,
+            )
+
+
+__all__ = ["RegionFigures", "RegionLedger", "RegionsRun", "run_regions"]

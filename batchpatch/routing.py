@@ -1,0 +1,253 @@
+"""Which region each image of a sheet goes to, and the endpoint and credentials of each.
+
+A sheet may carry a ``region`` column and a ``project_id`` column (headers matched without
+regard to case).  They are routing columns, never attributes: a custom property that is
+really called ``region`` is changed with a ``/region`` header.  Each image goes to the
+region its rows name (one region an image, since its changes are one request); rows
+without a region go where the run goes (``--region``/``--endpoint``, the profile).
+
+Each region's endpoint: ``region_endpoints[REGION]`` (``--region-endpoint REGION=URL``),
+else ``https://ims.REGION.myhuaweicloud.com``.  Its credentials, as the official SDK does
+it: AK/SK signs for every region, with the region's project id (the ``project_id`` column,
+else looked up per region in IAM when the run starts: ``GET /v3/projects?name=REGION``);
+an IAM password login gets a token scoped to each region's project (one login a region);
+a pre-made token is scoped to one project, so it serves only the run's own region.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, ProjectLookup, TokenAuth
+from batchpatch.credentials import ENV_AK, ENV_IAM_USER, ENV_SK, Target, safe_endpoint
+from batchpatch.errors import OptionsError, Problem, Reason, SheetError
+from batchpatch.regions import IMS_REGIONS
+
+if TYPE_CHECKING:
+    from batchpatch.sheet import Sheet
+
+#: The routing columns' names, lower-case.
+REGION_COLUMN, PROJECT_COLUMN = "region", "project_id"
+ROUTING_COLUMNS = frozenset({REGION_COLUMN, PROJECT_COLUMN})
+#: How messages name the region of rows without a region cell.
+OWN_REGION = "(the run's own)"
+_PROJECT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def routing_columns(header: Sequence[str]) -> set[str]:
+    """The header cells that are routing columns (``region``, ``project_id``, any case)."""
+    return {column for column in header if column.strip().lower() in ROUTING_COLUMNS}
+
+
+@dataclass(frozen=True)
+class RegionTarget:
+    """Where one region's images go and how its requests prove who sends them.
+    ``lookup_project``: the project id is to be looked up in IAM before the first request."""
+
+    region: str
+    endpoint: str
+    auth: Auth
+    ca_bundle: str | None = None
+    lookup_project: bool = False
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Every image's region (``by_image``) and every region's target (``targets``, in the
+    order the sheet first names them; the run's own region under its name)."""
+
+    by_image: Mapping[str, str]
+    targets: Mapping[str, RegionTarget]
+
+    @property
+    def identity(self) -> str:
+        """The endpoints of the run, as its journal records them: ``REGION=URL`` sorted."""
+        return " ".join(f"{r}={t.endpoint}" for r, t in sorted(self.targets.items()))
+
+    def images_of(self, region: str) -> set[str]:
+        return {image for image, where in self.by_image.items() if where == region}
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """What the routing columns of a sheet say: each image's region and project id cells
+    (lower-cased, trimmed; "" where blank), with the row that first said so."""
+
+    regions: dict[str, tuple[str, int]]
+    projects: dict[str, tuple[str, int]]
+
+
+def sheet_regions(sheet: Sheet, known: frozenset[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each image's region ("" = the run's own) and each region's project id from the
+    columns, checked: a located ``SheetError`` for an unknown region, two regions for one
+    image, a project id that is not one, or two project ids for one region."""
+    file, frame, first_row = str(sheet.path), sheet.frame, sheet.first_row
+    columns = {column.strip().lower(): column for column in routing_columns(list(frame.columns))}
+    if not columns:
+        return {}, {}
+    cells = _Cells({}, {})
+    problems: list[Problem] = []
+    for patch in sheet.patches:
+        for row in patch.sources:
+            for name, column in columns.items():
+                value = str(frame[column].iloc[row - first_row]).strip().lower()
+                reason = _cell_reason(name, value, patch.image_id, row, cells, known)
+                if reason is not None:
+                    problems.append(Problem(file, row, column, reason))
+    if problems:
+        raise SheetError(sorted(problems, key=lambda p: p.row))
+    by_image = {image: region for image, (region, _) in cells.regions.items()}
+    projects: dict[str, str] = {}
+    for image, (project, row) in cells.projects.items():
+        region = by_image.get(image, "")
+        other = projects.setdefault(region, project)
+        if other != project:
+            problems.append(
+                Problem(
+                    file,
+                    row,
+                    columns[PROJECT_COLUMN],
+                    Reason(
+                        f"project id {project} for region {region or OWN_REGION}, "
+                        f"which other rows give project id {other}",
+                        "one project a region: split the sheet in two runs",
+                    ),
+                )
+            )
+    if problems:
+        raise SheetError(problems)
+    return by_image, projects
+
+
+def _cell_reason(
+    name: str, value: str, image_id: str, row: int, cells: _Cells, known: frozenset[str]
+) -> Reason | None:
+    if name == REGION_COLUMN:
+        if value and value not in known:
+            return Reason(
+                f"unknown region {value!r}",
+                f"use one of {', '.join(sorted(known))}, or give its endpoint with "
+                "--region-endpoint REGION=URL",
+            )
+        earlier, at = cells.regions.setdefault(image_id, (value, row))
+        if earlier != value:
+            return Reason(
+                f"region {value or '(blank)'} for image {image_id}, which row {at} sends to "
+                f"region {earlier or '(blank)'}",
+                "an image's changes are one request to one region: give every row of the "
+                "image the same region",
+            )
+        return None
+    if not value:
+        return None
+    if not _PROJECT_ID.fullmatch(value):
+        return Reason(
+            "not a project id (32 hexadecimal digits)",
+            "copy the project id from the console's My Credentials page, or leave it blank",
+        )
+    cells.projects.setdefault(image_id, (value, row))
+    return None
+
+
+def known_regions(region_endpoints: Mapping[str, str]) -> frozenset[str]:
+    """The regions a sheet may name: the official list and those given an endpoint."""
+    return IMS_REGIONS | {region.strip().lower() for region in region_endpoints}
+
+
+def route(
+    sheet: Sheet,
+    base: Target,
+    region_endpoints: Mapping[str, str] | None = None,
+    *,
+    insecure: bool = False,
+) -> Routes | None:
+    """The routes of ``sheet`` from the run's ``base`` target; None when the sheet has no
+    routing column and ``region_endpoints`` does not name the run's own region (every
+    image goes where the run goes, as without routing)."""
+    endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
+    for region, url in endpoints.items():
+        safe_endpoint(url, f"the endpoint of region {region}", allow_insecure_http=insecure)
+    by_image, projects = sheet_regions(sheet, known_regions(endpoints))
+    own = base.region.strip().lower()
+    if not by_image:  # no routing column: only an endpoint given for the run's own region
+        if own not in endpoints:
+            return None
+        by_image = {patch.image_id: own for patch in sheet.patches}
+    targets: dict[str, RegionTarget] = {}
+    for image in by_image:
+        region = by_image[image] or own
+        by_image[image] = region
+        if region not in targets:
+            targets[region] = _target(region, own, base, endpoints, projects)
+    _refuse_token(base.auth, [r for r in targets if r != own])
+    return Routes(by_image, targets)
+
+
+def region_targets(
+    regions: Sequence[str],
+    base: Target,
+    region_endpoints: Mapping[str, str] | None = None,
+    *,
+    insecure: bool = False,
+) -> list[RegionTarget]:
+    """The target of each of ``regions`` (``export --region A --region B``), from the
+    run's ``base`` target (its region is ``regions[0]``)."""
+    endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
+    known = known_regions(endpoints)
+    wanted = list(dict.fromkeys(region.strip().lower() for region in regions))
+    for region in wanted:
+        if region not in known:
+            raise OptionsError(
+                f"unknown region {region!r} — use one of {', '.join(sorted(known))}, or give "
+                "its endpoint with --region-endpoint REGION=URL"
+            )
+        if region in endpoints:
+            safe_endpoint(
+                endpoints[region], f"the endpoint of region {region}", allow_insecure_http=insecure
+            )
+    own = base.region.strip().lower()
+    _refuse_token(base.auth, [region for region in wanted if region != own])
+    return [_target(region, own, base, endpoints, {}) for region in wanted]
+
+
+def _target(
+    region: str,
+    own: str,
+    base: Target,
+    endpoints: Mapping[str, str],
+    projects: Mapping[str, str],
+) -> RegionTarget:
+    project = projects.get(region) or (projects.get("", "") if region == own else "")
+    if region == own:
+        endpoint = endpoints.get(region, base.endpoint)
+    else:
+        endpoint = endpoints.get(region) or f"https://ims.{region}.myhuaweicloud.com"
+    auth = base.auth
+    lookup = False
+    if isinstance(auth, AkSkAuth):
+        if region != own or project:
+            lookup = not project
+            where = ProjectLookup(base.iam_endpoint, region) if lookup else None
+            auth = dataclasses.replace(auth, project_id=project, project_lookup=where)
+    elif isinstance(auth, PasswordAuth) and (region != own or project):
+        auth = dataclasses.replace(
+            auth, project_name=region, project_id=project, _token="", _expires=0.0, logins=0
+        )
+        auth._login = None
+    return RegionTarget(region, endpoint, auth, base.ca_bundle, lookup)
+
+
+def _refuse_token(auth: Auth, others: Sequence[str]) -> None:
+    """A pre-made token is scoped to one project: it cannot serve another region."""
+    if isinstance(auth, TokenAuth) and others:
+        raise OptionsError(
+            f"the sheet names the regions {', '.join(sorted(others))}, but the credentials "
+            f"({auth.source}) are a pre-made token, scoped to one project, which serves only "
+            f"the run's own region — use AK/SK ({ENV_AK}/{ENV_SK}, which sign for every "
+            f"region) or an IAM password login ({ENV_IAM_USER}…, one token a region) "
+            f"instead of {TOKEN_VARIABLE}"
+        )
