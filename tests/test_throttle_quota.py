@@ -286,11 +286,11 @@ async def test_with_the_limit_unknown_the_ceiling_is_learned_and_held(bucket: bo
 
 
 def test_the_quota_benchmark_runs_and_reports_its_figures() -> None:
-    figures = run_quota(rate=40, images=30, gateway_rate=20, concurrency=4)
+    figures = run_quota(rate=400, images=30, gateway_rate=200, concurrency=4)
     assert figures["exit_code"] == 0
     assert figures["requests"] >= 2 * 30  # few images: read one by one, then patched
     admitted = figures["admitted_rate"] * figures["busy_s"]
     assert admitted == pytest.approx(figures["requests"] - figures["throttled"])
-    assert figures["utilisation"] == pytest.approx(figures["admitted_rate"] / 20)
+    assert figures["utilisation"] == pytest.approx(figures["admitted_rate"] / 200)
     for name in ("throttled_fraction", "throttled_fraction_after_10s", "wall_s", "busiest_second"):
         assert name in figures
