@@ -79,7 +79,7 @@ from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
 from batchpatch.sheetwrite import check_table_writable
-from batchpatch.tagreads import TagReader, current_tags
+from batchpatch.tagreads import current_tags
 from batchpatch.telemetry import RecordingService, Telemetry
 from batchpatch.throttle import Pacer, sleep_unless_stopped
 from batchpatch.undo import UNDO_HEADER, default_undo_path, undo_sheet, write_undo
@@ -230,25 +230,24 @@ def tag_keys(patch: ImagePatch) -> set[str]:
 async def read_current_tags(
     reader: Reader, patches: Sequence[ImagePatch]
 ) -> dict[str, dict[str, str]]:
-    """The current tags of the images whose patches touch tags (none read otherwise).
-
-    An image that may gain a tag is read whole (one call each): the tag limit and the
-    order of its tag calls need every tag it has, and a tag query finds an image only by
-    the keys asked.  Images that only remove tags are read by ``tagreads.current_tags``'s
-    cheaper rule."""
+    """The current tags of the images whose patches touch tags (none read otherwise), by
+    ``tagreads.current_tags``'s rule; an image that may gain a tag is known whole (the tag
+    limit and the order of its tag calls need every tag it has)."""
     touching = {patch.image_id: tag_keys(patch) for patch in patches}
     touching = {image_id: keys for image_id, keys in touching.items() if keys}
     if not touching:
         return {}
-    gaining = [p.image_id for p in patches if p.image_id in touching and _may_gain_tags(p)]
-    found = await TagReader(reader.client, reader.pacer, reader.policy, reader.stop).images(gaining)
-    others = [image_id for image_id in touching if image_id not in found]
-    if others:
-        keys = sorted(set().union(*(touching[image_id] for image_id in others)))
-        found |= await current_tags(
-            reader.client, others, keys, reader.pacer, policy=reader.policy, stop=reader.stop
-        )
-    return {image_id: dict(found.get(image_id, {})) for image_id in touching}
+    gaining = {p.image_id for p in patches if p.image_id in touching and _may_gain_tags(p)}
+    keys = sorted(set().union(*touching.values()))
+    return await current_tags(
+        reader.client,
+        list(touching),
+        keys,
+        reader.pacer,
+        policy=reader.policy,
+        stop=reader.stop,
+        whole=gaining,
+    )
 
 
 def _may_gain_tags(patch: ImagePatch) -> bool:

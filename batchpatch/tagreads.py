@@ -18,11 +18,10 @@ The cost rule of ``current_tags``, for n images whose rows change tags and k dis
   answers carry all its tags); one seen in none, once every group is paged through, holds
   none of the keys.
 
-So the cost is n reads at most plus G (only when n > G), and for a sheet whose images
-carry keys that few other images carry, G calls for up to 1,000 images (measured in
-tests/test_tag_reads.py).  Caveat: ``current_tags`` returns {} for an image holding none of
-``keys`` when it was not read on its own, so its *other* tags are unknown; a quota check on
-such an image relies on the service's answer (IMS: 400 IMG.0116).
+An image that may gain a tag (``whole``) and was seen in no answer is then read on its own,
+since the 10-tag limit needs all its tags.  So the cost is n reads at most plus G (only when
+n > G), and for a sheet whose images already carry one of its keys, G calls per 1,000 images
+(measured in tests/test_tag_reads.py and bench/tag_calls.py).
 
 Reads are safe to repeat: each goes through the one retry loop (``retry.attempt``) and the
 run's pacer, like the read pass in ``batchpatch.inventory``; an answer that is not a
@@ -32,7 +31,7 @@ success after the retries raises ``ReadFailed``.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
 import anyio
 
@@ -176,9 +175,12 @@ async def current_tags(
     *,
     policy: RetryPolicy | None = None,
     stop: anyio.Event | None = None,
+    whole: Collection[str] = (),
 ) -> dict[str, Tags]:
     """Every listed image's current tags, by the cost rule in this module's docstring; an
-    image found in no answer holds none of ``keys``.  Raises ``ReadFailed``."""
+    image found in no answer holds none of ``keys`` — and those in ``whole`` (images whose
+    every tag is needed: they may gain one, and IMS allows 10) are then read on their own.
+    Raises ``ReadFailed``."""
     reader = TagReader(service, pace, policy, stop)
     ids = list(dict.fromkeys(image_ids))
     groups = key_groups(keys)
@@ -202,6 +204,7 @@ async def current_tags(
         page, total = await reader.page(groups[group], paging.offsets[group])
         paging.record(group, len(page), total)
         found.update((i, tags) for i, tags in page.items() if i in wanted)
+    found.update(await reader.images([i for i in ids if i not in found and i in whole]))
     return {i: found.get(i, {}) for i in ids}
 
 
