@@ -72,14 +72,15 @@ class RegionTarget:
         if self.lookup_project:
             lookup = self.auth.project_lookup
             iam = f" at {lookup.iam_endpoint}" if lookup is not None else ""
-            project = f"looked up in IAM{iam} when the run starts (GET /v3/projects?name=…)"
+            project = f"looked up in IAM{iam} when the run starts"
+        elif self.auth.project_id:
+            project = f"{self.auth.project_id} (from {self.project_source})"
         else:
-            project = self.auth.project_id or "(none: the default project)"
+            project = "(none: the default project)"
         return [
             f"region {self.region}:",
             f"  endpoint: {self.endpoint} (from {self.endpoint_source})",
-            f"  project id: {project}"
-            + (f" (from {self.project_source})" if self.project_source else ""),
+            f"  project id: {project}",
             f"  credentials: {self.auth.kind} from {self.auth.source}",
         ]
 
