@@ -1045,7 +1045,8 @@ def _whoami_regions(options: argparse.Namespace, target: Target) -> list[RegionT
     ``--region`` (given more than once), ``--region-endpoint`` and the profile's region
     tables name, the run's own first; none when only the run's own is named."""
     endpoints = dict(options.region_endpoints)
-    named = [*(getattr(options, "regions", None) or []), *endpoints, *target.regions]
+    tabled = [r for r, table in target.regions.items() if table.endpoint or table.project_id]
+    named = [*(getattr(options, "regions", None) or []), *endpoints, *tabled]
     regions = list(dict.fromkeys([target.region, *(r.strip().lower() for r in named)]))
     regions = [region for region in regions if region]
     if len(regions) < 2 and not endpoints:
