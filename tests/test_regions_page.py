@@ -130,7 +130,8 @@ def test_the_page_shows_each_regions_figures_as_its_fake_saw_them(tmp_path: Path
         assert number(row["images"]) == len(images)
         assert row["stopped early"] == "no"
         p50, p95, p99 = (number(row[f"{p} (ms)"]) for p in ("p50", "p95", "p99"))
-        assert latency <= p50 <= p95 <= p99  # the fake waits that long before answering
+        assert 0 < p50 <= p95 <= p99
+        assert p99 >= latency  # the slowest answers are PATCHes, which the fake holds so long
         assert number(statuses[region]["succeeded"]) == len(images)
         # the summary says the same, number for number
         figures = summary["regions"][region]
