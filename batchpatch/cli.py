@@ -81,6 +81,7 @@ from batchpatch.retry import (
     RetryPolicy,
 )
 from batchpatch.routing import (
+    RegionTarget,
     Routes,
     known_regions,
     region_targets,
@@ -544,7 +545,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = whoami.add_mutually_exclusive_group()
     where.add_argument("--endpoint", metavar="URL")
-    where.add_argument("--region", metavar="REGION")
+    where.add_argument(
+        "--region",
+        metavar="REGION",
+        action=_Regions,
+        help="repeatable: each region's endpoint and project id as a sheet's rows get them",
+    )
+    whoami.add_argument(
+        "--region-endpoint",
+        action="append",
+        default=[],
+        type=_region_endpoint,
+        dest="region_endpoints",
+        metavar="REGION=URL",
+        help="the IMS endpoint of a region (as for apply); repeatable",
+    )
     _credential_options(whoami)
 
     commands.add_parser(
@@ -1020,7 +1035,24 @@ def _whoami(options: argparse.Namespace) -> int:
     options.fake, options.fake_images = False, None
     with _target(options) as target:
         say("\n".join(target.describe()))
+        for region in _whoami_regions(options, target):
+            say("\n".join(region.describe()))
     return EXIT_OK
+
+
+def _whoami_regions(options: argparse.Namespace, target: Target) -> list[RegionTarget]:
+    """The regions ``whoami`` also shows, as a sheet's rows would reach them: those
+    ``--region`` (given more than once), ``--region-endpoint`` and the profile's region
+    tables name, the run's own first; none when only the run's own is named."""
+    endpoints = dict(options.region_endpoints)
+    tabled = [r for r, table in target.regions.items() if table.endpoint or table.project_id]
+    named = [*(getattr(options, "regions", None) or []), *endpoints, *tabled]
+    regions = list(dict.fromkeys([target.region, *(r.strip().lower() for r in named)]))
+    regions = [region for region in regions if region]
+    if len(regions) < 2 and not endpoints:
+        return []
+    insecure = options.allow_insecure_http
+    return region_targets(regions, target, endpoints, insecure=insecure)
 
 
 def _one_region_only(options: argparse.Namespace) -> None:

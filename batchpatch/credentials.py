@@ -20,6 +20,12 @@ with a profile's; else looked up once per run, when a run needs tags, the offici
 way: ``GET {iam}/v3/projects?name=REGION`` signed with the same credentials
 (``ImsClient.tag_project``).
 
+A profile may give other regions' endpoints and project ids, for a sheet whose ``region``
+column sends rows there (``routing``): a ``[profiles.NAME.regions.REGION]`` table with
+``endpoint`` and/or ``project_id``.  The run's own region's table counts too: its
+``endpoint`` replaces ``https://ims.REGION.myhuaweicloud.com`` (never ``--endpoint`` nor
+the profile's own ``endpoint``), its ``project_id`` comes before the profile's.
+
 A profile never holds a secret itself: it names environment variables (``ak_env``,
 ``sk_env``, ``token_env``, …) or a ``credentials_file`` that only its owner can read.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 import stat
 import tomllib
@@ -75,8 +82,12 @@ PROFILE_KEYS = frozenset(
         "iam_domain",
         "credentials_file",
         "ca_bundle",
+        "regions",
     }
 )
+#: The keys of a profile's ``[profiles.NAME.regions.REGION]`` table.
+REGION_KEYS = frozenset({"endpoint", "project_id"})
+PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 FILE_KEYS = frozenset(
     {
         "access_key",
@@ -111,6 +122,16 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class RegionSettings:
+    """One region's table of the profile in use: its endpoint and project id ("" where it
+    gives none), and ``source``, the profile that says so (for ``whoami``)."""
+
+    endpoint: str = ""
+    project_id: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
     """Where a run sends its requests and how it proves who it is."""
 
@@ -120,6 +141,8 @@ class Target:
     region: str = ""
     ca_bundle: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    #: The profile's per-region tables, by lower-case region (``RegionSettings``).
+    regions: Mapping[str, RegionSettings] = field(default_factory=dict)
 
     def describe(self) -> list[str]:
         """``whoami``'s lines, secrets masked."""
@@ -197,7 +220,8 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
         _check_ca_bundle(str(ca_bundle))
-    return Target(endpoint, iam, auth, region, ca_bundle, tuple(warnings))
+    regions = profile.get("_regions", {})
+    return Target(endpoint, iam, auth, region, ca_bundle, tuple(warnings), regions)
 
 
 def with_project_lookup(auth: Auth, iam: str, region: str) -> Auth:
@@ -301,11 +325,12 @@ def _endpoint(settings: Settings, profile: Mapping[str, Any]) -> str:
     if settings.endpoint:
         endpoint = settings.endpoint
     elif settings.region:
-        endpoint = ims_endpoint(settings.region)
+        endpoint = _regional(profile, settings.region).endpoint or ims_endpoint(settings.region)
     elif profile.get("endpoint"):
         endpoint = str(profile["endpoint"])
     elif profile.get("region"):
-        endpoint = ims_endpoint(str(profile["region"]))
+        region = str(profile["region"])
+        endpoint = _regional(profile, region).endpoint or ims_endpoint(region)
     else:
         raise OptionsError(
             wording=lambda name: (
@@ -399,7 +424,45 @@ def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
             "credentials_file, never in the profile"
         )
     profile["_name"] = f"profile {name!r} in {path}"
+    profile["_regions"] = _region_tables(profile.get("regions", {}), profile["_name"], name)
     return profile
+
+
+def _regional(profile: Mapping[str, Any], region: str) -> RegionSettings:
+    """The profile's table for ``region`` (an empty one when it has none)."""
+    tables: Mapping[str, RegionSettings] = profile.get("_regions", {})
+    return tables.get(region.strip().lower(), RegionSettings())
+
+
+def _region_tables(tables: object, where: str, name: str) -> dict[str, RegionSettings]:
+    """A profile's ``regions`` tables, checked: only ``endpoint`` (an http(s) URL) and
+    ``project_id`` (32 hexadecimal digits) in each, both strings."""
+    shape = f"[profiles.{name}.regions.REGION] tables with endpoint and project_id"
+    if not isinstance(tables, dict):
+        raise OptionsError(f"{where}: regions is not a table — write it as {shape}")
+    found: dict[str, RegionSettings] = {}
+    for region, table in tables.items():
+        at = f"{where}, region {region}"
+        if not isinstance(table, dict):
+            raise OptionsError(f"{at}: not a table — write it as {shape}")
+        unknown = sorted(set(table) - REGION_KEYS)
+        if unknown:
+            raise OptionsError(
+                f"{at}: unknown keys {', '.join(unknown)} — use {', '.join(sorted(REGION_KEYS))}"
+            )
+        endpoint, project = table.get("endpoint", ""), table.get("project_id", "")
+        if not isinstance(endpoint, str) or (endpoint and not endpoint.startswith("http")):
+            raise OptionsError(
+                f"{at}: endpoint is not an http(s) URL — write it like "
+                f'endpoint = "https://ims.{region}.myhuaweicloud.com"'
+            )
+        if not isinstance(project, str) or (project and not PROJECT_ID.fullmatch(project)):
+            raise OptionsError(
+                f"{at}: project_id is not a project id (32 hexadecimal digits) — copy it "
+                "from the console's My Credentials page"
+            )
+        found[str(region).strip().lower()] = RegionSettings(endpoint, project, where)
+    return found
 
 
 def _from_profile(
@@ -430,7 +493,7 @@ def _from_profile(
                 )
             values[key] = environ[name].strip()
     values.setdefault("iam_domain", str(profile.get("iam_domain", "")))
-    project = str(profile.get("project_id", ""))
+    project = _regional(profile, region).project_id or str(profile.get("project_id", ""))
     if values.get("access_key") and values.get("secret_key"):
         return AkSkAuth(
             values["access_key"],

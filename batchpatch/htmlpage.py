@@ -3,7 +3,10 @@
 The page shows the rows by status, the requests per second with the throttled answers
 marked, the latency percentiles, the error codes with a count and an example request id
 each, the settings and the credentials' source (masked, as ``whoami`` shows them), and
-when the run started and ended.
+when the run started and ended.  A run across regions adds each region's part (``By
+region``): its endpoint, images, rows by status, requests, throttled answers, latency
+percentiles and why it stopped — the figures the summary's ``regions`` object holds
+(``regional.RegionFigures``), so the two never disagree.
 
 The charts are inline SVG drawn by the small templates below, not by a chart library:
 two bar charts do not need one, and a library's defaults (pygal's tooltip script is loaded
@@ -25,11 +28,10 @@ from batchpatch.exits import EXIT_MEANINGS
 from batchpatch.files import atomic_write
 from batchpatch.job import RunResult
 from batchpatch.models import Status
-from batchpatch.telemetry import Second, Telemetry
+from batchpatch.telemetry import PERCENTILES, Second, Telemetry
 
 #: Bars a chart draws at most; longer runs are drawn in bins of several seconds.
 MAX_BARS = 300
-PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 _CHART_WIDTH, _CHART_HEIGHT, _MARGIN = 760, 220, 40
 
 _STYLE = """
@@ -81,6 +83,7 @@ def render_page(
         _overview(result, telemetry),
         "<h2>Rows by status</h2>",
         _statuses(result),
+        *_by_region(result),
         "<h2>Requests per second</h2>",
         _rate_chart(telemetry),
         "<h2>Latency</h2>",
@@ -135,6 +138,42 @@ def _statuses(result: RunResult) -> str:
     counts = result.counts
     rows = [(str(status), counts[str(status)]) for status in Status if counts[str(status)]]
     return _table("statuses", ("status", "rows"), rows, classes=True)
+
+
+def _by_region(result: RunResult) -> list[str]:
+    """Each region's figures (a run across regions only): one row a region, and its rows
+    by status."""
+    if not result.regions:
+        return []
+    names = [name for name, _ in PERCENTILES]
+    figures = [
+        (
+            f.region,
+            f.endpoint,
+            f.images,
+            f.requests,
+            f.throttled,
+            *("" if f.latency_ms.get(n) is None else f.latency_ms[n] for n in names),
+            f.stop_reason or "no",
+        )
+        for f in result.regions
+    ]
+    header = (
+        "region",
+        "endpoint",
+        "images",
+        "requests",
+        "throttled",
+        *(f"{n} (ms)" for n in names),
+        "stopped early",
+    )
+    statuses = [str(s) for s in Status if any(f.counts.get(str(s)) for f in result.regions)]
+    counts = [(f.region, *(f.counts.get(s, 0) for s in statuses)) for f in result.regions]
+    return [
+        "<h2>By region</h2>",
+        _table("regions", header, figures),
+        _table("region-statuses", ("region", *statuses), counts),
+    ]
 
 
 def _latency(telemetry: Telemetry) -> str:

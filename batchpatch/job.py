@@ -542,6 +542,8 @@ class _Run:
     routes: Routes | None = None
     telemetry: Telemetry | None = None
     earlier: Mapping[int, RowResult] = field(default_factory=dict)  # rows ``only`` left out
+    #: Awaited after the plans, before anything is sent (``regional``: every region planned).
+    before_send: Callable[[], Awaitable[None]] | None = None
 
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
@@ -616,6 +618,8 @@ class _Run:
             return StopReason("signal", str(stopped))
         except ReadFailed as failure:
             return _read_failed(failure, client)
+        if self.before_send is not None:
+            await self.before_send()
         return await self.send(client, pacer)
 
     async def choose_plans(self, resume: _Resume, reader: Reader) -> None:

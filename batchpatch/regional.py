@@ -9,6 +9,14 @@ the region's own tally, so a failure threshold (``max_failures`` …) counts the
 failures and stops that region only.  A region whose credentials fail stops alone too;
 its unsent images are ``not_attempted`` with the region's reason.  A signal stops every
 region (it sets the run's ``stop``, which each region's own stop follows).
+
+No region sends before every region has its plans (``_Gate``): a plan one region refuses
+(a located ``SheetError``: the tag limit, a rename onto a taken key) is bad input, exit 2
+with nothing sent anywhere — as in a run of one region — not a cancellation of the other
+regions' writes in flight.  A region with no image in the run (``--only`` left all of its
+rows out) is not contacted at all.  Each region's requests are counted as its own in the
+run's telemetry (``RecordingService(..., region=)``), so its figures carry its throttled
+answers and latency percentiles.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import anyio
 from batchpatch.auth import AkSkAuth, Auth
 from batchpatch.client import ImsClient
 from batchpatch.credentials import lookup_project
-from batchpatch.errors import Namer, OptionsError, ReadFailed, StopReason
+from batchpatch.errors import Namer, OptionsError, ReadFailed, SheetError, StopReason
 from batchpatch.export import PAGE_SIZE, ExportResult, export_table, list_all, tags_if_readable
 from batchpatch.inventory import Image, Reader, fetch_images
 from batchpatch.ledger import Entry, Ledger, Tally
@@ -35,7 +43,7 @@ from batchpatch.plan import ImagePlan, plan_all
 from batchpatch.routing import RegionTarget, Routes
 from batchpatch.sheetwrite import write_table
 from batchpatch.tagreads import all_tags
-from batchpatch.telemetry import RecordingService
+from batchpatch.telemetry import PERCENTILES, RecordingService, RegionTally, Telemetry
 from batchpatch.throttle import Pacer
 
 if TYPE_CHECKING:
@@ -54,6 +62,10 @@ class RegionLedger:
         self._shared = shared
         self._ids = frozenset(image_ids)
         self.tally = Tally()
+
+    @property
+    def image_ids(self) -> frozenset[str]:
+        return self._ids
 
     def __iter__(self) -> Iterator[Entry]:
         return (entry for entry in self._shared if entry.image_id in self._ids)
@@ -77,6 +89,9 @@ class RegionLedger:
 class RegionRun(Protocol):
     """What a region needs of the job's run (``job._Run``): a copy of it with the region's
     endpoint, credentials, ledger view and stop, and the two stages it runs."""
+
+    @property
+    def sheet(self) -> Sheet: ...
 
     @property
     def ledger(self) -> Ledger: ...
@@ -106,6 +121,9 @@ class RegionFigures:
     counts: dict[str, int]
     stop_reason: str = ""
     stop_kind: str = ""
+    throttled: int = 0
+    #: ``p50``/``p95``/``p99`` of the region's answers, in ms (None: no request sent).
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,6 +136,9 @@ class RegionsRun:
     routes: Routes
     stops: dict[str, StopReason | None] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
+    #: The images each region had in this run (``--only`` may leave a region none).
+    images: dict[str, int] = field(default_factory=dict)
+    tallies: dict[str, RegionTally] = field(default_factory=dict)
 
     @property
     def total_requests(self) -> int:
@@ -151,14 +172,52 @@ class RegionsRun:
             RegionFigures(
                 region,
                 target.endpoint,
-                len(self.routes.images_of(region)),
+                self.images.get(region, 0),
                 self.requests.get(region, 0),
                 dict(sorted(counts[region].items())),
                 "" if self.stops.get(region) is None else str(self.stops[region]),
                 "" if self.stops.get(region) is None else cast(StopReason, self.stops[region]).kind,
+                *_answers(self.tallies.get(region)),
             )
             for region, target in self.routes.targets.items()
         )
+
+
+def _answers(tally: RegionTally | None) -> tuple[int, dict[str, float | None]]:
+    """A region's throttled answers and latency percentiles (ms, one decimal)."""
+    tally = tally or RegionTally()
+    latency: dict[str, float | None] = {}
+    for name, share in PERCENTILES:
+        seconds = tally.latency.percentile(share)
+        latency[name] = None if seconds is None else round(seconds * 1000, 1)
+    return tally.throttled, latency
+
+
+class _Refused(Exception):
+    """Another region's plans were refused (bad input): this region sends nothing."""
+
+
+class _Gate:
+    """No region sends before every region has planned (or stopped without sending); a
+    region's refused plans (``refused``) then keep every region from sending."""
+
+    def __init__(self, regions: int) -> None:
+        self._left = regions
+        self._open = anyio.Event()
+        self.refused: SheetError | None = None
+
+    def leave(self) -> None:
+        """A region is done planning (it sends next, or never)."""
+        self._left -= 1
+        if self._left <= 0:
+            self._open.set()
+
+    async def passing(self) -> None:
+        """Wait for every region's plans; raises ``_Refused`` when one region's were."""
+        self.leave()
+        await self._open.wait()
+        if self.refused is not None:
+            raise _Refused
 
 
 async def run_regions(
@@ -168,6 +227,12 @@ async def run_regions(
     part of ``resume`` (``job._Resume``) that concerns the images ``ids``."""
     result = RegionsRun(routes)
     stops = {region: anyio.Event() for region in routes.targets}
+    in_run = {patch.image_id for patch in run.sheet.patches}
+    regions = {region: routes.images_of(region) & in_run for region in routes.targets}
+    for region, ids in regions.items():
+        result.images[region] = len(ids)
+        result.requests[region], result.stops[region] = 0, None
+    gate = _Gate(sum(1 for ids in regions.values() if ids))
 
     async def follow_run_stop() -> None:
         await run.stop.wait()
@@ -176,54 +241,93 @@ async def run_regions(
 
     async with anyio.create_task_group() as outer:
         outer.start_soon(follow_run_stop)
-        async with anyio.create_task_group() as regions:
+        async with anyio.create_task_group() as group:
             for region, target in routes.targets.items():
-                ids = routes.images_of(region)
-                regions.start_soon(
-                    _one_region, run, subset(resume, ids), target, ids, stops[region], result
-                )
+                ids = regions[region]
+                if ids:  # a region none of whose images is in the run is left alone
+                    here = _Region(target, ids, stops[region], gate)
+                    group.start_soon(_one_region, run, subset(resume, ids), here, result)
         outer.cancel_scope.cancel()
+    if gate.refused is not None:
+        raise gate.refused
     return result
 
 
-async def _one_region(
-    run: RegionRun,
-    resume: Any,
-    target: RegionTarget,
-    ids: set[str],
-    stop: anyio.Event,
-    result: RegionsRun,
-) -> None:
+@dataclass(frozen=True)
+class _Region:
+    """What one region runs with: its target, its images, its stop, the run's gate."""
+
+    target: RegionTarget
+    ids: set[str]
+    stop: anyio.Event
+    gate: _Gate
+
+
+async def _one_region(run: RegionRun, resume: Any, part: _Region, result: RegionsRun) -> None:
+    target, ids, region = part.target, part.ids, part.target.region
     view = RegionLedger(run.ledger, ids)
-    region = target.region
-    printer = run.on_request
-    labelled = None if printer is None else _labelled(printer, region)
-    here = cast(Any, dataclasses.replace)(
-        run,
-        endpoint=target.endpoint,
-        auth=target.auth,
-        ca_bundle=target.ca_bundle,
-        ledger=cast(Ledger, view),
-        stop=stop,
-        on_request=labelled,
-        service=None,
-    )
+    passed = False
+
+    async def before_send() -> None:
+        nonlocal passed
+        passed = True
+        await part.gate.passing()
+
+    here = _region_run(run, target, view, part.stop, before_send)
+    telemetry: Telemetry = getattr(run, "telemetry", None) or Telemetry()
+    result.tallies[region] = telemetry.region(region)
     requests = 0
+    stopped: StopReason | None = None
     try:
         if target.lookup_project:
             here = dataclasses.replace(here, auth=await _project_looked_up(target, run.limits))
         async with here._service() as opened:
-            telemetry = getattr(run, "telemetry", None)  # the HTML page's, every region's
-            client = opened if telemetry is None else RecordingService(opened, telemetry)
-            stopped = await here._plan_and_send(client, resume)
-            requests = client.requests
+            client = RecordingService(opened, telemetry, region)
+            try:
+                stopped = await here._plan_and_send(client, resume)
+            finally:
+                requests = client.requests
     except OptionsError as error:  # its project id could not be looked up
         stopped = StopReason("auth", "", error.text)
+    except SheetError as error:  # its plans are refused: nobody sends
+        part.gate.refused = part.gate.refused or error
+    except _Refused:
+        pass
+    finally:
+        if not passed:
+            part.gate.leave()
     result.requests[region] = requests
     result.stops[region] = stopped
     if stopped is not None:
         log.warning("region %s stopped: %s", region, stopped)
         _not_attempted(view, run.ledger, region, stopped)
+
+
+def _region_run(
+    run: RegionRun,
+    target: RegionTarget,
+    view: RegionLedger,
+    stop: anyio.Event,
+    before_send: Callable[[], Awaitable[None]],
+) -> Any:
+    """The job's run as one region runs it: the region's endpoint, credentials, images
+    (its sheet lists only them: a tag check asks for the region's project only when the
+    region's rows need tags), ledger view, stop and request label."""
+    printer = run.on_request
+    sheet = run.sheet
+    patches = tuple(patch for patch in sheet.patches if patch.image_id in view.image_ids)
+    return cast(Any, dataclasses.replace)(
+        run,
+        sheet=dataclasses.replace(sheet, patches=patches),
+        endpoint=target.endpoint,
+        auth=target.auth,
+        ca_bundle=target.ca_bundle,
+        ledger=cast(Ledger, view),
+        stop=stop,
+        on_request=None if printer is None else _labelled(printer, target.region),
+        service=None,
+        before_send=before_send,
+    )
 
 
 def _labelled(printer: Callable[[str], None], region: str) -> Callable[[str], None]:

@@ -7,8 +7,10 @@ region its rows name (one region an image, since its changes are one request); r
 without a region go where the run goes (``--region``/``--endpoint``, the profile).
 
 Each region's endpoint: ``region_endpoints[REGION]`` (``--region-endpoint REGION=URL``),
-else ``https://ims.REGION.myhuaweicloud.com``.  Its credentials, as the official SDK does
-it: AK/SK signs for every region, with the region's project id (the ``project_id`` column,
+else the profile's ``[profiles.NAME.regions.REGION]`` ``endpoint``, else
+``https://ims.REGION.myhuaweicloud.com`` (the run's own region: else the run's endpoint).
+Its credentials, as the official SDK does it: AK/SK signs for every region, with the
+region's project id (the ``project_id`` column, else the profile's table for the region,
 else looked up per region in IAM when the run starts: ``GET /v3/projects?name=REGION``);
 an IAM password login gets a token scoped to each region's project (one login a region);
 a pre-made token is scoped to one project, so it serves only the run's own region.
@@ -17,13 +19,20 @@ a pre-made token is scoped to one project, so it serves only the run's own regio
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, ProjectLookup, TokenAuth
-from batchpatch.credentials import ENV_AK, ENV_IAM_USER, ENV_SK, Target, safe_endpoint
+from batchpatch.credentials import (
+    ENV_AK,
+    ENV_IAM_USER,
+    ENV_SK,
+    PROJECT_ID,
+    RegionSettings,
+    Target,
+    safe_endpoint,
+)
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.regions import IMS_REGIONS
 
@@ -35,7 +44,8 @@ REGION_COLUMN, PROJECT_COLUMN = "region", "project_id"
 ROUTING_COLUMNS = frozenset({REGION_COLUMN, PROJECT_COLUMN})
 #: How messages name the region of rows without a region cell.
 OWN_REGION = "(the run's own)"
-_PROJECT_ID = re.compile(r"[0-9a-f]{32}")
+#: Where a region's endpoint or project id came from, as ``whoami`` and the page say it.
+FROM_OPTION, FROM_COLUMN = "--region-endpoint", "the sheet's project_id column"
 
 
 def routing_columns(header: Sequence[str]) -> set[str]:
@@ -46,13 +56,33 @@ def routing_columns(header: Sequence[str]) -> set[str]:
 @dataclass(frozen=True)
 class RegionTarget:
     """Where one region's images go and how its requests prove who sends them.
-    ``lookup_project``: the project id is to be looked up in IAM before the first request."""
+    ``lookup_project``: the project id is to be looked up in IAM before the first request.
+    ``endpoint_source`` and ``project_source`` say where each came from (``whoami``)."""
 
     region: str
     endpoint: str
     auth: Auth
     ca_bundle: str | None = None
     lookup_project: bool = False
+    endpoint_source: str = ""
+    project_source: str = ""
+
+    def describe(self) -> list[str]:
+        """``whoami``'s lines for this region (no secret: the credentials are the run's)."""
+        if self.lookup_project:
+            lookup = self.auth.project_lookup
+            iam = f" at {lookup.iam_endpoint}" if lookup is not None else ""
+            project = f"looked up in IAM{iam} when the run starts"
+        elif self.auth.project_id:
+            project = f"{self.auth.project_id} (from {self.project_source})"
+        else:
+            project = "(none: the default project)"
+        return [
+            f"region {self.region}:",
+            f"  endpoint: {self.endpoint} (from {self.endpoint_source})",
+            f"  project id: {project}",
+            f"  credentials: {self.auth.kind} from {self.auth.source}",
+        ]
 
 
 @dataclass(frozen=True)
@@ -144,7 +174,7 @@ def _cell_reason(
         return None
     if not value:
         return None
-    if not _PROJECT_ID.fullmatch(value):
+    if not PROJECT_ID.fullmatch(value):
         return Reason(
             "not a project id (32 hexadecimal digits)",
             "copy the project id from the console's My Credentials page, or leave it blank",
@@ -153,9 +183,28 @@ def _cell_reason(
     return None
 
 
-def known_regions(region_endpoints: Mapping[str, str]) -> frozenset[str]:
-    """The regions a sheet may name: the official list and those given an endpoint."""
-    return IMS_REGIONS | {region.strip().lower() for region in region_endpoints}
+def known_regions(
+    region_endpoints: Mapping[str, str], profile: Mapping[str, RegionSettings] | None = None
+) -> frozenset[str]:
+    """The regions a sheet may name: the official list and those given an endpoint (by
+    ``--region-endpoint`` or the profile's table for the region)."""
+    tabled = {region for region, table in (profile or {}).items() if table.endpoint}
+    return IMS_REGIONS | {region.strip().lower() for region in region_endpoints} | tabled
+
+
+def _checked_endpoints(
+    region_endpoints: Mapping[str, str] | None, base: Target, *, insecure: bool
+) -> dict[str, str]:
+    """``--region-endpoint``'s endpoints by lower-case region, and the profile's tables',
+    each refused when unsafe (``credentials.safe_endpoint``)."""
+    endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
+    for region, url in endpoints.items():
+        safe_endpoint(url, f"the endpoint of region {region}", allow_insecure_http=insecure)
+    for region, table in base.regions.items():
+        if table.endpoint:
+            what = f"the endpoint of region {region} ({table.source})"
+            safe_endpoint(table.endpoint, what, allow_insecure_http=insecure)
+    return endpoints
 
 
 def route(
@@ -168,10 +217,8 @@ def route(
     """The routes of ``sheet`` from the run's ``base`` target; None when the sheet has no
     routing column and ``region_endpoints`` does not name the run's own region (every
     image goes where the run goes, as without routing)."""
-    endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
-    for region, url in endpoints.items():
-        safe_endpoint(url, f"the endpoint of region {region}", allow_insecure_http=insecure)
-    by_image, projects = sheet_regions(sheet, known_regions(endpoints))
+    endpoints = _checked_endpoints(region_endpoints, base, insecure=insecure)
+    by_image, projects = sheet_regions(sheet, known_regions(endpoints, base.regions))
     own = base.region.strip().lower()
     if not by_image:  # no routing column: only an endpoint given for the run's own region
         if own not in endpoints:
@@ -196,18 +243,14 @@ def region_targets(
 ) -> list[RegionTarget]:
     """The target of each of ``regions`` (``export --region A --region B``), from the
     run's ``base`` target (its region is ``regions[0]``)."""
-    endpoints = {k.strip().lower(): v for k, v in (region_endpoints or {}).items()}
-    known = known_regions(endpoints)
+    endpoints = _checked_endpoints(region_endpoints, base, insecure=insecure)
+    known = known_regions(endpoints, base.regions)
     wanted = list(dict.fromkeys(region.strip().lower() for region in regions))
     for region in wanted:
         if region not in known:
             raise OptionsError(
                 f"unknown region {region!r} — use one of {', '.join(sorted(known))}, or give "
                 "its endpoint with --region-endpoint REGION=URL"
-            )
-        if region in endpoints:
-            safe_endpoint(
-                endpoints[region], f"the endpoint of region {region}", allow_insecure_http=insecure
             )
     own = base.region.strip().lower()
     _refuse_token(base.auth, [region for region in wanted if region != own])
@@ -221,11 +264,8 @@ def _target(
     endpoints: Mapping[str, str],
     projects: Mapping[str, str],
 ) -> RegionTarget:
-    project = projects.get(region) or (projects.get("", "") if region == own else "")
-    if region == own:
-        endpoint = endpoints.get(region, base.endpoint)
-    else:
-        endpoint = endpoints.get(region) or f"https://ims.{region}.myhuaweicloud.com"
+    endpoint, endpoint_source = _endpoint_of(region, own, base, endpoints)
+    project, project_source = _project_of(region, own, base, projects)
     auth = base.auth
     lookup = False
     if isinstance(auth, AkSkAuth):
@@ -238,7 +278,45 @@ def _target(
             auth, project_name=region, project_id=project, _token="", _expires=0.0, logins=0
         )
         auth._login = None
-    return RegionTarget(region, endpoint, auth, base.ca_bundle, lookup)
+    if lookup:
+        project_source = f"IAM at {base.iam_endpoint}"
+    elif not project_source and auth.project_id:
+        project_source = base.auth.source
+    return RegionTarget(
+        region, endpoint, auth, base.ca_bundle, lookup, endpoint_source, project_source
+    )
+
+
+def _endpoint_of(
+    region: str, own: str, base: Target, endpoints: Mapping[str, str]
+) -> tuple[str, str]:
+    """A region's endpoint and where it came from: ``--region-endpoint``, else the
+    profile's table (the run's own region: the run's endpoint, which already heeds the
+    table), else the default URL."""
+    if region in endpoints:
+        return endpoints[region], FROM_OPTION
+    table = base.regions.get(region)
+    if region == own:
+        from_table = table is not None and table.endpoint == base.endpoint
+        return base.endpoint, table.source if from_table and table else "the run's endpoint"
+    if table is not None and table.endpoint:
+        return table.endpoint, table.source
+    return f"https://ims.{region}.myhuaweicloud.com", "the default URL"
+
+
+def _project_of(
+    region: str, own: str, base: Target, projects: Mapping[str, str]
+) -> tuple[str, str]:
+    """A region's project id ("" for none) and where it came from: the sheet's
+    ``project_id`` column, else the profile's table for the region (the run's own region:
+    its credentials already carry the table's)."""
+    project = projects.get(region) or (projects.get("", "") if region == own else "")
+    if project:
+        return project, FROM_COLUMN
+    table = base.regions.get(region)
+    if region != own and table is not None and table.project_id:
+        return table.project_id, table.source
+    return "", ""
 
 
 def _refuse_token(auth: Auth, others: Sequence[str]) -> None:

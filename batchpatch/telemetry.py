@@ -8,7 +8,9 @@ interface as before, so nothing in them knows telemetry exists.
 Memory does not grow with the number of requests: a 250,000-image run keeps one small
 counter per second of the run (requests, throttled answers), one latency histogram with
 buckets 2 % apart (so a percentile is within 2 % of the exact one), and per error code a
-count and the latest request id seen — at most ``MAX_ERROR_CODES`` codes.
+count and the latest request id seen — at most ``MAX_ERROR_CODES`` codes.  A run across
+regions also keeps, per region, its requests, throttled answers, answer kinds and one
+latency histogram (``RegionTally``): a handful of counters a region, whatever the run's size.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ SMALLEST_LATENCY = 0.0001
 #: Error codes kept apart; the rest are counted together under ``OTHER_CODES``.
 MAX_ERROR_CODES = 100
 OTHER_CODES = "(other codes)"
+#: The latency percentiles a run's page and summary show.
+PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
 @dataclass
@@ -97,6 +101,22 @@ def _upper_bound(bucket: int) -> float:
 
 
 @dataclass
+class RegionTally:
+    """One region's requests, throttled answers and latencies (a run across regions)."""
+
+    requests: int = 0
+    throttled: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def add(self, seconds: float, kind: AnswerKind) -> None:
+        self.requests += 1
+        self.throttled += kind == AnswerKind.THROTTLED
+        self.kinds[kind.value] += 1
+        self.latency.add(seconds)
+
+
+@dataclass
 class Telemetry:
     """Every request of one run, summarised as it happens (see the module docstring).
 
@@ -112,6 +132,8 @@ class Telemetry:
     statuses: Counter[str] = field(default_factory=Counter)
     codes: dict[str, CodeSeen] = field(default_factory=dict)
     requests: int = 0
+    #: Each region's part, by region, when requests carry a region (``RecordingService``).
+    regions: dict[str, RegionTally] = field(default_factory=dict)
     started_at: float = field(init=False, default=0.0)
     ended_at: float | None = field(init=False, default=None)
     _origin: float = field(init=False, default=0.0, repr=False)
@@ -132,9 +154,19 @@ class Telemetry:
         """The run is over: its end is now."""
         self.ended_at = self.wall()
 
-    def record(self, sent: float, answered: float, answer: ApiResponse, kind: AnswerKind) -> None:
-        """One request, sent and answered at these ``now()`` readings."""
+    def record(
+        self,
+        sent: float,
+        answered: float,
+        answer: ApiResponse,
+        kind: AnswerKind,
+        region: str | None = None,
+    ) -> None:
+        """One request, sent and answered at these ``now()`` readings (to ``region``'s
+        endpoint, when the run is across regions)."""
         self.requests += 1
+        if region is not None:
+            self.region(region).add(answered - sent, kind)
         second = self.seconds.setdefault(max(0, int(sent)), Second())
         second.requests += 1
         if kind == AnswerKind.THROTTLED:
@@ -153,6 +185,10 @@ class Telemetry:
         seen = self.codes.setdefault(code, CodeSeen())
         seen.count += 1
         seen.request_id = request_id or seen.request_id
+
+    def region(self, region: str) -> RegionTally:
+        """``region``'s tally (an empty one, kept, when it has none yet)."""
+        return self.regions.setdefault(region, RegionTally())
 
     def per_second(self) -> list[Second]:
         """Every second from the first request to the last, quiet ones included."""
@@ -182,11 +218,15 @@ def _code_of(answer: ApiResponse) -> str:
 
 
 class RecordingService:
-    """An ``ImageService`` that tells ``telemetry`` of every request ``inner`` answers."""
+    """An ``ImageService`` that tells ``telemetry`` of every request ``inner`` answers;
+    with ``region``, each request is also counted as that region's."""
 
-    def __init__(self, inner: ImageService, telemetry: Telemetry) -> None:
+    def __init__(
+        self, inner: ImageService, telemetry: Telemetry, region: str | None = None
+    ) -> None:
         self.inner = inner
         self.telemetry = telemetry
+        self.region = region
 
     def __repr__(self) -> str:
         return f"<RecordingService of {self.inner!r}: {self.telemetry.requests} requests>"
@@ -206,7 +246,8 @@ class RecordingService:
     async def _timed(self, request: Awaitable[ApiResponse]) -> ApiResponse:
         sent = self.telemetry.now()
         answer = await request
-        self.telemetry.record(sent, self.telemetry.now(), answer, self.inner.classify(answer))
+        kind = self.inner.classify(answer)
+        self.telemetry.record(sent, self.telemetry.now(), answer, kind, self.region)
         return answer
 
     async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
