@@ -35,9 +35,17 @@ from batchpatch.errors import (
     library_name,
 )
 from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
-from batchpatch.export import ExportResult, check_export_files, export_images, parse_filters
+from batchpatch.export import (
+    IMS_EXPORT,
+    ExportResult,
+    ExportRules,
+    check_export_files,
+    export_images,
+    parse_filters,
+)
 from batchpatch.glance import GlanceClient
 from batchpatch.glance_auth import resolve_glance
+from batchpatch.glance_export import GLANCE_EXPORT
 from batchpatch.glance_schema import GLANCE_SCHEMA
 from batchpatch.htmlpage import summary_page_path, write_page
 from batchpatch.job import (
@@ -217,9 +225,7 @@ def _statuses(text: str) -> list[str]:
     return names
 
 
-def _sheet_options() -> _Parser:
-    options = _Parser(add_help=False)
-    options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
+def _api_option(options: argparse.ArgumentParser) -> None:
     options.add_argument(
         "--api",
         choices=sorted(APIS),
@@ -227,6 +233,12 @@ def _sheet_options() -> _Parser:
         help="the image API and its attribute rules: Huawei Cloud IMS, or OpenStack Glance "
         "v2 (default: %(default)s)",
     )
+
+
+def _sheet_options() -> _Parser:
+    options = _Parser(add_help=False)
+    options.add_argument("sheet", type=Path, help="the CSV, TSV or XLSX sheet of changes")
+    _api_option(options)
     options.add_argument(
         "--sheet",
         dest="sheet_name",
@@ -535,8 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="filters",
         metavar="KEY=VALUE",
         help="a ListImages query parameter, e.g. status=active or "
-        "created_at=gt:2026-01-01T00:00:00Z; repeatable (default: __imagetype=private)",
+        "created_at=gt:2026-01-01T00:00:00Z; repeatable (default: __imagetype=private; "
+        "--api glance: Glance's GET /v2/images query, e.g. owner=PROJECT_ID, no default)",
     )
+    _api_option(export)
 
     whoami = commands.add_parser(
         "whoami",
@@ -919,6 +933,7 @@ class _Api:
     schema: Schema
     resolve: Callable[[argparse.Namespace, Settings], Target]
     service: type[GlanceClient] | None = None
+    export: ExportRules = IMS_EXPORT
 
 
 def _resolve_ims(options: argparse.Namespace, settings: Settings) -> Target:
@@ -933,7 +948,7 @@ def _resolve_glance(options: argparse.Namespace, settings: Settings) -> Target:
 
 APIS = {
     "ims": _Api(IMS_SCHEMA, _resolve_ims),
-    "glance": _Api(GLANCE_SCHEMA, _resolve_glance, GlanceClient),
+    "glance": _Api(GLANCE_SCHEMA, _resolve_glance, GlanceClient, GLANCE_EXPORT),
 }
 
 
@@ -1000,10 +1015,16 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
 
 def _export(options: argparse.Namespace) -> int:
     """``batchpatch export``: the work is ``export.export_images``'s."""
-    filters = parse_filters(options.filters)
+    rules = APIS[options.api].export
+    filters = parse_filters(options.filters, rules=rules)
     check_export_files(options.out, flags=True, inputs=_other_inputs(options))
+    regions = getattr(options, "regions", None) or []
+    if len(regions) > 1 and options.api != "ims":
+        raise OptionsError(
+            f"--region is given more than once: --api {options.api} has no Huawei Cloud "
+            "regions — give one --endpoint"
+        )
     with _target(options) as target:
-        regions = getattr(options, "regions", None) or []
         if len(regions) > 1:
             insecure = options.allow_insecure_http
             endpoints = dict(options.region_endpoints)
@@ -1020,15 +1041,19 @@ def _export(options: argparse.Namespace) -> int:
 async def _run_export(
     options: argparse.Namespace, target: Target, filters: dict[str, str]
 ) -> ExportResult:
-    return await export_images(
-        options.out,
-        endpoint=target.endpoint,
-        auth=target.auth,
-        limits=_limits(options),
-        filters=filters,
-        ca_bundle=target.ca_bundle,
-        read_tags=all_tags,
-    )
+    rules = APIS[options.api].export
+    async with _service(options, target) as service:
+        return await export_images(
+            options.out,
+            endpoint=target.endpoint,
+            auth=target.auth,
+            limits=_limits(options),
+            filters=filters,
+            ca_bundle=target.ca_bundle,
+            read_tags=all_tags if rules.tag_columns else None,
+            service=service,
+            rules=rules,
+        )
 
 
 def _whoami(options: argparse.Namespace) -> int:

@@ -9,6 +9,10 @@ sheet holds ``image_id``, the attributes a user may change (``schema.UPDATABLE``
 custom key found on the images, ``tag:KEY`` columns, and read-only context as ``#`` comment
 columns (never sent).  Rows are in id order.
 
+All of that is IMS's, gathered in ``IMS_EXPORT``; another API brings its own
+``ExportRules`` (OpenStack Glance: ``glance_export.GLANCE_EXPORT``): its filters and their
+defaults, its columns, how its listing pages, and the schema the cells are written for.
+
 Every cell is written as the text the sheet reader and the planner turn back into the
 value already there (``sheetwrite.cell_text``).  A value no cell can hold that way (a JSON
 list, an empty string, a value the local checks would refuse) is left blank — blank means
@@ -32,7 +36,14 @@ from batchpatch.models import Limits
 from batchpatch.outputs import RunFile, check_outputs, clear_stale_temporaries
 from batchpatch.plan import ACTIVE
 from batchpatch.retry import RetryPolicy
-from batchpatch.schema import READ_ONLY, TAG_PREFIX, UPDATABLE, check_attribute, check_tag_key
+from batchpatch.schema import (
+    IMS_SCHEMA,
+    READ_ONLY,
+    TAG_PREFIX,
+    UPDATABLE,
+    Schema,
+    check_tag_key,
+)
 from batchpatch.service import Image, ImageService
 from batchpatch.sheetwrite import cell_text, check_table_writable, table_format, write_table
 from batchpatch.throttle import Pacer
@@ -87,34 +98,51 @@ CONTEXT = (
 
 #: The tags of the exported images ({image_id: {key: value}}), read by the caller.
 TagReader = Callable[[ImageService, Pacer], Awaitable[Mapping[str, Mapping[str, str]]]]
+#: Every image of a listing: ``(reader, filters, page size)`` → the images.
+Lister = Callable[[Reader, Mapping[str, str], int], Awaitable[list[Image]]]
 
 
-def parse_filters(texts: Sequence[str], *, label: str = "--filter") -> dict[str, str]:
-    """``KEY=VALUE`` texts as a ListImages query, the defaults under it; ``OptionsError``
-    saying how to write the filter otherwise."""
+def parse_filters(
+    texts: Sequence[str], *, label: str = "--filter", rules: ExportRules | None = None
+) -> dict[str, str]:
+    """``KEY=VALUE`` texts as a listing query (IMS's ListImages unless ``rules`` are another
+    API's), the defaults under it; ``OptionsError`` saying how to write the filter otherwise."""
+    rules = rules or IMS_EXPORT
     given: dict[str, str] = {}
     for text in texts:
         key, equals, value = text.partition("=")
         key = key.strip()
-        problem = _filter_problem(key, value, bool(equals), given)
+        problem = _filter_problem(key, value, bool(equals), given, rules)
         if problem is not None:
             raise OptionsError(f"{label} {text!r}: {problem}")
         given[key] = value
-    return dict(DEFAULT_FILTERS) | given
+    return dict(rules.default_filters) | given
 
 
-def _filter_problem(key: str, value: str, equals: bool, given: Mapping[str, str]) -> Reason | None:
+def _filter_problem(
+    key: str, value: str, equals: bool, given: Mapping[str, str], rules: ExportRules
+) -> Reason | None:
     if not equals or not key or not value:
         return Reason("a filter is KEY=VALUE", "write it as e.g. --filter status=active")
     if key in _OWN_PARAMETERS:
         return Reason(f"{key} cannot be a filter", f"leave it out: {_OWN_PARAMETERS[key]}")
+    if key in given:
+        return Reason(f"{key} is filtered twice", "keep one --filter per key")
+    return rules.filter_problem(key, value)
+
+
+def ims_filter_problem(key: str, value: str) -> Reason | None:
+    """Why IMS's ListImages would not take ``key=value`` as a filter, or None."""
     if key not in LIST_FILTERS:
         return Reason(
             f"{key!r} is not a ListImages query parameter",
             "use one of " + ", ".join(sorted(LIST_FILTERS)),
         )
-    if key in given:
-        return Reason(f"{key} is filtered twice", "keep one --filter per key")
+    return time_filter_problem(key, value)
+
+
+def time_filter_problem(key: str, value: str) -> Reason | None:
+    """``created_at``/``updated_at`` take ``OP:TIME`` (IMS and Glance alike)."""
     if key in ("created_at", "updated_at") and not _TIME_FILTER.fullmatch(value):
         return Reason(
             f"{key} takes OP:TIME",
@@ -163,13 +191,16 @@ async def export_images(
     policy: RetryPolicy | None = None,
     page_size: int = PAGE_SIZE,
     read_tags: TagReader | None = None,
+    rules: ExportRules | None = None,
 ) -> ExportResult:
-    """List the images ``filters`` select (default ``__imagetype=private``) and write them
-    to ``out`` (.csv, .tsv or .xlsx) as the wide sheet ``apply`` reads.
+    """List the images ``filters`` select (default: the ``rules``' defaults, IMS's
+    ``__imagetype=private``) and write them to ``out`` (.csv, .tsv or .xlsx) as the wide
+    sheet ``apply`` reads.
 
     ``read_tags`` reads the images' tags for the ``tag:KEY`` columns (none without it).
-    ``service`` replaces the IMS client built from ``endpoint`` and ``auth``.  Raises
-    ``ReadFailed`` when the listing cannot be read, ``OptionsError`` for a bad ``out``.
+    ``service`` replaces the IMS client built from ``endpoint`` and ``auth``; ``rules`` are
+    its API's (``IMS_EXPORT`` by default).  Raises ``ReadFailed`` when the listing cannot be
+    read, ``OptionsError`` for a bad ``out``.
     """
     from batchpatch.client import ImsClient
     from batchpatch.job import _Borrowed
@@ -177,7 +208,8 @@ async def export_images(
     path = Path(out)
     check_export_files(path)
     limits = limits or Limits()
-    query = dict(DEFAULT_FILTERS) if filters is None else dict(filters)
+    rules = rules or IMS_EXPORT
+    query = dict(rules.default_filters) if filters is None else dict(filters)
     opened: Any = (
         _Borrowed(service)
         if service is not None
@@ -191,10 +223,11 @@ async def export_images(
     )
     async with opened as client:
         pacer = Pacer(limits)
-        images = await list_all(Reader(client, pacer, policy or RetryPolicy()), query, page_size)
+        reader = Reader(client, pacer, policy or RetryPolicy())
+        images = await rules.listing(reader, query, page_size)
         tags, tag_notes = await tags_if_readable(read_tags, client, pacer)
         requests = client.requests
-    header, rows, notes = export_table(images, tags)
+    header, rows, notes = export_table(images, tags, rules)
     write_table(path, header, rows)
     return ExportResult(path, len(rows), len(header), requests, tag_notes + notes)
 
@@ -234,13 +267,16 @@ async def list_all(reader: Reader, filters: Mapping[str, str], page_size: int) -
 
 
 def export_table(
-    images: Sequence[Image], tags: Mapping[str, Mapping[str, str]]
+    images: Sequence[Image],
+    tags: Mapping[str, Mapping[str, str]],
+    rules: ExportRules | None = None,
 ) -> tuple[list[str], list[list[str]], list[str]]:
     """The export's header, its rows (in id order) and notes on what it left out."""
+    rules = rules or IMS_EXPORT
     ordered = sorted(images, key=lambda image: str(image.get("id", "")))
-    attributes, skipped_keys = _attribute_columns(ordered)
+    attributes, skipped_keys = _attribute_columns(ordered, rules)
     tag_keys, odd_keys = _tag_columns(ordered, tags)
-    context = [key for key in CONTEXT if any(key in image for image in ordered)]
+    context = [key for key in rules.context if any(key in image for image in ordered)]
     header = [
         "image_id",
         *attributes,
@@ -256,7 +292,7 @@ def export_table(
         values.update({TAG_PREFIX + key: value for key, value in tags.get(image_id, {}).items()})
         row = [image_id]
         for column in header[1 : 1 + len(attributes) + len(tag_keys)]:
-            row.append(_cell(column, values, blanked, image_id) if changeable else "")
+            row.append(_cell(column, values, blanked, image_id, rules) if changeable else "")
         row += [_context_text(image.get(key)) for key in context]
         rows.append(row)
     return header, rows, _notes(skipped_keys + odd_keys, blanked, ordered)
@@ -272,25 +308,36 @@ def _tag_columns(
     return sorted(keys - set(odd)), [TAG_PREFIX + key for key in odd]
 
 
-def _attribute_columns(images: Sequence[Image]) -> tuple[list[str], list[str]]:
+def _attribute_columns(images: Sequence[Image], rules: ExportRules) -> tuple[list[str], list[str]]:
     """The attribute columns (updatable ones first, then custom keys, sorted) and the keys
     the images hold that a sheet cannot change (left out)."""
     keys = {key for image in images for key in image}
-    updatable = [*_FIRST_COLUMNS, *sorted(keys & UPDATABLE - set(_FIRST_COLUMNS))]
+    first = rules.first_columns
+    updatable = [*first, *sorted(keys & rules.updatable - set(first))]
     custom, skipped = [], []
-    for key in sorted(keys - UPDATABLE - READ_ONLY):
-        if key.lower() in LONG_COLUMNS or check_attribute(key, "add") is not None:
+    for key in sorted(keys - rules.updatable - rules.read_only - set(rules.context)):
+        if (
+            not key.strip()
+            or key.lower() in LONG_COLUMNS
+            or rules.schema.check_attribute(key, "add") is not None
+        ):
             skipped.append(key)
         else:
             custom.append(key)
     return updatable + custom, skipped
 
 
-def _cell(column: str, values: Mapping[str, object], blanked: list[str], image_id: str) -> str:
+def _cell(
+    column: str,
+    values: Mapping[str, object],
+    blanked: list[str],
+    image_id: str,
+    rules: ExportRules,
+) -> str:
     if column not in values or values[column] is None:
         return ""
     value = values[column]
-    text = cell_text(column, value, exact=False)
+    text = cell_text(column, value, exact=False, schema=rules.schema)
     if text is None:
         if not (isinstance(value, str) and not value.strip()):  # blank: nothing lost
             blanked.append(f"{image_id} {column}")
@@ -303,6 +350,8 @@ def _context_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):  # e.g. Glance's tags, in no fixed order
+        return ", ".join(sorted(str(item) for item in value))
     return str(value)
 
 
@@ -326,3 +375,39 @@ def _notes(skipped_keys: list[str], blanked: list[str], images: Sequence[Image])
             "only the # context columns"
         )
     return notes
+
+
+@dataclass(frozen=True)
+class ExportRules:
+    """What one API's export lists and writes: the filters it takes and their defaults, the
+    attribute columns (``first_columns``, then the other ``updatable`` ones an image holds,
+    then custom keys), the keys that are never columns (``read_only``), the ``#`` context
+    columns, how its listing pages (``listing``), the ``schema`` its cells are written for,
+    and whether it has ``tag:KEY`` columns."""
+
+    schema: Schema
+    updatable: frozenset[str]
+    read_only: frozenset[str]
+    first_columns: tuple[str, ...]
+    context: tuple[str, ...]
+    default_filters: Mapping[str, str]
+    filter_problem: Callable[[str, str], Reason | None]
+    listing: Lister
+    tag_columns: bool = True
+
+    def default_filter_text(self) -> str:
+        """The defaults as ``--filter`` would write them, "none" without any."""
+        return " ".join(f"{k}={v}" for k, v in self.default_filters.items()) or "none"
+
+
+#: IMS's export (see the module docstring).
+IMS_EXPORT = ExportRules(
+    schema=IMS_SCHEMA,
+    updatable=UPDATABLE,
+    read_only=READ_ONLY,
+    first_columns=_FIRST_COLUMNS,
+    context=CONTEXT,
+    default_filters=DEFAULT_FILTERS,
+    filter_problem=ims_filter_problem,
+    listing=list_all,
+)

@@ -14,7 +14,10 @@ this class extends).  What differs is Glance's and lives here:
   property the image lacks), 403 a refusal of that attribute (read-only, reserved
   ``os_glance_`` prefix, a base attribute removed), 404 no such image, 413 the property
   quota — unless it carries ``Retry-After``, Glance's old rate-limit answer — and 415 the
-  media type; 429 and 503 are throttling and unavailability exactly as for IMS.
+  media type; 429 and 503 are throttling and unavailability exactly as for IMS;
+* a 401 is Keystone's (keystonemiddleware in front of Glance) refusing an expired or
+  revoked token: a password login logs in again and the request is sent once more
+  (``_send``); a fixed token cannot be renewed, so its 401 stands and stops the run.
 
 Facts: shared/reference/glance-peer.md (62 PATCH cases against glance-api 33.0.0).
 """
@@ -32,6 +35,7 @@ from batchpatch.client import (
     CONNECT_FAILED,
     LOGIN_FAILED,
     TLS_FAILED,
+    TOKEN_RESENDS,
     USER_AGENT,
     ClientResponse,
     ImsClient,
@@ -174,6 +178,18 @@ class GlanceClient(ImsClient):
         if parts.scheme or parts.netloc or not parts.path.startswith(LISTING_PATH):
             return None
         return self.endpoint + following
+
+    async def _send(self, method: str, url: str, body: bytes) -> ApiResponse:
+        """Send; after a 401, again with a fresh token when the credentials can get one, at
+        most ``TOKEN_RESENDS`` times.  Keystone gives no "expired" code of its own, so any
+        401 counts.  Re-sending is safe even for a PATCH: keystonemiddleware refuses the
+        token before Glance sees the request, so the refused attempt applied nothing."""
+        response, sent = await self._send_once(method, url, body)
+        for _ in range(TOKEN_RESENDS):
+            if not (response.status == 401 and self._auth.expired(sent)):
+                break
+            response, sent = await self._send_once(method, url, body)  # with a fresh token
+        return response
 
     async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
         """``PATCH /v2/images/{id}``: one atomic JSON patch (Glance applies all or nothing);

@@ -585,7 +585,7 @@ class _Run:
         when nothing was): its path, and what a person should know about it."""
         if self.undo is None:
             return None, ""
-        undo = undo_sheet(self.ledger)
+        undo = undo_sheet(self.ledger, self.sheet.schema)
         note = undo.note()
         if not undo.rows:
             return None, note

@@ -19,10 +19,14 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
 from batchpatch.report import neutralise
+
+if TYPE_CHECKING:
+    from batchpatch.schema import Schema
 
 #: The extensions a written sheet may have, and the format each is written in.
 FORMATS = {
@@ -140,16 +144,21 @@ def _column_letter(position: int) -> str:
     return letters
 
 
-def cell_text(attribute: str, value: object, *, exact: bool) -> str | None:
+def cell_text(
+    attribute: str, value: object, *, exact: bool, schema: Schema | None = None
+) -> str | None:
     """The cell text that a sheet reader turns back into ``value`` for ``attribute``; None
     when no cell can (a list, a JSON ``true`` where the sheet sends ``"true"``, a value
     the local checks would refuse, the ``<remove>`` marker, a blank).
 
     ``exact`` asks for the very JSON value (an undo sheet must put back what was there);
     otherwise it is enough that the planner finds the value already in place (an export,
-    applied untouched, must send nothing)."""
+    applied untouched, must send nothing).  ``schema``: the API's rules the sheet will be
+    read by (IMS's by default)."""
     from batchpatch.plan import same_value
-    from batchpatch.schema import REMOVE_MARKER, UntypedValue, check_value, typed_value
+    from batchpatch.schema import IMS_SCHEMA, REMOVE_MARKER, UntypedValue
+
+    rules = schema or IMS_SCHEMA
 
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -160,10 +169,10 @@ def cell_text(attribute: str, value: object, *, exact: bool) -> str | None:
     if not text.strip() or text.strip().lower() == REMOVE_MARKER or unquoted(text) != text:
         return None  # a blank asks nothing, the marker removes, '=… would lose its '
     try:
-        typed = typed_value(attribute, text)
+        typed = rules.typed_value(attribute, text)
     except UntypedValue:
         return None
-    if check_value(attribute, typed) is not None:
+    if rules.check_value(attribute, typed) is not None:
         return None
     if exact:
         return text if type(typed) is type(value) and typed == value else None

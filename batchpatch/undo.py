@@ -31,6 +31,7 @@ from pathlib import Path
 from batchpatch.ledger import Entry
 from batchpatch.models import Status
 from batchpatch.plan import Change, ImagePlan
+from batchpatch.schema import IMS_SCHEMA, Schema
 from batchpatch.sheetwrite import cell_text, write_table
 
 #: The undo sheet's header: a long sheet.
@@ -76,8 +77,9 @@ def default_undo_path(sheet_path: Path, report: Path) -> Path:
     return report.with_name(f"{sheet_path.stem}.undo{sheet_path.suffix}")
 
 
-def undo_sheet(entries: Iterable[Entry]) -> UndoSheet:
-    """The undo of every image the ledger shows ``succeeded``, in ledger (sheet) order."""
+def undo_sheet(entries: Iterable[Entry], schema: Schema = IMS_SCHEMA) -> UndoSheet:
+    """The undo of every image the ledger shows ``succeeded``, in ledger (sheet) order;
+    each value written as ``schema`` (the rules the run's sheet was read by) reads it back."""
     undo = UndoSheet()
     unobserved = 0
     for entry in entries:
@@ -87,16 +89,16 @@ def undo_sheet(entries: Iterable[Entry]) -> UndoSheet:
         if not plan.observed:
             unobserved += any(change.planned is not None for change in plan.changes)
             continue
-        _add_image(undo, plan)
+        _add_image(undo, plan, schema)
     return UndoSheet(undo.rows, undo.left_out, unobserved)
 
 
-def _add_image(undo: UndoSheet, plan: ImagePlan) -> None:
+def _add_image(undo: UndoSheet, plan: ImagePlan, schema: Schema) -> None:
     """The image's reversals, last change first (what the run did, taken back in turn)."""
     for change in reversed(plan.changes):
         if change.planned is None:
             continue  # already in place: the run did not change it
-        row = reverse(plan.image_id, change)
+        row = reverse(plan.image_id, change, schema)
         if row is None:
             undo.left_out.append(f"{plan.image_id} {change.attribute} (was {change.before!r})")
         else:
@@ -108,7 +110,7 @@ def path_of(attribute: str) -> str:
     return attribute if attribute.startswith(TAG_PREFIX) else "/" + attribute
 
 
-def reverse(image_id: str, change: Change) -> UndoRow | None:
+def reverse(image_id: str, change: Change, schema: Schema = IMS_SCHEMA) -> UndoRow | None:
     """The long-sheet row that undoes ``change``; None when no cell holds the old value."""
     planned = change.planned
     assert planned is not None
@@ -117,7 +119,7 @@ def reverse(image_id: str, change: Change) -> UndoRow | None:
         return _reverse_rename(image_id, change)
     if planned.op != "remove" and not change.exists:
         return (image_id, "remove", path, "")
-    text = cell_text(change.attribute, change.before, exact=True)
+    text = cell_text(change.attribute, change.before, exact=True, schema=schema)
     if text is None:
         return None
     return (image_id, "add" if planned.op == "remove" else "replace", path, text)

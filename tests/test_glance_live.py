@@ -16,7 +16,8 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from tests.sheets import write_sheet
 pytestmark = pytest.mark.glance
 
 QUOTA = 12
+#: Requests in flight while seeding: enough to keep Glance's one worker busy between them.
+SEEDERS = 4
 
 
 def _peer_module() -> Any:
@@ -74,6 +77,11 @@ class Peer:
         self.call("PUT", f"/v2/images/{image['id']}/file", b"abc", "application/octet-stream")
         return str(image["id"])
 
+    def create_many(self, names: Sequence[str]) -> list[str]:
+        """Active images named ``names``, created ``SEEDERS`` at a time (in that order)."""
+        with ThreadPoolExecutor(SEEDERS) as seeders:
+            return list(seeders.map(self.create, names))
+
     def image(self, image_id: str) -> dict[str, Any]:
         image: dict[str, Any] = self.call("GET", f"/v2/images/{image_id}")
         return image
@@ -82,6 +90,12 @@ class Peer:
         """PATCHes Glance has answered so far."""
         self.call("GET", "/v2/images?limit=1")  # answered only after all before it are logged
         return int(self.glance.requests("PATCH"))
+
+    def answered(self, request: str) -> int:
+        """Requests starting ``METHOD /path?query`` Glance has answered so far."""
+        self.call("GET", "/v2/images?limit=1")  # answered only after all before it are logged
+        lines = self.glance.access_log.read_text(encoding="utf-8", errors="replace")
+        return lines.count(f'"{request}')
 
 
 @pytest.fixture(scope="session")
@@ -332,7 +346,7 @@ def test_the_listing_follows_glances_next_links(peer: Peer) -> None:
 
 
 def test_a_few_hundred_images_at_full_speed(peer: Peer, tmp_path: Path) -> None:
-    ids = [peer.create(f"bulk-{n}") for n in range(200)]
+    ids = peer.create_many([f"bulk-{n}" for n in range(200)])
     sheet = write_sheet(
         tmp_path / "bulk.csv",
         ["image_id", "name", "batch"],
@@ -340,10 +354,160 @@ def test_a_few_hundred_images_at_full_speed(peer: Peer, tmp_path: Path) -> None:
     )
     before = peer.patches()
     code, _, err = _cli(
-        peer, "apply", str(sheet), "--quiet", "--rate", "1000", "--concurrency", "8"
-    )
+        peer, "apply", str(sheet), "--quiet", "--rate", "1000", "--concurrency", "2"
+    )  # Glance's one worker answers one request at a time: more in flight only queue
     assert code == 0, err
     assert peer.patches() - before == 200
     rows = _report(tmp_path / "bulk.results.csv")
     assert {row["status"] for row in rows} == {"succeeded"}
     assert peer.image(ids[137])["batch"] == "137"
+
+
+# --- export and undo (after the bulk test: the listing then holds a few hundred images) ---
+
+
+def _export(peer: Peer, out: Path, *filters: str) -> tuple[int, str, str]:
+    return _cli(peer, "export", "--out", str(out), *(f"--filter={f}" for f in filters))
+
+
+def test_export_writes_glances_columns_and_applied_untouched_sends_nothing(
+    peer: Peer, tmp_path: Path
+) -> None:
+    image_id = peer.create("export-a", team="web", build="0042")
+    peer.call(
+        "PATCH",
+        f"/v2/images/{image_id}",
+        [
+            {"op": "replace", "path": "/tags", "value": ["blue", "amber"]},
+            {"op": "replace", "path": "/min_ram", "value": 512},
+            {"op": "replace", "path": "/protected", "value": True},
+        ],
+        PATCH_CONTENT_TYPE,
+    )
+    listed = len(peer.call("GET", "/v2/images?limit=1000")["images"])
+    out = tmp_path / "export.csv"
+    code, out_text, err = _export(peer, out)
+    assert code == 0, err
+    assert f"exported {listed} images" in out_text  # no IMS default filter under Glance
+    rows = _report(out)
+    header = list(rows[0])
+    assert header[:7] == [
+        "image_id",
+        "name",
+        "visibility",
+        "min_ram",
+        "min_disk",
+        "protected",
+        "os_hidden",
+    ]
+    assert {"team", "build", "#tags", "#owner", "#status", "#disk_format"} <= set(header)
+    assert not [column for column in header if column.startswith("tag:") or column == "tags"]
+    (row,) = [row for row in rows if row["image_id"] == image_id]
+    assert (row["team"], row["build"], row["min_ram"], row["protected"]) == (
+        "web",
+        "0042",
+        "512",
+        "true",
+    )
+    assert row["#tags"] == "amber, blue"
+
+    before = peer.patches()
+    code, _, err = _cli(peer, "apply", str(out), "--quiet")
+    assert code == 0, err
+    assert peer.patches() == before  # counted by Glance: no PATCH at all
+    statuses = {result["status"] for result in _report(tmp_path / "export.results.csv")}
+    assert statuses == {"unchanged"}
+
+
+def test_an_edited_export_changes_exactly_the_edited_cell(peer: Peer, tmp_path: Path) -> None:
+    image_id = peer.create("export-edit", team="web")
+    out = tmp_path / "edit.csv"
+    code, _, err = _export(peer, out, "name=export-edit")
+    assert code == 0, err
+    (row,) = _report(out)
+    row["team"] = "api"
+    write_sheet(out, list(row), [list(row.values())])
+    before = peer.image(image_id)
+    patches = peer.patches()
+    code, _, err = _cli(peer, "apply", str(out), "--quiet")
+    assert code == 0, err
+    assert peer.patches() - patches == 1
+    after = peer.image(image_id)
+    assert _without_stamp(after) == _without_stamp(before) | {"team": "api"}
+
+
+def test_a_glance_filter_is_glances_query(peer: Peer, tmp_path: Path) -> None:
+    wanted = peer.create("filtered", cohort="c-7")
+    peer.create("filtered-not", cohort="c-8")
+    out = tmp_path / "filtered.csv"
+    code, _, err = _export(peer, out, "cohort=c-7")  # a custom-property filter in Glance
+    assert code == 0, err
+    assert [row["image_id"] for row in _report(out)] == [wanted]
+    code, _, err = _export(peer, tmp_path / "bad.csv", "visibility=mine")
+    assert code == 2
+    assert "visibility is one of public, private, shared, community, all in Glance" in err
+    assert peer.image(wanted)["cohort"] == "c-7"
+
+
+async def _export_in_pages(peer: Peer, out: Path) -> Any:
+    from batchpatch.export import export_images
+    from batchpatch.glance_export import GLANCE_EXPORT
+
+    async with GlanceClient(peer.url, NoAuth(), timeout=60, connections=2) as client:
+        return await export_images(
+            out, endpoint=peer.url, auth=NoAuth(), service=client, rules=GLANCE_EXPORT, page_size=25
+        )
+
+
+def test_the_export_follows_next_over_many_pages(peer: Peer, tmp_path: Path) -> None:
+    listed = {image["id"] for image in peer.call("GET", "/v2/images?limit=1000")["images"]}
+    assert len(listed) > 100  # the bulk test's images are there
+    gets = peer.answered("GET /v2/images?limit=25")
+    result = anyio.run(_export_in_pages, peer, tmp_path / "paged.csv")
+    pages = peer.answered("GET /v2/images?limit=25") - gets  # the first page and each next
+    assert {row["image_id"] for row in _report(tmp_path / "paged.csv")} == listed
+    assert result.images == len(listed)
+    assert pages == result.requests == len(listed) // 25 + 1  # the last page has no next
+
+
+def _without_stamp(image: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in image.items() if key != "updated_at"}
+
+
+def test_undo_restores_the_images_exactly_and_undo_of_undo_the_edit(
+    peer: Peer, tmp_path: Path
+) -> None:
+    first = peer.create("undo-a", team="web", stale="yes")
+    second = peer.create("undo-b", tier="3")
+    sheet = write_sheet(
+        tmp_path / "edit.xlsx",
+        ["image_id", "op", "path", "value"],
+        [
+            [first, "replace", "/name", "undo-a2"],
+            [first, "replace", "/team", "api"],
+            [first, "remove", "/stale", ""],
+            [first, "add", "/added", "new"],
+            [first, "replace", "/min_ram", 2048],
+            [first, "replace", "/protected", "true"],
+            [second, "replace", "/visibility", "community"],
+            [second, "replace", "/os_hidden", "yes"],
+            [second, "replace", "/tier", 4],
+        ],
+    )
+    original = {image_id: peer.image(image_id) for image_id in (first, second)}
+    code, _, err = _cli(peer, "apply", str(sheet), "--quiet")
+    assert code == 0, err
+    edited = {image_id: peer.image(image_id) for image_id in (first, second)}
+    assert edited[first]["protected"] is True
+    assert edited[second]["tier"] == "4"
+
+    undo, redo = tmp_path / "edit.undo.xlsx", tmp_path / "redo.csv"
+    code, _, err = _cli(peer, "apply", str(undo), "--quiet", "--undo", str(redo))
+    assert code == 0, err
+    for image_id, image in original.items():
+        assert _without_stamp(peer.image(image_id)) == _without_stamp(image)
+
+    code, _, err = _cli(peer, "apply", str(tmp_path / "redo.csv"), "--quiet")
+    assert code == 0, err
+    for image_id, image in edited.items():
+        assert _without_stamp(peer.image(image_id)) == _without_stamp(image)
