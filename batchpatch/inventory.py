@@ -112,7 +112,7 @@ async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:
         query = {"limit": str(PAGE_SIZE)} | ({"marker": marker} if marker else {})
         page = await reader.paced(query)
         found.update((image["id"], image) for image in page if image.get("id") in wanted)
-        if len(page) < PAGE_SIZE:
+        if not page:  # not a short page: a service may cap ``limit`` below ours (Glance)
             break
         ids = {str(image.get("id", "")) for image in page}
         marker = str(page[-1].get("id", ""))

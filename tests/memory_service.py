@@ -40,6 +40,8 @@ class MemoryService:
     endpoint: str = "memory://images"
     listing: str = "memory://images/list"
     requests: int = 0
+    #: The most images one page holds, whatever ``limit`` asks (as Glance's api_limit_max).
+    page_cap: int = 10**9
     #: Every call, as ``(method, image_id or query)``, in order.
     calls: list[tuple[str, str]] = field(default_factory=list)
     #: Writes that took effect, per image.
@@ -77,7 +79,7 @@ class MemoryService:
         if "id" in query:
             found = [self.store[query["id"]]] if query["id"] in self.store else []
         else:
-            found = _page(self.store, query)
+            found = _page(self.store, query)[: self.page_cap]
         return ApiResponse(200, {"items": copy.deepcopy(found)})
 
     async def preview_update(self, image_id: str, operations: list[dict[str, Any]]) -> str:
