@@ -93,9 +93,7 @@ def test_the_undo_carries_the_project_id_looked_up_in_iam(tmp_path: Path) -> Non
         a,
         b,
     ):
-        done = run_cli(
-            ["apply", str(sheet), *region_args(a, b), *FAST], token=None, environ=aksk()
-        )
+        done = run_cli(["apply", str(sheet), *region_args(a, b), *FAST], token=None, environ=aksk())
     assert done.returncode == 0, done.stderr
     rows = read_report(tmp_path / "s.undo.csv")
     projects = dict(zip(rows["region"], rows["project_id"], strict=True))
@@ -182,7 +180,9 @@ def test_validate_knows_a_region_given_an_endpoint_and_the_runs_own_region(
     tmp_path: Path,
 ) -> None:
     image = IMAGES_A[0]["id"]
-    custom = write_sheet(tmp_path / "c.csv", ["image_id", "region", "name"], [[image, "my-lab", "x"]])
+    custom = write_sheet(
+        tmp_path / "c.csv", ["image_id", "region", "name"], [[image, "my-lab", "x"]]
+    )
     long = write_sheet(
         tmp_path / "l.csv",
         ["image_id", "region", "op", "path", "value"],
@@ -245,9 +245,7 @@ def test_a_blank_cell_and_the_runs_own_region_are_one_region(tmp_path: Path) -> 
     ]
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "region", "op", "path", "value"], rows)
     with two_regions() as (a, b):
-        done = run_cli(
-            ["apply", str(sheet), *region_args(a, b), *FAST], token=None, environ=aksk()
-        )
+        done = run_cli(["apply", str(sheet), *region_args(a, b), *FAST], token=None, environ=aksk())
         changed = a.store.images[image["id"]]
         patches = a.stats.snapshot().applied_by_image
     assert done.returncode == 0, done.stderr
