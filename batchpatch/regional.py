@@ -458,7 +458,8 @@ async def export_regions(
         try:
             await read_region(target)
         except REGION_FAILURES as failure:
-            raise RegionFailed(target.region, failure, _own_project_hint(target)) from None
+            hint = _own_project_hint(target, failure)
+            raise RegionFailed(target.region, failure, hint) from None
 
     async def read_region(target: RegionTarget) -> None:
         auth = await _project_looked_up(target, limits) if target.lookup_project else None
@@ -491,11 +492,12 @@ async def export_regions(
     return ExportResult(out, len(rows), len(header), sum(requests.values()), notes + table_notes)
 
 
-def _own_project_hint(target: RegionTarget) -> str:
-    """For the region ``export`` takes as the run's own: that it was given the run's
-    configured project id, which may be another region's."""
-    configured = target.auth.project_id and not target.lookup_project
-    if target.project_source != target.auth.source or not configured:
+def _own_project_hint(target: RegionTarget, failure: Exception) -> str:
+    """For the region ``export`` takes as the run's own, when it refused the credentials:
+    that it was given the run's configured project id, which may be another region's."""
+    configured = target.auth.project_id and target.project_source == target.auth.source
+    refused = isinstance(failure, ReadFailed) and failure.refused_credentials
+    if not (configured and refused):
         return ""
     return (
         f" (region {target.region} is the run's own region, so it was given the configured "

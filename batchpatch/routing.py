@@ -202,7 +202,7 @@ def _cell_reason(
                 f"region {value or '(blank)'} for image {image_id}, which row {at} sends to "
                 f"region {earlier or '(blank)'}",
                 "an image's changes are one request to one region: give every row of the "
-                "image the same region" + ("" if cells.own else _BLANK_IS_OWN),
+                "image the same region" + (_BLANK_IS_OWN if "" in (value, earlier) else ""),
             )
         return None
     if not value:
