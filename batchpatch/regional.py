@@ -33,7 +33,7 @@ import anyio
 
 from batchpatch.auth import AkSkAuth, Auth
 from batchpatch.client import ImsClient
-from batchpatch.credentials import lookup_project
+from batchpatch.credentials import ENV_PROJECT, lookup_project
 from batchpatch.errors import (
     AuthFailed,
     Namer,
@@ -500,10 +500,11 @@ def _own_project_hint(target: RegionTarget, failure: Exception) -> str:
     if not (configured and refused):
         return ""
     return (
-        f" (region {target.region} is the run's own region, so it was given the configured "
-        f"project id, from {target.auth.source}: export takes the profile's region, else "
-        "the first --region, as the run's own — name the project's region first, or give "
-        "each region's project_id in the profile's [profiles.NAME.regions.REGION] tables)"
+        f"; region {target.region} is the run's own region here, so it was given the "
+        f"configured project id ({ENV_PROJECT} or the profile's project_id): export takes "
+        "the profile's region, else the first --region, as the run's own — put the "
+        "project's region first, or give each region's project_id in the profile's "
+        "[profiles.NAME.regions.REGION] tables"
     )
 
 
