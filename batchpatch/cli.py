@@ -14,7 +14,7 @@ import signal
 import sys
 import tomllib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,13 @@ from batchpatch.errors import (
     Worded,
     library_name,
 )
-from batchpatch.exits import EXIT_INVALID, EXIT_OK, error_exit_code, plan_exit_code
+from batchpatch.exits import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_STOPPED,
+    error_exit_code,
+    plan_exit_code,
+)
 from batchpatch.export import (
     IMS_EXPORT,
     ExportResult,
@@ -79,7 +85,7 @@ from batchpatch.outputs import (
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan, save_plan
 from batchpatch.progress import DEFAULT_EVERY, ProgressLines
-from batchpatch.regional import export_regions, plan_regions
+from batchpatch.regional import RegionFailed, export_regions, plan_regions
 from batchpatch.report import default_report_path
 from batchpatch.rerun import only_statuses
 from batchpatch.retry import (
@@ -576,11 +582,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _credential_options(whoami)
 
-    commands.add_parser(
+    validate = commands.add_parser(
         "validate",
         parents=[sheet],
         help="check every row locally (no network); exit 0 when valid, 2 when not",
         description="Check every row of the sheet locally, without any network access.",
+    )
+    validate.add_argument(
+        "--region",
+        metavar="REGION",
+        help="the run's own region, which a blank region cell stands for (as for apply)",
+    )
+    validate.add_argument(
+        "--region-endpoint",
+        action="append",
+        default=[],
+        type=_region_endpoint,
+        dest="region_endpoints",
+        metavar="REGION=URL",
+        help="a region the sheet's region column may name besides the known ones (as for "
+        "apply); repeatable",
     )
 
     fake = commands.add_parser(
@@ -695,6 +716,7 @@ def _read_as(sheet: Sheet) -> str:
 
 def _validate(options: argparse.Namespace) -> int:
     sheet = _read(options)
+    _check_routing(options, sheet, options.region or "")
     _print_worksheet(sheet, say)
     say(
         f"{options.sheet}: valid — {sheet.row_count} rows, {len(sheet.patches)} images, "
@@ -719,24 +741,38 @@ def _plan(options: argparse.Namespace) -> int:
     _print_worksheet(sheet, say)
     if sheet.encoding_label:
         say(f"{options.sheet}: {sheet.row_count} rows{_read_as(sheet)}")
+    failed: dict[str, RegionFailed] = {}
     with _target(options) as target:
         routes = _routes(options, sheet, target)
         if routes is None:
             plans = anyio.run(_make_plan, options, sheet, target)
         else:
-            plans = anyio.run(plan_regions, sheet, routes, _limits(options))
-            if options.out:
+            planned = anyio.run(plan_regions, sheet, routes, _limits(options))
+            plans, failed = planned.plans, planned.failed
+            if options.out and not failed:
                 save_plan(options.out, sheet, routes.identity, plans)
     for plan in plans:
         region = "" if routes is None else f"[{routes.by_image[plan.image_id]}] "
         say(region + "\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
-    say(
-        f"{len(plans)} images: "
-        + ", ".join(f"{n} {what}" for what, n in counts.items())
-        + (f" | plan saved to {options.out}" if options.out else "")
-    )
+    saved = f" | plan saved to {options.out}" if options.out and not failed else ""
+    say(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items()) + saved)
+    if failed:
+        return _regions_not_planned(failed, options.out)
     return plan_exit_code(plans, detailed=options.detailed_exitcode)
+
+
+def _regions_not_planned(failed: Mapping[str, RegionFailed], out: Path | None) -> int:
+    """Say why each region that could not be read was not planned (its credentials, its
+    endpoint: exit 3, as a run of one region that cannot read its images)."""
+    for error in failed.values():
+        notice(f"Error: {in_flags(error)}", level=logging.ERROR)
+    unsaved = f"; the plan was not saved to {out}" if out else ""
+    notice(
+        f"Error: {len(failed)} region(s) not planned ({', '.join(failed)}){unsaved}",
+        level=logging.ERROR,
+    )
+    return EXIT_STOPPED
 
 
 async def _make_plan(options: argparse.Namespace, sheet: Sheet, target: Target) -> list[ImagePlan]:
@@ -996,21 +1032,36 @@ def _target(options: argparse.Namespace) -> Iterator[Target]:
         return
     if options.fake_images:
         raise OptionsError("--fake-images goes with --fake")
-    target = api.resolve(
-        options,
-        Settings(
-            options.endpoint,
-            options.region,
-            options.iam_endpoint,
-            options.profile,
-            options.config,
-            options.ca_bundle,
-            options.allow_insecure_http,
-        ),
-    )
+    target = api.resolve(options, _settings(options))
     for warning in target.warnings:
         notice(f"Warning: {warning}")
     yield target
+
+
+def _settings(options: argparse.Namespace) -> Settings:
+    return Settings(
+        options.endpoint,
+        options.region,
+        options.iam_endpoint,
+        options.profile,
+        options.config,
+        options.ca_bundle,
+        options.allow_insecure_http,
+    )
+
+
+def _choose_own_region(options: argparse.Namespace, regions: Sequence[str]) -> None:
+    """``export --region A --region B``: the run's own region, the one its configured
+    project id (``HUAWEICLOUD_SDK_PROJECT_ID``, the profile's ``project_id``) belongs to,
+    is the configured region (the profile's, or its endpoint's) when there is one, else
+    the first ``--region``; every other region gets its own project id."""
+    options.region = None
+    try:
+        configured = resolve(_settings(options)).region
+    except OptionsError:  # no region configured: nothing but the options name one
+        configured = ""
+    if not configured:
+        options.region = regions[0]
 
 
 def _export(options: argparse.Namespace) -> int:
@@ -1024,6 +1075,8 @@ def _export(options: argparse.Namespace) -> int:
             f"--region is given more than once: --api {options.api} has no Huawei Cloud "
             "regions — give one --endpoint"
         )
+    if len(regions) > 1:
+        _choose_own_region(options, regions)
     with _target(options) as target:
         if len(regions) > 1:
             insecure = options.allow_insecure_http
@@ -1089,10 +1142,9 @@ def _one_region_only(options: argparse.Namespace) -> None:
         )
 
 
-def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes | None:
-    """Where each image goes when the sheet has a region column (with ``--fake``, every
-    region's rows go to the one fake, once the regions are checked)."""
-    endpoints = dict(options.region_endpoints)
+def _check_routing(options: argparse.Namespace, sheet: Sheet, own: str) -> None:
+    """The routing columns' cells checked as a run checks them before sending (``own``:
+    the run's own region, when named): ``--api glance`` has no regions."""
     if options.api != "ims":
         if columns := routing_columns(list(sheet.frame.columns)):
             raise OptionsError(
@@ -1100,9 +1152,16 @@ def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes
                 f"Cloud regions, which --api {options.api} has none of — remove the column, "
                 "or run one sheet per endpoint"
             )
-        return None
-    if options.fake:
-        sheet_regions(sheet, known_regions(endpoints))
+        return
+    sheet_regions(sheet, known_regions(dict(options.region_endpoints)), own)
+
+
+def _routes(options: argparse.Namespace, sheet: Sheet, target: Target) -> Routes | None:
+    """Where each image goes when the sheet has a region column (with ``--fake``, every
+    region's rows go to the one fake, once the regions are checked)."""
+    endpoints = dict(options.region_endpoints)
+    if options.api != "ims" or options.fake:
+        _check_routing(options, sheet, "")
         return None
     routes = route(sheet, target, endpoints, insecure=options.allow_insecure_http)
     if routes is not None:

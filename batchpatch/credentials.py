@@ -55,7 +55,7 @@ from batchpatch.auth import (
     TokenAuth,
     mask,
 )
-from batchpatch.errors import Namer, OptionsError
+from batchpatch.errors import Namer, OptionsError, Wording
 from batchpatch.regions import iam_endpoint, ims_endpoint, region_of
 from batchpatch.service import ApiResponse
 
@@ -559,10 +559,13 @@ def _set_project_id(name: Namer) -> str:
     )
 
 
-async def lookup_project(caller: IamCaller, auth: Auth) -> str:
+async def lookup_project(
+    caller: IamCaller, auth: Auth, *, how_to_set: Wording = _set_project_id
+) -> str:
     """The run's project id the official SDK's way: the configured one, else
     ``GET {iam}/v3/projects?name=REGION`` with the run's credentials; exactly one project
-    must answer.  Raises ``OptionsError`` (exit 2) naming how to set it otherwise."""
+    must answer.  Raises ``OptionsError`` (exit 2) naming how to set it otherwise
+    (``how_to_set``: another region's project id is set elsewhere, ``routing``)."""
     if auth.project_id:
         return auth.project_id
     lookup = auth.project_lookup
@@ -579,7 +582,7 @@ async def lookup_project(caller: IamCaller, auth: Auth) -> str:
         raise OptionsError(
             wording=lambda name: (
                 f"cannot look up the project id of region {lookup.region} in IAM at "
-                f"{lookup.iam_endpoint} ({detail}) — {_set_project_id(name)}"
+                f"{lookup.iam_endpoint} ({detail}) — {how_to_set(name)}"
             )
         )
     if len(found) != 1:

@@ -69,7 +69,7 @@ from batchpatch.plan import (
 )
 from batchpatch.planfile import check_plans, save_plan, sheet_digest
 from batchpatch.progress import tell_resume
-from batchpatch.regional import RegionFigures, run_regions
+from batchpatch.regional import RegionFigures, RegionsRun, run_regions
 from batchpatch.report import RowResult, check_report_writable, default_report_path
 from batchpatch.report import write_report as _write_report_file
 from batchpatch.rerun import select_rows
@@ -565,7 +565,7 @@ class _Run:
             self.telemetry.finish()
         rows = rows_of(self.sheet, self.ledger, self.earlier)
         write_report(self.sheet, rows, self.report)
-        undo_path, undo_note = self._write_undo()
+        undo_path, undo_note = self._write_undo(regions)
         return RunResult(
             self.sheet,
             rows,
@@ -580,7 +580,7 @@ class _Run:
             () if regions is None else regions.figures(rows),
         )
 
-    def _write_undo(self) -> tuple[Path | None, str]:
+    def _write_undo(self, regions: RegionsRun | None = None) -> tuple[Path | None, str]:
         """Write the undo sheet of what the ledger shows changed (none in a dry run, or
         when nothing was): its path, and what a person should know about it."""
         if self.undo is None:
@@ -590,8 +590,10 @@ class _Run:
         if not undo.rows:
             return None, note
         try:
-            regions = None if self.routes is None else self.routes.by_image
-            return write_undo(self.undo, undo, regions), note
+            if self.routes is None or regions is None:
+                return write_undo(self.undo, undo), note
+            cells, projects = self.routes.cells(), regions.project_of_images()
+            return write_undo(self.undo, undo, cells, projects), note
         except OSError as error:
             failed = f"could not write the undo sheet {self.undo}: {_why(error)}"
             return None, f"{failed}; {note}" if note else failed

@@ -33,8 +33,17 @@ import anyio
 
 from batchpatch.auth import AkSkAuth, Auth
 from batchpatch.client import ImsClient
-from batchpatch.credentials import lookup_project
-from batchpatch.errors import Namer, OptionsError, ReadFailed, SheetError, StopReason
+from batchpatch.credentials import ENV_PROJECT, lookup_project
+from batchpatch.errors import (
+    AuthFailed,
+    Namer,
+    OptionsError,
+    ReadFailed,
+    RunAborted,
+    SheetError,
+    StopReason,
+    Worded,
+)
 from batchpatch.export import PAGE_SIZE, ExportResult, export_table, list_all, tags_if_readable
 from batchpatch.inventory import Image, Reader, fetch_images
 from batchpatch.ledger import Entry, Ledger, Tally
@@ -52,6 +61,23 @@ if TYPE_CHECKING:
     from batchpatch.sheet import Sheet
 
 log = logging.getLogger("batchpatch.regional")
+
+#: What keeps a region from being reached: its project id not looked up, its login
+#: refused, its images not read — the region's own failure, never bad input.
+REGION_FAILURES = (OptionsError, ReadFailed, AuthFailed)
+
+
+class RegionFailed(RunAborted, Worded):
+    """One region could not be reached (``REGION_FAILURES``): the cause in its own words,
+    after the region's name; ``hint`` adds what the region's setup suggests (exit 3)."""
+
+    def __init__(self, region: str, cause: Exception, hint: str = "") -> None:
+        self.region, self.cause, self.hint = region, cause, hint
+        super().__init__(self.text())
+
+    def wording(self, name: Namer) -> str:
+        cause = self.cause.text(name) if isinstance(self.cause, Worded) else str(self.cause)
+        return f"region {self.region}: {cause}{self.hint}"
 
 
 class RegionLedger:
@@ -139,6 +165,15 @@ class RegionsRun:
     #: The images each region had in this run (``--only`` may leave a region none).
     images: dict[str, int] = field(default_factory=dict)
     tallies: dict[str, RegionTally] = field(default_factory=dict)
+    #: The project id each region's requests carried, once known (looked up or given).
+    projects: dict[str, str] = field(default_factory=dict)
+
+    def project_of_images(self) -> dict[str, str]:
+        """Each image's project id: its region's ("" where none is known), so that a sheet
+        written from this run (the undo sheet) reaches the same project without IAM."""
+        known = {r: t.auth.project_id for r, t in self.routes.targets.items()}
+        known.update(self.projects)
+        return {image: known.get(region, "") for image, region in self.routes.by_image.items()}
 
     @property
     def total_requests(self) -> int:
@@ -281,6 +316,7 @@ async def _one_region(run: RegionRun, resume: Any, part: _Region, result: Region
     try:
         if target.lookup_project:
             here = dataclasses.replace(here, auth=await _project_looked_up(target, run.limits))
+        result.projects[region] = here.auth.project_id
         async with here._service() as opened:
             client = RecordingService(opened, telemetry, region)
             try:
@@ -350,18 +386,37 @@ async def _project_looked_up(target: RegionTarget, limits: Limits) -> AkSkAuth:
     auth = target.auth
     assert isinstance(auth, AkSkAuth)
     async with _client(target, limits) as client:
-        project = await lookup_project(client, auth)
+        project = await lookup_project(client, auth, how_to_set=_set_region_project(target))
     log.info("region %s: project id %s (looked up in IAM)", target.region, project)
     return dataclasses.replace(auth, project_id=project, project_lookup=None)
 
 
-async def plan_regions(sheet: Sheet, routes: Routes, limits: Limits) -> list[ImagePlan]:
-    """Read every region's images from its own endpoint, side by side, and plan the whole
-    sheet against them (``batchpatch plan`` across regions).  Raises the first region's
-    ``ReadFailed`` when a region's images cannot be read, or its ``OptionsError`` when its
-    project id cannot be looked up."""
+def _set_region_project(target: RegionTarget) -> Callable[[Namer], str]:
+    """How to give a region other than the run's own its project id (the configured one,
+    ``HUAWEICLOUD_SDK_PROJECT_ID`` or the profile's, is the run's own region's only)."""
+    region = target.region
+    return lambda name: (
+        f"give region {region}'s project id in the sheet's project_id column, or as "
+        f"project_id in the profile's [profiles.NAME.regions.{region}] table"
+    )
+
+
+@dataclass(frozen=True)
+class RegionPlans:
+    """``plan`` across regions: the plans of every region that could be read, and why
+    each other region could not be (its images are not planned)."""
+
+    plans: list[ImagePlan]
+    failed: dict[str, RegionFailed]
+
+
+async def plan_regions(sheet: Sheet, routes: Routes, limits: Limits) -> RegionPlans:
+    """Read every region's images from its own endpoint, side by side, and plan the sheet
+    against them (``batchpatch plan`` across regions).  A region whose project id cannot
+    be looked up or whose images cannot be read is left out of the plans, named in
+    ``failed``; the other regions are planned all the same."""
     found: dict[str, Image] = {}
-    failures: list[Exception] = []
+    failed: dict[str, RegionFailed] = {}
 
     async def read(target: RegionTarget) -> None:
         ids = [
@@ -371,15 +426,14 @@ async def plan_regions(sheet: Sheet, routes: Routes, limits: Limits) -> list[Ima
             auth = await _project_looked_up(target, limits) if target.lookup_project else None
             async with _client(target, limits, auth) as client:
                 found.update(await fetch_images(Reader(client, Pacer(limits)), ids))
-        except (ReadFailed, OptionsError) as failure:
-            failures.append(failure)
+        except REGION_FAILURES as failure:
+            failed[target.region] = RegionFailed(target.region, failure)
 
     async with anyio.create_task_group() as group:
         for target in routes.targets.values():
             group.start_soon(read, target)
-    if failures:
-        raise failures[0]
-    return plan_all(sheet.patches, found)
+    planned = [p for p in sheet.patches if routes.by_image.get(p.image_id) not in failed]
+    return RegionPlans(plan_all(planned, found), failed)
 
 
 async def export_regions(
@@ -391,14 +445,25 @@ async def export_regions(
 ) -> ExportResult:
     """``batchpatch export --region A --region B``: list each region's images from its own
     endpoint, side by side, and write them as one wide sheet with a ``region`` column
-    beside ``image_id`` (so ``apply`` sends each row back to its region)."""
+    and a ``project_id`` column beside ``image_id`` (so ``apply`` sends each row back to its
+    region and project, without looking a project id up).  A region that cannot be read
+    is a ``RegionFailed`` naming it; nothing is written then."""
     listed: dict[str, list[Image]] = {}
     requests: dict[str, int] = {}
     tags: dict[str, Mapping[str, str]] = {}
     notes: list[str] = []
+    projects: dict[str, str] = {}
 
     async def read(target: RegionTarget) -> None:
+        try:
+            await read_region(target)
+        except REGION_FAILURES as failure:
+            hint = _own_project_hint(target, failure)
+            raise RegionFailed(target.region, failure, hint) from None
+
+    async def read_region(target: RegionTarget) -> None:
         auth = await _project_looked_up(target, limits) if target.lookup_project else None
+        projects[target.region] = (auth or target.auth).project_id
         async with _client(target, limits, auth) as client:
             pacer = Pacer(limits)
             listed[target.region] = await list_all(Reader(client, pacer), filters, page_size)
@@ -419,11 +484,28 @@ async def export_regions(
     header, rows, table_notes = export_table(
         [i for images in listed.values() for i in images], tags
     )
-    header.insert(1, "region")
+    header[1:1] = ["region", "project_id"]
     for row in rows:
-        row.insert(1, region_of.get(row[0], ""))
+        region = region_of.get(row[0], "")
+        row[1:1] = [region, projects.get(region, "")]
     write_table(out, header, rows)
     return ExportResult(out, len(rows), len(header), sum(requests.values()), notes + table_notes)
+
+
+def _own_project_hint(target: RegionTarget, failure: Exception) -> str:
+    """For the region ``export`` takes as the run's own, when it refused the credentials:
+    that it was given the run's configured project id, which may be another region's."""
+    configured = target.auth.project_id and target.project_source == target.auth.source
+    refused = isinstance(failure, ReadFailed) and failure.refused_credentials
+    if not (configured and refused):
+        return ""
+    return (
+        f"; region {target.region} is the run's own region here, so it was given the "
+        f"configured project id ({ENV_PROJECT} or the profile's project_id): export takes "
+        "the profile's region, else the first --region, as the run's own — put the "
+        "project's region first, or give each region's project_id in the profile's "
+        "[profiles.NAME.regions.REGION] tables"
+    )
 
 
 def _not_attempted(view: RegionLedger, ledger: Ledger, region: str, stopped: StopReason) -> None:
@@ -439,4 +521,11 @@ def _not_attempted(view: RegionLedger, ledger: Ledger, region: str, stopped: Sto
             )
 
 
-__all__ = ["RegionFigures", "RegionLedger", "RegionsRun", "run_regions"]
+__all__ = [
+    "RegionFailed",
+    "RegionFigures",
+    "RegionLedger",
+    "RegionPlans",
+    "RegionsRun",
+    "run_regions",
+]

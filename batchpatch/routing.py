@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from batchpatch.auth import TOKEN_VARIABLE, AkSkAuth, Auth, PasswordAuth, ProjectLookup, TokenAuth
 from batchpatch.credentials import (
@@ -88,10 +89,21 @@ class RegionTarget:
 @dataclass(frozen=True)
 class Routes:
     """Every image's region (``by_image``) and every region's target (``targets``, in the
-    order the sheet first names them; the run's own region under its name)."""
+    order the sheet first names them; the run's own region under its name, or under
+    ``unnamed`` when it has none: see ``own_region_label``)."""
 
     by_image: Mapping[str, str]
     targets: Mapping[str, RegionTarget]
+    #: The label of the run's own region when no region names it ("": it has a name).
+    unnamed: str = ""
+
+    def cells(self) -> dict[str, str]:
+        """Each image's region as a sheet's ``region`` column says it: its name, blank for
+        the run's own region when that has no name (the label is no region to send to)."""
+        return {
+            image: "" if region == self.unnamed else region
+            for image, region in self.by_image.items()
+        }
 
     @property
     def identity(self) -> str:
@@ -109,17 +121,37 @@ class _Cells:
 
     regions: dict[str, tuple[str, int]]
     projects: dict[str, tuple[str, int]]
+    #: The run's own region's name ("": unknown), which a blank region cell stands for.
+    own: str = ""
 
 
-def sheet_regions(sheet: Sheet, known: frozenset[str]) -> tuple[dict[str, str], dict[str, str]]:
+def own_region_label(base: Target) -> str:
+    """How messages, the summary and the page name the run's own region: its region
+    (``--region``, the profile's, or the one in an ``ims.REGION.myhuaweicloud.com``
+    endpoint), else its endpoint's host — never "", which names no region."""
+    region = base.region.strip().lower()
+    if region:
+        return region
+    try:
+        host = urlsplit(base.endpoint).netloc.rpartition("@")[2]
+    except ValueError:
+        host = ""
+    return host or base.endpoint
+
+
+def sheet_regions(
+    sheet: Sheet, known: frozenset[str], own: str = ""
+) -> tuple[dict[str, str], dict[str, str]]:
     """Each image's region ("" = the run's own) and each region's project id from the
     columns, checked: a located ``SheetError`` for an unknown region, two regions for one
-    image, a project id that is not one, or two project ids for one region."""
+    image, a project id that is not one, or two project ids for one region.  A blank
+    region cell is the run's own region: ``own`` (its name, when known) and a blank cell
+    are one region."""
     file, frame, first_row = str(sheet.path), sheet.frame, sheet.first_row
     columns = {column.strip().lower(): column for column in routing_columns(list(frame.columns))}
     if not columns:
         return {}, {}
-    cells = _Cells({}, {})
+    cells = _Cells({}, {}, own.strip().lower())
     problems: list[Problem] = []
     for patch in sheet.patches:
         for row in patch.sources:
@@ -163,13 +195,14 @@ def _cell_reason(
                 f"use one of {', '.join(sorted(known))}, or give its endpoint with "
                 "--region-endpoint REGION=URL",
             )
+        value = value or cells.own
         earlier, at = cells.regions.setdefault(image_id, (value, row))
         if earlier != value:
             return Reason(
                 f"region {value or '(blank)'} for image {image_id}, which row {at} sends to "
                 f"region {earlier or '(blank)'}",
                 "an image's changes are one request to one region: give every row of the "
-                "image the same region",
+                "image the same region" + (_BLANK_IS_OWN if "" in (value, earlier) else ""),
             )
         return None
     if not value:
@@ -181,6 +214,13 @@ def _cell_reason(
         )
     cells.projects.setdefault(image_id, (value, row))
     return None
+
+
+#: Why a blank cell and a region's name differ when the run's own region is not named.
+_BLANK_IS_OWN = (
+    " (a blank cell is the run's own region, the same as a region's name only when "
+    "--region or the profile's region names it)"
+)
 
 
 def known_regions(
@@ -218,20 +258,23 @@ def route(
     routing column and ``region_endpoints`` does not name the run's own region (every
     image goes where the run goes, as without routing)."""
     endpoints = _checked_endpoints(region_endpoints, base, insecure=insecure)
-    by_image, projects = sheet_regions(sheet, known_regions(endpoints, base.regions))
     own = base.region.strip().lower()
+    by_image, projects = sheet_regions(sheet, known_regions(endpoints, base.regions), own)
     if not by_image:  # no routing column: only an endpoint given for the run's own region
         if own not in endpoints:
             return None
         by_image = {patch.image_id: own for patch in sheet.patches}
+    label = own_region_label(base)
+    if not own and "" in projects:  # the run's own region's project, under its label
+        projects[label] = projects.pop("")
     targets: dict[str, RegionTarget] = {}
     for image in by_image:
-        region = by_image[image] or own
+        region = by_image[image] or label
         by_image[image] = region
         if region not in targets:
-            targets[region] = _target(region, own, base, endpoints, projects)
-    _refuse_token(base.auth, [r for r in targets if r != own])
-    return Routes(by_image, targets)
+            targets[region] = _target(region, label, base, endpoints, projects)
+    _refuse_token(base.auth, [r for r in targets if r != label])
+    return Routes(by_image, targets, "" if own else label)
 
 
 def region_targets(
@@ -274,8 +317,9 @@ def _target(
             where = ProjectLookup(base.iam_endpoint, region) if lookup else None
             auth = dataclasses.replace(auth, project_id=project, project_lookup=where)
     elif isinstance(auth, PasswordAuth) and (region != own or project):
+        name = region if region != own else auth.project_name
         auth = dataclasses.replace(
-            auth, project_name=region, project_id=project, _token="", _expires=0.0, logins=0
+            auth, project_name=name, project_id=project, _token="", _expires=0.0, logins=0
         )
         auth._login = None
     if lookup:

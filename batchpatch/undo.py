@@ -135,11 +135,20 @@ def _reverse_rename(image_id: str, change: Change) -> UndoRow | None:
     return (image_id, "rename", path_of(change.attribute), str(old))
 
 
-def write_undo(path: Path, undo: UndoSheet, regions: Mapping[str, str] | None = None) -> Path:
+def write_undo(
+    path: Path,
+    undo: UndoSheet,
+    regions: Mapping[str, str] | None = None,
+    projects: Mapping[str, str] | None = None,
+) -> Path:
     """Write the undo sheet (its format by extension), atomically.  A run across regions
     (``regions``: each image's region) gives it a ``region`` column, so that applying it
-    sends each row back to where it was changed."""
+    sends each row back to where it was changed, and a ``project_id`` column (``projects``:
+    each image's project id), so that it reaches the same project without looking any up."""
     if not regions:
         return write_table(path, UNDO_HEADER, undo.rows, sheet="undo")
-    rows = [(*row, regions.get(row[0], "")) for row in undo.rows]
-    return write_table(path, (*UNDO_HEADER, "region"), rows, sheet="undo")
+    if projects is None:
+        rows = [(*row, regions.get(row[0], "")) for row in undo.rows]
+        return write_table(path, (*UNDO_HEADER, "region"), rows, sheet="undo")
+    placed = [(*row, regions.get(row[0], ""), projects.get(row[0], "")) for row in undo.rows]
+    return write_table(path, (*UNDO_HEADER, "region", "project_id"), placed, sheet="undo")
