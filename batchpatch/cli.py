@@ -762,9 +762,10 @@ def _apply(options: argparse.Namespace) -> int:
         notice(f"Stopped early: {reason}")
     say(result.summary())
     if result.undo_path is not None:
+        merged = " (merged with the earlier run's)" if result.undo_merged else ""
         notice(
-            f"undo: {result.undo_path} — 'batchpatch apply {result.undo_path}' puts back "
-            "what this run changed"
+            f"undo: {result.undo_path}{merged} — 'batchpatch apply {result.undo_path}' puts "
+            f"back what {'these runs' if merged else 'this run'} changed"
         )
     if result.undo_note:
         notice(f"Note: {result.undo_note}")

@@ -82,7 +82,14 @@ from batchpatch.sheetwrite import check_table_writable
 from batchpatch.tagreads import current_tags
 from batchpatch.telemetry import RecordingService, Telemetry
 from batchpatch.throttle import Pacer, sleep_unless_stopped
-from batchpatch.undo import UNDO_HEADER, default_undo_path, undo_sheet, write_undo
+from batchpatch.undo import (
+    UNDO_HEADER,
+    default_undo_path,
+    merge,
+    read_undo,
+    undo_sheet,
+    write_undo,
+)
 
 log = logging.getLogger("batchpatch")
 
@@ -169,6 +176,8 @@ class RunResult:
     undo_note: str = ""
     #: Each region's figures, when the sheet's rows go to several (``regional``).
     regions: tuple[RegionFigures, ...] = ()
+    #: The undo sheet was merged with the one an earlier run left at its path.
+    undo_merged: bool = False
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -427,6 +436,7 @@ def _check_inputs(
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
     if undo is not None:
         check_table_writable(undo, UNDO_HEADER, label="the undo path")
+        read_undo(undo)  # an earlier run's undo sheet is merged with: it must read as one
     return outputs
 
 
@@ -565,7 +575,7 @@ class _Run:
             self.telemetry.finish()
         rows = rows_of(self.sheet, self.ledger, self.earlier)
         write_report(self.sheet, rows, self.report)
-        undo_path, undo_note = self._write_undo()
+        undo_path, undo_note, undo_merged = self._write_undo()
         return RunResult(
             self.sheet,
             rows,
@@ -578,23 +588,29 @@ class _Run:
             undo_path,
             undo_note,
             () if regions is None else regions.figures(rows),
+            undo_merged,
         )
 
-    def _write_undo(self) -> tuple[Path | None, str]:
+    def _write_undo(self) -> tuple[Path | None, str, bool]:
         """Write the undo sheet of what the ledger shows changed (none in a dry run, or
-        when nothing was): its path, and what a person should know about it."""
+        when nothing was): its path, what a person should know about it, and whether it
+        was merged with the undo sheet an earlier run left at its path (``undo.merge``)."""
         if self.undo is None:
-            return None, ""
+            return None, "", False
         undo = undo_sheet(self.ledger)
         note = undo.note()
         if not undo.rows:
-            return None, note
+            return None, note, False
         try:
+            earlier = read_undo(self.undo)
+            if earlier is not None:  # a rerun: one sheet back to before the earliest run
+                undo = merge(earlier, undo)
             regions = None if self.routes is None else self.routes.by_image
-            return write_undo(self.undo, undo, regions), note
-        except OSError as error:
-            failed = f"could not write the undo sheet {self.undo}: {_why(error)}"
-            return None, f"{failed}; {note}" if note else failed
+            return write_undo(self.undo, undo, regions), undo.note(), earlier is not None
+        except (OSError, OptionsError) as error:
+            why = _why(error) if isinstance(error, OSError) else str(error)
+            failed = f"could not write the undo sheet {self.undo}: {why}"
+            return None, f"{failed}; {note}" if note else failed, False
 
     def _service(self) -> Any:
         if self.service is not None:
