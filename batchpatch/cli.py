@@ -786,7 +786,15 @@ def _pages(options: argparse.Namespace) -> list[RunFile]:
     if options.summary:
         page = summary_page_path(options.summary)
         if not options.html or page != options.html:
-            pages.append(RunFile("the summary's HTML page", page, f"--summary {page}"))
+            pages.append(
+                RunFile(
+                    "the summary's HTML page",
+                    page,
+                    "--summary",
+                    subject=f"the HTML page {page} (beside --summary {options.summary})",
+                    fix="give --summary another path (its page is written beside it, as .html)",
+                )
+            )
     return pages
 
 
@@ -848,6 +856,7 @@ def _check_apply_outputs(options: argparse.Namespace) -> None:
         flags=True,
         other_inputs=_other_inputs(options),
         undo=options.undo or default_undo_path(options.sheet, report),
+        undo_default=not options.undo,
     )
     check_outputs(inputs, outputs + _pages(options))
     if options.summary:

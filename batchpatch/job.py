@@ -362,7 +362,9 @@ async def apply_sheet(
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
     started = time.time()
-    outputs = _check_inputs(sheet, report, source, dry_run=dry_run, undo=undo)
+    outputs = _check_inputs(
+        sheet, report, source, dry_run=dry_run, undo=undo, undo_default=not undo_path
+    )
     stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
     ledger = ledger if ledger is not None else Ledger()
     if on_outcome is not None:
@@ -413,12 +415,20 @@ async def apply_sheet(
 
 
 def _check_inputs(
-    sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool, undo: Path | None = None
+    sheet: Sheet,
+    report: Path,
+    source: PlanSource,
+    *,
+    dry_run: bool,
+    undo: Path | None = None,
+    undo_default: bool = False,
 ) -> list[RunFile]:
     """Stage 1's checks, before anything is sent: outputs never overwrite inputs, the
     report has the sheet's format and can be written, a saved plan fits the sheet.
     Returns the run's outputs."""
-    inputs, outputs = apply_files(sheet.path, report, dry_run=dry_run, undo=undo)
+    inputs, outputs = apply_files(
+        sheet.path, report, dry_run=dry_run, undo=undo, undo_default=undo_default
+    )
     check_outputs(inputs, outputs)
     if report.suffix.lower() != sheet.path.suffix.lower():
         raise OptionsError.about(
