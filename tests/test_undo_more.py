@@ -129,9 +129,7 @@ def test_a_rerun_merges_with_the_first_undo_and_the_merged_undo_restores_the_sto
     assert _state(half_failing) == original
 
 
-def test_merge_keeps_the_earlier_row_of_each_path_and_adds_paths_only_the_later_run_changed() -> (
-    None
-):
+def test_merge_keeps_the_earlier_row_of_each_path_and_the_later_runs_other_paths() -> None:
     earlier = UndoSheet([(A, "replace", "/owner_team", "platform"), (A, "replace", "tag:env", "a")])
     later = UndoSheet([(A, "replace", "tag:env", "b"), (A, "remove", "tag:new", "")])
 
@@ -234,9 +232,7 @@ def test_the_fake_shows_an_images_tags_sorted_by_key() -> None:
     ]
 
 
-def test_apply_then_undo_restores_the_store_byte_for_byte(
-    run: CliRunner, tmp_path: Path
-) -> None:
+def test_apply_then_undo_restores_the_store_byte_for_byte(run: CliRunner, tmp_path: Path) -> None:
     images = [
         _image(A, ["env=dev", "team=core"], owner_team="platform", __description="desc one"),
         _image(B, ["env=prod"], min_ram=1024),
