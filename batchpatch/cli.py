@@ -812,9 +812,10 @@ def _apply(options: argparse.Namespace) -> int:
         notice(f"Stopped early: {reason}")
     say(result.summary())
     if result.undo_path is not None:
+        merged = " (merged with the earlier run's)" if result.undo_merged else ""
         notice(
-            f"undo: {result.undo_path} — 'batchpatch apply {result.undo_path}' puts back "
-            "what this run changed"
+            f"undo: {result.undo_path}{merged} — 'batchpatch apply {result.undo_path}' puts "
+            f"back what {'these runs' if merged else 'this run'} changed"
         )
     if result.undo_note:
         notice(f"Note: {result.undo_note}")
@@ -835,7 +836,15 @@ def _pages(options: argparse.Namespace) -> list[RunFile]:
     if options.summary:
         page = summary_page_path(options.summary)
         if not options.html or page != options.html:
-            pages.append(RunFile("the summary's HTML page", page, f"--summary {page}"))
+            pages.append(
+                RunFile(
+                    "the summary's HTML page",
+                    page,
+                    "--summary",
+                    subject=f"the HTML page {page} (beside --summary {options.summary})",
+                    fix="give --summary another path (its page is written beside it, as .html)",
+                )
+            )
     return pages
 
 
@@ -897,6 +906,7 @@ def _check_apply_outputs(options: argparse.Namespace) -> None:
         flags=True,
         other_inputs=_other_inputs(options),
         undo=options.undo or default_undo_path(options.sheet, report),
+        undo_default=not options.undo,
     )
     check_outputs(inputs, outputs + _pages(options))
     if options.summary:

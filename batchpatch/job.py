@@ -82,7 +82,14 @@ from batchpatch.sheetwrite import check_table_writable
 from batchpatch.tagreads import current_tags
 from batchpatch.telemetry import RecordingService, Telemetry
 from batchpatch.throttle import Pacer, sleep_unless_stopped
-from batchpatch.undo import UNDO_HEADER, default_undo_path, undo_sheet, write_undo
+from batchpatch.undo import (
+    UNDO_HEADER,
+    default_undo_path,
+    merge,
+    read_undo,
+    undo_sheet,
+    write_undo,
+)
 
 log = logging.getLogger("batchpatch")
 
@@ -169,6 +176,8 @@ class RunResult:
     undo_note: str = ""
     #: Each region's figures, when the sheet's rows go to several (``regional``).
     regions: tuple[RegionFigures, ...] = ()
+    #: The undo sheet was merged with the one an earlier run left at its path.
+    undo_merged: bool = False
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -353,7 +362,9 @@ async def apply_sheet(
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
     started = time.time()
-    outputs = _check_inputs(sheet, report, source, dry_run=dry_run, undo=undo)
+    outputs = _check_inputs(
+        sheet, report, source, dry_run=dry_run, undo=undo, undo_default=not undo_path
+    )
     stop = stop if stop is not None else anyio.Event()  # also set when the journal fails
     ledger = ledger if ledger is not None else Ledger()
     if on_outcome is not None:
@@ -404,12 +415,20 @@ async def apply_sheet(
 
 
 def _check_inputs(
-    sheet: Sheet, report: Path, source: PlanSource, *, dry_run: bool, undo: Path | None = None
+    sheet: Sheet,
+    report: Path,
+    source: PlanSource,
+    *,
+    dry_run: bool,
+    undo: Path | None = None,
+    undo_default: bool = False,
 ) -> list[RunFile]:
     """Stage 1's checks, before anything is sent: outputs never overwrite inputs, the
     report has the sheet's format and can be written, a saved plan fits the sheet.
     Returns the run's outputs."""
-    inputs, outputs = apply_files(sheet.path, report, dry_run=dry_run, undo=undo)
+    inputs, outputs = apply_files(
+        sheet.path, report, dry_run=dry_run, undo=undo, undo_default=undo_default
+    )
     check_outputs(inputs, outputs)
     if report.suffix.lower() != sheet.path.suffix.lower():
         raise OptionsError.about(
@@ -427,6 +446,7 @@ def _check_inputs(
     check_report_writable(sheet, report)  # find out now, not after the changes were sent
     if undo is not None:
         check_table_writable(undo, UNDO_HEADER, label="the undo path")
+        read_undo(undo)  # an earlier run's undo sheet is merged with: it must read as one
     return outputs
 
 
@@ -565,7 +585,7 @@ class _Run:
             self.telemetry.finish()
         rows = rows_of(self.sheet, self.ledger, self.earlier)
         write_report(self.sheet, rows, self.report)
-        undo_path, undo_note = self._write_undo(regions)
+        undo_path, undo_note, undo_merged = self._write_undo(regions)
         return RunResult(
             self.sheet,
             rows,
@@ -578,25 +598,32 @@ class _Run:
             undo_path,
             undo_note,
             () if regions is None else regions.figures(rows),
+            undo_merged,
         )
 
-    def _write_undo(self, regions: RegionsRun | None = None) -> tuple[Path | None, str]:
+    def _write_undo(self, regions: RegionsRun | None = None) -> tuple[Path | None, str, bool]:
         """Write the undo sheet of what the ledger shows changed (none in a dry run, or
-        when nothing was): its path, and what a person should know about it."""
+        when nothing was): its path, what a person should know about it, and whether it
+        was merged with the undo sheet an earlier run left at its path (``undo.merge``)."""
         if self.undo is None:
-            return None, ""
+            return None, "", False
         undo = undo_sheet(self.ledger, self.sheet.schema)
         note = undo.note()
         if not undo.rows:
-            return None, note
+            return None, note, False
         try:
+            earlier = read_undo(self.undo)
+            if earlier is not None:  # a rerun: one sheet back to before the earliest run
+                undo = merge(earlier, undo)
+            merged = earlier is not None
             if self.routes is None or regions is None:
-                return write_undo(self.undo, undo), note
+                return write_undo(self.undo, undo), undo.note(), merged
             cells, projects = self.routes.cells(), regions.project_of_images()
-            return write_undo(self.undo, undo, cells, projects), note
-        except OSError as error:
-            failed = f"could not write the undo sheet {self.undo}: {_why(error)}"
-            return None, f"{failed}; {note}" if note else failed
+            return write_undo(self.undo, undo, cells, projects), undo.note(), merged
+        except (OSError, OptionsError) as error:
+            why = _why(error) if isinstance(error, OSError) else str(error)
+            failed = f"could not write the undo sheet {self.undo}: {why}"
+            return None, f"{failed}; {note}" if note else failed, False
 
     def _service(self) -> Any:
         if self.service is not None:

@@ -29,15 +29,23 @@ from batchpatch.lock import lock_path
 class RunFile:
     """One file a run reads or writes.
 
-    ``role`` says what it is ("the report"); ``label`` how a message names the path the
-    user gave ("--report"; by default "the report path"); ``fix`` what to do when it clashes
-    (by default: write it to another file).
+    ``role`` says what it is ("the report"); ``label`` the option the user gave its path
+    with ("--report"; by default a message says "the report path"); ``subject`` how a
+    message names the file, path included, when neither reads right (a path the user never
+    typed: "the HTML page x.html (beside --summary x.json)"); ``fix`` what to do when it
+    clashes (by default: give the option another path, or write it to another file).
     """
 
     role: str
     path: Path
     label: str = ""
     fix: str = ""
+    subject: str = ""
+
+    @property
+    def named(self) -> str:
+        """The file as a message's subject: ``--report r.csv``, ``the report path r.csv``."""
+        return self.subject or f"{self.label or f'{self.role} path'} {self.path}"
 
 
 Identity = tuple[int, int] | str
@@ -65,7 +73,6 @@ def check_outputs(inputs: Sequence[RunFile], outputs: Sequence[RunFile]) -> None
 
 
 def _clash(output: RunFile, known: RunFile) -> str:
-    name = output.label or f"{output.role} path"
     same_name = output.path == known.path
     what = f"{known.role} itself" if same_name else f"{known.role} {known.path} itself"
     fix = output.fix or (
@@ -73,7 +80,19 @@ def _clash(output: RunFile, known: RunFile) -> str:
         if output.label
         else f"write {output.role} to another file"
     )
-    return str(Reason(f"{name} {output.path} is {what}", fix))
+    return str(Reason(f"{output.named} is {what}", fix))
+
+
+def default_undo_file(undo: Path, *, flags: bool) -> RunFile:
+    """The undo sheet at its default path, ``<sheet stem>.undo.<ext>`` beside the report: a
+    path the user never typed, so a clash names it as the default and says how to move it."""
+    option, report = ("--undo PATH", "--report") if flags else ("an undo path", "report path")
+    return RunFile(
+        "the undo sheet",
+        undo,
+        subject=f"the default undo path {undo} (<sheet stem>.undo.<ext> beside the report)",
+        fix=f"give {option}, or another {report}",
+    )
 
 
 def apply_files(
@@ -86,12 +105,14 @@ def apply_files(
     flags: bool = False,
     other_inputs: Sequence[RunFile] = (),
     undo: Path | None = None,
+    undo_default: bool = False,
 ) -> tuple[list[RunFile], list[RunFile]]:
     """The inputs and outputs of ``apply``: what it reads, then what it writes, the files the
     user named last (so a clash is reported against the file they chose).  ``flags`` names
     the paths by their command-line options; ``other_inputs`` are what the caller reads
     besides the sheet and the plan; ``undo`` the undo sheet a run that changes something
-    writes (a dry run writes none)."""
+    writes (a dry run writes none), ``undo_default`` True when that is its default path,
+    not one the user gave."""
     inputs = [RunFile("the sheet", sheet), *other_inputs]
     if plan_file is not None:
         inputs.append(RunFile("the plan", plan_file))
@@ -104,7 +125,11 @@ def apply_files(
             RunFile("the journal", journal_path(report), fix=f"choose another {report_option}")
         )
     if undo is not None and not dry_run:
-        outputs.append(RunFile("the undo sheet", undo, "--undo" if flags else ""))
+        outputs.append(
+            default_undo_file(undo, flags=flags)
+            if undo_default
+            else RunFile("the undo sheet", undo, "--undo" if flags else "")
+        )
     if summary is not None:
         outputs.append(RunFile("the summary", summary, "--summary" if flags else ""))
     return inputs, outputs

@@ -206,7 +206,8 @@ class Runner:
             outcome, kind = await self._attempt_request(work, request)
             work.ended.append((request, outcome, kind))
             if outcome.status.done:
-                work.plan = mark_done(work.plan, work.done)
+                succeeded = {name for name, ended, _ in work.ended if ended.status.done}
+                work.plan = mark_done(work.plan, succeeded)  # not a request that failed
                 self.ledger.plan(work.plan)
             elif kind.stops_run or outcome.status == Status.SKIPPED or work.plan.status:
                 break

@@ -61,7 +61,7 @@ def test_create_sets_overwrites_and_repeats_with_204_and_no_body(fake: FakeServe
     again = action(fake, "img-1", "create", {"team": "green", "env": "prod"})
     assert (first.status, first.body, again.status, again.body) == (204, None, 204, None)
     assert fake.store.tags["img-1"] == {"team": "green", "env": "prod"}
-    assert fake.store.images["img-1"]["tags"] == ["team=green", "env=prod"]
+    assert fake.store.images["img-1"]["tags"] == ["env=prod", "team=green"]  # sorted by key
     stats = fake.stats.snapshot()
     assert (stats.tag_write_requests, stats.patch_requests) == (2, 0)
     assert stats.tag_applied_by_image == {"img-1": 2}

@@ -262,7 +262,9 @@ def test_the_summary_page_sits_beside_the_summary(summary: str, page: str) -> No
         pytest.param(["--html", "s.results.csv"], "--html", id="html-is-the-report"),
         pytest.param(["--summary", "s.json", "--html", "s.json"], "--html", id="html-is-summary"),
         pytest.param(
-            ["--summary", "images.json"], "--summary images.html", id="summary-page-is-an-input"
+            ["--summary", "images.json"],
+            "the HTML page images.html (beside --summary images.json)",
+            id="summary-page-is-an-input",
         ),
     ],
 )

@@ -42,8 +42,9 @@ class ImageStore:
     """Images keyed by id, in insertion order, with the UpdateImage, ListImages and tag rules.
 
     Each image's tags are kept beside it, in the order they were first set; the image
-    object's ``tags`` field shows them as ``key=value`` strings (see ``fake.tags``) when the
-    image has tags or its seed had the field.  A tag write does not touch ``updated_at``
+    object's ``tags`` field shows them as ``key=value`` strings sorted by key (see
+    ``fake.tags.tag_strings``; IMS documents no order) when the image has tags or its seed
+    had the field.  A tag write does not touch ``updated_at``
     (undocumented; this keeps an undone tag change byte-for-byte equal to the original).
     """
 

@@ -125,8 +125,11 @@ def deleted(current: Mapping[str, str], keys: Sequence[str]) -> Tags:
 
 def tag_strings(tags: Mapping[str, str]) -> list[str]:
     """The image object's ``tags`` field: ``key=value`` strings (``key`` alone for an empty
-    value) — the form ListImages' ``tag=key=value`` filter suggests; clients must not parse it."""
-    return [f"{key}={value}" if value else key for key, value in tags.items()]
+    value) — the form ListImages' ``tag=key=value`` filter suggests; clients must not parse it.
+
+    Sorted by key: IMS documents no order for this field, so the fake shows a canonical
+    one, and an image whose tags were deleted and set again (an undo) reads as before."""
+    return [f"{key}={value}" if value else key for key, value in sorted(tags.items())]
 
 
 def seed_tags(field_value: object) -> Tags:
