@@ -537,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a ListImages query parameter, e.g. status=active or "
         "created_at=gt:2026-01-01T00:00:00Z; repeatable (default: __imagetype=private)",
     )
+    export.add_argument(
+        "--quiet",
+        action="store_true",
+        help="accepted as by apply: export shows no progress bar either way",
+    )
 
     whoami = commands.add_parser(
         "whoami",
@@ -719,7 +724,7 @@ def _plan(options: argparse.Namespace) -> int:
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
     say(
         f"{len(plans)} images: "
-        + ", ".join(f"{n} {what}" for what, n in counts.items())
+        + (", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing to change")
         + (f" | plan saved to {options.out}" if options.out else "")
     )
     return plan_exit_code(plans, detailed=options.detailed_exitcode)

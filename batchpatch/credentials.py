@@ -366,7 +366,7 @@ def _from_environment(
         return AkSkAuth(
             ak,
             sk,
-            environ.get(ENV_PROJECT, "").strip(),
+            _environment_project(environ),
             environ.get(ENV_SECURITY_TOKEN, "").strip(),
             source=f"environment variables {ENV_AK}/{ENV_SK}",
         )
@@ -375,7 +375,7 @@ def _from_environment(
         return TokenAuth(
             token,
             source=f"environment variable {TOKEN_VARIABLE}",
-            project_id=environ.get(ENV_PROJECT, "").strip(),
+            project_id=_environment_project(environ),
         )
     user, password = environ.get(ENV_IAM_USER, ""), environ.get(ENV_IAM_PASSWORD, "")
     if user or password:
@@ -391,10 +391,30 @@ def _from_environment(
             password,
             domain,
             project_name=settings.region or "",
-            project_id=environ.get(ENV_PROJECT, ""),
+            project_id=_environment_project(environ),
             source=f"environment variables {ENV_IAM_USER}/{ENV_IAM_PASSWORD}",
         )
     return None
+
+
+def checked_project_id(value: str, where: str) -> str:
+    """``value`` if it is a project id (32 lower-case hexadecimal digits) or empty (none
+    configured); ``OptionsError`` (exit 2, nothing sent) naming ``where`` it came from
+    otherwise: the tag API puts it in its URL paths, where ``../x`` or a space would
+    address another resource or break the request."""
+    if not value or PROJECT_ID.fullmatch(value):
+        return value
+    shown = ascii(value[:40]) + ("…" if len(value) > 40 else "")
+    raise OptionsError(
+        f"{where}: {shown} is not a project id (32 lower-case hexadecimal digits) — copy "
+        "it from the console's My Credentials page (API Credentials, Projects)"
+    )
+
+
+def _environment_project(environ: Mapping[str, str]) -> str:
+    return checked_project_id(
+        environ.get(ENV_PROJECT, "").strip(), f"environment variable {ENV_PROJECT}"
+    )
 
 
 def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
@@ -493,7 +513,9 @@ def _from_profile(
                 )
             values[key] = environ[name].strip()
     values.setdefault("iam_domain", str(profile.get("iam_domain", "")))
-    project = _regional(profile, region).project_id or str(profile.get("project_id", ""))
+    project = _regional(profile, region).project_id or checked_project_id(
+        str(profile.get("project_id", "")), f"{profile['_name']}: project_id"
+    )
     if values.get("access_key") and values.get("secret_key"):
         return AkSkAuth(
             values["access_key"],
@@ -564,7 +586,7 @@ async def lookup_project(caller: IamCaller, auth: Auth) -> str:
     ``GET {iam}/v3/projects?name=REGION`` with the run's credentials; exactly one project
     must answer.  Raises ``OptionsError`` (exit 2) naming how to set it otherwise."""
     if auth.project_id:
-        return auth.project_id
+        return checked_project_id(auth.project_id, f"{auth.source}: the project id")
     lookup = auth.project_lookup
     if lookup is None or not lookup.region:
         raise OptionsError(
@@ -583,7 +605,7 @@ async def lookup_project(caller: IamCaller, auth: Auth) -> str:
             )
         )
     if len(found) != 1:
-        listed = ", ".join(found) or "none"
+        listed = ", ".join(ascii(project)[1:-1] for project in found) or "none"
         raise OptionsError(
             wording=lambda name: (
                 f"IAM at {lookup.iam_endpoint} lists {len(found)} projects named "
@@ -591,7 +613,8 @@ async def lookup_project(caller: IamCaller, auth: Auth) -> str:
                 "in the profile"
             )
         )
-    return found[0]
+    where = f"IAM at {lookup.iam_endpoint}, the project of region {lookup.region}"
+    return checked_project_id(found[0], where)
 
 
 def _project_ids(answer: ApiResponse, region: str) -> list[str] | None:
