@@ -334,9 +334,13 @@ def _renamed_onto(file: str, frame: pd.DataFrame) -> list[Problem]:
 @dataclass(frozen=True)
 class _Rename:
     row: int
-    column: str
+    column: str  # the new key's (value)
+    path_column: str  # the old key's (path)
     old: str
     new: str
+
+    def column_of(self, key: str) -> str:
+        return self.path_column if key == self.old else self.column
 
 
 def _renames_crossing(file: str, frame: pd.DataFrame) -> list[Problem]:
@@ -345,10 +349,11 @@ def _renames_crossing(file: str, frame: pd.DataFrame) -> list[Problem]:
     rerun could not tell which ran.  Refused at both rows."""
     renames = frame[(frame["op"] == RENAME) & frame["typed"].notna() & (frame["image_id"] != "")]
     by_image: dict[str, list[_Rename]] = {}
-    for row, image_id, old, new, column in _columns(
-        renames, "row", "image_id", "attribute", "typed", "column"
+    for row, image_id, old, new, column, path_column in _columns(
+        renames, "row", "image_id", "attribute", "typed", "column", "attribute_column"
     ):
-        by_image.setdefault(image_id, []).append(_Rename(int(row), column, old, str(new)))
+        rename = _Rename(int(row), str(column), str(path_column), old, str(new))
+        by_image.setdefault(image_id, []).append(rename)
     problems = []
     for image_renames in by_image.values():
         for position, first in enumerate(image_renames):
@@ -373,7 +378,7 @@ def _crossing(file: str, first: _Rename, second: _Rename) -> list[Problem]:
         Problem(
             file,
             mine.row,
-            mine.column,
+            mine.column_of(shared),
             Reason(f"row {other.row} also renames {shared} of the same image", fix),
         )
         for mine, other in ((first, second), (second, first))
