@@ -155,7 +155,11 @@ def test_legacy_keys_may_be_removed_or_renamed_away_not_created(tmp_path: Path) 
     bad = write_sheet(
         tmp_path / "b.csv",
         LONG_HEADER,
-        [[A, "add", "tag:c.d", "v"], [B, "rename", "tag:x", "tag:bad key"], [B, "remove", "tag:", ""]],
+        [
+            [A, "add", "tag:c.d", "v"],
+            [B, "rename", "tag:x", "tag:bad key"],
+            [B, "remove", "tag:", ""],
+        ],
     )
     found = problems(bad)
     assert found[0].startswith(f"{bad}:2:path: tag key 'c.d' may hold only")
@@ -212,21 +216,23 @@ def dated(**extra: Any) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        pytest.param({"tag": "k1=v"}, ["image-a"], id="tag"),
-        pytest.param({"tag": "a=b"}, ["image-b"], id="legacy-tag"),
-        pytest.param({"created_at": "gt:2026-01-01T00:00:00Z"}, ["image-b", "image-c"], id="gt"),
-        pytest.param({"created_at": "gte:2026-01-02T00:00:00Z"}, ["image-b", "image-c"], id="gte"),
-        pytest.param({"created_at": "lt:2026-01-02T00:00:00Z"}, ["image-a"], id="lt"),
-        pytest.param({"updated_at": "lte:2026-02-02T00:00:00+00:00"}, ["image-a", "image-b"], id="lte"),
-        pytest.param({"created_at": "eq:2026-01-03T00:00:00Z"}, ["image-c"], id="eq"),
-        pytest.param({"updated_at": "neq:2026-02-03T00:00:00Z"}, ["image-a", "image-b"], id="neq"),
-        pytest.param({"__platform": "Ubuntu", "__os_type": "Linux"}, ["image-a", "image-b", "image-c"], id="platform"),
-        pytest.param({"visibility": "private", "enterprise_project_id": "0"}, ["image-a", "image-b", "image-c"], id="eps"),
-    ],
-)  # fmt: skip
+ALL = ["image-a", "image-b", "image-c"]
+FILTERS = [
+    pytest.param({"tag": "k1=v"}, ["image-a"], id="tag"),
+    pytest.param({"tag": "a=b"}, ["image-b"], id="legacy-tag"),
+    pytest.param({"created_at": "gt:2026-01-01T00:00:00Z"}, ["image-b", "image-c"], id="gt"),
+    pytest.param({"created_at": "gte:2026-01-02T00:00:00Z"}, ["image-b", "image-c"], id="gte"),
+    pytest.param({"created_at": "lt:2026-01-02T00:00:00Z"}, ["image-a"], id="lt"),
+    pytest.param({"updated_at": "lte:2026-02-02T00:00:00+00:00"}, ALL[:2], id="lte"),
+    pytest.param({"created_at": "eq:2026-01-03T00:00:00Z"}, ["image-c"], id="eq"),
+    pytest.param({"updated_at": "neq:2026-02-03T00:00:00Z"}, ALL[:2], id="neq"),
+    pytest.param({"__platform": "Ubuntu", "__os_type": "Linux"}, ALL, id="platform"),
+    pytest.param({"visibility": "private", "enterprise_project_id": "0"}, ALL, id="eps"),
+    pytest.param({"name": "image-b", "status": "active"}, ["image-b"], id="name"),
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), FILTERS)
 def test_the_fake_serves_the_filters_export_advertises(
     tmp_path: Path, query: dict[str, str], expected: list[str]
 ) -> None:
@@ -245,11 +251,14 @@ def test_a_malformed_time_filter_is_a_400_and_export_gives_its_own_advice(tmp_pa
     with running_fake(dated(), config()) as fake:
         listed = fake.store.list_images({"created_at": "gt:2026-01-02T00:00:00Z"})
         assert [image["name"] for image in listed] == ["image-c"]
-        code, _, err = cli(fake, "export", "--out", str(tmp_path / "x.csv"), "--filter", "architecture=x86")
+        code, _, err = cli(
+            fake, "export", "--out", str(tmp_path / "x.csv"), "--filter", "architecture=x86"
+        )
     assert code == 3
     assert "could not list the images to export: HTTP 400 IMG.0001" in err
     assert "run the export again" in err
-    assert "no-plan" not in err and "as written" not in err
+    assert "no-plan" not in err
+    assert "as written" not in err
 
 
 # --- 10. a rename with --no-plan ------------------------------------------------------------
@@ -338,12 +347,15 @@ def test_a_profile_project_id_is_checked_naming_the_profile(tmp_path: Path) -> N
 
 def test_a_project_id_iam_answers_is_checked_too() -> None:
     async def looked_up(url: str) -> str:
-        auth = AkSkAuth("AKREVIEWPROJECT00001", "sk-review", project_lookup=ProjectLookup(url, "r1"))
+        auth = AkSkAuth(
+            "AKREVIEWPROJECT00001", "sk-review", project_lookup=ProjectLookup(url, "r1")
+        )
         async with ImsClient(url, auth, timeout=10, connections=1) as client:
             return await client.tag_project()
 
-    with running_fake(images(), FakeConfig(access_key="AKREVIEWPROJECT00001", secret_key="sk-review", project_id="../other")) as fake:  # fmt: skip
-        with pytest.raises(OptionsError, match=r"the project of region r1: '\.\./other' is not"):
+    iam = FakeConfig(access_key="AKREVIEWPROJECT00001", secret_key="sk-review", project_id="../x")
+    with running_fake(images(), iam) as fake:
+        with pytest.raises(OptionsError, match=r"the project of region r1: '\.\./x' is not"):
             anyio.run(looked_up, fake.url)
         assert fake.stats.requests_by_kind["tag_read"] == 0
 
