@@ -217,6 +217,7 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
             )
     auth = with_project_lookup(auth, iam, region)
     check_header_values(auth)
+    _check_project_id(auth)
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
         _check_ca_bundle(str(ca_bundle))
@@ -366,7 +367,7 @@ def _from_environment(
         return AkSkAuth(
             ak,
             sk,
-            _environment_project(environ),
+            environ.get(ENV_PROJECT, "").strip(),
             environ.get(ENV_SECURITY_TOKEN, "").strip(),
             source=f"environment variables {ENV_AK}/{ENV_SK}",
         )
@@ -375,7 +376,7 @@ def _from_environment(
         return TokenAuth(
             token,
             source=f"environment variable {TOKEN_VARIABLE}",
-            project_id=_environment_project(environ),
+            project_id=environ.get(ENV_PROJECT, "").strip(),
         )
     user, password = environ.get(ENV_IAM_USER, ""), environ.get(ENV_IAM_PASSWORD, "")
     if user or password:
@@ -391,7 +392,7 @@ def _from_environment(
             password,
             domain,
             project_name=settings.region or "",
-            project_id=_environment_project(environ),
+            project_id=environ.get(ENV_PROJECT, "").strip(),
             source=f"environment variables {ENV_IAM_USER}/{ENV_IAM_PASSWORD}",
         )
     return None
@@ -411,10 +412,15 @@ def checked_project_id(value: str, where: str) -> str:
     )
 
 
-def _environment_project(environ: Mapping[str, str]) -> str:
-    return checked_project_id(
-        environ.get(ENV_PROJECT, "").strip(), f"environment variable {ENV_PROJECT}"
+def _check_project_id(auth: Auth) -> None:
+    """The configured project id's format, naming where it came from (the environment, or
+    the profile's ``project_id``; a profile's region tables were checked as they were read)."""
+    where = (
+        f"environment variable {ENV_PROJECT}"
+        if auth.source.startswith("environment")
+        else f"{auth.source}: project_id"
     )
+    checked_project_id(auth.project_id, where)
 
 
 def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
@@ -513,9 +519,7 @@ def _from_profile(
                 )
             values[key] = environ[name].strip()
     values.setdefault("iam_domain", str(profile.get("iam_domain", "")))
-    project = _regional(profile, region).project_id or checked_project_id(
-        str(profile.get("project_id", "")), f"{profile['_name']}: project_id"
-    )
+    project = _regional(profile, region).project_id or str(profile.get("project_id", ""))
     if values.get("access_key") and values.get("secret_key"):
         return AkSkAuth(
             values["access_key"],

@@ -116,9 +116,10 @@ class ImagePlan:
         own = [str(reason) for at, reason in self.problems if at == row]
         if own or not self.problems:
             return "; ".join(own) or self.reason
+        first = self.problems[0][1]
         return (
-            f"row {self.problem_row} of the same image is invalid; an image's changes are "
-            "sent together or not at all"
+            f"row {self.problem_row} of the same image is invalid ({first.what}); an image's "
+            "changes are sent together or not at all"
         )
 
     @property
