@@ -122,7 +122,7 @@ def column_problems(
                     ),
                 )
             )
-        elif not long and (reason := schema.check_attribute(attributes[column], "add")):
+        elif not long and (reason := schema.check_attribute(*_header_change(attributes[column]))):
             problems.append(
                 Problem(
                     file,
@@ -132,6 +132,13 @@ def column_problems(
                 )
             )
     return problems
+
+
+def _header_change(attribute: str) -> tuple[str, str]:
+    """What a wide header is checked as: a tag column may name a legacy key outside the
+    strict rule (its ``<remove>`` cells delete it; a cell setting it is refused at the
+    cell), any other column is checked as an attribute to set."""
+    return attribute, "remove" if is_tag(attribute) else "add"
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ def check(file: str, changes: Changes, grid: Grid, schema: Schema = IMS_SCHEMA) 
     problems += change_problems(file, kept, schema)
     problems += grid.problems
     problems += _note_problems(file, kept.frame, grid.notes, schema)
-    return Checked(kept, problems, warnings)
+    return Checked(kept, problems, warnings + _tag_counts(file, kept.frame))
 
 
 def cell_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) -> list[Problem]:
@@ -280,7 +287,7 @@ def change_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) ->
         + _clashes(file, frame, schema)
         + _quota_problems(file, frame, schema)
         + _renamed_onto(file, frame)
-        + _tag_counts(file, frame)
+        + _renames_crossing(file, frame)
     )
 
 
@@ -293,12 +300,12 @@ def rename_reason(old: str, new: str) -> Reason | None:
         )
     if old == new:
         return Reason(f"rename of {old} to itself", "write the new key in value")
-    return check_attribute(new, RENAME)
+    return check_attribute(new, "add" if is_tag(new) else RENAME)  # a new tag: the strict rule
 
 
 def _renamed_onto(file: str, frame: pd.DataFrame) -> list[Problem]:
-    """A rename whose new key another row of the same image changes (or renames onto):
-    the two would fight over it."""
+    """A rename whose new key another row of the same image changes: the two would fight
+    over it (another rename onto it is ``_renames_crossing``'s)."""
     renames = frame[(frame["op"] == RENAME) & frame["typed"].notna() & (frame["image_id"] != "")]
     if renames.empty:
         return []
@@ -308,7 +315,7 @@ def _renamed_onto(file: str, frame: pd.DataFrame) -> list[Problem]:
             touched.setdefault((image_id, attribute), int(row))
     problems = []
     for row, image_id, new, column in _columns(renames, "row", "image_id", "typed", "column"):
-        other = touched.setdefault((image_id, str(new)), int(row))
+        other = touched.get((image_id, str(new)), int(row))
         if other != int(row):
             problems.append(
                 Problem(
@@ -324,9 +331,65 @@ def _renamed_onto(file: str, frame: pd.DataFrame) -> list[Problem]:
     return problems
 
 
+@dataclass(frozen=True)
+class _Rename:
+    row: int
+    column: str  # the new key's (value)
+    path_column: str  # the old key's (path)
+    old: str
+    new: str
+
+    def column_of(self, key: str) -> str:
+        return self.path_column if key == self.old else self.column
+
+
+def _renames_crossing(file: str, frame: pd.DataFrame) -> list[Problem]:
+    """Two renames of one image that share a key (a chain ``g → h``, ``h → i``; a swap;
+    one source or one target): the plan of one would undo or contradict the other, and a
+    rerun could not tell which ran.  Refused at both rows."""
+    renames = frame[(frame["op"] == RENAME) & frame["typed"].notna() & (frame["image_id"] != "")]
+    by_image: dict[str, list[_Rename]] = {}
+    for row, image_id, old, new, column, path_column in _columns(
+        renames, "row", "image_id", "attribute", "typed", "column", "attribute_column"
+    ):
+        rename = _Rename(int(row), str(column), str(path_column), old, str(new))
+        by_image.setdefault(image_id, []).append(rename)
+    problems = []
+    for image_renames in by_image.values():
+        for position, first in enumerate(image_renames):
+            for second in image_renames[position + 1 :]:
+                if {first.old, first.new} & {second.old, second.new}:
+                    problems += _crossing(file, first, second)
+    return problems
+
+
+def _crossing(file: str, first: _Rename, second: _Rename) -> list[Problem]:
+    """Both rows' problems for two renames of one image that share a key."""
+    if first.new == second.old and first.old != second.new:
+        fix = f"rename in one step: one row renaming {first.old} to {second.new}"
+    elif second.new == first.old and second.old != first.new:
+        fix = f"rename in one step: one row renaming {second.old} to {first.new}"
+    elif {first.old, first.new} == {second.old, second.new}:
+        fix = "a swap cannot be one sheet: rename one key to a free key in a run of its own first"
+    else:
+        fix = "keep only one of the two renames"
+    shared = sorted({first.old, first.new} & {second.old, second.new})[0]
+    return [
+        Problem(
+            file,
+            mine.row,
+            mine.column_of(shared),
+            Reason(f"row {other.row} also renames {shared} of the same image", fix),
+        )
+        for mine, other in ((first, second), (second, first))
+    ]
+
+
 def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
-    """Images the sheet alone gives more than ``MAX_TAGS`` tags (the plan checks again
-    against the tags the image has)."""
+    """Warnings (not problems) for images the sheet alone gives more than ``MAX_TAGS``
+    tags: the sheet may only restate tags the image carries already (an untouched export
+    of an image with legacy tags past the limit), which the plan finds unchanged.  The plan
+    refuses, located, a change that adds a tag to an image that would then carry more."""
     setting = frame["op"].isin(("add", "replace")) & frame["attribute"].str.startswith("tag:")
     renamed = (frame["op"] == RENAME) & frame["typed"].astype(str).str.startswith("tag:")
     keys = pd.concat(
@@ -348,8 +411,9 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
                     int(last["row"]),
                     str(last["column"]),
                     Reason(
-                        f"the sheet sets {len(group)} tags on this image; an image may "
-                        f"carry {MAX_TAGS} at most",
+                        f"warning: the sheet sets {len(group)} tags on this image; an image "
+                        f"may carry {MAX_TAGS} at most",
+                        "the plan refuses it unless the image carries those tags already; "
                         f"set {MAX_TAGS} tags at most per image",
                     ),
                 )
@@ -359,11 +423,23 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
 
 def _attribute_reason(attribute: str, op: str, long: bool, schema: Schema) -> Reason | None:
     """Why ``op`` may not touch ``attribute``; a wide sheet's header was checked already,
-    so only removing an attribute every image has is left."""
+    so only removing an attribute every image has, and setting a tag whose key only a
+    removal may name (a legacy key), are left."""
     if long:
         return schema.check_attribute(attribute, op)
     if op == "remove" and attribute in schema.base_attributes:
         return cannot_remove(attribute)
+    if (
+        is_tag(attribute)
+        and op != "remove"
+        and schema.check_attribute(attribute, "remove") is None  # else the header says why
+        and (reason := schema.check_attribute(attribute, op))
+    ):
+        return Reason(
+            f"{reason.what}: this column can only delete the tag (<remove>)",
+            f"clear the cell; to keep the value under a valid key, rename it in a long sheet "
+            f"(image_id,rename,{attribute},tag:NEW_KEY)",
+        )
     return None
 
 
@@ -467,6 +543,7 @@ def _repeats(frame: pd.DataFrame) -> pd.DataFrame:
 def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
     """Two different changes to one attribute of one image, and attributes that cannot
     coexist.  Verbatim repeats are not clashes: ``repeated_changes`` warns of them."""
+    renames = set(frame.loc[frame["op"] == RENAME, "row"].tolist())
     problems = [
         Problem(
             file,
@@ -481,7 +558,7 @@ def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
         for row, column, first_row, identical in _columns(
             _repeats(frame), "row", "column", "first_row", "identical"
         )
-        if not identical
+        if not identical and not {row, first_row} <= renames  # two renames: _renames_crossing
     ]
     exclusive = frozenset().union(*(group | excludes for group, excludes in schema.exclusive))
     setting = frame[frame["op"].isin(("add", "replace")) & frame["attribute"].isin(exclusive)]

@@ -557,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--api glance: Glance's GET /v2/images query, e.g. owner=PROJECT_ID, no default)",
     )
     _api_option(export)
+    export.add_argument(
+        "--quiet",
+        action="store_true",
+        help="accepted as by apply: export shows no progress bar either way",
+    )
 
     whoami = commands.add_parser(
         "whoami",
@@ -756,7 +761,8 @@ def _plan(options: argparse.Namespace) -> int:
         say(region + "\n".join(describe(plan)))
     counts = Counter("update" if plan.status is None else str(plan.status) for plan in plans)
     saved = f" | plan saved to {options.out}" if options.out and not failed else ""
-    say(f"{len(plans)} images: " + ", ".join(f"{n} {what}" for what, n in counts.items()) + saved)
+    changes = ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing to change"
+    say(f"{len(plans)} images: {changes}{saved}")
     if failed:
         return _regions_not_planned(failed, options.out)
     return plan_exit_code(plans, detailed=options.detailed_exitcode)

@@ -217,6 +217,7 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> Tar
             )
     auth = with_project_lookup(auth, iam, region)
     check_header_values(auth)
+    _check_project_id(auth)
     ca_bundle = settings.ca_bundle or profile.get("ca_bundle")
     if ca_bundle:
         _check_ca_bundle(str(ca_bundle))
@@ -391,10 +392,35 @@ def _from_environment(
             password,
             domain,
             project_name=settings.region or "",
-            project_id=environ.get(ENV_PROJECT, ""),
+            project_id=environ.get(ENV_PROJECT, "").strip(),
             source=f"environment variables {ENV_IAM_USER}/{ENV_IAM_PASSWORD}",
         )
     return None
+
+
+def checked_project_id(value: str, where: str) -> str:
+    """``value`` if it is a project id (32 lower-case hexadecimal digits) or empty (none
+    configured); ``OptionsError`` (exit 2, nothing sent) naming ``where`` it came from
+    otherwise: the tag API puts it in its URL paths, where ``../x`` or a space would
+    address another resource or break the request."""
+    if not value or PROJECT_ID.fullmatch(value):
+        return value
+    shown = ascii(value[:40]) + ("…" if len(value) > 40 else "")
+    raise OptionsError(
+        f"{where}: {shown} is not a project id (32 lower-case hexadecimal digits) — copy "
+        "it from the console's My Credentials page (API Credentials, Projects)"
+    )
+
+
+def _check_project_id(auth: Auth) -> None:
+    """The configured project id's format, naming where it came from (the environment, or
+    the profile's ``project_id``; a profile's region tables were checked as they were read)."""
+    where = (
+        f"environment variable {ENV_PROJECT}"
+        if auth.source.startswith("environment")
+        else f"{auth.source}: project_id"
+    )
+    checked_project_id(auth.project_id, where)
 
 
 def _profile(path: Path, name: str, *, required: bool = True) -> dict[str, Any]:
@@ -567,7 +593,7 @@ async def lookup_project(
     must answer.  Raises ``OptionsError`` (exit 2) naming how to set it otherwise
     (``how_to_set``: another region's project id is set elsewhere, ``routing``)."""
     if auth.project_id:
-        return auth.project_id
+        return checked_project_id(auth.project_id, f"{auth.source}: the project id")
     lookup = auth.project_lookup
     if lookup is None or not lookup.region:
         raise OptionsError(
@@ -586,7 +612,7 @@ async def lookup_project(
             )
         )
     if len(found) != 1:
-        listed = ", ".join(found) or "none"
+        listed = ", ".join(ascii(project)[1:-1] for project in found) or "none"
         raise OptionsError(
             wording=lambda name: (
                 f"IAM at {lookup.iam_endpoint} lists {len(found)} projects named "
@@ -594,7 +620,8 @@ async def lookup_project(
                 "in the profile"
             )
         )
-    return found[0]
+    where = f"IAM at {lookup.iam_endpoint}, the project of region {lookup.region}"
+    return checked_project_id(found[0], where)
 
 
 def _project_ids(answer: ApiResponse, region: str) -> list[str] | None:

@@ -183,14 +183,29 @@ class ReadFailed(RunAborted, Worded):
     """Reading the current images failed; without them no plan can be trusted.
 
     ``kind`` is the service's ``AnswerKind`` of the answer, when one was judged.
+    ``export`` says the read was an export's listing: its advice is the export's own (a
+    run's plan pass may instead be skipped, which means nothing to an export).
     """
 
     def __init__(
-        self, status: int | None, code: str, message: str, request_id: str, *, kind: Any = None
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        request_id: str,
+        *,
+        kind: Any = None,
+        export: bool = False,
     ) -> None:
         self.status, self.code, self.message, self.request_id = status, code, message, request_id
-        self.kind = kind
+        self.kind, self.export = kind, export
         super().__init__(self.text())
+
+    def for_export(self) -> ReadFailed:
+        """This failure as the export's (its advice is to run the export again)."""
+        return ReadFailed(
+            self.status, self.code, self.message, self.request_id, kind=self.kind, export=True
+        )
 
     @property
     def refused_credentials(self) -> bool:
@@ -209,7 +224,9 @@ class ReadFailed(RunAborted, Worded):
         detail = " ".join(part for part in (self._code_unless_said(), self.message) if part)
         reference = f" (request id {self.request_id})" if self.request_id else ""
         fix = self._fix(name)
-        return str(Reason(f"could not read the current images: {answer} {detail}{reference}", fix))
+        what = "could not list the images to export" if self.export else "could not read the"
+        what += "" if self.export else " current images"
+        return str(Reason(f"{what}: {answer} {detail}{reference}", fix))
 
     def _code_unless_said(self) -> str:
         """The code, unless the message already opens with it ("unparseable answer: …")."""
@@ -221,6 +238,8 @@ class ReadFailed(RunAborted, Worded):
             return "check the credentials (batchpatch whoami shows which are used)"
         if self.certificate_refused:
             return trust_private_ca(name)
+        if self.export:
+            return "fix the cause and run the export again"
         return (
             f"fix the cause and run again, or send the sheet's changes as written "
             f"({name('plan', 'AS_WRITTEN')})"

@@ -30,7 +30,7 @@ from typing import Any
 
 from batchpatch.auth import Auth
 from batchpatch.checks import LONG_COLUMNS
-from batchpatch.errors import OptionsError, Reason
+from batchpatch.errors import OptionsError, ReadFailed, Reason
 from batchpatch.inventory import Reader, endless_paging
 from batchpatch.models import Limits
 from batchpatch.outputs import RunFile, check_outputs, clear_stale_temporaries
@@ -223,9 +223,12 @@ async def export_images(
     )
     async with opened as client:
         pacer = Pacer(limits)
-        reader = Reader(client, pacer, policy or RetryPolicy())
-        images = await rules.listing(reader, query, page_size)
-        tags, tag_notes = await tags_if_readable(read_tags, client, pacer)
+        try:
+            reader = Reader(client, pacer, policy or RetryPolicy())
+            images = await rules.listing(reader, query, page_size)
+            tags, tag_notes = await tags_if_readable(read_tags, client, pacer)
+        except ReadFailed as failure:
+            raise failure.for_export() from None
         requests = client.requests
     header, rows, notes = export_table(images, tags, rules)
     write_table(path, header, rows)
@@ -295,14 +298,15 @@ def export_table(
             row.append(_cell(column, values, blanked, image_id, rules) if changeable else "")
         row += [_context_text(image.get(key)) for key in context]
         rows.append(row)
-    return header, rows, _notes(skipped_keys + odd_keys, blanked, ordered)
+    return header, rows, _legacy_note(odd_keys) + _notes(skipped_keys, blanked, ordered)
 
 
 def _tag_columns(
     images: Sequence[Image], tags: Mapping[str, Mapping[str, str]]
 ) -> tuple[list[str], list[str]]:
     """The tag keys the exported images carry that a ``tag:KEY`` column can name, and the
-    legacy keys outside the strict rules (left out: a sheet naming them is refused)."""
+    legacy keys outside the strict rules (left out: the column would set them, which is
+    refused; a long sheet can rename or remove them)."""
     keys = {key for image in images for key in tags.get(str(image.get("id", "")), {})}
     odd = sorted(key for key in keys if check_tag_key(TAG_PREFIX + key) is not None)
     return sorted(keys - set(odd)), [TAG_PREFIX + key for key in odd]
@@ -353,6 +357,19 @@ def _context_text(value: Any) -> str:
     if isinstance(value, list):  # e.g. Glance's tags, in no fixed order
         return ", ".join(sorted(str(item) for item in value))
     return str(value)
+
+
+def _legacy_note(odd_keys: list[str]) -> list[str]:
+    """The legacy tag keys left out, and how to migrate them: a wide ``tag:KEY`` column
+    would set the key, which the strict rule refuses, so only a long sheet can move it."""
+    if not odd_keys:
+        return []
+    shown = ", ".join(odd_keys[:10]) + (" …" if len(odd_keys) > 10 else "")
+    return [
+        f"left out {len(odd_keys)} legacy tag key(s) outside the rules a new tag must follow: "
+        f"{shown} — to migrate one, apply a long sheet (image_id,op,path,value) with the row "
+        "IMAGE_ID,rename,tag:OLD,tag:new_key, or IMAGE_ID,remove,tag:OLD, to delete it"
+    ]
 
 
 def _notes(skipped_keys: list[str], blanked: list[str], images: Sequence[Image]) -> list[str]:

@@ -88,11 +88,12 @@ def header_problems(file: str, header: list[str], row: int = 1) -> list[Problem]
 
 
 def duplicate_columns(file: str, header: list[str], row: int = 1) -> list[Problem]:
-    """Columns that name the same thing (``name``, `` Name``, ``/name``): which one counts?"""
+    """Columns that name the same thing (``name``, `` Name``, ``/name``): which one counts?
+    Tag keys are case-sensitive: ``tag:Env`` and ``tag:env`` are two tags, two columns."""
     seen: dict[str, str] = {}
     problems = []
     for column in header:
-        key = column.lower().lstrip("/")
+        key = _column_key(column)
         if key and key in seen:
             problems.append(
                 Problem(
@@ -107,6 +108,13 @@ def duplicate_columns(file: str, header: list[str], row: int = 1) -> list[Proble
             )
         seen.setdefault(key, column)
     return problems
+
+
+def _column_key(column: str) -> str:
+    """What a header names, for telling repeats: an attribute in any case, with or without
+    a leading ``/``; a tag (``tag:KEY``) with its key as written."""
+    name = column.lstrip("/")
+    return name if name.startswith("tag:") else name.lower()
 
 
 def whole_file(file: str, reason: Reason) -> Problem:

@@ -267,11 +267,12 @@ def _may_gain_tags(patch: ImagePatch) -> bool:
 
 
 def plan_problems(sheet: Sheet, plans: Sequence[ImagePlan]) -> list[Problem]:
-    """What the plan found cannot be done, located at the row and column that ask it."""
+    """What the plan found cannot be done, located at the row and column that ask it:
+    every problem of every image."""
     return [
-        Problem(str(sheet.path), plan.problem_row, _problem_column(sheet, plan), plan.problem)
+        Problem(str(sheet.path), row, _problem_column(sheet, plan, row), reason)
         for plan in plans
-        if plan.problem is not None
+        for row, reason in plan.problems
     ]
 
 
@@ -282,10 +283,10 @@ def refuse_plan_problems(sheet: Sheet, plans: Sequence[ImagePlan]) -> None:
         raise SheetError(sorted(problems, key=lambda problem: problem.row))
 
 
-def _problem_column(sheet: Sheet, plan: ImagePlan) -> str:
-    """The column a plan-time problem is shown at: a long sheet's ``path``, a wide sheet's
-    column of the change."""
-    change = next(c for c in plan.changes if c.source == plan.problem_row)
+def _problem_column(sheet: Sheet, plan: ImagePlan, row: int) -> str:
+    """The column a plan-time problem of ``row`` is shown at: a long sheet's ``path``, a
+    wide sheet's column of the change."""
+    change = next(c for c in plan.changes if c.source == row)
     columns = [str(column) for column in sheet.frame.columns]
     lowered = {column.lower(): column for column in columns}
     if sheet.shape == "long":
@@ -451,7 +452,8 @@ def _check_inputs(
 
 
 def _refuse_renames_as_written(sheet: Sheet) -> None:
-    """A rename moves the value the old key holds, which only reading the image tells."""
+    """A rename moves the value the old key holds, which only reading the image tells:
+    each rename row is refused where it is (exit 2, nothing sent)."""
     rows = [
         row
         for patch in sheet.patches
@@ -459,19 +461,12 @@ def _refuse_renames_as_written(sheet: Sheet) -> None:
         if operation.op == RENAME
     ]
     if rows:
-        raise OptionsError.about(
-            "plan",
-            "AS_WRITTEN",
-            lambda named: str(
-                Reason(
-                    f"{sheet.path}: row {rows[0]} renames a key, which needs the current "
-                    f"value: a rename cannot be sent without reading the image "
-                    f"({named})",
-                    "plan the sheet (leave the option out), or write the rename as an add "
-                    "and a remove",
-                )
-            ),
+        column = next((str(c) for c in sheet.frame.columns if str(c).lower() == "op"), "op")
+        reason = Reason.worded(
+            "a rename needs the image's current value",
+            lambda name: f"leave out {name('plan', 'AS_WRITTEN').removeprefix('use ')}",
         )
+        raise SheetError([Problem(str(sheet.path), row, column, reason) for row in rows])
 
 
 def _outcome_listener(on_outcome: OutcomeCallback) -> Listener:
@@ -970,7 +965,7 @@ def row_results(
                     plan.image_id,
                     status,
                     error_code=PLAN_REFUSALS.get(status, ""),
-                    error_message=plan.reason,
+                    error_message=plan.row_reason(row),
                 )
             before, after = _before_after(plan, row, long=sheet.shape == "long")
             results[row] = RowResult(outcome, before, after)

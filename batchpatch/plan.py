@@ -96,9 +96,31 @@ class ImagePlan:
     #: How many tags the image has now, when they were read (the tag limit's check and
     #: the order of the tag calls need it); None when not read.
     tag_count: int | None = None
-    #: A plan-time problem (``status`` ``invalid``): the row it is at and what is wrong.
-    problem_row: int = 0
-    problem: Reason | None = None
+    #: The plan-time problems (``status`` ``invalid``): each row at fault and what is
+    #: wrong there, every one of them (not only the first).
+    problems: tuple[tuple[int, Reason], ...] = ()
+
+    @property
+    def problem_row(self) -> int:
+        """The row of the first plan-time problem (0: none)."""
+        return self.problems[0][0] if self.problems else 0
+
+    @property
+    def problem(self) -> Reason | None:
+        """The first plan-time problem, if any."""
+        return self.problems[0][1] if self.problems else None
+
+    def row_reason(self, row: int) -> str:
+        """Why ``row`` of an image refused at plan time is ``invalid``: its own problems,
+        or the row that is at fault (an image's changes are sent together or not at all)."""
+        own = [str(reason) for at, reason in self.problems if at == row]
+        if own or not self.problems:
+            return "; ".join(own) or self.reason
+        first = self.problems[0][1]
+        return (
+            f"row {self.problem_row} of the same image is invalid ({first.what}); an image's "
+            "changes are sent together or not at all"
+        )
 
     @property
     def patch(self) -> ImagePatch:
@@ -226,26 +248,25 @@ def plan_image(
         )
     state = {k: v for k, v in image.items() if not is_tag(k)} | tag_view(tags or {})
     changes: list[Change] = []
-    problem: tuple[int, Reason] | None = None
+    problems: list[tuple[int, Reason]] = []
     for operation, source in zip(patch.operations, patch.sources, strict=True):
         change, reason = _plan_change(operation, source, state)
         changes.append(change)
-        if reason is not None and problem is None:
-            problem = (source, reason)
+        if reason is not None:
+            problems.append((source, reason))
     count = None if tags is None else len(tags)
     planned_changes = tuple(changes)
-    if problem is None and count is not None:
-        problem = _over_limit(planned_changes, state, count)
-    if problem is not None:
+    if count is not None and (over := _over_limit(planned_changes, state, count)):
+        problems.append(over)
+    if problems:
         return ImagePlan(
             patch.image_id,
             Status.INVALID,
-            str(problem[1]),
+            str(problems[0][1]),
             planned_changes,
             name,
             tag_count=count,
-            problem_row=problem[0],
-            problem=problem[1],
+            problems=tuple(problems),
         )
     if all(change.planned is None for change in planned_changes):
         return ImagePlan(

@@ -477,7 +477,8 @@ async def export_regions(
             for target in targets:
                 group.start_soon(read, target)
     except BaseExceptionGroup as failures:
-        raise failures.exceptions[0] from None
+        first = failures.exceptions[0]
+        raise (first.for_export() if isinstance(first, ReadFailed) else first) from None
     region_of = {
         str(image.get("id", "")): region for region, images in listed.items() for image in images
     }

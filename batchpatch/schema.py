@@ -228,6 +228,26 @@ def check_tag_key(attribute: str) -> Reason | None:
     return None
 
 
+#: The longest key IMS's delete takes (it checks only lengths there, ims-tags.md §1.2).
+MAX_DELETED_KEY = 127
+
+
+def check_existing_tag_key(attribute: str) -> Reason | None:
+    """Why ``tag:KEY`` cannot name a tag an image may carry already (one to remove, or to
+    rename away), or None.  Only the delete's length check applies: a legacy key outside
+    the strict rule (``a.b``, ``Cost Center``) must be removable, or it could never be
+    migrated to a valid one."""
+    key = tag_key(attribute)
+    if not key:
+        return Reason("the tag key after tag: is empty", "write the key, e.g. tag:env")
+    if len(key) > MAX_DELETED_KEY:
+        return Reason(
+            f"tag key {key[:40]!r}… is {len(key)} characters long; no tag can have it",
+            f"check the key: IMS keys are {MAX_DELETED_KEY} characters at most",
+        )
+    return None
+
+
 def check_tag_value(attribute: str, value: object) -> Reason | None:
     """Why ``value`` is no valid tag value (0 to 43 of the key characters and ``.``), or None."""
     text = str(value)
@@ -244,8 +264,12 @@ def check_tag_value(attribute: str, value: object) -> Reason | None:
 
 
 def check_attribute(attribute: str, op: str) -> Reason | None:
-    """Why ``op`` may not touch ``attribute`` (an attribute or ``tag:KEY``), or None."""
+    """Why ``op`` may not touch ``attribute`` (an attribute or ``tag:KEY``), or None.  A tag
+    being created (``add``/``replace``) needs the strict key rule; one removed or renamed
+    away (``remove``, a rename's old key) only has to be a key a tag can have."""
     if is_tag(attribute):
+        if op in ("remove", RENAME):
+            return check_existing_tag_key(attribute)
         return check_tag_key(attribute)
     return _tag_like(attribute, op) or _attribute_reason(attribute, op)
 

@@ -28,7 +28,7 @@ token_env = "PROFILE_TOKEN"
 
 [profiles.filed]
 region = "cn-north-4"
-project_id = "0f1e2d3c"
+project_id = "0f1e2d3c0f1e2d3c0f1e2d3c0f1e2d3c"
 credentials_file = "{{credentials}}"
 
 [profiles.login]
@@ -63,7 +63,7 @@ PROFILE_ENV = {
 SDK_ENV = {
     "HUAWEICLOUD_SDK_AK": AK,
     "HUAWEICLOUD_SDK_SK": SK,
-    "HUAWEICLOUD_SDK_PROJECT_ID": "p-123",
+    "HUAWEICLOUD_SDK_PROJECT_ID": "0123456789abcdef0123456789abcdef",
 }
 
 
@@ -257,7 +257,7 @@ def test_whoami_masks_everything(config: Path) -> None:
         "iam endpoint: https://iam.cn-north-4.myhuaweicloud.com",
         "credentials: ak/sk from environment variables HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK",
         "access key: HPUA…(21 chars)",
-        "project id: p-123",
+        "project id: 0123456789abcdef0123456789abcdef",
     ]
     assert SK not in done.stdout + done.stderr
     refused = run_cli(["whoami", "--profile", "leaky", "--config", str(config)], token=None)

@@ -502,7 +502,7 @@ def test_list_filters_and_pages(fake: FakeServer, query: str, ids: list[str]) ->
         pytest.param("?limit=", id="limit-empty"),
         pytest.param("?marker=img-nope", id="unknown-marker"),
         pytest.param("?sort_key=name", id="unsupported-sort"),
-        pytest.param("?tag=a=b", id="unsupported-tag"),
+        pytest.param("?flavor_id=s3.small.1", id="unsupported-flavor"),
     ],
 )
 def test_list_refusals_are_img_0001(fake: FakeServer, query: str) -> None:

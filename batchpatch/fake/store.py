@@ -25,9 +25,18 @@ DEFAULT_LIMIT = 500
 #: ListImages parameters whose semantics the fake does not model; refusing them beats
 #: silently answering as if they had been applied.
 UNSUPPORTED_FILTERS = frozenset(
-    {"tag", "created_at", "updated_at", "sort_key", "sort_dir", "member_status", "flavor_id",
-     "architecture"}
+    {"sort_key", "sort_dir", "member_status", "flavor_id", "architecture"}
 )  # fmt: skip
+#: The time filters: ``OP:ISO-TIME`` (IMS ListImages), compared as instants.
+TIME_FILTERS = frozenset({"created_at", "updated_at"})
+_TIME_OPS: dict[str, Callable[[datetime, datetime], bool]] = {
+    "gt": lambda have, wanted: have > wanted,
+    "gte": lambda have, wanted: have >= wanted,
+    "lt": lambda have, wanted: have < wanted,
+    "lte": lambda have, wanted: have <= wanted,
+    "eq": lambda have, wanted: have == wanted,
+    "neq": lambda have, wanted: have != wanted,
+}
 
 
 class ImageFileError(ValueError):
@@ -171,6 +180,8 @@ class ImageStore:
         unsupported = sorted(UNSUPPORTED_FILTERS.intersection(filters))
         if unsupported:
             raise invalid_format(f"the fake does not support the query parameter {unsupported[0]}")
+        times = {key: _time_filter(key, filters.pop(key)) for key in TIME_FILTERS & set(filters)}
+        tag = filters.pop("tag", None)
         if limit < 1:
             raise invalid_format("limit must be a positive integer")
         with self._lock:
@@ -182,7 +193,11 @@ class ImageStore:
             page = []
             for image_id in ids:
                 image = self._images[image_id]
-                if all(_matches(image, key, wanted) for key, wanted in filters.items()):
+                if (
+                    all(_matches(image, key, wanted) for key, wanted in filters.items())
+                    and all(_in_time(image, key, test) for key, test in times.items())
+                    and (tag is None or _tagged(self._tags.get(image_id, {}), tag))
+                ):
                     page.append(copy.deepcopy(image))
                     if len(page) == limit:
                         break
@@ -197,6 +212,41 @@ def _resource(image_id: str, image: Image, tags: Tags) -> Image:
         "resource_detail": {"status": image.get("status")},
         "tags": [{"key": key, "value": value} for key, value in tags.items()],
     }
+
+
+def _time_filter(key: str, text: str) -> tuple[Callable[[datetime, datetime], bool], datetime]:
+    """``created_at=gt:2026-01-01T00:00:00Z`` as (comparison, instant); 400 otherwise."""
+    op, _, when = text.partition(":")
+    instant = _instant(when)
+    if op not in _TIME_OPS or instant is None:
+        raise invalid_format(f"{key} must be OP:TIME, OP one of {', '.join(_TIME_OPS)}")
+    return _TIME_OPS[op], instant
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone), or None."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _in_time(
+    image: Image, key: str, test: tuple[Callable[[datetime, datetime], bool], datetime]
+) -> bool:
+    """Whether the image's ``key`` time passes ``test``; an image without one never does."""
+    have = _instant(str(image.get(key, "")))
+    return have is not None and test[0](have, test[1])
+
+
+def _tagged(tags: Tags, wanted: str) -> bool:
+    """ListImages' ``tag=KEY=VALUE``: the image carries that tag (``tag=KEY``: the key with
+    an empty value).  A legacy tag stored as one key ``a.b`` answers ``tag=a=b`` too."""
+    key, equals, value = wanted.partition("=")
+    if tags.get(key) == value:
+        return True
+    return bool(equals) and tags.get(f"{key}.{value}") == ""
 
 
 def _matches(image: Image, key: str, wanted: str) -> bool:
