@@ -818,7 +818,7 @@ def _write_pages(
                 result,
                 telemetry,
                 settings=settings,
-                credentials=_page_credentials(target, routes),
+                credentials=_page_credentials(target, routes, telemetry),
             )
         except OSError as error:
             notice(
@@ -837,13 +837,21 @@ def _page_endpoints(target: Target, routes: Routes | None) -> dict[str, str]:
 _PER_REGION = ("endpoint:", "project id:", "project:")
 
 
-def _page_credentials(target: Target, routes: Routes | None) -> list[str]:
+def _page_credentials(target: Target, routes: Routes | None, telemetry: Telemetry) -> list[str]:
     """``whoami``'s lines (secrets masked); across regions, each region's endpoint and
-    project id in place of the run's own."""
+    project id (the one IAM named, when the run looked it up) in place of the run's own."""
     if routes is None:
         return target.describe()
     shared = [line for line in target.describe() if not line.startswith(_PER_REGION)]
-    return shared + [line for t in routes.targets.values() for line in t.describe()]
+    for region, region_target in routes.targets.items():
+        looked_up = telemetry.regions[region].project_id if region in telemetry.regions else ""
+        shared += [
+            f"  project id: {looked_up} (looked up in IAM)"
+            if looked_up and line.startswith("  project id:")
+            else line
+            for line in region_target.describe()
+        ]
+    return shared
 
 
 #: The options an HTML page lists (none of them can hold a secret).
