@@ -84,7 +84,7 @@ from batchpatch.outputs import (
 )
 from batchpatch.plan import ImagePlan, describe
 from batchpatch.planfile import load_plan, save_plan
-from batchpatch.progress import DEFAULT_EVERY, ProgressLines
+from batchpatch.progress import DEFAULT_EVERY, ProgressLines, tell
 from batchpatch.regional import RegionFailed, export_regions, plan_regions
 from batchpatch.report import default_report_path
 from batchpatch.rerun import only_statuses
@@ -812,14 +812,14 @@ def _apply(options: argparse.Namespace) -> int:
             plan = SavedPlan(load_plan(options.plan_file, sheet, endpoint))
         telemetry = Telemetry()
         result = anyio.run(_run, options, sheet, target, plan, telemetry, routes)
-        _write_pages(options, result, telemetry, target)
+        _write_pages(options, result, telemetry, target, routes)
     if result.stop_reason:
         reason = result.stop.text(flag_name) if result.stop else result.stop_reason
         notice(f"Stopped early: {reason}")
     say(result.summary())
-    if result.undo_path is not None:
+    if result.undo_path is not None:  # info, not a warning; shown even with --quiet
         merged = " (merged with the earlier run's)" if result.undo_merged else ""
-        notice(
+        tell(
             f"undo: {result.undo_path}{merged} — 'batchpatch apply {result.undo_path}' puts "
             f"back what {'these runs' if merged else 'this run'} changed"
         )
@@ -855,13 +855,18 @@ def _pages(options: argparse.Namespace) -> list[RunFile]:
 
 
 def _write_pages(
-    options: argparse.Namespace, result: RunResult, telemetry: Telemetry, target: Target
+    options: argparse.Namespace,
+    result: RunResult,
+    telemetry: Telemetry,
+    target: Target,
+    routes: Routes | None = None,
 ) -> None:
     """Write the run's HTML pages; one that cannot be written is a warning, as for the
-    summary."""
+    summary.  A run across regions names each region's endpoint and project id, the
+    ones its requests went to."""
     settings = {
         "command": "apply --dry-run" if options.dry_run else "apply",
-        "endpoint": target.endpoint,
+        **_page_endpoints(target, routes),
         "plan": "--no-plan"
         if options.no_plan
         else (f"--plan {options.plan_file}" if options.plan_file else "read pass"),
@@ -874,12 +879,44 @@ def _write_pages(
     for page in _pages(options):
         try:
             write_page(
-                page.path, result, telemetry, settings=settings, credentials=target.describe()
+                page.path,
+                result,
+                telemetry,
+                settings=settings,
+                credentials=_page_credentials(target, routes, telemetry),
             )
         except OSError as error:
             notice(
                 f"Warning: could not write the HTML page to {page.path}: {error.strerror or error}"
             )
+
+
+def _page_endpoints(target: Target, routes: Routes | None) -> dict[str, str]:
+    """The endpoint the run's requests went to, or each region's (``endpoint (REGION)``)."""
+    if routes is None:
+        return {"endpoint": target.endpoint}
+    return {f"endpoint ({region})": t.endpoint for region, t in routes.targets.items()}
+
+
+#: ``whoami`` lines a run across regions states per region instead.
+_PER_REGION = ("endpoint:", "project id:", "project:")
+
+
+def _page_credentials(target: Target, routes: Routes | None, telemetry: Telemetry) -> list[str]:
+    """``whoami``'s lines (secrets masked); across regions, each region's endpoint and
+    project id (the one IAM named, when the run looked it up) in place of the run's own."""
+    if routes is None:
+        return target.describe()
+    shared = [line for line in target.describe() if not line.startswith(_PER_REGION)]
+    for region, region_target in routes.targets.items():
+        looked_up = telemetry.regions[region].project_id if region in telemetry.regions else ""
+        shared += [
+            f"  project id: {looked_up} (looked up in IAM)"
+            if looked_up and line.startswith("  project id:")
+            else line
+            for line in region_target.describe()
+        ]
+    return shared
 
 
 #: The options an HTML page lists (none of them can hold a secret).

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from batchpatch.exits import EXIT_MEANINGS
 from batchpatch.files import atomic_write
-from batchpatch.job import RunResult
+from batchpatch.job import PLAN_REFUSALS, RunResult
 from batchpatch.models import Status
 from batchpatch.telemetry import PERCENTILES, Second, Telemetry
 
@@ -100,7 +100,10 @@ def render_page(
             [(status, n) for status, n in sorted(telemetry.statuses.items())],
         ),
         "<h2>Error codes</h2>",
+        "<p>In answers to requests:</p>",
         _errors(telemetry),
+        "<p>Found by the plan, before any write (no request counted):</p>",
+        _plan_errors(result),
         "<h2>Settings</h2>",
         _table("settings", ("setting", "value"), list((settings or {}).items())),
         "<h2>Credentials</h2>",
@@ -190,6 +193,22 @@ def _errors(telemetry: Telemetry) -> str:
         "errors",
         ("error code", "answers", "example request id"),
         [(code, seen.count, seen.request_id) for code, seen in rows],
+    )
+
+
+def _plan_errors(result: RunResult) -> str:
+    """The error codes the plan gave images (``not_found``, ``not_active``): how many
+    images each, and one of them — counted here, not as requests or answers."""
+    refusals = set(PLAN_REFUSALS.values())
+    images: dict[str, dict[str, None]] = {}
+    for row in result.rows:
+        if row.outcome.error_code in refusals:
+            images.setdefault(row.outcome.error_code, {})[row.outcome.image_id] = None
+    rows = sorted(images.items(), key=lambda item: (-len(item[1]), item[0]))
+    return _table(
+        "plan-errors",
+        ("error code", "images", "example image id"),
+        [(code, len(ids), next(iter(ids))) for code, ids in rows],
     )
 
 

@@ -765,7 +765,7 @@ class _Run:
             if entry.outcome is not None:
                 self.ledger.announce(entry)
             elif entry.plan is not None and entry.plan.status is not None:
-                self.ledger.announce(entry, Outcome(entry.image_id, entry.plan.status))
+                self.ledger.announce(entry, _plan_outcome(entry.plan))
 
     async def _preview(self, client: ImageService, sendable: Sequence[ImagePlan]) -> None:
         """A dry run: each PATCH handed to ``on_request`` as text, its rows ``planned``."""
@@ -778,6 +778,15 @@ class _Run:
                         await client.preview_tags(item.image_id, write.action, dict(write.tags))
                     )
             self.ledger.finish(Outcome(item.image_id, Status.PLANNED), counted=False, event=None)
+
+
+def _plan_outcome(plan: ImagePlan) -> Outcome:
+    """What the plan decided for an image (``not_found``, ``not_active``, unchanged), as the
+    outcome progress tells: a failed image's line carries its error code and reason."""
+    status = plan.status or Status.UNCHANGED
+    return Outcome(
+        plan.image_id, status, error_code=PLAN_REFUSALS.get(status, ""), error_message=plan.reason
+    )
 
 
 class _Borrowed:
@@ -835,6 +844,7 @@ class _Resume:
         if journal is not None:
             resume.tell(journal, ledger, earlier_in_doubt, earlier_done)
             resume.tell_resumed(ledger)
+            _announce_earlier(ledger)
         return resume
 
     def _sort(self, patch: ImagePatch, ledger: Ledger, *, other_sheet: bool) -> None:
@@ -895,6 +905,14 @@ class _Resume:
         in_doubt = len(self.in_doubt(ledger))
         if kept or in_doubt:
             tell_resume(len(ledger), kept, in_doubt)
+
+
+def _announce_earlier(ledger: Ledger) -> None:
+    """Tell progress now of the images the earlier run finished, so its lines start from
+    the resumed count (not from 0 until sending begins)."""
+    for entry in ledger:
+        if entry.earlier and not entry.announced:
+            ledger.announce(entry)
 
 
 def _earlier_plan(entry: Entry, patch: ImagePatch, *, other_sheet: bool) -> ImagePlan | None:

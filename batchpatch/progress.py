@@ -36,6 +36,12 @@ def tell_event(event: str, message: str, level: int = logging.INFO, **fields: An
     events.log(level, "%s", message, extra={"fields": {"event": event, **fields}})
 
 
+def tell(message: str) -> None:
+    """A line for the watcher that is information, not a warning (the undo sheet's path):
+    shown by default and with ``--quiet``, ``"level": "info"`` as JSON."""
+    events.info("%s", message)
+
+
 def printable(text: str) -> str:
     """``text`` on one line: control characters (a forged line break) shown escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
@@ -57,21 +63,35 @@ class ProgressLines:
     ) -> None:
         self.ledger, self.total, self.throttled, self.clock = ledger, total, throttled, clock
         self._started = self._last_time = clock()
-        self._last_done = 0
+        self._last_finished = 0
+        #: Images an earlier run finished (a resume), told as settled: done, yet not part
+        #: of this run's rate.
+        self.resumed = 0
 
     def __repr__(self) -> str:
         return f"<ProgressLines {self.done}/{self.total}>"
 
     @property
     def done(self) -> int:
+        """Images settled so far, those a resumed run found done included."""
         return sum(self.ledger.progress.values())
 
+    @property
+    def finished(self) -> int:
+        """Images this run settled (the rate and the time left are reckoned from them)."""
+        return self.done - self.resumed
+
     def listen(self) -> None:
-        """Tell a line for every image that fails, as it fails."""
+        """Count the images an earlier run finished apart, and tell a line for every image
+        that fails, as it fails: by its answer, or by the plan (``not_found``)."""
         self.ledger.listen(self._on_event)
 
     def _on_event(self, event: Event, entry: Entry, outcome: Outcome | None) -> None:
-        if event == Event.OUTCOME and outcome is not None and outcome.status == Status.FAILED:
+        if event == Event.SENDING or outcome is None:
+            return
+        if event == Event.SETTLED and entry.earlier:
+            self.resumed += 1
+        elif outcome.status == Status.FAILED:
             tell_failure(outcome)
 
     async def tick(self, every: float, sleep: Sleep = anyio.sleep) -> None:
@@ -86,14 +106,15 @@ class ProgressLines:
         tell_event("progress", progress_text(fields), **fields)
 
     def fields(self) -> dict[str, Any]:
-        """Where the run stands: done/total, counts, images per second since the last
-        line, throttled answers so far, and the seconds left at the current rate."""
-        now, done = self.clock(), self.done
+        """Where the run stands: done/total, counts, images per second this run finished
+        since the last line, throttled answers so far, and the seconds left at that rate
+        (images a resumed run found done count as done, never toward the rate)."""
+        now, done, finished = self.clock(), self.done, self.finished
         elapsed = now - self._last_time
-        rate = (done - self._last_done) / elapsed if elapsed > 0 else 0.0
+        rate = (finished - self._last_finished) / elapsed if elapsed > 0 else 0.0
         if rate <= 0 and now > self._started:  # nothing finished lately: the whole run's
-            rate = done / (now - self._started)
-        self._last_time, self._last_done = now, done
+            rate = finished / (now - self._started)
+        self._last_time, self._last_finished = now, finished
         left = max(self.total - done, 0)
         return {
             "done": done,

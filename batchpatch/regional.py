@@ -315,7 +315,9 @@ async def _one_region(run: RegionRun, resume: Any, part: _Region, result: Region
     stopped: StopReason | None = None
     try:
         if target.lookup_project:
-            here = dataclasses.replace(here, auth=await _project_looked_up(target, run.limits))
+            looked_up = await _project_looked_up(target, run.limits)
+            result.tallies[region].project_id = looked_up.project_id  # for the HTML page
+            here = dataclasses.replace(here, auth=looked_up)
         result.projects[region] = here.auth.project_id
         async with here._service() as opened:
             client = RecordingService(opened, telemetry, region)

@@ -4,7 +4,8 @@ A CSV/TSV report is plain text.  An XLSX report is a sheet to open: a bold heade
 stays in view, a filter over the data, columns as wide as their cells (within bounds),
 ``before``/``after``/``error_message`` wrapped, the ``status`` cell coloured by outcome,
 numbers the input held as numbers written as numbers, ids as text.  It replaces the
-worksheet that was read (same name, same place); the workbook's other sheets are kept.
+worksheet that was read (same name, same place); the workbook's other sheets are kept,
+part for part (``xlsxinto``), in memory that does not grow with the rows.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from batchpatch.files import atomic_write, trial_write
 from batchpatch.models import Outcome, Status
 from batchpatch.textfile import encode_report
 from batchpatch.xlsx import check_every_part, sheet_names
+from batchpatch.xlsxinto import CannotCopy, Results, Style, check_parts, write_into
 
 if TYPE_CHECKING:  # the sheet reader imports this module for the columns below
     from batchpatch.sheet import Sheet
@@ -357,11 +359,62 @@ def _other_sheets(sheet: Sheet) -> list[str]:
         return []
 
 
+#: The results' cell formats, for a report written into the input workbook (``xlsxinto``).
+_COPY_HEADER = Style(bold=True, fill="D9D9D9")
+_COPY_STATUS = {
+    status: Style(fill=fill, colour=font) for status, (fill, font) in _STATUS_COLOURS.items()
+}
+_COPY_WRAP, _COPY_TEXT = Style(wrap=True), Style(text=True)
+
+
+def _copy_style(column: str, value: Any) -> Style | None:
+    """A data cell's format in the copy: as ``_Layout.style`` gives it in a new workbook."""
+    if column == "status":
+        return _COPY_STATUS.get(str(value))
+    if column in _WRAPPED:
+        return _COPY_WRAP
+    return _COPY_TEXT if column in _IDS else None
+
+
 def _write_into_input(
     sheet: Sheet, layout: _Layout, rows: Any, height: int, temporary: Path
 ) -> None:
     """The input workbook with its read worksheet replaced by the results, at its place
-    and under its name; the other sheets as openpyxl keeps them."""
+    and under its name: every other part copied as it is (``xlsxinto``), in bounded
+    memory.  A workbook that cannot be copied so is rewritten whole by openpyxl."""
+    name = str(sheet.sheet_name)
+    try:
+        check_parts(sheet.path, name)
+        if worksheet_name(name) == name:
+            results = Results(
+                layout.columns,
+                layout.widths,
+                rows,
+                height,
+                _COPY_HEADER,
+                _copy_style,
+                (*_COPY_STATUS.values(), _COPY_WRAP, _COPY_TEXT),
+            )
+            write_into(sheet.path, name, results, temporary)
+            return
+    except CannotCopy:
+        pass
+    except Exception as error:  # zip, XML and file errors each mean the same here
+        raise _not_copied(sheet.path, error) from None
+    _rewrite_whole(sheet, layout, rows, height, temporary)
+
+
+def _not_copied(path: Path, error: BaseException) -> OptionsError:
+    return OptionsError(
+        f"{path}: the workbook's other sheets cannot be copied into the report ({error}) "
+        "— open it in Excel and save it again, or move the sheet of changes into a "
+        "workbook of its own"
+    )
+
+
+def _rewrite_whole(sheet: Sheet, layout: _Layout, rows: Any, height: int, temporary: Path) -> None:
+    """The input workbook loaded whole by openpyxl, its read worksheet replaced: for the
+    rare workbook ``xlsxinto`` cannot copy part by part."""
     book = _open_input(sheet.path)
     place = book.sheetnames.index(sheet.sheet_name)
     book.remove(book[sheet.sheet_name])
@@ -390,8 +443,4 @@ def _open_input(path: Path) -> Any:
         check_every_part(path)
         return load_workbook(path, keep_vba=path.suffix.lower() == ".xlsm", keep_links=True)
     except Exception as error:  # openpyxl raises many kinds; each means the same here
-        raise OptionsError(
-            f"{path}: the workbook's other sheets cannot be copied into the report ({error}) "
-            "— open it in Excel and save it again, or move the sheet of changes into a "
-            "workbook of its own"
-        ) from None
+        raise _not_copied(path, error) from None

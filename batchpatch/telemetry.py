@@ -108,6 +108,8 @@ class RegionTally:
     throttled: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: The project id IAM named for the region, when the run looked it up ("" if not).
+    project_id: str = ""
 
     def add(self, seconds: float, kind: AnswerKind) -> None:
         self.requests += 1
