@@ -214,7 +214,8 @@ class ImsClient:
         self.requests = 0
         self._project = auth.project_id
         self._project_lock: anyio.Lock | None = None
-        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        #: ``proxy`` and ``proxy_auth`` by origin (read-only: callers spread them).
+        self._proxies: dict[str, dict[str, Any]] = {}
         self._hosts: dict[str, str] = {}
 
     async def __aenter__(self) -> ImsClient:
@@ -230,13 +231,14 @@ class ImsClient:
     def _proxy(self, url: str) -> dict[str, Any]:
         """The ``proxy`` and ``proxy_auth`` the environment sets for ``url``'s host."""
         origin = url.split("/", 3)[2] if "//" in url else url
-        if origin not in self._proxies:
+        found = self._proxies.get(origin)
+        if found is None:
             try:
-                self._proxies[origin] = get_env_proxy_for_url(URL(url))
+                proxy, proxy_auth = get_env_proxy_for_url(URL(url))
             except LookupError:
-                self._proxies[origin] = (None, None)
-        proxy, proxy_auth = self._proxies[origin]
-        return {"proxy": proxy, "proxy_auth": proxy_auth}
+                proxy, proxy_auth = None, None
+            found = self._proxies[origin] = {"proxy": proxy, "proxy_auth": proxy_auth}
+        return found
 
     async def __aexit__(
         self,

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -44,17 +45,33 @@ class _Work:
     #: how each ended.
     ended: list[tuple[str, Outcome, AnswerKind]] = field(default_factory=list)
 
+    #: ``plan.patch`` and ``plan.requests()`` of the plan they were worked out from (each
+    #: builds its answer anew, and a request needs them several times).
+    _derived: tuple[ImagePlan, ImagePatch, list[str]] | None = field(default=None, repr=False)
+
     @property
     def done(self) -> set[str]:
         return {request for request, _, _ in self.ended}
 
+    def _of_plan(self) -> tuple[ImagePatch, list[str]]:
+        derived = self._derived
+        if derived is None or derived[0] is not self.plan:
+            derived = self._derived = (self.plan, self.plan.patch, self.plan.requests())
+        return derived[1], derived[2]
+
+    @property
+    def patch(self) -> ImagePatch:
+        """The PATCH still to send (``plan.patch``)."""
+        return self._of_plan()[0]
+
     def next_request(self) -> str | None:
         """The next request still to send: the PATCH, then the tag calls."""
-        return next((r for r in self.plan.requests() if r not in self.done), None)
+        done = self.done
+        return next((r for r in self._of_plan()[1] if r not in done), None)
 
     def outcome(self, response: ApiResponse, kind: AnswerKind, *, note: str = "") -> Outcome:
         return outcome_of(
-            self.plan.patch, response, self.sent, _since(self.started), note=note, kind=kind
+            self.patch, response, self.sent, _since(self.started), note=note, kind=kind
         )
 
 
@@ -284,7 +301,7 @@ class Runner:
             return tried.settled
         if tried.ending == Ending.STOPPED:
             return not_retried(
-                work.plan.patch, tried.answer, tried.attempts, _since(work.started), kind=tried.kind
+                work.patch, tried.answer, tried.attempts, _since(work.started), kind=tried.kind
             )
         if tried.ending == Ending.UNSETTLED:
             return work.outcome(tried.answer, tried.kind, note=NOT_APPLIED)
@@ -297,7 +314,7 @@ class Runner:
         self.ledger.sending(work.plan)
         image_id = work.plan.image_id
         if request == UPDATE:
-            response = await self.client.update_image(image_id, work.plan.patch.body())
+            response = await self.client.update_image(image_id, work.patch.body())
         else:
             write = work.plan.write(request)
             tags = dict(write.tags) if write is not None else {}
@@ -326,7 +343,7 @@ class Runner:
             and request == UPDATE
             and not work.converted
             and kind == AnswerKind.CONFLICT
-            and _replaces_or_removes(work.plan.patch)
+            and _replaces_or_removes(work.patch)
         ):
             work.converted = True
             return await self._read_back(work, response, UPDATE, could_apply=False)
@@ -486,11 +503,12 @@ def combined(
     failed = [i for i, (_, outcome, _) in enumerate(ended) if not outcome.status.done]
     which = failed[0] if failed else len(ended) - 1
     _, outcome, kind = ended[which]
+    changes: dict[str, Any] = {"attempts": sent, "elapsed_ms": elapsed_ms, "parts": parts}
     if failed:
-        outcome = replace(outcome, error_message=parts[which].error_message)
+        changes["error_message"] = parts[which].error_message
     elif any(o.status == Status.SUCCEEDED for _, o, _ in ended):
-        outcome = replace(outcome, status=Status.SUCCEEDED)
-    return replace(outcome, attempts=sent, elapsed_ms=elapsed_ms, parts=parts), kind
+        changes["status"] = Status.SUCCEEDED
+    return replace(outcome, **changes), kind  # one copy: ``replace`` is dear
 
 
 def _part(request: str, outcome: Outcome, *, prefix: bool) -> PartOutcome:

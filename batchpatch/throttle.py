@@ -54,7 +54,16 @@ class RateLimiter:
     or the retries did.  Below 2 per second the window is the spacing from the last start.
     """
 
-    __slots__ = ("_clock", "_interval", "_lock", "_next_start", "_sleep", "_starts", "margin")
+    __slots__ = (
+        "_clock",
+        "_interval",
+        "_lock",
+        "_next_start",
+        "_rate",
+        "_sleep",
+        "_starts",
+        "margin",
+    )
 
     def __init__(
         self,
@@ -64,7 +73,7 @@ class RateLimiter:
         sleep: Sleep | None = None,
         margin: float = JITTER_MARGIN,
     ) -> None:
-        self._interval = 1.0 / rate
+        self._rate, self._interval = rate, 1.0 / rate
         self._clock = clock or time.monotonic
         self._sleep = sleep or anyio.sleep
         self._next_start: float | None = None
@@ -74,11 +83,11 @@ class RateLimiter:
 
     @property
     def rate(self) -> float:
-        return 1.0 / self._interval
+        return self._rate  # as set: ``1 / (1 / rate)`` may differ from it in the last bit
 
     @rate.setter
     def rate(self, rate: float) -> None:
-        self._interval = 1.0 / rate
+        self._rate, self._interval = rate, 1.0 / rate
         needed = _history_for(rate)
         if self._starts.maxlen is not None and self._starts.maxlen < needed:
             self._starts = deque(self._starts, maxlen=needed)
