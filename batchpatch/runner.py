@@ -4,6 +4,7 @@ retries its image until it has a true outcome.  A failed image is data, never an
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,40 @@ class _Work:
         return outcome_of(
             self.patch, response, self.sent, _since(self.started), note=note, kind=kind
         )
+
+
+#: While requests are sent, young objects are collected this many times less often.
+GC_SPACING = 10
+
+
+class _CollectorSpared:
+    """Send with the cyclic garbage collector out of the way (see ``__enter__``), undone
+    when the last runner sending ends (regions send side by side, in one process)."""
+
+    def __init__(self) -> None:
+        self._runners = 0
+        self._threshold = gc.get_threshold()
+
+    def __enter__(self) -> None:
+        """What exists before the first request (the sheet, the plans, the ledger) is
+        frozen out of every collection, and young objects are collected ``GC_SPACING``
+        times less often.  Every request makes short-lived objects (answers, outcomes,
+        journal lines) and each collection walked everything alive: a tenth of the CPU at
+        zero latency.  Reference counting still frees at once all that is not in a cycle."""
+        if self._runners == 0:
+            self._threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(self._threshold[0] * GC_SPACING, *self._threshold[1:])
+        self._runners += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._runners -= 1
+        if self._runners == 0:
+            gc.set_threshold(*self._threshold)
+            gc.unfreeze()
+
+
+_collector_spared = _CollectorSpared()
 
 
 class _Queue:
@@ -197,12 +232,13 @@ class Runner:
                 await self._abort.wait()
                 in_flight.cancel()
 
-        async with anyio.create_task_group() as watcher:
-            watcher.start_soon(cancel_on_abort)
-            with in_flight:
-                async with anyio.create_task_group() as requests:
-                    await self._produce(plans, requests)
-            watcher.cancel_scope.cancel()
+        with _collector_spared:
+            async with anyio.create_task_group() as watcher:
+                watcher.start_soon(cancel_on_abort)
+                with in_flight:
+                    async with anyio.create_task_group() as requests:
+                        await self._produce(plans, requests)
+                watcher.cancel_scope.cancel()
         self._note_signal()
         ids = {plan.image_id for plan in plans}
         return {i: o for i, o in self.ledger.outcomes().items() if i in ids}
