@@ -214,7 +214,9 @@ class ImsClient:
         self.requests = 0
         self._project = auth.project_id
         self._project_lock: anyio.Lock | None = None
-        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        #: ``proxy`` and ``proxy_auth`` by origin (read-only: callers spread them).
+        self._proxies: dict[str, dict[str, Any]] = {}
+        self._hosts: dict[str, str] = {}
 
     async def __aenter__(self) -> ImsClient:
         self._session = aiohttp.ClientSession(
@@ -229,13 +231,14 @@ class ImsClient:
     def _proxy(self, url: str) -> dict[str, Any]:
         """The ``proxy`` and ``proxy_auth`` the environment sets for ``url``'s host."""
         origin = url.split("/", 3)[2] if "//" in url else url
-        if origin not in self._proxies:
+        found = self._proxies.get(origin)
+        if found is None:
             try:
-                self._proxies[origin] = get_env_proxy_for_url(URL(url))
+                proxy, proxy_auth = get_env_proxy_for_url(URL(url))
             except LookupError:
-                self._proxies[origin] = (None, None)
-        proxy, proxy_auth = self._proxies[origin]
-        return {"proxy": proxy, "proxy_auth": proxy_auth}
+                proxy, proxy_auth = None, None
+            found = self._proxies[origin] = {"proxy": proxy, "proxy_auth": proxy_auth}
+        return found
 
     async def __aexit__(
         self,
@@ -380,12 +383,16 @@ class ImsClient:
 
     async def _headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
         """Every header that goes on the wire, so that AK/SK signs exactly what is sent."""
-        headers = {
-            "Content-Type": CONTENT_TYPE,
-            "Host": urlsplit(url).netloc.rpartition("@")[2],
-            "User-Agent": USER_AGENT,
-        }
+        headers = {"Content-Type": CONTENT_TYPE, "Host": self._host(url), "User-Agent": USER_AGENT}
         return headers | await self._auth.authorize(self, method, url, headers, body)
+
+    def _host(self, url: str) -> str:
+        """The ``Host`` header of ``url``, split once per origin (not once per request)."""
+        origin = url.split("/", 3)[2] if "//" in url else url
+        host = self._hosts.get(origin)
+        if host is None:
+            host = self._hosts[origin] = urlsplit(url).netloc.rpartition("@")[2]
+        return host
 
     async def issue_token(self, url: str, body: bytes) -> tuple[str, float]:
         """An IAM token and when it expires (epoch seconds), from ``POST /v3/auth/tokens``."""
@@ -607,6 +614,8 @@ def _same_value(sent: Any, shown: Any) -> bool:
 
 def unsafe_header(headers: Mapping[str, str]) -> str:
     """The name of a header whose value aiohttp would refuse (a control character), or ""."""
+    if not _UNSAFE_HEADER_CHAR.search("".join(headers.values())):
+        return ""  # the usual case: one search over every value at once
     for name, value in headers.items():
         if _UNSAFE_HEADER_CHAR.search(value):
             return name

@@ -75,9 +75,10 @@ class Results:
         """The row ``figure``: throughput of run ``of`` over that of run ``to``."""
         mine, base = self.runs[of], self.runs[to]
         value = mine["per_second"] / base["per_second"] if base["per_second"] else 0.0
-        self.add(
-            figure, value, bar, want, f"{mine['per_second']:.0f}/s vs {base['per_second']:.0f}/s"
-        )
+        note = f"{mine['per_second']:.0f}/s vs {base['per_second']:.0f}/s"
+        if mine.get("cpu_s") and base.get("cpu_s"):  # CPU per image: what a busy machine hides
+            note += f"; CPU {_per_image(mine)} vs {_per_image(base)} us/image"
+        self.add(figure, value, bar, want, note)
 
     def add(
         self, figure: str, value: float | None, bar: float | None, want: str, note: str
@@ -105,6 +106,10 @@ class Results:
             mark = {True: "ok", False: "MISS", None: ""}[row["passed"]]
             lines.append(f"{row['figure']:<44} {value:>9} {bar:>9}  {mark:4}  {row['note']}")
         return "\n".join(lines)
+
+
+def _per_image(run: dict[str, Any]) -> str:
+    return f"{run['cpu_s'] / max(1, run['images']) * 1e6:.0f}"
 
 
 def overhead(results: Results, fake: Fake, ids: list[str], concurrency: int) -> None:
