@@ -7,14 +7,20 @@ them (the header is row 1 of a sheet with nothing above it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from batchpatch.errors import Problem, Reason
 from batchpatch.grid import CellNote, Grid
+from batchpatch.models import JsonValue
 from batchpatch.report import INPUT_SUFFIX, RESULT_COLUMNS, fed_back_results, is_report
 from batchpatch.routing import routing_columns
 from batchpatch.schema import (
@@ -252,36 +258,140 @@ def _untyped(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
 def change_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) -> list[Problem]:
     """Problems of single changes, and of changes that clash within one image."""
     frame = changes.frame
-    problems: list[Problem] = []
-    id_reasons = {
-        image_id: schema.check_image_id(image_id)
-        for image_id in frame["image_id"].unique().tolist()
-        if image_id
-    }
-    for row, image_id in _columns(frame.drop_duplicates("row"), "row", "image_id"):
-        reason = id_reasons.get(image_id)
-        if reason:
-            problems.append(Problem(file, int(row), changes.id_column, reason))
-    long = changes.shape == "long"
-    for row, op, attribute, column, attribute_column, typed in _columns(
-        frame, "row", "op", "attribute", "column", "attribute_column", "typed"
-    ):
-        if not attribute or op not in LONG_OPS:
-            continue
-        if reason := _attribute_reason(attribute, op, long, schema):
-            problems.append(Problem(file, int(row), str(attribute_column), reason))
-        elif op == RENAME:
-            if typed is not None and (reason := rename_reason(attribute, str(typed))):
-                problems.append(Problem(file, int(row), column, reason))
-        elif typed is not None and (reason := schema.check_value(attribute, typed)):
-            problems.append(Problem(file, int(row), column, reason))
     return (
-        problems
+        _id_problems(file, changes, schema)
+        + _single_change_problems(file, changes, schema)
         + _clashes(file, frame, schema)
         + _quota_problems(file, frame, schema)
         + _renamed_onto(file, frame)
         + _tag_counts(file, frame)
     )
+
+
+def _id_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
+    """Each row whose image id cannot be one, once a row (a wide row holds several changes);
+    every distinct id is checked once."""
+    rows = changes.frame.drop_duplicates("row")
+    codes, ids = pd.factorize(rows["image_id"].to_numpy(dtype=object), sort=False)
+    reasons = [schema.check_image_id(image_id) if image_id else None for image_id in ids.tolist()]
+    bad = np.flatnonzero(np.array([reason is not None for reason in reasons], dtype=bool)[codes])
+    row_numbers = rows["row"].to_numpy()[bad].tolist()
+    return [
+        Problem(file, int(row), changes.id_column, reason)
+        for row, reason in zip(row_numbers, (reasons[code] for code in codes[bad]), strict=True)
+        if reason is not None
+    ]
+
+
+def _single_change_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
+    """Each change's op on its attribute, and its value, in sheet order (at most one problem
+    a change).  Each distinct (attribute, op) is asked about once, and each distinct value
+    of an attribute once: a sheet of a million rows names a handful of attributes."""
+    frame = changes.frame
+    long = changes.shape == "long"
+    checked = (frame["attribute"] != "").to_numpy() & frame["op"].isin(LONG_OPS).to_numpy()
+    attributes = frame["attribute"].to_numpy(dtype=object)
+    ops = frame["op"].to_numpy(dtype=object)
+    pair, firsts = distinct(attributes, ops)
+    pair_reasons = [
+        _attribute_reason(attributes[first], ops[first], long, schema) if checked[first] else None
+        for first in firsts.tolist()
+    ]
+    refused = np.array([reason is not None for reason in pair_reasons], dtype=bool)[pair]
+    found: dict[int, Problem] = {}
+    rows = frame["row"].to_numpy()
+    attribute_columns = frame["attribute_column"].to_numpy(dtype=object)
+    for position in np.flatnonzero(checked & refused).tolist():
+        reason = pair_reasons[pair[position]]
+        assert reason is not None
+        found[position] = Problem(
+            file, int(rows[position]), str(attribute_columns[position]), reason
+        )
+    has_value = checked & ~refused & pd.notna(frame["typed"]).to_numpy()
+    renaming = ops == RENAME
+    found.update(_value_problems(file, frame, has_value & renaming, _rename_check, schema))
+    found.update(_value_problems(file, frame, has_value & ~renaming, schema.check_value, schema))
+    return [found[position] for position in sorted(found)]
+
+
+def _rename_check(old: str, new: JsonValue) -> Reason | None:
+    return rename_reason(old, str(new))
+
+
+def _value_problems(
+    file: str,
+    frame: pd.DataFrame,
+    mask: npt.NDArray[np.bool_],
+    check_value: Callable[[str, JsonValue], Reason | None],
+    schema: Schema,
+) -> dict[int, Problem]:
+    """Position → the problem ``check_value`` finds with the typed value of each change
+    ``mask`` selects, asked once per distinct (attribute, value); values the schema's
+    ``plain_text`` pattern matches need no asking (one vectorised match)."""
+    positions = np.flatnonzero(mask)
+    if not len(positions):
+        return {}
+    attributes = frame["attribute"].to_numpy(dtype=object)[positions]
+    values = frame["typed"].to_numpy(dtype=object)[positions]
+    pair, firsts = distinct(attributes, values)
+    plain = _plain(attributes[firsts], values[firsts], schema, check_value)
+    reasons = [
+        None if is_plain else check_value(attributes[first], values[first])
+        for first, is_plain in zip(firsts.tolist(), plain, strict=True)
+    ]
+    bad = np.flatnonzero(np.array([reason is not None for reason in reasons], dtype=bool)[pair])
+    rows = frame["row"].to_numpy()[positions]
+    columns = frame["column"].to_numpy(dtype=object)[positions]
+    problems = {}
+    for index in bad.tolist():
+        reason = reasons[pair[index]]
+        assert reason is not None
+        problems[int(positions[index])] = Problem(file, int(rows[index]), columns[index], reason)
+    return problems
+
+
+def _plain(
+    attributes: npt.NDArray[Any],
+    values: npt.NDArray[Any],
+    schema: Schema,
+    check_value: Callable[[str, JsonValue], Reason | None],
+) -> list[bool]:
+    """For each (attribute, typed value): whether the schema's ``plain_text(attribute)``
+    pattern (see ``schema.ImsSchema.plain_text``) fully matches the value, so that
+    ``check_value`` would find nothing.  Only for the schema's own ``check_value``, and
+    only for text values; matched by pyarrow (RE2), attribute by attribute."""
+    plain = [False] * len(values)
+    patterns = getattr(schema, "plain_text", None)
+    if patterns is None or check_value != schema.check_value:
+        return plain
+    codes, names = pd.factorize(attributes, sort=False)
+    order, groups = grouped_order(codes)
+    for attribute, members in zip(names.tolist(), groups, strict=True):
+        positions = order[members.start : members.stop].tolist()
+        pattern = patterns(attribute)
+        texts = [values[position] for position in positions]
+        if pattern is None or not all(type(text) is str for text in texts):
+            continue
+        try:
+            matched = pc.match_substring_regex(pa.array(texts, pa.string()), rf"\A(?:{pattern})\z")
+        except (UnicodeError, pa.ArrowException):  # a lone surrogate: asked one by one
+            continue
+        for position, is_plain in zip(positions, matched.to_pylist(), strict=True):
+            plain[position] = bool(is_plain)
+    return plain
+
+
+def distinct(*columns: Any) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """A code for each distinct combination of ``columns`` (equally long arrays or Series),
+    by position, and the first position of each code (codes in order of first appearance,
+    as ``pd.factorize`` numbers them).  The columns are factorised one by one, so the
+    combined codes never overflow."""
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        own, uniques = pd.factorize(column, sort=False, use_na_sentinel=False)
+        codes, _ = pd.factorize(codes * max(len(uniques), 1) + own, sort=False)
+        codes = codes.astype(np.int64)
+    return codes.astype(np.intp), np.unique(codes, return_index=True)[1]
 
 
 def rename_reason(old: str, new: str) -> Reason | None:
@@ -303,7 +413,8 @@ def _renamed_onto(file: str, frame: pd.DataFrame) -> list[Problem]:
     if renames.empty:
         return []
     touched: dict[tuple[str, str], int] = {}
-    for row, image_id, attribute, op in _columns(frame, "row", "image_id", "attribute", "op"):
+    renaming = frame[frame["image_id"].isin(renames["image_id"].unique())]
+    for row, image_id, attribute, op in _columns(renaming, "row", "image_id", "attribute", "op"):
         if op != RENAME:
             touched.setdefault((image_id, attribute), int(row))
     problems = []
@@ -339,22 +450,39 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
     )
     keys = keys[keys["image_id"] != ""].drop_duplicates(["image_id", "attribute"])
     problems = []
-    for _, group in keys.groupby("image_id", sort=False):
-        if len(group) > MAX_TAGS:
-            last = group.sort_values("row").iloc[-1]
+    order, groups = _image_groups(keys["image_id"])
+    for members in groups:
+        if len(members) > MAX_TAGS:
+            last = keys.iloc[order[members.start : members.stop]].sort_values("row").iloc[-1]
             problems.append(
                 Problem(
                     file,
                     int(last["row"]),
                     str(last["column"]),
                     Reason(
-                        f"the sheet sets {len(group)} tags on this image; an image may "
+                        f"the sheet sets {len(members)} tags on this image; an image may "
                         f"carry {MAX_TAGS} at most",
                         f"set {MAX_TAGS} tags at most per image",
                     ),
                 )
             )
     return problems
+
+
+def _image_groups(image_ids: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], list[range]]:
+    """What ``groupby("image_id", sort=False)`` finds, without a frame per image (a
+    million-row sheet has 250,000 images): see ``grouped_order``."""
+    codes, _ = pd.factorize(image_ids.to_numpy(dtype=object), sort=False)
+    return grouped_order(codes)
+
+
+def grouped_order(codes: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], list[range]]:
+    """The positions ordered code by code (codes numbered in order of first appearance, as
+    ``pd.factorize`` does; each code's positions ascending), and the range of that order
+    each code takes."""
+    order = np.argsort(codes, kind="stable")
+    bounds = [0, *(np.flatnonzero(np.diff(codes[order])) + 1).tolist(), len(order)]
+    return order, [range(start, end) for start, end in itertools.pairwise(bounds) if end > start]
 
 
 def _attribute_reason(attribute: str, op: str, long: bool, schema: Schema) -> Reason | None:
@@ -489,10 +617,12 @@ def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
         (~setting["attribute"].isin(schema.flag_attributes) | (setting["typed"] == "true"))
         & (setting["image_id"] != "")
     ]
-    for _, group in setting.groupby("image_id", sort=False):
-        reason = schema.check_combination(set(group["attribute"]))
+    order, groups = _image_groups(setting["image_id"])
+    attributes = setting["attribute"].to_numpy(dtype=object)[order].tolist()
+    for members in groups:
+        reason = schema.check_combination(set(attributes[members.start : members.stop]))
         if reason:
-            last = group.iloc[-1]
+            last = setting.iloc[order[members.stop - 1]]
             problems.append(Problem(file, int(last["row"]), str(last["column"]), reason))
     return problems
 
@@ -502,11 +632,13 @@ def _quota_problems(file: str, frame: pd.DataFrame, schema: Schema) -> list[Prob
     the change that goes past it."""
     setting = frame[frame["op"].isin(("add", "replace")) & (frame["image_id"] != "")]
     setting = setting.drop_duplicates(["image_id", "attribute"])
+    order, groups = _image_groups(setting["image_id"])
+    attributes = setting["attribute"].to_numpy(dtype=object)[order].tolist()
     problems = []
-    for _, group in setting.groupby("image_id", sort=False):
-        position = schema.over_quota(group["attribute"].tolist())
+    for members in groups:
+        position = schema.over_quota(attributes[members.start : members.stop])
         if position is not None:
-            change = group.iloc[position]
+            change = setting.iloc[order[members[position]]]
             problems.append(
                 Problem(
                     file,

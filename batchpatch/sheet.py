@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from batchpatch.checks import (
@@ -31,6 +32,8 @@ from batchpatch.checks import (
     Shape,
     attribute_names,
     check,
+    distinct,
+    grouped_order,
     invalid_rows,
     passive_columns,
 )
@@ -301,12 +304,9 @@ def _changes(
     """The one constructor of a sheet's ``Changes``: ``cells`` plus the ``typed`` column,
     the JSON value to send (None where there is none, or it cannot be typed: the checks
     say why)."""
-    typed: list[JsonValue | None] = [None] * len(cells)
-    for position, (op, attribute, value) in enumerate(
-        zip(*(cells[name].tolist() for name in ("op", "attribute", "value")), strict=True)
-    ):
-        typed[position] = _typed(op, attribute, value, schema)
-    frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))
+    frame = cells.assign(
+        typed=pd.Series(_typed_column(cells, schema), index=cells.index, dtype=object)
+    )
     return Changes(
         frame[list(CHANGE_COLUMNS)],
         shape,
@@ -315,6 +315,24 @@ def _changes(
         grid.header_row,
         op_column,
     )
+
+
+def _typed_column(cells: pd.DataFrame, schema: Schema) -> npt.NDArray[Any]:
+    """``_typed`` of every change, as an object array: asked once per distinct (op,
+    attribute, value), the same question giving the same answer."""
+    triple, firsts = distinct(*(cells[name] for name in _TYPED_BY))
+    answers = np.empty(len(firsts), dtype=object)
+    answers[:] = [
+        _typed(op, attribute, value, schema)
+        for op, attribute, value in zip(
+            *(cells[name].iloc[firsts].tolist() for name in _TYPED_BY), strict=True
+        )
+    ]
+    return answers[triple]
+
+
+#: What a change's typed value depends on.
+_TYPED_BY = ("op", "attribute", "value")
 
 
 def _typed(op: str, attribute: str, value: str, schema: Schema) -> JsonValue | None:
@@ -345,29 +363,42 @@ def _group(
 ) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
     """One patch per image, images in order of first appearance, changes in sheet order;
     and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
-    rows (what ``ImagePatch.sources`` holds)."""
-    ops = [
-        Operation(op, operation_path(attribute), value)
+    rows (what ``ImagePatch.sources`` holds).  Built from arrays: one ``Operation`` per
+    distinct change (a repeated one is shared: operations are frozen), the image by
+    image order from a stable sort of the codes numbering the images."""
+    codes, images = pd.factorize(changes["image_id"], sort=False)
+    order, groups = grouped_order(codes)
+    operations = _operations(changes)[order].tolist()
+    rows = changes["row"].to_numpy()
+    sources = rows[order].tolist()
+    patches = tuple(
+        map(
+            ImagePatch,
+            [str(image_id) for image_id in images.tolist()],
+            [tuple(operations[group.start : group.stop]) for group in groups],
+            [tuple(sources[group.start : group.stop]) for group in groups],
+        )
+    )
+    every = np.arange(grid.first_row, grid.last_row + 1)
+    busy = np.concatenate((rows, np.fromiter(invalid, dtype=np.int64, count=len(invalid))))
+    idle = every[~np.isin(every, busy)]
+    return patches, tuple(idle.tolist())
+
+
+def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
+    """The ``Operation`` of each change, as an object array: one object per distinct (op,
+    attribute, typed value), the path made once per attribute."""
+    triple, firsts = distinct(*(changes[name] for name in ("op", "attribute", "typed")))
+    made = np.empty(len(firsts), dtype=object)
+    paths = {attribute: operation_path(attribute) for attribute in changes["attribute"].unique()}
+    made[:] = [
+        Operation(op, paths[attribute], value)
         for op, attribute, value in zip(
-            changes["op"].tolist(),
-            changes["attribute"].tolist(),
-            changes["typed"].tolist(),
+            *(changes[name].iloc[firsts].tolist() for name in ("op", "attribute", "typed")),
             strict=True,
         )
     ]
-    rows = changes["row"].tolist()
-    # Vectorised grouping: codes number the images in order of first appearance (the changes
-    # are in sheet order), a stable sort keeps each image's changes in sheet order.
-    codes, images = pd.factorize(changes["image_id"], sort=False)
-    order = np.argsort(codes, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
-    patches = [
-        ImagePatch(str(image_id), tuple(ops[p] for p in members), tuple(rows[p] for p in members))
-        for image_id, members in zip(images.tolist(), (g.tolist() for g in groups), strict=True)
-    ]
-    busy = {*rows, *invalid}
-    idle = tuple(row for row in range(grid.first_row, grid.last_row + 1) if row not in busy)
-    return tuple(patches), idle
+    return made[triple]
 
 
 def _raise(file: str, row: int, reason: Reason) -> NoReturn:
