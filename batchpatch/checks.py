@@ -270,9 +270,13 @@ def change_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) ->
 
 def _id_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
     """Each row whose image id cannot be one, once a row (a wide row holds several changes);
-    every distinct id is checked once."""
+    every distinct id is checked once, none that the schema's ``plain_image_id`` pattern
+    (see ``schema.ImsSchema``) matches."""
     rows = changes.frame.drop_duplicates("row")
-    codes, ids = pd.factorize(rows["image_id"].to_numpy(dtype=object), sort=False)
+    pattern = getattr(schema, "plain_image_id", None)
+    if pattern is not None:
+        rows = rows[~_matches(rows["image_id"], pattern)]
+    codes, ids = pd.factorize(rows["image_id"], sort=False)
     reasons = [schema.check_image_id(image_id) if image_id else None for image_id in ids.tolist()]
     bad = np.flatnonzero(np.array([reason is not None for reason in reasons], dtype=bool)[codes])
     row_numbers = rows["row"].to_numpy()[bad].tolist()
@@ -283,6 +287,17 @@ def _id_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
     ]
 
 
+def _matches(texts: Any, pattern: str) -> npt.NDArray[np.bool_]:
+    """Whether each of ``texts`` fully matches ``pattern``, by pyarrow (RE2); all False
+    when a text cannot be made UTF-8 (a lone surrogate: those are asked one by one)."""
+    try:
+        array = pa.array(texts, pa.string())
+    except (UnicodeError, pa.ArrowException):
+        return np.zeros(len(texts), dtype=bool)
+    matched = pc.match_substring_regex(array, rf"\A(?:{pattern})\z")
+    return np.asarray(matched.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _single_change_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
     """Each change's op on its attribute, and its value, in sheet order (at most one problem
     a change).  Each distinct (attribute, op) is asked about once, and each distinct value
@@ -290,27 +305,28 @@ def _single_change_problems(file: str, changes: Changes, schema: Schema) -> list
     frame = changes.frame
     long = changes.shape == "long"
     checked = (frame["attribute"] != "").to_numpy() & frame["op"].isin(LONG_OPS).to_numpy()
-    attributes = frame["attribute"].to_numpy(dtype=object)
-    ops = frame["op"].to_numpy(dtype=object)
-    pair, firsts = distinct(attributes, ops)
+    pair, firsts = distinct(frame["attribute"], frame["op"])
     pair_reasons = [
-        _attribute_reason(attributes[first], ops[first], long, schema) if checked[first] else None
-        for first in firsts.tolist()
+        _attribute_reason(attribute, op, long, schema) if checked[first] else None
+        for first, attribute, op in zip(
+            firsts.tolist(),
+            frame["attribute"].iloc[firsts].tolist(),
+            frame["op"].iloc[firsts].tolist(),
+            strict=True,
+        )
     ]
     refused = np.array([reason is not None for reason in pair_reasons], dtype=bool)[pair]
     found: dict[int, Problem] = {}
-    rows = frame["row"].to_numpy()
-    attribute_columns = frame["attribute_column"].to_numpy(dtype=object)
     for position in np.flatnonzero(checked & refused).tolist():
         reason = pair_reasons[pair[position]]
         assert reason is not None
-        found[position] = Problem(
-            file, int(rows[position]), str(attribute_columns[position]), reason
-        )
+        change = frame.iloc[position]
+        found[position] = Problem(file, int(change["row"]), str(change["attribute_column"]), reason)
     has_value = checked & ~refused & pd.notna(frame["typed"]).to_numpy()
-    renaming = ops == RENAME
-    found.update(_value_problems(file, frame, has_value & renaming, _rename_check, schema))
-    found.update(_value_problems(file, frame, has_value & ~renaming, schema.check_value, schema))
+    renaming = (frame["op"] == RENAME).to_numpy()
+    found.update(_value_problems(file, frame, has_value & renaming, _rename_check))
+    patterns = getattr(schema, "plain_text", None)
+    found.update(_value_problems(file, frame, has_value & ~renaming, schema.check_value, patterns))
     return [found[position] for position in sorted(found)]
 
 
@@ -323,61 +339,53 @@ def _value_problems(
     frame: pd.DataFrame,
     mask: npt.NDArray[np.bool_],
     check_value: Callable[[str, JsonValue], Reason | None],
-    schema: Schema,
+    patterns: Callable[[str], str | None] | None = None,
 ) -> dict[int, Problem]:
     """Position → the problem ``check_value`` finds with the typed value of each change
-    ``mask`` selects, asked once per distinct (attribute, value); values the schema's
-    ``plain_text`` pattern matches need no asking (one vectorised match)."""
+    ``mask`` selects, asked once per distinct (attribute, cell text), which the typed
+    value follows from; cells whose text the ``patterns`` of their attribute match (see
+    ``schema.ImsSchema.plain_text``) need no asking."""
     positions = np.flatnonzero(mask)
+    if patterns is not None and len(positions):
+        positions = positions[~_plain(frame, positions, patterns)]
     if not len(positions):
         return {}
-    attributes = frame["attribute"].to_numpy(dtype=object)[positions]
-    values = frame["typed"].to_numpy(dtype=object)[positions]
-    pair, firsts = distinct(attributes, values)
-    plain = _plain(attributes[firsts], values[firsts], schema, check_value)
+    pair, firsts = distinct(frame["attribute"].iloc[positions], frame["value"].iloc[positions])
+    asked = positions[firsts]
+    typed = frame["typed"].to_numpy(dtype=object)
     reasons = [
-        None if is_plain else check_value(attributes[first], values[first])
-        for first, is_plain in zip(firsts.tolist(), plain, strict=True)
+        check_value(attribute, value)
+        for attribute, value in zip(
+            frame["attribute"].iloc[asked].tolist(), typed[asked].tolist(), strict=True
+        )
     ]
     bad = np.flatnonzero(np.array([reason is not None for reason in reasons], dtype=bool)[pair])
-    rows = frame["row"].to_numpy()[positions]
-    columns = frame["column"].to_numpy(dtype=object)[positions]
     problems = {}
     for index in bad.tolist():
         reason = reasons[pair[index]]
         assert reason is not None
-        problems[int(positions[index])] = Problem(file, int(rows[index]), columns[index], reason)
+        change = frame.iloc[int(positions[index])]
+        problems[int(positions[index])] = Problem(
+            file, int(change["row"]), str(change["column"]), reason
+        )
     return problems
 
 
 def _plain(
-    attributes: npt.NDArray[Any],
-    values: npt.NDArray[Any],
-    schema: Schema,
-    check_value: Callable[[str, JsonValue], Reason | None],
-) -> list[bool]:
-    """For each (attribute, typed value): whether the schema's ``plain_text(attribute)``
-    pattern (see ``schema.ImsSchema.plain_text``) fully matches the value, so that
-    ``check_value`` would find nothing.  Only for the schema's own ``check_value``, and
-    only for text values; matched by pyarrow (RE2), attribute by attribute."""
-    plain = [False] * len(values)
-    patterns = getattr(schema, "plain_text", None)
-    if patterns is None or check_value != schema.check_value:
-        return plain
+    frame: pd.DataFrame, positions: npt.NDArray[np.intp], patterns: Callable[[str], str | None]
+) -> npt.NDArray[np.bool_]:
+    """Whether the cell text of each change at ``positions`` fully matches the pattern
+    ``patterns`` gives for its attribute: one pyarrow (RE2) match per distinct pattern."""
+    attributes = frame["attribute"].iloc[positions]
     codes, names = pd.factorize(attributes, sort=False)
-    order, groups = grouped_order(codes)
-    for attribute, members in zip(names.tolist(), groups, strict=True):
-        positions = order[members.start : members.stop].tolist()
-        pattern = patterns(attribute)
-        texts = [values[position] for position in positions]
-        if pattern is None or not all(type(text) is str for text in texts):
-            continue
-        try:
-            matched = pc.match_substring_regex(pa.array(texts, pa.string()), rf"\A(?:{pattern})\z")
-        except (UnicodeError, pa.ArrowException):  # a lone surrogate: asked one by one
-            continue
-        for position, is_plain in zip(positions, matched.to_pylist(), strict=True):
-            plain[position] = bool(is_plain)
+    chosen = np.empty(len(names), dtype=object)
+    chosen[:] = [patterns(name) for name in names.tolist()]
+    pattern_codes, pattern_texts = pd.factorize(chosen[codes], sort=False)
+    plain = np.zeros(len(positions), dtype=bool)
+    texts = frame["value"].iloc[positions]
+    for code, pattern in enumerate(pattern_texts.tolist()):
+        members = np.flatnonzero(pattern_codes == code)
+        plain[members] = _matches(texts.iloc[members], pattern)
     return plain
 
 
@@ -439,7 +447,8 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
     """Images the sheet alone gives more than ``MAX_TAGS`` tags (the plan checks again
     against the tags the image has)."""
     setting = frame["op"].isin(("add", "replace")) & frame["attribute"].str.startswith("tag:")
-    renamed = (frame["op"] == RENAME) & frame["typed"].astype(str).str.startswith("tag:")
+    renamed = frame["op"] == RENAME
+    renamed[renamed] = frame.loc[renamed, "typed"].astype(str).str.startswith("tag:")
     keys = pd.concat(
         [
             frame.loc[setting, ["image_id", "attribute", "row", "column"]],
@@ -630,6 +639,8 @@ def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
 def _quota_problems(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
     """An image whose changes set more properties than the API's quota allows: located at
     the change that goes past it."""
+    if getattr(schema, "quota_free", False):  # see schema.ImsSchema
+        return []
     setting = frame[frame["op"].isin(("add", "replace")) & (frame["image_id"] != "")]
     setting = setting.drop_duplicates(["image_id", "attribute"])
     order, groups = _image_groups(setting["image_id"])

@@ -418,11 +418,19 @@ class Schema(Protocol):
 
 
 class ImsSchema:
-    """IMS's rules: this module's functions."""
+    """IMS's rules: this module's functions.
+
+    Besides the ``Schema`` protocol, hints that let the checks of a million-row sheet skip
+    work (each optional; a schema without them is asked change by change):
+    ``plain_image_id``, a pattern every id that fully matches passes ``check_image_id``;
+    ``quota_free``, ``over_quota`` never finds one; ``typed_as_text`` and ``plain_text``.
+    """
 
     base_attributes = BASE_ATTRIBUTES
     flag_attributes = FLAG_ATTRIBUTES
     exclusive = EXCLUSIVE
+    plain_image_id = _UUID.pattern
+    quota_free = True
 
     def typed_value(self, attribute: str, text: str) -> JsonValue:
         return typed_value(attribute, text)
@@ -442,12 +450,23 @@ class ImsSchema:
     def over_quota(self, attributes: Sequence[str]) -> int | None:
         return None
 
+    def typed_as_text(self, attribute: str) -> bool:
+        """Whether ``typed_value`` sends every text of ``attribute`` as it is (what the sheet
+        reader need not ask about value by value).  Optional, like ``plain_text``."""
+        return not (
+            attribute in INTEGER_ATTRIBUTES
+            or attribute in FLAG_ATTRIBUTES
+            or attribute == "hw_firmware_type"
+        )
+
     def plain_text(self, attribute: str) -> str | None:
-        """A pattern that every text value ``check_value`` finds nothing wrong with for
-        ``attribute`` fully matches, or None: the checks match a million values with it at
-        once (pyarrow's RE2) and ask ``check_value`` only about the rest.  Printable ASCII
-        only, so RE2 and Python's ``re`` read every pattern alike; anything else (Chinese
-        text, a line break) is checked one by one."""
+        """A pattern such that a cell's text that fully matches it, made the value
+        ``typed_value`` sends for ``attribute`` (and ``sheetwrite.unquoted`` before), is
+        one ``check_value`` finds nothing wrong with; or None.  The checks match a million
+        cells with it at once (pyarrow's RE2) and ask ``check_value`` only about the rest.
+        Printable ASCII only, so RE2 and Python's ``re`` read every pattern alike; anything
+        else (Chinese text, a line break) is checked one by one.  Optional: a schema
+        without it has every value checked (once per distinct value)."""
         return _plain_text(attribute)
 
 

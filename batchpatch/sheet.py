@@ -17,7 +17,9 @@ Two shapes, told apart by the header:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import gc
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -147,6 +149,32 @@ def read_sheet(
     in ``Sheet.warnings``.
     """
     path = Path(path)
+    with _collector_paused():
+        return _read_sheet(path, sheet_name, skip_invalid, encoding, delimiter, schema)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a sheet is read: building a million
+    operations and their patches would otherwise run it hundreds of times, each over every
+    object built so far (nothing read here forms a cycle)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _read_sheet(
+    path: Path,
+    sheet_name: str | None,
+    skip_invalid: bool,
+    encoding: str | None,
+    delimiter: str | None,
+    schema: Schema,
+) -> Sheet:
     grid = read_grid(path, sheet_name=sheet_name, encoding=encoding, delimiter=delimiter)
     changes = grid_changes(str(path), grid, schema)
     checked = check(str(path), changes, grid, schema)
@@ -156,7 +184,9 @@ def read_sheet(
         raise SheetError(problems)
     invalid = invalid_rows(changes.frame, problems)
     valid = checked.changes.frame
-    patches, idle = _group(valid[~valid["row"].isin(list(invalid))], grid, invalid)
+    if invalid:
+        valid = valid[~valid["row"].isin(list(invalid))]
+    patches, idle = _group(valid, grid, invalid)
     return Sheet(
         path,
         grid.format,
@@ -318,20 +348,45 @@ def _changes(
 
 
 def _typed_column(cells: pd.DataFrame, schema: Schema) -> npt.NDArray[Any]:
-    """``_typed`` of every change, as an object array: asked once per distinct (op,
-    attribute, value), the same question giving the same answer."""
-    triple, firsts = distinct(*(cells[name] for name in _TYPED_BY))
-    answers = np.empty(len(firsts), dtype=object)
-    answers[:] = [
-        _typed(op, attribute, value, schema)
-        for op, attribute, value in zip(
-            *(cells[name].iloc[firsts].tolist() for name in _TYPED_BY), strict=True
-        )
-    ]
-    return answers[triple]
+    """``_typed`` of every change, as an object array, worked out (op, attribute) by (op,
+    attribute): a value the schema sends as the cell's text (``typed_as_text``) is that
+    text when it is plainly not blank and not quoted (vectorised); any other value is
+    asked once per distinct cell text."""
+    values = cells["value"].to_numpy(dtype=object)
+    typed = np.full(len(cells), None, dtype=object)
+    as_text = getattr(schema, "typed_as_text", None)
+    plain = (
+        cells["value"].str.contains("[!-~]", regex=True) & ~cells["value"].str.startswith("'")
+    ).to_numpy(dtype=bool)
+    pair, firsts = distinct(cells["op"], cells["attribute"])
+    order, groups = grouped_order(pair)
+    heads = zip(
+        cells["op"].iloc[firsts].tolist(), cells["attribute"].iloc[firsts].tolist(), strict=True
+    )
+    for (op, attribute), members in zip(heads, groups, strict=True):
+        positions = order[members.start : members.stop]
+        if op == RENAME or op not in OPS or op == "remove" or not attribute:
+            pass  # asked below, once per distinct text
+        elif is_tag(attribute):
+            typed[positions] = values[positions]
+            continue
+        elif as_text is not None and as_text(attribute):
+            fast = positions[plain[positions]]
+            typed[fast] = values[fast]
+            positions = positions[~plain[positions]]
+        typed[positions] = _typed_values(op, attribute, values[positions], schema)
+    return typed
 
 
-#: What a change's typed value depends on.
+def _typed_values(op: str, attribute: str, values: npt.NDArray[Any], schema: Schema) -> Any:
+    """``_typed`` of ``values`` (cell texts of one op on one attribute): once per distinct."""
+    codes, uniques = pd.factorize(values, sort=False)
+    answers = np.empty(len(uniques), dtype=object)
+    answers[:] = [_typed(op, attribute, value, schema) for value in uniques.tolist()]
+    return answers[codes]
+
+
+#: What a change's typed value follows from.
 _TYPED_BY = ("op", "attribute", "value")
 
 
@@ -363,9 +418,8 @@ def _group(
 ) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
     """One patch per image, images in order of first appearance, changes in sheet order;
     and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
-    rows (what ``ImagePatch.sources`` holds).  Built from arrays: one ``Operation`` per
-    distinct change (a repeated one is shared: operations are frozen), the image by
-    image order from a stable sort of the codes numbering the images."""
+    rows (what ``ImagePatch.sources`` holds).  Built from arrays: the image by image order
+    from a stable sort of the codes numbering the images, each patch a slice of it."""
     codes, images = pd.factorize(changes["image_id"], sort=False)
     order, groups = grouped_order(codes)
     operations = _operations(changes)[order].tolist()
@@ -386,19 +440,20 @@ def _group(
 
 
 def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
-    """The ``Operation`` of each change, as an object array: one object per distinct (op,
-    attribute, typed value), the path made once per attribute."""
-    triple, firsts = distinct(*(changes[name] for name in ("op", "attribute", "typed")))
-    made = np.empty(len(firsts), dtype=object)
-    paths = {attribute: operation_path(attribute) for attribute in changes["attribute"].unique()}
-    made[:] = [
-        Operation(op, paths[attribute], value)
-        for op, attribute, value in zip(
-            *(changes[name].iloc[firsts].tolist() for name in ("op", "attribute", "typed")),
-            strict=True,
-        )
-    ]
-    return made[triple]
+    """The ``Operation`` of each change, as an object array, made (op, attribute) by (op,
+    attribute): the path once per attribute, no Python work per change but the object."""
+    typed = changes["typed"].to_numpy(dtype=object)
+    made = np.empty(len(changes), dtype=object)
+    pair, firsts = distinct(changes["op"], changes["attribute"])
+    order, groups = grouped_order(pair)
+    heads = zip(
+        changes["op"].iloc[firsts].tolist(), changes["attribute"].iloc[firsts].tolist(), strict=True
+    )
+    for (op, attribute), members in zip(heads, groups, strict=True):
+        positions = order[members.start : members.stop]
+        path = operation_path(attribute)
+        made[positions] = [Operation(op, path, value) for value in typed[positions].tolist()]
+    return made
 
 
 def _raise(file: str, row: int, reason: Reason) -> NoReturn:
