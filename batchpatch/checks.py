@@ -157,7 +157,7 @@ def check(file: str, changes: Changes, grid: Grid, schema: Schema = IMS_SCHEMA) 
     their attribute cannot take, all by ``schema``'s rules."""
     problems = cell_problems(file, changes, schema)
     labels, warnings = repeated_changes(file, changes.frame)
-    kept = changes.without(changes.frame.index.isin(labels))
+    kept = changes.without(changes.frame.index.isin(labels)) if labels else changes
     problems += change_problems(file, kept, schema)
     problems += grid.problems
     problems += _note_problems(file, kept.frame, grid.notes, schema)

@@ -183,16 +183,19 @@ def _read_sheet(
     if problems and (not skip_invalid or outside):
         raise SheetError(problems)
     invalid = invalid_rows(changes.frame, problems)
-    valid = checked.changes.frame
+    shape, warnings, valid = changes.shape, tuple(checked.warnings), checked.changes.frame
+    del changes, checked  # the frames a million rows hold, before the patches are built
     if invalid:
         valid = valid[~valid["row"].isin(list(invalid))]
+    valid = valid[list(_GROUPED_BY)]  # the other columns' memory is free for the patches
     patches, idle = _group(valid, grid, invalid)
+    del valid
     return Sheet(
         path,
         grid.format,
         grid.encoding,
         grid.sheet_name,
-        changes.shape,
+        shape,
         grid.frame,
         patches,
         idle,
@@ -200,7 +203,7 @@ def _read_sheet(
         grid.first_row,
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
-        warnings=tuple(checked.warnings),
+        warnings=warnings,
         skip_invalid=skip_invalid,
         numbers=grid.numbers,
         schema=schema,
@@ -261,19 +264,34 @@ def _long_changes(grid: Grid, lowered: dict[str, str], schema: Schema) -> Change
     cells = pd.DataFrame(
         {
             "row": np.arange(len(frame)) + grid.first_row,
-            "image_id": frame[id_column].str.strip().str.lower(),
-            "op": frame[op_column].str.strip().str.lower(),
+            "image_id": _trimmed(frame[id_column]),
+            "op": _trimmed(frame[op_column]),
             "attribute": frame[path_column].str.strip().str.lstrip("/"),
             "value": values.astype(str),
-            "column": value_column or "value",
-            "attribute_column": path_column,
+            "column": _constant(value_column or "value", len(frame)),
+            "attribute_column": _constant(path_column, len(frame)),
         }
     )
     blank_row = (cells[["image_id", "op", "attribute"]] == "").all(axis=1) & (
         cells["value"].str.strip() == ""
     )
     # a blank line asks for nothing
-    return _changes(cells[~blank_row], "long", id_column, grid, schema, op_column)
+    if blank_row.any():
+        cells = cells[~blank_row]
+    return _changes(cells, "long", id_column, grid, schema, op_column)
+
+
+def _trimmed(cells: pd.Series[Any]) -> pd.Series[Any]:
+    """``cells`` trimmed and lower-cased; the column itself when it is so already (a
+    million ids held once, not twice)."""
+    trimmed = cells.str.strip().str.lower()
+    return cells if bool((trimmed == cells).all()) else trimmed
+
+
+def _constant(text: str, length: int) -> pd.Categorical:
+    """A column holding ``text`` ``length`` times, in a byte a cell (a long sheet's header
+    names, on every change)."""
+    return pd.Categorical.from_codes(np.zeros(length, dtype=np.int8), categories=[text])
 
 
 def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Changes:
@@ -411,6 +429,10 @@ def _typed(op: str, attribute: str, value: str, schema: Schema) -> JsonValue | N
 def operation_path(attribute: str) -> str:
     """The path an operation carries: ``/attribute`` for an attribute, ``tag:KEY`` as is."""
     return attribute if is_tag(attribute) else "/" + attribute
+
+
+#: The columns of the valid changes the patches are built from.
+_GROUPED_BY = ("row", "image_id", "op", "attribute", "typed")
 
 
 def _group(
