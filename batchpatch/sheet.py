@@ -288,10 +288,10 @@ def _trimmed(cells: pd.Series[Any]) -> pd.Series[Any]:
     return cells if bool((trimmed == cells).all()) else trimmed
 
 
-def _constant(text: str, length: int) -> pd.Categorical:
+def _constant(text: str, length: int) -> Any:
     """A column holding ``text`` ``length`` times, in a byte a cell (a long sheet's header
     names, on every change)."""
-    return pd.Categorical.from_codes(np.zeros(length, dtype=np.int8), categories=[text])
+    return pd.Categorical.from_codes(np.zeros(length, dtype=np.int8), categories=pd.Index([text]))
 
 
 def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Changes:
