@@ -17,12 +17,15 @@ Two shapes, told apart by the header:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import gc
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from batchpatch.checks import (
@@ -31,6 +34,8 @@ from batchpatch.checks import (
     Shape,
     attribute_names,
     check,
+    distinct,
+    grouped_order,
     invalid_rows,
     passive_columns,
 )
@@ -144,6 +149,32 @@ def read_sheet(
     in ``Sheet.warnings``.
     """
     path = Path(path)
+    with _collector_paused():
+        return _read_sheet(path, sheet_name, skip_invalid, encoding, delimiter, schema)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a sheet is read: building a million
+    operations and their patches would otherwise run it hundreds of times, each over every
+    object built so far (nothing read here forms a cycle)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _read_sheet(
+    path: Path,
+    sheet_name: str | None,
+    skip_invalid: bool,
+    encoding: str | None,
+    delimiter: str | None,
+    schema: Schema,
+) -> Sheet:
     grid = read_grid(path, sheet_name=sheet_name, encoding=encoding, delimiter=delimiter)
     changes = grid_changes(str(path), grid, schema)
     checked = check(str(path), changes, grid, schema)
@@ -152,14 +183,19 @@ def read_sheet(
     if problems and (not skip_invalid or outside):
         raise SheetError(problems)
     invalid = invalid_rows(changes.frame, problems)
-    valid = checked.changes.frame
-    patches, idle = _group(valid[~valid["row"].isin(list(invalid))], grid, invalid)
+    shape, warnings, valid = changes.shape, tuple(checked.warnings), checked.changes.frame
+    del changes, checked  # the frames a million rows hold, before the patches are built
+    if invalid:
+        valid = valid[~valid["row"].isin(list(invalid))]
+    valid = valid[list(_GROUPED_BY)]  # the other columns' memory is free for the patches
+    patches, idle = _group(valid, grid, invalid)
+    del valid
     return Sheet(
         path,
         grid.format,
         grid.encoding,
         grid.sheet_name,
-        changes.shape,
+        shape,
         grid.frame,
         patches,
         idle,
@@ -167,7 +203,7 @@ def read_sheet(
         grid.first_row,
         delimiter=grid.delimiter,
         encoding_label=grid.encoding_label,
-        warnings=tuple(checked.warnings),
+        warnings=warnings,
         skip_invalid=skip_invalid,
         numbers=grid.numbers,
         schema=schema,
@@ -228,19 +264,34 @@ def _long_changes(grid: Grid, lowered: dict[str, str], schema: Schema) -> Change
     cells = pd.DataFrame(
         {
             "row": np.arange(len(frame)) + grid.first_row,
-            "image_id": frame[id_column].str.strip().str.lower(),
-            "op": frame[op_column].str.strip().str.lower(),
+            "image_id": _trimmed(frame[id_column]),
+            "op": _trimmed(frame[op_column]),
             "attribute": frame[path_column].str.strip().str.lstrip("/"),
             "value": values.astype(str),
-            "column": value_column or "value",
-            "attribute_column": path_column,
+            "column": _constant(value_column or "value", len(frame)),
+            "attribute_column": _constant(path_column, len(frame)),
         }
     )
     blank_row = (cells[["image_id", "op", "attribute"]] == "").all(axis=1) & (
         cells["value"].str.strip() == ""
     )
     # a blank line asks for nothing
-    return _changes(cells[~blank_row], "long", id_column, grid, schema, op_column)
+    if blank_row.any():
+        cells = cells[~blank_row]
+    return _changes(cells, "long", id_column, grid, schema, op_column)
+
+
+def _trimmed(cells: pd.Series[Any]) -> pd.Series[Any]:
+    """``cells`` trimmed and lower-cased; the column itself when it is so already (a
+    million ids held once, not twice)."""
+    trimmed = cells.str.strip().str.lower()
+    return cells if bool((trimmed == cells).all()) else trimmed
+
+
+def _constant(text: str, length: int) -> Any:
+    """A column holding ``text`` ``length`` times, in a byte a cell (a long sheet's header
+    names, on every change)."""
+    return pd.Categorical.from_codes(np.zeros(length, dtype=np.int8), categories=pd.Index([text]))
 
 
 def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Changes:
@@ -301,12 +352,9 @@ def _changes(
     """The one constructor of a sheet's ``Changes``: ``cells`` plus the ``typed`` column,
     the JSON value to send (None where there is none, or it cannot be typed: the checks
     say why)."""
-    typed: list[JsonValue | None] = [None] * len(cells)
-    for position, (op, attribute, value) in enumerate(
-        zip(*(cells[name].tolist() for name in ("op", "attribute", "value")), strict=True)
-    ):
-        typed[position] = _typed(op, attribute, value, schema)
-    frame = cells.assign(typed=pd.Series(typed, index=cells.index, dtype=object))
+    frame = cells.assign(
+        typed=pd.Series(_typed_column(cells, schema), index=cells.index, dtype=object)
+    )
     return Changes(
         frame[list(CHANGE_COLUMNS)],
         shape,
@@ -315,6 +363,49 @@ def _changes(
         grid.header_row,
         op_column,
     )
+
+
+def _typed_column(cells: pd.DataFrame, schema: Schema) -> npt.NDArray[Any]:
+    """``_typed`` of every change, as an object array, worked out (op, attribute) by (op,
+    attribute): a value the schema sends as the cell's text (``typed_as_text``) is that
+    text when it is plainly not blank and not quoted (vectorised); any other value is
+    asked once per distinct cell text."""
+    values = cells["value"].to_numpy(dtype=object)
+    typed = np.full(len(cells), None, dtype=object)
+    as_text = getattr(schema, "typed_as_text", None)
+    plain = (
+        cells["value"].str.contains("[!-~]", regex=True) & ~cells["value"].str.startswith("'")
+    ).to_numpy(dtype=bool)
+    pair, firsts = distinct(cells["op"], cells["attribute"])
+    order, groups = grouped_order(pair)
+    heads = zip(
+        cells["op"].iloc[firsts].tolist(), cells["attribute"].iloc[firsts].tolist(), strict=True
+    )
+    for (op, attribute), members in zip(heads, groups, strict=True):
+        positions = order[members.start : members.stop]
+        if op == RENAME or op not in OPS or op == "remove" or not attribute:
+            pass  # asked below, once per distinct text
+        elif is_tag(attribute):
+            typed[positions] = values[positions]
+            continue
+        elif as_text is not None and as_text(attribute):
+            fast = positions[plain[positions]]
+            typed[fast] = values[fast]
+            positions = positions[~plain[positions]]
+        typed[positions] = _typed_values(op, attribute, values[positions], schema)
+    return typed
+
+
+def _typed_values(op: str, attribute: str, values: npt.NDArray[Any], schema: Schema) -> Any:
+    """``_typed`` of ``values`` (cell texts of one op on one attribute): once per distinct."""
+    codes, uniques = pd.factorize(values, sort=False)
+    answers = np.empty(len(uniques), dtype=object)
+    answers[:] = [_typed(op, attribute, value, schema) for value in uniques.tolist()]
+    return answers[codes]
+
+
+#: What a change's typed value follows from.
+_TYPED_BY = ("op", "attribute", "value")
 
 
 def _typed(op: str, attribute: str, value: str, schema: Schema) -> JsonValue | None:
@@ -340,34 +431,51 @@ def operation_path(attribute: str) -> str:
     return attribute if is_tag(attribute) else "/" + attribute
 
 
+#: The columns of the valid changes the patches are built from.
+_GROUPED_BY = ("row", "image_id", "op", "attribute", "typed")
+
+
 def _group(
     changes: pd.DataFrame, grid: Grid, invalid: Mapping[int, str]
 ) -> tuple[tuple[ImagePatch, ...], tuple[int, ...]]:
     """One patch per image, images in order of first appearance, changes in sheet order;
     and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
-    rows (what ``ImagePatch.sources`` holds)."""
-    ops = [
-        Operation(op, operation_path(attribute), value)
-        for op, attribute, value in zip(
-            changes["op"].tolist(),
-            changes["attribute"].tolist(),
-            changes["typed"].tolist(),
-            strict=True,
-        )
-    ]
-    rows = changes["row"].tolist()
-    # Vectorised grouping: codes number the images in order of first appearance (the changes
-    # are in sheet order), a stable sort keeps each image's changes in sheet order.
+    rows (what ``ImagePatch.sources`` holds).  Built from arrays: the image by image order
+    from a stable sort of the codes numbering the images, each patch a slice of it."""
     codes, images = pd.factorize(changes["image_id"], sort=False)
-    order = np.argsort(codes, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
-    patches = [
-        ImagePatch(str(image_id), tuple(ops[p] for p in members), tuple(rows[p] for p in members))
-        for image_id, members in zip(images.tolist(), (g.tolist() for g in groups), strict=True)
-    ]
-    busy = {*rows, *invalid}
-    idle = tuple(row for row in range(grid.first_row, grid.last_row + 1) if row not in busy)
-    return tuple(patches), idle
+    order, groups = grouped_order(codes)
+    operations = _operations(changes)[order].tolist()
+    rows = changes["row"].to_numpy()
+    sources = rows[order].tolist()
+    patches = tuple(
+        map(
+            ImagePatch,
+            [str(image_id) for image_id in images.tolist()],
+            [tuple(operations[group.start : group.stop]) for group in groups],
+            [tuple(sources[group.start : group.stop]) for group in groups],
+        )
+    )
+    every = np.arange(grid.first_row, grid.last_row + 1)
+    busy = np.concatenate((rows, np.fromiter(invalid, dtype=np.int64, count=len(invalid))))
+    idle = every[~np.isin(every, busy)]
+    return patches, tuple(idle.tolist())
+
+
+def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
+    """The ``Operation`` of each change, as an object array, made (op, attribute) by (op,
+    attribute): the path once per attribute, no Python work per change but the object."""
+    typed = changes["typed"].to_numpy(dtype=object)
+    made = np.empty(len(changes), dtype=object)
+    pair, firsts = distinct(changes["op"], changes["attribute"])
+    order, groups = grouped_order(pair)
+    heads = zip(
+        changes["op"].iloc[firsts].tolist(), changes["attribute"].iloc[firsts].tolist(), strict=True
+    )
+    for (op, attribute), members in zip(heads, groups, strict=True):
+        positions = order[members.start : members.stop]
+        path = operation_path(attribute)
+        made[positions] = [Operation(op, path, value) for value in typed[positions].tolist()]
+    return made
 
 
 def _raise(file: str, row: int, reason: Reason) -> NoReturn:

@@ -383,8 +383,20 @@ def sniff_delimiter(header_line: str, default: str) -> str:
 
 
 def header_cells(text: str, delimiter: str) -> list[str]:
-    """The first record of ``text`` split into cells as a CSV reader would."""
-    return next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    """The first record of ``text`` split into cells as a CSV reader would (fed line by
+    line: the record ends long before a million-row text does)."""
+    return next(csv.reader(_lines(text), delimiter=delimiter), [])
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, each with its ``\n``, as ``io.StringIO(text)`` reads them,
+    without copying the whole text first."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 # ------------------------------------------------------------------- the grid of cells
@@ -423,7 +435,8 @@ def read_grid(
     end every line in hundreds of commas) are dropped before any frame is built, so they
     cost nothing; the cells under them must be empty.
     """
-    decoded = decode(str(path), path.read_bytes(), encoding)
+    raw = path.read_bytes()
+    decoded = decode(str(path), raw, encoding)
     layout = _layout(path, decoded.text, "\t" if fmt == "tsv" else ",", delimiter)
     problems = _layout_problems(path, layout)
     if problems:
@@ -437,7 +450,14 @@ def read_grid(
         cells = _parse_wide(path, layout)
     else:
         columns = layout.kept if layout.kept < len(layout.header) else None
-        cells = _parse(path, layout.body.encode("utf-8"), layout.delimiter, columns, layout.skipped)
+        # plain UTF-8 read whole: its bytes are the body's, no second copy needed
+        same = decoded.encoding == "utf-8" and layout.body is decoded.text
+        data = raw if same else layout.body.encode("utf-8")
+        del raw
+        decoded = dataclasses.replace(decoded, text="")  # the text is parsed from data now
+        layout = dataclasses.replace(layout, body="")
+        cells = _parse(path, data, layout.delimiter, columns, layout.skipped)
+        del data
     return Grid(
         _with_header(path, cells),
         _FIRST_DATA_ROW + layout.skipped,
