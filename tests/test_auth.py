@@ -161,6 +161,7 @@ def test_a_refused_iam_login_stops_the_run(tmp_path: Path) -> None:
     assert "wrong-password" not in done.stdout + done.stderr
 
 
+@pytest.mark.process
 def test_no_secret_appears_in_any_output_of_a_full_run(tmp_path: Path) -> None:
     """Every way a run speaks — stdout, stderr at --debug in both log formats, the report,
     the journal of a stopped run, a saved plan, the summary, a dry run — holds no secret."""

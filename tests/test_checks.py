@@ -1298,7 +1298,7 @@ def _any_sheet_is_read_or_located(
         assert max(problem.row for problem in strict.problems) > 2
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(sheet=sheets())
 def test_any_csv_is_read_or_yields_located_problems(
     sheet: tuple[str, list[str], list[list[object]]],
@@ -1306,7 +1306,7 @@ def test_any_csv_is_read_or_yields_located_problems(
     _any_sheet_is_read_or_located(".csv", sheet)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(sheet=sheets())
 def test_any_xlsx_is_read_or_yields_located_problems(
     sheet: tuple[str, list[str], list[list[object]]],
@@ -1314,7 +1314,7 @@ def test_any_xlsx_is_read_or_yields_located_problems(
     _any_sheet_is_read_or_located(".xlsx", sheet)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(content=st.binary(max_size=200))
 def test_any_bytes_are_read_or_yield_located_problems(content: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:

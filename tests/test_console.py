@@ -13,6 +13,9 @@ import pytest
 from tests.e2e import SAMPLES, cli_environment, run_cli
 from tests.test_cli import read_report
 
+#: Real processes: run by `.ci/run` (`pytest -m process`), not by the README's quick command.
+pytestmark = pytest.mark.process
+
 
 def test_the_readme_demo_runs_as_the_console_script(tmp_path: Path) -> None:
     script = shutil.which("batchpatch", path=str(Path(sys.executable).parent))

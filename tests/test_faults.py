@@ -125,6 +125,7 @@ def test_heavy_mixed_faults_end_exactly_as_the_sheet_asks(tmp_path: Path) -> Non
     assert stats.overlaps == 0
 
 
+@pytest.mark.process
 def test_a_rate_limited_service_sees_few_429s(tmp_path: Path) -> None:
     images = account(60)
     sheet = write_sheet(

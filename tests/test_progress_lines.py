@@ -118,6 +118,7 @@ async def test_the_ticker_tells_a_line_each_interval_without_waiting(
     assert caplog.messages[0].startswith("progress: 1/3 images done | 1 succeeded | 0.1 images/s")
 
 
+@pytest.mark.process
 def test_lines_from_a_real_process_with_stderr_to_a_pipe(tmp_path: Path) -> None:
     """16 requests at 10 a second take over 1.5 s, so lines every 0.05 s must come."""
     for name in ("changes.csv", "images.json"):

@@ -25,6 +25,10 @@ from batchpatch.fake import FakeConfig, running_fake
 from tests.e2e import TOKEN, run_cli
 from tests.sheets import write_sheet
 
+#: Real processes and wall-clock rates: run by `.ci/run` (`pytest -m process`), not by the
+#: README's quick command, which must stay under 90 s on two cores.
+pytestmark = pytest.mark.process
+
 #: Seconds of PATCHes per run at the full rate: over one, so one-second windows of PATCHes
 #: alone could overflow, yet short enough to keep the module quick.
 PATCH_SECONDS = 1.5

@@ -6,6 +6,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e import run_cli, start_cli
 from tests.test_cli import read_report
 from tests.test_regions import (
@@ -20,6 +22,9 @@ from tests.test_regions import (
     two_regions,
 )
 from tests.test_resume import outcome_lines, wait_for
+
+#: Real processes: run by `.ci/run` (`pytest -m process`), not by the README's quick command.
+pytestmark = pytest.mark.process
 
 
 def test_sigkill_then_rerun_resumes_both_regions(tmp_path: Path) -> None:

@@ -187,6 +187,7 @@ def _peak(path: Path) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows", [3000])
 def test_memory_with_other_sheets_stays_close_to_the_results_alone(
     tmp_path: Path, rows: int

@@ -22,6 +22,10 @@ from tests.e2e import TOKEN, run_cli, start_cli
 from tests.sheets import write_sheet
 from tests.test_cli import read_report
 
+#: Real processes and wall-clock rates: run by `.ci/run` (`pytest -m process`), not by the
+#: README's quick command, which must stay under 90 s on two cores.
+pytestmark = pytest.mark.process
+
 IMAGES: list[dict[str, Any]] = [
     {
         "id": str(uuid.UUID(int=n + 1, version=4)),

@@ -25,6 +25,10 @@ from tests.test_cli import read_report
 from tests.test_readback import LONG, account
 from tests.test_resume import wait_for
 
+#: Real processes and wall-clock rates: run by `.ci/run` (`pytest -m process`), not by the
+#: README's quick command, which must stay under 90 s on two cores.
+pytestmark = pytest.mark.process
+
 #: The fake holds each PATCH this long, so a kill lands while one is in flight; the fake
 #: applies it all the same once the wait is over (it is not told the client died).
 IN_FLIGHT = 1.0

@@ -28,7 +28,8 @@ def fake() -> Iterator[FakeServer]:
 
 def _plan(fake: FakeServer, path: Path, key: str, op: str = "add") -> int:
     rows = [[image_id, op, f"tag:{key}", "" if op == "remove" else "prod"] for image_id in IDS]
-    code, _, stderr = cli(fake, "plan", str(write_sheet(path, LONG_HEADER, rows)), quiet=False)
+    sheet = write_sheet(path, LONG_HEADER, rows)
+    code, _, stderr = cli(fake, "plan", str(sheet), "--rate", "1000", quiet=False)
     assert code == 0, stderr
     return fake.stats.snapshot().tag_read_requests
 

@@ -6,11 +6,16 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from batchpatch.fake import running_fake
 from tests.e2e import start_cli
 from tests.sheets import write_sheet
 from tests.tagfixtures import ENV, LONG_HEADER, A, apply, config, images, report_rows
 from tests.test_resume import wait_for
+
+#: Real processes: run by `.ci/run` (`pytest -m process`), not by the README's quick command.
+pytestmark = pytest.mark.process
 
 
 def test_a_kill_between_patch_and_tag_call_is_finished_by_the_rerun(tmp_path: Path) -> None:
