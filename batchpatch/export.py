@@ -202,26 +202,14 @@ async def export_images(
     its API's (``IMS_EXPORT`` by default).  Raises ``ReadFailed`` when the listing cannot be
     read, ``OptionsError`` for a bad ``out``.
     """
-    from batchpatch.client import ImsClient
-    from batchpatch.job import _Borrowed
+    from batchpatch.job import open_service
 
     path = Path(out)
     check_export_files(path)
     limits = limits or Limits()
     rules = rules or IMS_EXPORT
     query = dict(rules.default_filters) if filters is None else dict(filters)
-    opened: Any = (
-        _Borrowed(service)
-        if service is not None
-        else ImsClient(
-            endpoint,
-            auth,
-            timeout=limits.timeout,
-            connections=limits.concurrency,
-            ca_bundle=ca_bundle,
-        )
-    )
-    async with opened as client:
+    async with open_service(service, endpoint, auth, limits, ca_bundle) as client:
         pacer = Pacer(limits)
         try:
             reader = Reader(client, pacer, policy or RetryPolicy())

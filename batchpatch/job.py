@@ -621,15 +621,7 @@ class _Run:
             return None, f"{failed}; {note}" if note else failed, False
 
     def _service(self) -> Any:
-        if self.service is not None:
-            return _Borrowed(self.service)
-        return ImsClient(
-            self.endpoint,
-            self.auth,
-            timeout=self.limits.timeout,
-            connections=self.limits.concurrency,
-            ca_bundle=self.ca_bundle,
-        )
+        return open_service(self.service, self.endpoint, self.auth, self.limits, self.ca_bundle)
 
     async def _plan_and_send(self, client: ImageService, resume: _Resume) -> StopReason | None:
         if any(tag_keys(patch) for patch in self.sheet.patches):
@@ -786,6 +778,22 @@ def _plan_outcome(plan: ImagePlan) -> Outcome:
     status = plan.status or Status.UNCHANGED
     return Outcome(
         plan.image_id, status, error_code=PLAN_REFUSALS.get(status, ""), error_message=plan.reason
+    )
+
+
+def open_service(
+    service: ImageService | None, endpoint: str, auth: Auth, limits: Limits, ca_bundle: str | None
+) -> Any:
+    """An async context giving the service a run talks to: ``service`` as it is (the
+    caller's: used, not closed), else an IMS client for ``endpoint`` under ``limits``."""
+    if service is not None:
+        return _Borrowed(service)
+    return ImsClient(
+        endpoint,
+        auth,
+        timeout=limits.timeout,
+        connections=limits.concurrency,
+        ca_bundle=ca_bundle,
     )
 
 
@@ -1066,18 +1074,7 @@ async def make_plan(
         check_plan_files(sheet.path, Path(out))
         clear_stale_temporaries([RunFile("the plan file", Path(out))])
     limits = limits or Limits()
-    opened: Any = (
-        _Borrowed(service)
-        if service is not None
-        else ImsClient(
-            endpoint,
-            auth,
-            timeout=limits.timeout,
-            connections=limits.concurrency,
-            ca_bundle=ca_bundle,
-        )
-    )
-    async with opened as client:
+    async with open_service(service, endpoint, auth, limits, ca_bundle) as client:
         if any(tag_keys(patch) for patch in sheet.patches):
             await client.tag_project()
         plans = await plan_sheet(sheet, Reader(client, Pacer(limits)))
