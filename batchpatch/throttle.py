@@ -30,8 +30,9 @@ WINDOW = 1.0
 #: Seconds added to that window on our side, for the jitter between a start here and its
 #: arrival there (task switch, socket, the server's own loop): ``rate`` starts are spread
 #: over at least ``WINDOW + JITTER_MARGIN``, so ``rate`` arrivals still fit in one second
-#: when some arrive a little sooner after the start than others.  It costs 1 % of the rate.
-JITTER_MARGIN = 0.010
+#: when some arrive a little sooner after the start than others (a loaded machine or a new
+#: connection delays the first of them by several milliseconds).  It costs 2 % of the rate.
+JITTER_MARGIN = 0.020
 #: The most starts remembered for the window rule; above this rate the window is shorter.
 HISTORY = 20_000
 
