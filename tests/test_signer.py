@@ -292,7 +292,7 @@ bodies = st.one_of(
 
 
 @needs_oracle
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     access_key=credentials,
     secret_key=credentials,
@@ -347,7 +347,7 @@ patch_bodies = st.lists(
 
 
 @needs_oracle
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     access_key=credentials,
     secret_key=credentials,

@@ -245,7 +245,7 @@ def test_a_stray_cell_costs_no_memory_in_a_real_process(tmp_path: Path, stray: s
 
 
 @settings(
-    max_examples=150,
+    max_examples=75,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
