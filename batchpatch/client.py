@@ -490,14 +490,7 @@ class ImsClient:
         request_id = response.headers.get("X-Request-Id", "")
         payload = await read_capped(response, self.max_answer)
         if payload is None:
-            return ApiResponse(
-                status,
-                None,
-                UNPARSEABLE_ANSWER,
-                f"unparseable answer: a body over "
-                f"{self.max_answer // (1024 * 1024)} MB (not read further)",
-                request_id,
-            )
+            return oversize_answer(status, self.max_answer, request_id)
         if 200 <= status < 300:
             return _success(status, payload, request_id)
         code, message, body_request_id = parse_error(status, payload)
@@ -545,6 +538,17 @@ def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
     )
 
 
+def oversize_answer(status: int, max_answer: int, request_id: str) -> ApiResponse:
+    """The answer to a body larger than ``max_answer`` bytes: unparseable, not read further."""
+    return ApiResponse(
+        status,
+        None,
+        UNPARSEABLE_ANSWER,
+        f"unparseable answer: a body over {max_answer // (1024 * 1024)} MB (not read further)",
+        request_id,
+    )
+
+
 def _checked(response: ApiResponse, problem_of: Callable[[ApiResponse], str]) -> ApiResponse:
     """``response`` as is, unless it is a 2xx that is not what the call answers: then an
     unexpected answer (a write may or may not have been applied, so it is read back)."""
@@ -567,17 +571,8 @@ def check_patched(
 ) -> ApiResponse:
     """``response`` as is, unless it is a 2xx whose body is not the patched image: then an
     unexpected answer (the write may or may not have been applied, so it is read back)."""
-    if not response.ok:
-        return response
-    problem = patched_problem(response.status, response.body, image_id, operations)
-    if not problem:
-        return response
-    return ApiResponse(
-        response.status,
-        response.body,
-        UNEXPECTED_ANSWER,
-        f"unexpected answer: {problem}",
-        response.request_id,
+    return _checked(
+        response, lambda answer: patched_problem(answer.status, answer.body, image_id, operations)
     )
 
 

@@ -42,10 +42,11 @@ from batchpatch.client import (
     _success,
     check_patched,
     encode_body,
+    oversize_answer,
     parse_retry_after,
     read_capped,
 )
-from batchpatch.service import UNPARSEABLE_ANSWER, AnswerKind, ApiResponse, Image
+from batchpatch.service import AnswerKind, ApiResponse, Image
 
 __all__ = ["PATCH_CONTENT_TYPE", "GlanceClient", "classify_glance", "parse_glance_error"]
 
@@ -212,14 +213,7 @@ class GlanceClient(ImsClient):
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
         payload = await read_capped(response, self.max_answer)
         if payload is None:
-            return ApiResponse(
-                status,
-                None,
-                UNPARSEABLE_ANSWER,
-                f"unparseable answer: a body over {self.max_answer // (1024 * 1024)} MB "
-                "(not read further)",
-                request_id,
-            )
+            return oversize_answer(status, self.max_answer, request_id)
         if 200 <= status < 300:
             return _success(status, payload, request_id)
         code, message = parse_glance_error(status, payload)

@@ -17,7 +17,7 @@ never batched into one filter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -79,28 +79,38 @@ async def fetch_images(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
 
 async def read_by_id(reader: Reader, ids: Sequence[str]) -> dict[str, Image]:
     found: dict[str, Image] = {}
-    failures: list[ReadFailed | ReadStopped] = []
 
     async def read(image_id: str) -> None:
+        images = await reader.paced({"id": image_id})
+        found.update((image_id, image) for image in images if image.get("id") == image_id)
+
+    await read_each(ids, read)
+    return found
+
+
+async def read_each(ids: Sequence[str], read: Callable[[str], Awaitable[None]]) -> None:
+    """``read`` every id: the first alone (bad credentials show on one request, not on
+    many), the rest concurrently; the first ``ReadFailed``/``ReadStopped`` cancels the
+    others and is raised."""
+    failures: list[ReadFailed | ReadStopped] = []
+
+    async def guarded(image_id: str) -> None:
         try:
-            images = await reader.paced({"id": image_id})
+            await read(image_id)
         except (ReadFailed, ReadStopped) as failure:
             failures.append(failure)
             group.cancel_scope.cancel()
-            return
-        found.update((image_id, image) for image in images if image.get("id") == image_id)
 
     async with anyio.create_task_group() as group:
         for position, image_id in enumerate(ids):
-            if position == 0:  # alone: bad credentials show on one request, not on many
-                await read(image_id)
+            if position == 0:
+                await guarded(image_id)
                 if failures:
                     break
             else:
-                group.start_soon(read, image_id)
+                group.start_soon(guarded, image_id)
     if failures:
         raise failures[0]
-    return found
 
 
 async def read_paged(reader: Reader, wanted: set[str]) -> dict[str, Image]:

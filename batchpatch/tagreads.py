@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 import anyio
 
 from batchpatch.errors import ReadFailed, ReadStopped
+from batchpatch.inventory import read_each
 from batchpatch.retry import Attempt, RetryPolicy, attempt
 from batchpatch.service import ApiResponse, ImageService
 from batchpatch.throttle import Pacer
@@ -101,25 +102,11 @@ class TagReader:
     async def images(self, image_ids: Sequence[str]) -> dict[str, Tags]:
         """Each image's tags; the first read alone (bad credentials show on one request)."""
         found: dict[str, Tags] = {}
-        failures: list[ReadFailed | ReadStopped] = []
 
         async def read(image_id: str) -> None:
-            try:
-                found[image_id] = await self.image(image_id)
-            except (ReadFailed, ReadStopped) as failure:
-                failures.append(failure)
-                group.cancel_scope.cancel()
+            found[image_id] = await self.image(image_id)
 
-        async with anyio.create_task_group() as group:
-            for position, image_id in enumerate(image_ids):
-                if position == 0:
-                    await read(image_id)
-                    if failures:
-                        break
-                else:
-                    group.start_soon(read, image_id)
-        if failures:
-            raise failures[0]
+        await read_each(image_ids, read)
         return found
 
     async def page(self, keys: Sequence[str], offset: int) -> tuple[dict[str, Tags], int]:
