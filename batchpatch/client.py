@@ -23,7 +23,7 @@ import anyio
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from batchpatch import __version__
+from batchpatch import __version__, fastjson
 from batchpatch.auth import Auth
 from batchpatch.credentials import lookup_project
 from batchpatch.errors import AuthFailed
@@ -101,11 +101,7 @@ ClientResponse = aiohttp.ClientResponse
 
 def encode_body(body: Any) -> bytes:
     """The exact bytes sent (and, with AK/SK, signed): compact UTF-8 JSON."""
-    return _compact_json(body).encode("utf-8")
-
-
-#: Built once: ``json.dumps`` with options builds an encoder per call (per request here).
-_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    return fastjson.dumps(body)
 
 
 def parse_error(status: int, payload: bytes) -> tuple[str, str, str]:
@@ -524,7 +520,7 @@ def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
     if not payload.strip():
         return ApiResponse(status, None, request_id=request_id)
     try:
-        body = json.loads(payload)
+        body = fastjson.loads(payload)
     except RecursionError:
         problem = "JSON nested too deep to read"
     except UnicodeDecodeError:

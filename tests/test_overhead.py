@@ -152,7 +152,7 @@ def test_each_journal_line_is_in_the_os_before_the_call_returns(tmp_path: Path) 
     plan = plans(IDS[:1])[0]
     ledger.sending(plan)
     # read through another descriptor, with the journal still open and never flushed
-    assert '"event": "sending"' in path.read_text(encoding="utf-8").splitlines()[-1]
+    assert '"event":"sending"' in path.read_text(encoding="utf-8").splitlines()[-1]
     journal.close(finished=False)
     journal.close(finished=True)  # a second close only removes the finished journal
     assert not path.exists()

@@ -81,7 +81,7 @@ def test_restart_ignores_the_journal(tmp_path: Path) -> None:
 
 def outcome_lines(journal: Path) -> int:
     try:
-        return journal.read_text().count('"event": "outcome"')
+        return journal.read_text().count('"event":"outcome"')
     except FileNotFoundError:
         return 0
 

@@ -55,7 +55,7 @@ def killed_while_patching(fake: FakeServer, args: list[str], journal: Path) -> N
     the dead run's write took effect, unanswered."""
     kill_with_a_patch_in_flight(fake, args)
     wait_for(lambda: fake.stats.snapshot().applied_by_image, "the in-flight PATCH applied")
-    assert '"event": "sending"' in journal.read_text()
+    assert '"event":"sending"' in journal.read_text()
 
 
 @pytest.mark.parametrize(
