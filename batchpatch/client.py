@@ -504,7 +504,13 @@ class ImsClient:
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
     """The (decompressed) body, or None once it grows past ``cap`` bytes: never more is
-    held, whatever the body's declared or compressed size."""
+    held, whatever the body's declared or compressed size.
+
+    A body sent as is with a declared length within ``cap`` is read in one go (aiohttp
+    stops at the declared length), the common case, and cheaper than reading by chunks."""
+    length = response.content_length
+    if length is not None and length <= cap and "Content-Encoding" not in response.headers:
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(READ_CHUNK):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchpatch.errors import Reason
@@ -99,6 +99,11 @@ class ImagePlan:
     #: The plan-time problems (``status`` ``invalid``): each row at fault and what is
     #: wrong there, every one of them (not only the first).
     problems: tuple[tuple[int, Reason], ...] = ()
+    #: ``patch`` and ``requests()``, worked out once: a plan never changes, and a request
+    #: asks for each several times (not copied by ``replace``, not compared).
+    _derived: tuple[ImagePatch, tuple[str, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def problem_row(self) -> int:
@@ -126,6 +131,18 @@ class ImagePlan:
     def patch(self) -> ImagePatch:
         """The PATCH to send: only the attribute changes not yet in place (a rename as
         add new + remove old, one atomic request)."""
+        return self._worked_out()[0]
+
+    def _worked_out(self) -> tuple[ImagePatch, tuple[str, ...]]:
+        derived = self._derived
+        if derived is None:
+            patch = self._patch()
+            first = (UPDATE,) if patch.operations else ()
+            derived = (patch, first + tuple(write.action for write in self.tag_writes()))
+            object.__setattr__(self, "_derived", derived)  # a cache, not a change
+        return derived
+
+    def _patch(self) -> ImagePatch:
         operations: list[Operation] = []
         sources: list[int] = []
         for change in self.changes:
@@ -171,10 +188,9 @@ class ImagePlan:
         )
         return self.tag_count + new_keys > MAX_TAGS
 
-    def requests(self) -> list[str]:
+    def requests(self) -> tuple[str, ...]:
         """The requests still to send, in order: ``update`` (the PATCH), then the tag calls."""
-        first = [UPDATE] if self.patch.operations else []
-        return first + [write.action for write in self.tag_writes()]
+        return self._worked_out()[1]
 
     def write(self, kind: str) -> TagWrite | None:
         """The tag call ``kind`` still to send, if any."""

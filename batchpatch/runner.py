@@ -46,29 +46,22 @@ class _Work:
     #: how each ended.
     ended: list[tuple[str, Outcome, AnswerKind]] = field(default_factory=list)
 
-    #: ``plan.patch`` and ``plan.requests()`` of the plan they were worked out from (each
-    #: builds its answer anew, and a request needs them several times).
-    _derived: tuple[ImagePlan, ImagePatch, list[str]] | None = field(default=None, repr=False)
-
     @property
     def done(self) -> set[str]:
         return {request for request, _, _ in self.ended}
 
-    def _of_plan(self) -> tuple[ImagePatch, list[str]]:
-        derived = self._derived
-        if derived is None or derived[0] is not self.plan:
-            derived = self._derived = (self.plan, self.plan.patch, self.plan.requests())
-        return derived[1], derived[2]
-
     @property
     def patch(self) -> ImagePatch:
         """The PATCH still to send (``plan.patch``)."""
-        return self._of_plan()[0]
+        return self.plan.patch
 
     def next_request(self) -> str | None:
         """The next request still to send: the PATCH, then the tag calls."""
+        requests = self.plan.requests()
+        if not self.ended:
+            return requests[0] if requests else None
         done = self.done
-        return next((r for r in self._of_plan()[1] if r not in done), None)
+        return next((r for r in requests if r not in done), None)
 
     def outcome(self, response: ApiResponse, kind: AnswerKind, *, note: str = "") -> Outcome:
         return outcome_of(
