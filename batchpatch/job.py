@@ -52,7 +52,7 @@ from batchpatch.inventory import Reader, fetch_images
 from batchpatch.journal import Journal, journal_path
 from batchpatch.ledger import Entry, Event, Ledger, Listener
 from batchpatch.lock import hold_run
-from batchpatch.models import ImagePatch, Limits, Outcome, Status
+from batchpatch.models import ImagePatch, Limits, Outcome, PartOutcome, Status
 from batchpatch.outputs import (
     RunFile,
     apply_files,
@@ -1002,6 +1002,17 @@ def row_results(
     return [results[row] for row in sheet.rows]
 
 
+def _told_by(image: Outcome, part: PartOutcome, *, failed: bool) -> bool:
+    """Whether ``image`` already says what ``part`` says of a row."""
+    return (
+        image.status == (part.status if failed else Status.SUCCEEDED)
+        and image.http_status == part.http_status
+        and image.error_code == part.error_code
+        and image.error_message == part.error_message
+        and image.request_id == part.request_id
+    )
+
+
 def row_outcome(plan: ImagePlan, row: int, image: Outcome) -> Outcome:
     """A row's outcome is about its own changes: the request that carried them (the PATCH
     or a tag call) when the image's work was several; a row whose changes this run (or the
@@ -1012,6 +1023,8 @@ def row_outcome(plan: ImagePlan, row: int, image: Outcome) -> Outcome:
     failed = [part for part in own if not part.status.done]
     if failed or own:
         part = (failed or own)[0]
+        if _told_by(image, part, failed=bool(failed)):
+            return image  # the usual case: the image's one request, as the image has it
         return dataclasses.replace(
             image,
             status=part.status if failed else Status.SUCCEEDED,

@@ -60,8 +60,10 @@ class Status(StrEnum):
     @property
     def done(self) -> bool:
         """True when the row is (or, in a dry run, would be) as the sheet asks."""
-        return self in (Status.SUCCEEDED, Status.UNCHANGED, Status.PLANNED)
+        return self in _DONE
 
+
+_DONE = frozenset({Status.SUCCEEDED, Status.UNCHANGED, Status.PLANNED})
 
 #: ``error_code`` values of writes that got no answer after they may have reached the
 #: service: they may or may not have been applied, so the image must be read back.

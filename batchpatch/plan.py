@@ -52,6 +52,20 @@ class Change:
     #: work is still to do: not sent again, and its row is about its own changes.
     applied: bool = False
 
+    def now_applied(self) -> Change:
+        """This change, put in place (built directly: ``replace`` costs twice as much, and
+        this runs for every change that succeeds)."""
+        return Change(
+            self.source,
+            self.attribute,
+            self.requested,
+            self.planned,
+            self.before,
+            self.exists,
+            self.renamed_from,
+            True,
+        )
+
     @property
     def after(self) -> JsonValue | None:
         if self.renamed_from is not None:
@@ -104,6 +118,19 @@ class ImagePlan:
     _derived: tuple[ImagePatch, tuple[str, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def with_changes(self, changes: tuple[Change, ...]) -> ImagePlan:
+        """This plan with ``changes`` instead (built directly, as ``Change.now_applied``)."""
+        return ImagePlan(
+            self.image_id,
+            self.status,
+            self.reason,
+            changes,
+            self.name,
+            self.observed,
+            self.tag_count,
+            self.problems,
+        )
 
     @property
     def problem_row(self) -> int:
@@ -392,11 +419,12 @@ def mark_done(plan: ImagePlan, done: set[str]) -> ImagePlan:
     success) marked ``applied``."""
     changes = []
     for change in plan.changes:
-        kinds = (UPDATE,) if change.part == ATTRIBUTES else tag_kinds(change)
-        if change.pending and set(kinds) <= done:
-            change = replace(change, applied=True)
+        if change.pending:
+            kinds = (UPDATE,) if change.part == ATTRIBUTES else tag_kinds(change)
+            if set(kinds) <= done:
+                change = change.now_applied()
         changes.append(change)
-    return replace(plan, changes=tuple(changes))
+    return plan.with_changes(tuple(changes))
 
 
 def tag_kinds(change: Change) -> tuple[str, ...]:
