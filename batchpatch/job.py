@@ -1059,7 +1059,11 @@ def _text(value: Any) -> str:
 
 
 def _json(values: dict[str, Any]) -> str:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return _compact_json(values)
+
+
+#: Built once (``json.dumps`` with options builds an encoder per call: once per row here).
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 async def make_plan(
