@@ -344,7 +344,7 @@ class ImsClient:
         return tagged_in(answer)
 
     def image_url(self, image_id: str) -> str:
-        return f"{self.endpoint}/v2/cloudimages/{quote(image_id, safe='')}"
+        return f"{self.endpoint}/v2/cloudimages/{path_segment(image_id)}"
 
     async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
         """``PATCH /v2/cloudimages/{image_id}`` with one atomic list of operations.
@@ -523,7 +523,7 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | Non
 
 def _success(status: int, payload: bytes, request_id: str) -> ApiResponse:
     """A 2xx: its JSON body, or an unparseable answer (not JSON, too deep, not UTF-8)."""
-    if not payload.strip():
+    if not payload or payload.isspace():  # not ``strip()``: that copies the whole body
         return ApiResponse(status, None, request_id=request_id)
     try:
         body = fastjson.loads(payload)
@@ -607,6 +607,16 @@ def _same_value(sent: Any, shown: Any) -> bool:
         return False
     text = ("true" if shown else "false") if isinstance(shown, bool) else str(shown)
     return text == str(sent)
+
+
+def path_segment(text: str) -> str:
+    """``text`` percent-encoded as one path segment (an id of plain characters, the usual
+    case, is its own encoding: no ``quote`` once per request)."""
+    return text if _PLAIN_SEGMENT.fullmatch(text) else quote(text, safe="")
+
+
+#: Characters ``quote`` leaves as they are: letters, digits and ``_.-~``.
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 def unsafe_header(headers: Mapping[str, str]) -> str:

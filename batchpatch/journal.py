@@ -168,14 +168,11 @@ class Journal:
     ) -> None:
         """A PATCH of ``image_id`` is about to go out (or went out ``at``, epoch seconds),
         carrying ``plan``'s changes."""
-        self._write(
-            {
-                "event": "sending",
-                "image_id": image_id,
-                "at": round(time.time() if at is None else at, 3),
-            }
-            | ({} if plan is None else {"plan": plan})
-        )
+        entry: dict[str, Any] = {"event": "sending", "image_id": image_id}
+        entry["at"] = round(time.time() if at is None else at, 3)
+        if plan is not None:
+            entry["plan"] = plan
+        self._write(entry)
 
     def outcome(
         self, outcome: Outcome, plan: dict[str, Any] | None = None, *, in_doubt: bool | None = None
