@@ -527,9 +527,9 @@ def combined(
     each request's own ending in ``parts``, so each row is reported by its own request."""
     if not ended:
         return Outcome(plan.image_id, Status.UNCHANGED, attempts=sent), AnswerKind.OK
-    both = {ATTRIBUTES, TAGS} <= plan.parts
-    parts = tuple(_part(request, outcome, prefix=both) for request, outcome, _ in ended)
     failed = [i for i, (_, outcome, _) in enumerate(ended) if not outcome.status.done]
+    both = bool(failed) and {ATTRIBUTES, TAGS} <= plan.parts  # only a failure is prefixed
+    parts = tuple(_part(request, outcome, prefix=both) for request, outcome, _ in ended)
     which = failed[0] if failed else len(ended) - 1
     _, outcome, kind = ended[which]
     status, message = outcome.status, outcome.error_message

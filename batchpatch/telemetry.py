@@ -169,7 +169,10 @@ class Telemetry:
         self.requests += 1
         if region is not None:
             self.region(region).add(answered - sent, kind)
-        second = self.seconds.setdefault(max(0, int(sent)), Second())
+        at = max(0, int(sent))
+        second = self.seconds.get(at)
+        if second is None:
+            second = self.seconds[at] = Second()
         second.requests += 1
         if kind == AnswerKind.THROTTLED:
             second.throttled += 1
