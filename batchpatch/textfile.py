@@ -477,13 +477,20 @@ def _layout(path: Path, text: str, default: str, delimiter: str | None) -> _Layo
     separator = (
         delimiter_option(delimiter)
         if delimiter is not None
-        else sniff_delimiter(body.split("\n", 1)[0], default)
+        else sniff_delimiter(_first_line_of(body), default)
     )
     header = header_cells(body, separator)
     kept = len(header)
     while kept > 1 and not header[kept - 1].strip():
         kept -= 1
     return _Layout(body, skipped, separator, header, kept)
+
+
+def _first_line_of(text: str) -> str:
+    """The first line of ``text``, without copying the rest (``split`` would: a second copy
+    of a million-row text)."""
+    end = text.find("\n")
+    return text if end < 0 else text[:end]
 
 
 def _layout_problems(path: Path, layout: _Layout) -> list[Problem]:
