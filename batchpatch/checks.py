@@ -293,7 +293,7 @@ def _id_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
     if pattern is not None:  # a row's changes share its id: matched before rows are told
         rows = rows[~_matches(rows["image_id"], pattern)]
     rows = rows.drop_duplicates("row")
-    codes, ids = pd.factorize(rows["image_id"], sort=False)
+    codes, ids = factorized(rows["image_id"])
     reasons = [schema.check_image_id(image_id) if image_id else None for image_id in ids.tolist()]
     bad = np.flatnonzero(np.array([reason is not None for reason in reasons], dtype=bool)[codes])
     row_numbers = rows["row"].to_numpy()[bad].tolist()
@@ -394,7 +394,7 @@ def _plain(
     """Whether the cell text of each change at ``positions`` fully matches the pattern
     ``patterns`` gives for its attribute: one pyarrow (RE2) match per distinct pattern."""
     attributes = frame["attribute"].iloc[positions]
-    codes, names = pd.factorize(attributes, sort=False)
+    codes, names = factorized(attributes)
     chosen = np.empty(len(names), dtype=object)
     chosen[:] = [patterns(name) for name in names.tolist()]
     pattern_codes, pattern_texts = pd.factorize(chosen[codes], sort=False)
@@ -413,10 +413,18 @@ def distinct(*columns: Any) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
     combined codes never overflow."""
     codes = np.zeros(len(columns[0]), dtype=np.int64)
     for column in columns:
-        own, uniques = pd.factorize(column, sort=False, use_na_sentinel=False)
+        own, uniques = factorized(column, use_na_sentinel=False)
         codes, _ = pd.factorize(codes * max(len(uniques), 1) + own, sort=False)
         codes = codes.astype(np.int64)
     return codes.astype(np.intp), first_positions(codes)
+
+
+def factorized(column: Any, *, use_na_sentinel: bool = True) -> tuple[npt.NDArray[np.intp], Any]:
+    """``pd.factorize(column)``, a Series by its array: the uniques of a Series are made an
+    Index, which turns text held by pyarrow into Python strings (a million of them, for a
+    column of a million distinct values)."""
+    values = column.array if isinstance(column, pd.Series) else column
+    return pd.factorize(values, sort=False, use_na_sentinel=use_na_sentinel)
 
 
 def first_positions(codes: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
@@ -568,21 +576,33 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
 def _image_groups(image_ids: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], list[range]]:
     """What ``groupby("image_id", sort=False)`` finds, without a frame per image (a
     million-row sheet has 250,000 images): see ``grouped_order``."""
-    codes, _ = pd.factorize(image_ids.to_numpy(dtype=object), sort=False)
+    codes, _ = factorized(image_ids)
     return grouped_order(codes)
 
 
 def grouped_order(codes: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], list[range]]:
     """The positions ordered code by code (codes numbered in order of first appearance, as
     ``pd.factorize`` does; each code's positions ascending), and the range of that order
-    each code takes.  Codes are sorted in the narrowest integer type that holds them: few
+    each code takes."""
+    order, sizes = grouped_sizes(codes)
+    bounds = [0, *np.cumsum(sizes).tolist()]
+    return order, [range(start, end) for start, end in itertools.pairwise(bounds)]
+
+
+def grouped_sizes(
+    codes: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """``grouped_order``'s order, and how many positions each code has (none of them 0),
+    in that order.  Codes are sorted in the narrowest integer type that holds them: few
     codes (ops, attributes) sort by radix in one pass."""
     narrow = codes
     if len(codes) and int(codes.min()) >= 0:
         narrow = codes.astype(np.min_scalar_type(int(codes.max())))
     order = np.argsort(narrow, kind="stable")
-    bounds = [0, *(np.flatnonzero(np.diff(narrow[order])) + 1).tolist(), len(order)]
-    return order, [range(start, end) for start, end in itertools.pairwise(bounds) if end > start]
+    if not len(order):
+        return order, np.zeros(0, dtype=np.intp)
+    bounds = np.concatenate(([0], np.flatnonzero(np.diff(narrow[order])) + 1, [len(order)]))
+    return order, np.diff(bounds)
 
 
 def _attribute_reason(attribute: str, op: str, long: bool, schema: Schema) -> Reason | None:

@@ -40,7 +40,9 @@ from batchpatch.checks import (
     attribute_names,
     check,
     distinct,
+    factorized,
     grouped_order,
+    grouped_sizes,
     invalid_rows,
     passive_columns,
 )
@@ -426,7 +428,7 @@ def _typed_column(cells: pd.DataFrame, schema: Schema) -> npt.NDArray[Any]:
 
 def _typed_values(op: str, attribute: str, values: npt.NDArray[Any], schema: Schema) -> Any:
     """``_typed`` of ``values`` (cell texts of one op on one attribute): once per distinct."""
-    codes, uniques = pd.factorize(values, sort=False)
+    codes, uniques = factorized(values)
     answers = np.empty(len(uniques), dtype=object)
     answers[:] = [_typed(op, attribute, value, schema) for value in uniques.tolist()]
     return answers[codes]
@@ -469,27 +471,36 @@ def _group(
     """One patch per image, images in order of first appearance, changes in sheet order;
     and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
     rows (what ``ImagePatch.sources`` holds).  Built from arrays: the image by image order
-    from a stable sort of the codes numbering the images, each patch a slice of it (a
-    tuple's slice is a tuple: one object a patch, not a list and its copy)."""
-    codes, images = pd.factorize(changes["image_id"], sort=False)
-    order, groups = grouped_order(codes)
-    operations = tuple(_operations(changes)[order].tolist())
+    from a stable sort of the codes numbering the images, each patch the next so many
+    operations and rows of it (no slice or range object per image)."""
+    codes, images = _image_codes(changes["image_id"])
+    order, sizes = grouped_sizes(codes)
+    del codes
+    counts = sizes.tolist()
+    operations = iter(_operations(changes)[order].tolist())
     rows = changes["row"].to_numpy()
-    sources = tuple(rows[order].tolist())
-    slices = [slice(group.start, group.stop) for group in groups]
+    sources = iter(rows[order].tolist())
+    del order
     patches = tuple(
         _made(
             ImagePatch,
             ("image_id", "operations", "sources"),
-            [str(image_id) for image_id in images.tolist()],
-            list(map(operations.__getitem__, slices)),
-            list(map(sources.__getitem__, slices)),
+            images,
+            list(map(tuple, map(itertools.islice, itertools.repeat(operations), counts))),
+            list(map(tuple, map(itertools.islice, itertools.repeat(sources), counts))),
         )
     )
     every = np.arange(grid.first_row, grid.last_row + 1)
     busy = np.concatenate((rows, np.fromiter(invalid, dtype=np.int64, count=len(invalid))))
     idle = every[~np.isin(every, busy)]
     return patches, tuple(idle.tolist())
+
+
+def _image_codes(image_ids: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], list[str]]:
+    """A code for each change's image, numbered in order of first appearance, and the
+    images by code, as text."""
+    codes, uniques = factorized(image_ids)
+    return codes, [str(image_id) for image_id in uniques.tolist()]
 
 
 def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
