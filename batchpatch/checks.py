@@ -163,7 +163,7 @@ def check(file: str, changes: Changes, grid: Grid, schema: Schema = IMS_SCHEMA) 
     each: repeats dropped), the reader's own problems, and the cells written as something
     their attribute cannot take, all by ``schema``'s rules."""
     problems = cell_problems(file, changes, schema)
-    repeats = _repeats(changes.frame)
+    repeats: pd.DataFrame | None = _repeats(changes.frame)
     labels, warnings = repeated_changes(file, changes.frame, repeats)
     kept = changes
     if labels:  # the repeats of what is left are found again
@@ -423,7 +423,7 @@ def factorized(column: Any, *, use_na_sentinel: bool = True) -> tuple[npt.NDArra
     """``pd.factorize(column)``, a Series by its array: the uniques of a Series are made an
     Index, which turns text held by pyarrow into Python strings (a million of them, for a
     column of a million distinct values)."""
-    values = column.array if isinstance(column, pd.Series) else column
+    values: Any = column.array if isinstance(column, pd.Series) else column
     return pd.factorize(values, sort=False, use_na_sentinel=use_na_sentinel)
 
 

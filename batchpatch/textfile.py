@@ -358,6 +358,16 @@ def encode_report(text: str, encoding: str | None) -> bytes:
         return text.encode("utf-8-sig", errors="replace")  # never fails: a lone surrogate → ?
 
 
+def encode_utf8_report(utf8: bytes, encoding: str | None) -> bytes:
+    """``encode_report`` of the text ``utf8`` holds (valid UTF-8): a UTF-8 report is those
+    bytes as they are (with the mark for ``utf-8-sig``), not decoded and encoded again."""
+    if (encoding or "utf-8") == "utf-8":
+        return utf8
+    if encoding == "utf-8-sig":
+        return codecs.BOM_UTF8 + utf8
+    return encode_report(utf8.decode("utf-8"), encoding)
+
+
 def delimiter_option(text: str) -> str:
     """The delimiter the ``delimiter`` parameter names (``,`` ``;`` ``tab``/``\\t`` ``|``)."""
     try:
