@@ -163,9 +163,12 @@ def check(file: str, changes: Changes, grid: Grid, schema: Schema = IMS_SCHEMA) 
     each: repeats dropped), the reader's own problems, and the cells written as something
     their attribute cannot take, all by ``schema``'s rules."""
     problems = cell_problems(file, changes, schema)
-    labels, warnings = repeated_changes(file, changes.frame)
-    kept = changes.without(changes.frame.index.isin(labels)) if labels else changes
-    problems += change_problems(file, kept, schema)
+    repeats: pd.DataFrame | None = _repeats(changes.frame)
+    labels, warnings = repeated_changes(file, changes.frame, repeats)
+    kept = changes
+    if labels:  # the repeats of what is left are found again
+        kept, repeats = changes.without(changes.frame.index.isin(labels)), None
+    problems += change_problems(file, kept, schema, repeats)
     problems += grid.problems
     problems += _note_problems(file, kept.frame, grid.notes, schema)
     return Checked(kept, problems, warnings + _tag_counts(file, kept.frame))
@@ -262,13 +265,19 @@ def _untyped(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
     return problems
 
 
-def change_problems(file: str, changes: Changes, schema: Schema = IMS_SCHEMA) -> list[Problem]:
-    """Problems of single changes, and of changes that clash within one image."""
+def change_problems(
+    file: str,
+    changes: Changes,
+    schema: Schema = IMS_SCHEMA,
+    repeats: pd.DataFrame | None = None,
+) -> list[Problem]:
+    """Problems of single changes, and of changes that clash within one image
+    (``repeats``: what ``_repeats`` finds in ``changes``, when it is known already)."""
     frame = changes.frame
     return (
         _id_problems(file, changes, schema)
         + _single_change_problems(file, changes, schema)
-        + _clashes(file, frame, schema)
+        + _clashes(file, frame, schema, _repeats(frame) if repeats is None else repeats)
         + _quota_problems(file, frame, schema)
         + _renamed_onto(file, frame)
         + _renames_crossing(file, frame)
@@ -279,11 +288,12 @@ def _id_problems(file: str, changes: Changes, schema: Schema) -> list[Problem]:
     """Each row whose image id cannot be one, once a row (a wide row holds several changes);
     every distinct id is checked once, none that the schema's ``plain_image_id`` pattern
     (see ``schema.ImsSchema``) matches."""
-    rows = changes.frame.drop_duplicates("row")
+    rows = changes.frame
     pattern = getattr(schema, "plain_image_id", None)
-    if pattern is not None:
+    if pattern is not None:  # a row's changes share its id: matched before rows are told
         rows = rows[~_matches(rows["image_id"], pattern)]
-    codes, ids = pd.factorize(rows["image_id"], sort=False)
+    rows = rows.drop_duplicates("row")
+    codes, ids = factorized(rows["image_id"])
     reasons = [schema.check_image_id(image_id) if image_id else None for image_id in ids.tolist()]
     bad = np.flatnonzero(np.array([reason is not None for reason in reasons], dtype=bool)[codes])
     row_numbers = rows["row"].to_numpy()[bad].tolist()
@@ -384,7 +394,7 @@ def _plain(
     """Whether the cell text of each change at ``positions`` fully matches the pattern
     ``patterns`` gives for its attribute: one pyarrow (RE2) match per distinct pattern."""
     attributes = frame["attribute"].iloc[positions]
-    codes, names = pd.factorize(attributes, sort=False)
+    codes, names = factorized(attributes)
     chosen = np.empty(len(names), dtype=object)
     chosen[:] = [patterns(name) for name in names.tolist()]
     pattern_codes, pattern_texts = pd.factorize(chosen[codes], sort=False)
@@ -403,10 +413,31 @@ def distinct(*columns: Any) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]
     combined codes never overflow."""
     codes = np.zeros(len(columns[0]), dtype=np.int64)
     for column in columns:
-        own, uniques = pd.factorize(column, sort=False, use_na_sentinel=False)
+        own, uniques = factorized(column, use_na_sentinel=False)
         codes, _ = pd.factorize(codes * max(len(uniques), 1) + own, sort=False)
         codes = codes.astype(np.int64)
-    return codes.astype(np.intp), np.unique(codes, return_index=True)[1]
+    return codes.astype(np.intp), first_positions(codes)
+
+
+def factorized(column: Any, *, use_na_sentinel: bool = True) -> tuple[npt.NDArray[np.intp], Any]:
+    """``pd.factorize(column)``, a Series by its array: the uniques of a Series are made an
+    Index, which turns text held by pyarrow into Python strings (a million of them, for a
+    column of a million distinct values)."""
+    values: Any = column.array if isinstance(column, pd.Series) else column
+    return pd.factorize(values, sort=False, use_na_sentinel=use_na_sentinel)
+
+
+def first_positions(codes: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Where each code first appears, for codes numbered in order of first appearance (as
+    ``pd.factorize`` numbers them): where a code exceeds every code before it.  One pass,
+    no sort."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.intp)
+    highest = np.maximum.accumulate(codes)
+    new = np.empty(len(codes), dtype=bool)
+    new[0] = True
+    new[1:] = highest[1:] > highest[:-1]
+    return np.flatnonzero(new)
 
 
 def rename_reason(old: str, new: str) -> Reason | None:
@@ -545,7 +576,7 @@ def _tag_counts(file: str, frame: pd.DataFrame) -> list[Problem]:
 def _image_groups(image_ids: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], list[range]]:
     """What ``groupby("image_id", sort=False)`` finds, without a frame per image (a
     million-row sheet has 250,000 images): see ``grouped_order``."""
-    codes, _ = pd.factorize(image_ids.to_numpy(dtype=object), sort=False)
+    codes, _ = factorized(image_ids)
     return grouped_order(codes)
 
 
@@ -553,9 +584,25 @@ def grouped_order(codes: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], li
     """The positions ordered code by code (codes numbered in order of first appearance, as
     ``pd.factorize`` does; each code's positions ascending), and the range of that order
     each code takes."""
-    order = np.argsort(codes, kind="stable")
-    bounds = [0, *(np.flatnonzero(np.diff(codes[order])) + 1).tolist(), len(order)]
-    return order, [range(start, end) for start, end in itertools.pairwise(bounds) if end > start]
+    order, sizes = grouped_sizes(codes)
+    bounds = [0, *np.cumsum(sizes).tolist()]
+    return order, [range(start, end) for start, end in itertools.pairwise(bounds)]
+
+
+def grouped_sizes(
+    codes: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """``grouped_order``'s order, and how many positions each code has (none of them 0),
+    in that order.  Codes are sorted in the narrowest integer type that holds them: few
+    codes (ops, attributes) sort by radix in one pass."""
+    narrow = codes
+    if len(codes) and int(codes.min()) >= 0:
+        narrow = codes.astype(np.min_scalar_type(int(codes.max())))
+    order = np.argsort(narrow, kind="stable")
+    if not len(order):
+        return order, np.zeros(0, dtype=np.intp)
+    bounds = np.concatenate(([0], np.flatnonzero(np.diff(narrow[order])) + 1, [len(order)]))
+    return order, np.diff(bounds)
 
 
 def _attribute_reason(attribute: str, op: str, long: bool, schema: Schema) -> Reason | None:
@@ -604,13 +651,15 @@ def _note_problems(
     return problems
 
 
-def repeated_changes(file: str, frame: pd.DataFrame) -> tuple[list[Any], list[Problem]]:
+def repeated_changes(
+    file: str, frame: pd.DataFrame, repeats: pd.DataFrame | None = None
+) -> tuple[list[Any], list[Problem]]:
     """Changes that repeat an earlier row verbatim (same image, attribute, op and typed
     value): the index labels to drop, since the change is sent once, and one warning per
     repeating row and the row it repeats — at the column when one cell repeats, for the row
     as a whole (saying how many cells) when several do, so that a wide sheet's copied row
     is one line, not one per cell."""
-    repeats = _repeats(frame)
+    repeats = _repeats(frame) if repeats is None else repeats
     identical = repeats[repeats["identical"]]
     if identical.empty:
         return [], []
@@ -677,7 +726,9 @@ def _repeats(frame: pd.DataFrame) -> pd.DataFrame:
     return joined[_REPEAT_COLUMNS]
 
 
-def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
+def _clashes(
+    file: str, frame: pd.DataFrame, schema: Schema, repeats: pd.DataFrame
+) -> list[Problem]:
     """Two different changes to one attribute of one image, and attributes that cannot
     coexist.  Verbatim repeats are not clashes: ``repeated_changes`` warns of them."""
     renames = set(frame.loc[frame["op"] == RENAME, "row"].tolist())
@@ -693,7 +744,7 @@ def _clashes(file: str, frame: pd.DataFrame, schema: Schema) -> list[Problem]:
             ),
         )
         for row, column, first_row, identical in _columns(
-            _repeats(frame), "row", "column", "first_row", "identical"
+            repeats, "row", "column", "first_row", "identical"
         )
         if not identical and not {row, first_row} <= renames  # two renames: _renames_crossing
     ]
@@ -767,6 +818,8 @@ def _located(
 ) -> list[Problem]:
     """A problem at each change ``mask`` selects, in ``column`` (a header, or a Series of
     them per change)."""
+    if not bool(np.any(mask)):
+        return []
     selected = frame[mask]
     columns = (
         selected[column.name].tolist()

@@ -10,6 +10,7 @@ part for part (``xlsxinto``), in memory that does not grow with the rows.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -19,9 +20,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,7 +35,7 @@ from openpyxl.utils import get_column_letter
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
 from batchpatch.models import Outcome, Status
-from batchpatch.textfile import encode_report
+from batchpatch.textfile import encode_report, encode_utf8_report
 from batchpatch.xlsx import check_every_part, sheet_names
 from batchpatch.xlsxinto import CannotCopy, Results, Style, check_parts, write_into
 
@@ -233,8 +235,171 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
     if sheet.format == "xlsx":
         frame = report_frame(sheet, rows)
         return atomic_write(path, lambda temporary: _write_frame(sheet, frame, temporary))
-    data = encode_report(columns_csv(report_columns(sheet, rows), sheet.delimiter), sheet.encoding)
-    return atomic_write(path, lambda temporary: temporary.write_bytes(data))
+    pieces = _csv_report(sheet, rows)
+    if pieces is None:  # a cell pyarrow cannot hold: the csv writer's, from lists of cells
+        text = columns_csv(report_columns(sheet, rows), sheet.delimiter)
+        pieces = [encode_report(text, sheet.encoding)]
+    elif (sheet.encoding or "utf-8") not in ("utf-8", "utf-8-sig"):
+        pieces = [encode_utf8_report(b"".join(pieces), sheet.encoding)]
+    elif sheet.encoding == "utf-8-sig":
+        pieces.insert(0, codecs.BOM_UTF8)
+    return atomic_write(path, lambda temporary: _write_pieces(temporary, pieces))
+
+
+def _write_pieces(path: Path, pieces: list[Any]) -> None:
+    """``pieces`` (bytes, or buffers of them) one after the other: pyarrow's buffer of the
+    rows written as it is, never copied into one ``bytes`` first."""
+    with path.open("wb") as file:
+        for piece in pieces:
+            file.write(memoryview(piece))
+
+
+# ------------------------------------------------------------- the CSV report, by column
+
+#: A report column for the CSV writer: its cells as pyarrow text, or the one text every
+#: cell of it holds (joined once, not once a row).
+_Column: TypeAlias = "pa.Array | str"
+
+
+def _csv_report(sheet: Sheet, rows: Sequence[RowResult]) -> list[Any] | None:
+    """The CSV report as pieces of UTF-8 (see ``_csv_pieces``), built column by column
+    (what ``columns_csv`` writes of ``report_columns``, without a Python object per source
+    cell); None when a cell cannot be made UTF-8 (a lone surrogate)."""
+    try:
+        columns = _report_arrays(sheet, rows)
+    except (UnicodeError, pa.ArrowException, TypeError, ValueError):
+        return None
+    return _csv_pieces(columns, sheet.delimiter, len(rows))
+
+
+def _report_arrays(sheet: Sheet, rows: Sequence[RowResult]) -> dict[str, _Column]:
+    """``report_columns`` of a CSV/TSV sheet, as ``_Column``s."""
+    source = sheet.frame.drop(columns=sorted(fed_back_results(list(sheet.frame.columns))))
+    columns: dict[str, _Column] = {
+        _kept_name(str(column)): _safe(_arrow_texts(source[column])) for column in source
+    }
+    for name, (cell, stored) in _RESULTS.items():
+        columns[name] = _result_column(list(map(cell, rows)), stored)
+    return columns
+
+
+def _arrow_texts(cells: pd.Series[Any]) -> pa.Array:
+    """A source column's cells as one pyarrow text array (``astype(str)`` of anything that
+    is not text already)."""
+    if pd.api.types.is_string_dtype(cells.dtype) and not cells.hasnans:
+        texts = pa.array(cells.array, pa.string())
+    else:
+        texts = pa.array(cells.astype(str).tolist(), pa.string())
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+
+
+def _result_column(values: list[Any], stored: Callable[[list[Any]], Any]) -> _Column:
+    """A result column's cells (as ``_RESULTS`` reads them) as a ``_Column``: the one text
+    when every row holds the same (a run's rows mostly do: ``succeeded``, ``200``, blank)."""
+    if values and values.count(values[0]) == len(values):
+        first = values[0]
+        text = "" if first is None else first if isinstance(first, str) else str(first)
+        return neutralise(text) if stored is _texts else text
+    texts: pa.Array
+    if stored is _whole:
+        texts = pc.fill_null(pc.cast(pa.array(values, pa.int64()), pa.string()), "")
+    elif stored is _words:
+        texts = pa.array(stored(values), pa.string())
+    else:
+        texts = _safe(pc.fill_null(pa.array(values, pa.string()), ""))
+    return texts
+
+
+def _byte_view(texts: pa.Array) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]:
+    """The offsets of ``texts`` (a string array) and its UTF-8 bytes, as numpy views."""
+    _, offsets, data = texts.buffers()
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    bounds = np.frombuffer(offsets, dtype=width)[texts.offset : texts.offset + len(texts) + 1]
+    if data is None:
+        return bounds, np.zeros(0, dtype=np.uint8)
+    return bounds, np.frombuffer(data, dtype=np.uint8)
+
+
+#: The first bytes of a cell that ``neutralise`` may change.
+_FORMULA_BYTES = np.zeros(256, dtype=bool)
+_FORMULA_BYTES[[ord(start) for start in _FORMULA_START]] = True
+
+
+def _safe(texts: pa.Array) -> pa.Array:
+    """``neutralised`` of ``texts``, told first from its bytes alone: no control character
+    (UTF-8 uses no byte below 0x20 inside longer characters) and no cell starting with a
+    formula character means nothing to change."""
+    bounds, data = _byte_view(texts)
+    starts = bounds[:-1][bounds[1:] > bounds[:-1]]
+    if not _has_byte(texts, _CONTROL_BYTES) and not _FORMULA_BYTES[data[starts]].any():
+        return texts
+    return pa.array(neutralised(texts.to_pylist()), pa.string())
+
+
+def _quoted_fast(texts: pa.Array, quote: str) -> pa.Array:
+    """``_quoted``, told first from the bytes (every quoting character is ASCII)."""
+    wanted = np.zeros(256, dtype=bool)
+    wanted[[ord(character) for character in quote]] = True
+    return _quoted(texts, quote) if _has_byte(texts, wanted) else texts
+
+
+#: The bytes of the control characters ``neutralise`` replaces.
+_CONTROL_BYTES = np.zeros(256, dtype=bool)
+_CONTROL_BYTES[[*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)]] = True
+
+
+def _has_byte(texts: pa.Array, wanted: npt.NDArray[np.bool_]) -> bool:
+    """Whether some cell of ``texts`` holds a byte ``wanted`` marks.  The bytes below a
+    space (rare in a sheet) are found by one comparison, each other byte by one more."""
+    bounds, data = _byte_view(texts)
+    cells = data[bounds[0] : bounds[-1]]
+    if wanted[:0x20].any() and wanted[cells[cells < 0x20]].any():
+        return True
+    others = (np.flatnonzero(wanted[0x20:]) + 0x20).tolist()
+    return any(np.count_nonzero(cells == byte) for byte in others)
+
+
+def _quoted_text(text: str, quote: str) -> str:
+    """One cell quoted as the csv writer quotes it."""
+    if any(character in text for character in quote):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _csv_pieces(columns: dict[str, _Column], delimiter: str, height: int) -> list[Any]:
+    """The CSV text of ``columns`` (``height`` rows) as pieces of UTF-8 (the header's bytes,
+    then a pyarrow buffer of the rows), as ``columns_csv`` writes it: the cells of each
+    column quoted where needed, runs of constant columns joined once, then every row
+    joined by pyarrow."""
+    quote = _quoting(delimiter)
+    head = (delimiter.join(_quoted_text(name, quote) for name in columns) + os.linesep).encode()
+    if not height:
+        return [head]
+    parts: list[_Column] = []
+    for column in columns.values():
+        cell = _quoted_text(column, quote) if isinstance(column, str) else column
+        if isinstance(cell, str) and parts and isinstance(parts[-1], str):
+            parts[-1] = parts[-1] + delimiter + cell
+        else:
+            parts.append(cell if isinstance(cell, str) else _quoted_fast(cell, quote))
+    last = parts[-1]
+    if isinstance(last, str):
+        parts[-1] = last + os.linesep
+    else:
+        parts[-1] = pc.binary_join_element_wise(last, os.linesep, "")
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return [head, parts[0].encode("utf-8") * height]
+    rows = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, delimiter)
+    return [head, _utf8_buffer(rows)]
+
+
+def _utf8_buffer(texts: pa.Array) -> pa.Buffer:
+    """Every cell of ``texts`` one after the other, as UTF-8: the slice of its data buffer
+    between its first and last offset (a string array without nulls stores them so)."""
+    if not len(texts):
+        return pa.py_buffer(b"")
+    bounds, _ = _byte_view(texts)
+    return texts.buffers()[2][int(bounds[0]) : int(bounds[-1])]
 
 
 #: Rows the trial write of a report holds: the header and worksheet name are what vary from
@@ -302,14 +467,10 @@ def columns_csv(columns: dict[str, list[Any]], delimiter: str) -> str:
 
 
 def _joined(columns: dict[str, list[Any]], delimiter: str) -> str:
-    """``columns_csv`` by pyarrow: each column quoted where needed, then every row joined."""
-    quote = _quoting(delimiter)
-    header = [_quoted(pa.array([name], pa.string()), quote) for name in columns]
-    cells = [_quoted(_texts_of(values), quote) for values in columns.values()]
-    head = str(pc.binary_join_element_wise(*header, delimiter)[0].as_py())
-    rows = pc.binary_join_element_wise(*cells, delimiter)
-    body = pc.binary_join_element_wise(rows, "", os.linesep) if len(rows) else rows
-    return head + os.linesep + _concatenated(body)
+    """``columns_csv`` by pyarrow (see ``_csv_pieces``)."""
+    height = len(next(iter(columns.values()), []))
+    arrays: dict[str, _Column] = {name: _texts_of(values) for name, values in columns.items()}
+    return b"".join(map(bytes, _csv_pieces(arrays, delimiter, height))).decode("utf-8")
 
 
 def _quoting(delimiter: str) -> str:
@@ -325,19 +486,6 @@ def _quoting(delimiter: str) -> str:
         if buffer.getvalue().startswith('"'):
             found += character
     return found
-
-
-def _concatenated(texts: pa.Array) -> str:
-    """Every cell of ``texts`` one after the other: the bytes between its first and last
-    offset (a string array without nulls stores them so), decoded once."""
-    if isinstance(texts, pa.ChunkedArray):
-        return "".join(_concatenated(chunk) for chunk in texts.chunks)
-    if not len(texts):
-        return ""
-    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    _, offsets, data = texts.buffers()
-    bounds = np.frombuffer(offsets, dtype=width)[texts.offset : texts.offset + len(texts) + 1]
-    return str(data.to_pybytes()[int(bounds[0]) : int(bounds[-1])].decode("utf-8"))
 
 
 def _texts_of(values: list[Any]) -> pa.Array:

@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping
+import itertools
+import types
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from batchpatch.checks import (
     CHANGE_COLUMNS,
@@ -35,7 +40,9 @@ from batchpatch.checks import (
     attribute_names,
     check,
     distinct,
+    factorized,
     grouped_order,
+    grouped_sizes,
     invalid_rows,
     passive_columns,
 )
@@ -157,13 +164,18 @@ def read_sheet(
 def _collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a sheet is read: building a million
     operations and their patches would otherwise run it hundreds of times, each over every
-    object built so far (nothing read here forms a cycle)."""
+    object built so far (nothing read here forms a cycle).  Turned back on, its first
+    collection would still walk every object built meanwhile (a third of a second for a
+    million rows), so they are handed to the oldest generation unwalked first: frozen
+    (which also resets the young generation's count) and thawed into the oldest one."""
     paused = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if paused:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
@@ -188,6 +200,7 @@ def _read_sheet(
     if invalid:
         valid = valid[~valid["row"].isin(list(invalid))]
     valid = valid[list(_GROUPED_BY)]  # the other columns' memory is free for the patches
+    pa.default_memory_pool().release_unused()  # and arrow's, which its pool would keep
     patches, idle = _group(valid, grid, invalid)
     del valid
     return Sheet(
@@ -283,9 +296,26 @@ def _long_changes(grid: Grid, lowered: dict[str, str], schema: Schema) -> Change
 
 def _trimmed(cells: pd.Series[Any]) -> pd.Series[Any]:
     """``cells`` trimmed and lower-cased; the column itself when it is so already (a
-    million ids held once, not twice)."""
+    million ids held once, not twice), told at once when no cell holds anything but
+    printable ASCII other than capitals (nothing to trim, nothing to lower)."""
+    if _only_lower_ascii(cells):
+        return cells
     trimmed = cells.str.strip().str.lower()
     return cells if bool((trimmed == cells).all()) else trimmed
+
+
+#: A character that trimming or lower-casing may change: anything but printable ASCII
+#: other than the capitals (RE2 spelling).
+_MAY_CHANGE = "[^!-@\\[-~]"
+
+
+def _only_lower_ascii(cells: pd.Series[Any]) -> bool:
+    """True when no cell holds a character ``_MAY_CHANGE`` names (False when unsure)."""
+    try:
+        array = pa.array(cells.array, pa.string())
+    except (UnicodeError, pa.ArrowException, TypeError):
+        return False
+    return not pc.any(pc.match_substring_regex(array, _MAY_CHANGE)).as_py()
 
 
 def _constant(text: str, length: int) -> Any:
@@ -398,7 +428,7 @@ def _typed_column(cells: pd.DataFrame, schema: Schema) -> npt.NDArray[Any]:
 
 def _typed_values(op: str, attribute: str, values: npt.NDArray[Any], schema: Schema) -> Any:
     """``_typed`` of ``values`` (cell texts of one op on one attribute): once per distinct."""
-    codes, uniques = pd.factorize(values, sort=False)
+    codes, uniques = factorized(values)
     answers = np.empty(len(uniques), dtype=object)
     answers[:] = [_typed(op, attribute, value, schema) for value in uniques.tolist()]
     return answers[codes]
@@ -441,24 +471,36 @@ def _group(
     """One patch per image, images in order of first appearance, changes in sheet order;
     and the rows that ask for nothing (neither a change nor invalid), both as spreadsheet
     rows (what ``ImagePatch.sources`` holds).  Built from arrays: the image by image order
-    from a stable sort of the codes numbering the images, each patch a slice of it."""
-    codes, images = pd.factorize(changes["image_id"], sort=False)
-    order, groups = grouped_order(codes)
-    operations = _operations(changes)[order].tolist()
+    from a stable sort of the codes numbering the images, each patch the next so many
+    operations and rows of it (no slice or range object per image)."""
+    codes, images = _image_codes(changes["image_id"])
+    order, sizes = grouped_sizes(codes)
+    del codes
+    counts = sizes.tolist()
+    operations = iter(_operations(changes)[order].tolist())
     rows = changes["row"].to_numpy()
-    sources = rows[order].tolist()
+    sources = iter(rows[order].tolist())
+    del order
     patches = tuple(
-        map(
+        _made(
             ImagePatch,
-            [str(image_id) for image_id in images.tolist()],
-            [tuple(operations[group.start : group.stop]) for group in groups],
-            [tuple(sources[group.start : group.stop]) for group in groups],
+            ("image_id", "operations", "sources"),
+            images,
+            list(map(tuple, map(itertools.islice, itertools.repeat(operations), counts))),
+            list(map(tuple, map(itertools.islice, itertools.repeat(sources), counts))),
         )
     )
     every = np.arange(grid.first_row, grid.last_row + 1)
     busy = np.concatenate((rows, np.fromiter(invalid, dtype=np.int64, count=len(invalid))))
     idle = every[~np.isin(every, busy)]
     return patches, tuple(idle.tolist())
+
+
+def _image_codes(image_ids: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], list[str]]:
+    """A code for each change's image, numbered in order of first appearance, and the
+    images by code, as text."""
+    codes, uniques = factorized(image_ids)
+    return codes, [str(image_id) for image_id in uniques.tolist()]
 
 
 def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
@@ -473,8 +515,36 @@ def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
     )
     for (op, attribute), members in zip(heads, groups, strict=True):
         positions = order[members.start : members.stop]
-        path = operation_path(attribute)
-        made[positions] = [Operation(op, path, value) for value in typed[positions].tolist()]
+        count = len(positions)
+        made[positions] = _made(
+            Operation,
+            ("op", "path", "value"),
+            itertools.repeat(op, count),
+            itertools.repeat(operation_path(attribute), count),
+            typed[positions].tolist(),
+        )
+    return made
+
+
+_Made = TypeVar("_Made")
+
+
+def _made(kind: type[_Made], names: tuple[str, ...], *columns: Iterable[Any]) -> list[_Made]:
+    """``[kind(*fields) for fields in zip(*columns)]`` for a frozen, slotted dataclass whose
+    fields are exactly ``names`` and that checks nothing on creation, at a third of the
+    cost: each object is allocated bare and its slots are filled column by column by the
+    slots' own setters, instead of a Python ``__init__`` call per object (a million
+    operations cost a second that way).  Any other class is built the plain way."""
+    slotted = tuple(getattr(kind, "__slots__", ())) == names and all(
+        isinstance(vars(kind).get(name), types.MemberDescriptorType) for name in names
+    )
+    if not slotted or hasattr(kind, "__post_init__"):
+        return list(map(kind, *columns))
+    columns_as_lists = [list(column) for column in columns]
+    count = len(columns_as_lists[0]) if columns_as_lists else 0
+    made: list[_Made] = list(map(object.__new__, itertools.repeat(kind, count)))
+    for name, values in zip(names, columns_as_lists, strict=True):
+        deque(map(getattr(kind, name).__set__, made, values), maxlen=0)
     return made
 
 

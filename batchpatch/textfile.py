@@ -358,6 +358,16 @@ def encode_report(text: str, encoding: str | None) -> bytes:
         return text.encode("utf-8-sig", errors="replace")  # never fails: a lone surrogate → ?
 
 
+def encode_utf8_report(utf8: bytes, encoding: str | None) -> bytes:
+    """``encode_report`` of the text ``utf8`` holds (valid UTF-8): a UTF-8 report is those
+    bytes as they are (with the mark for ``utf-8-sig``), not decoded and encoded again."""
+    if (encoding or "utf-8") == "utf-8":
+        return utf8
+    if encoding == "utf-8-sig":
+        return codecs.BOM_UTF8 + utf8
+    return encode_report(utf8.decode("utf-8"), encoding)
+
+
 def delimiter_option(text: str) -> str:
     """The delimiter the ``delimiter`` parameter names (``,`` ``;`` ``tab``/``\\t`` ``|``)."""
     try:
@@ -477,13 +487,20 @@ def _layout(path: Path, text: str, default: str, delimiter: str | None) -> _Layo
     separator = (
         delimiter_option(delimiter)
         if delimiter is not None
-        else sniff_delimiter(body.split("\n", 1)[0], default)
+        else sniff_delimiter(_first_line_of(body), default)
     )
     header = header_cells(body, separator)
     kept = len(header)
     while kept > 1 and not header[kept - 1].strip():
         kept -= 1
     return _Layout(body, skipped, separator, header, kept)
+
+
+def _first_line_of(text: str) -> str:
+    """The first line of ``text``, without copying the rest (``split`` would: a second copy
+    of a million-row text)."""
+    end = text.find("\n")
+    return text if end < 0 else text[:end]
 
 
 def _layout_problems(path: Path, layout: _Layout) -> list[Problem]:
