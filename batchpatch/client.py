@@ -213,6 +213,9 @@ class ImsClient:
         #: ``proxy`` and ``proxy_auth`` by origin (read-only: callers spread them).
         self._proxies: dict[str, dict[str, Any]] = {}
         self._hosts: dict[str, str] = {}
+        #: Header values already found safe: a token of kilobytes is searched once, not
+        #: once per request (AK/SK's change every request: the set is kept small).
+        self._safe_values: set[str] = set()
 
     async def __aenter__(self) -> ImsClient:
         self._session = aiohttp.ClientSession(
@@ -390,6 +393,18 @@ class ImsClient:
             host = self._hosts[origin] = urlsplit(url).netloc.rpartition("@")[2]
         return host
 
+    def _unsafe_header(self, headers: Mapping[str, str]) -> str:
+        """``unsafe_header(headers)``, remembering the values found safe."""
+        safe = self._safe_values
+        if all(value in safe for value in headers.values()):
+            return ""
+        unsafe = unsafe_header(headers)
+        if not unsafe:
+            if len(safe) > SAFE_VALUES_KEPT:
+                safe.clear()
+            safe.update(headers.values())
+        return unsafe
+
     async def issue_token(self, url: str, body: bytes) -> tuple[str, float]:
         """An IAM token and when it expires (epoch seconds), from ``POST /v3/auth/tokens``."""
         if self._session is None:
@@ -442,7 +457,7 @@ class ImsClient:
             headers = await self._headers(method, url, body)
         except AuthFailed as failure:
             return ApiResponse(None, None, LOGIN_FAILED, str(failure)), {}
-        unsafe = unsafe_header(headers)
+        unsafe = self._unsafe_header(headers)
         if unsafe:
             return ApiResponse(
                 None,
@@ -607,6 +622,10 @@ def _same_value(sent: Any, shown: Any) -> bool:
         return False
     text = ("true" if shown else "false") if isinstance(shown, bool) else str(shown)
     return text == str(sent)
+
+
+#: How many safe header values an ``ImsClient`` remembers at most.
+SAFE_VALUES_KEPT = 64
 
 
 def path_segment(text: str) -> str:
