@@ -366,6 +366,10 @@ async def sleep_unless_stopped(sleep: Sleep, seconds: float, stop: anyio.Event |
         return True
     if stop.is_set():
         return False
+    if sleep is anyio.sleep:  # the real clock: one cancel scope, not a task group of two
+        with anyio.move_on_after(seconds):
+            await stop.wait()
+        return not stop.is_set()
     slept = False
     async with anyio.create_task_group() as group:
 
