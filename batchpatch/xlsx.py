@@ -222,22 +222,28 @@ class _Parts:
     def has(self, name: str) -> bool:
         return name.lower() in self.names
 
-    def parse(self, name: str, parser: Any) -> None:
-        """Feed part ``name`` to ``parser``, refusing more than ``MAX_PART_BYTES``."""
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """The bytes of part ``name``, a megabyte at a time, refusing more than
+        ``MAX_PART_BYTES``."""
         info = self.names.get(name.lower())
         if info is None:
             raise _Unreadable(f"the part {name} is missing")
         read = 0
+        with self.archive.open(info) as stream:
+            while chunk := stream.read(1 << 20):
+                read += len(chunk)
+                if read > MAX_PART_BYTES:
+                    raise _Unreadable(
+                        f"the part {name} unpacks to more than {MAX_PART_BYTES >> 20} MB"
+                    )
+                yield chunk
+
+    def parse(self, name: str, parser: Any) -> None:
+        """Feed part ``name`` to ``parser``, refusing more than ``MAX_PART_BYTES``."""
         try:
-            with self.archive.open(info) as stream:
-                while chunk := stream.read(1 << 20):
-                    read += len(chunk)
-                    if read > MAX_PART_BYTES:
-                        raise _Unreadable(
-                            f"the part {name} unpacks to more than {MAX_PART_BYTES >> 20} MB"
-                        )
-                    parser.Parse(chunk, False)
-                parser.Parse(b"", True)
+            for chunk in self.chunks(name):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
         except expat.ExpatError as error:
             raise _Unreadable(
                 f"the part {name} is not well-formed XML "
@@ -794,10 +800,28 @@ def _read(path: Path, parts: _Parts, sheet_name: str | None) -> Worksheet:
         parts.parse(
             book.shared_strings, _parser(strings.start, strings.end, strings.text, namespaces=False)
         )
-    reader = _SheetReader(strings, _cell_formats(parts, book.styles), book.date1904)
+    formats = _cell_formats(parts, book.styles)
     assert entry.part is not None
-    parts.parse(entry.part, _parser(reader.start, reader.end, reader.text, namespaces=False))
-    return _Table(path, entry.name, reader.cells).worksheet()
+    return _Table(
+        path, entry.name, _sheet_cells(parts, entry.part, strings, formats, book)
+    ).worksheet()
+
+
+def _sheet_cells(
+    parts: _Parts, part: str, strings: _Strings, formats: list[_Format], book: _Book
+) -> _Cells:
+    """The occupied cells of worksheet ``part``: through the fast path (``xlsx_scan``) when
+    it can read them, else (and for every error) through the handlers alone."""
+    from batchpatch import xlsx_scan  # it builds on this module
+
+    cells = xlsx_scan.scanned_cells(
+        parts.chunks(part), _SheetReader(strings, formats, book.date1904)
+    )
+    if cells is not None:
+        return cells
+    reader = _SheetReader(strings, formats, book.date1904)
+    parts.parse(part, _parser(reader.start, reader.end, reader.text, namespaces=False))
+    return reader.cells
 
 
 class _Table:
