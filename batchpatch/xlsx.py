@@ -793,6 +793,12 @@ def _iso_date(text: str) -> str:
 
 
 def _read(path: Path, parts: _Parts, sheet_name: str | None) -> Worksheet:
+    name, cells = _worksheet_cells(path, parts, sheet_name)
+    return _Table(path, name, cells).worksheet()
+
+
+def _worksheet_cells(path: Path, parts: _Parts, sheet_name: str | None) -> tuple[str, _Cells]:
+    """The name and the occupied cells of the worksheet to read."""
     book = _book(parts)
     entry = _chosen(path, book, sheet_name)
     strings = _Strings()
@@ -802,9 +808,7 @@ def _read(path: Path, parts: _Parts, sheet_name: str | None) -> Worksheet:
         )
     formats = _cell_formats(parts, book.styles)
     assert entry.part is not None
-    return _Table(
-        path, entry.name, _sheet_cells(parts, entry.part, strings, formats, book)
-    ).worksheet()
+    return entry.name, _sheet_cells(parts, entry.part, strings, formats, book)
 
 
 def _sheet_cells(
