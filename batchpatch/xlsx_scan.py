@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from itertools import compress, repeat
+from operator import and_, eq, is_, is_not
 
 from batchpatch import xlsx
 
@@ -38,32 +41,36 @@ _VALUE = '"[^"<&\t\n\r]*"'  # double quotes, nothing expat would replace
 _ATTRIBUTE = f"{_WS}+{_NAME}{_WS}*={_WS}*{_VALUE}"
 _PAIRS = re.compile(f'{_WS}+({_NAME}){_WS}*={_WS}*"([^"<&\t\n\r]*)"')
 
-#: One cell of the regular shape: r first, then an optional formula, then a ``<v>`` or an
-#: ``<is><t>`` (one run of text).  Groups: column letters, row digits, the other
-#: attributes, the formula, ``<v>`` if any, its text, ``<is>`` if any, its text.
+#: One cell of the regular shape: r first, then an optional formula, then an ``<is><t>``
+#: (one run of text) or a ``<v>``.  Groups: column letters, row digits, the other
+#: attributes, the formula, "" if there is an ``<is>`` (else None), its text, "" if there
+#: is a ``<v>``, its text.
 _CELL_SOURCE = (
     f'<c{_WS}+r="([A-Za-z]{{1,3}})([0-9]{{1,7}})"((?:{_ATTRIBUTE})*){_WS}*'
     f"(?:/>|>{_WS}*"
-    f"(<f(?:{_ATTRIBUTE})*{_WS}*(?:/>|>[^<]*</f>))?{_WS}*"
-    f"(?:(<v>)([^<]*)</v>{_WS}*"
-    f"|(<is>){_WS}*<t(?:{_ATTRIBUTE})*{_WS}*(?:/>|>([^<]*)</t>){_WS}*</is>{_WS}*)?"
+    f"(?:(<f(?:{_ATTRIBUTE})*{_WS}*(?:/>|>[^<]*</f>)){_WS}*)?"
+    f"(?:<is>(){_WS}*<t(?:{_ATTRIBUTE})*{_WS}*(?:/>|>([^<]*)</t>){_WS}*</is>{_WS}*"
+    f"|<v>()([^<]*)</v>{_WS}*)?"
     f"</c>){_WS}*"
 )
 _CELL = re.compile(_CELL_SOURCE)
-#: The same groups for the shape spreadsheet programs write, as tightly as the regular
-#: expression engine runs fastest (no formula, no white space, ``<t>`` without attributes).
+#: The same groups for the shapes spreadsheet programs write, as the regular expression
+#: engine runs them fastest (no formula, no white space, ``<t>`` without attributes).
 _LEAN_CELL = re.compile(
     f'<c r="([A-Za-z]{{1,3}})([0-9]{{1,7}})"((?: {_NAME}={_VALUE})*)()'
-    "(?:/>|>(?:(<v>)([^<]*)</v>|(<is>)<t>([^<]*)</t></is>)?</c>)"
+    "(?:><is>()<t>([^<]*)</t></is></c>|><v>()([^<]*)</v></c>|/>|></c>)"
 )
 _ROW = re.compile(
     f"<row(?:{_ATTRIBUTE})*{_WS}*"
     f"(?:/>|>{_WS}*(?:{re.sub(r'[(](?![?])', '(?:', _CELL_SOURCE)})*</row>)"
 )
 #: What may stand between two cells: the ends and starts of rows, white space.
-_BETWEEN = re.compile(f"(?:{_WS}+|</row>|<row(?:{_ATTRIBUTE})*{_WS}*/?>)*")
+_BETWEEN = re.compile(
+    f"(?:{_WS}|</row>|<row(?:{_ATTRIBUTE})*{_WS}*/?>)*"
+)  # {_WS}+ backtracks exponentially
 _ROW_TAG = re.compile(f"(</row>)|(<row)((?:{_ATTRIBUTE})*){_WS}*(/?)>|{_WS}+")
 _NEXT_ROW = re.compile(f'</row><row r="([0-9]{{1,7}})"((?: {_NAME}={_VALUE})*)>')
+_NEXT_ROWS = _NEXT_ROW
 _ROW_END = re.compile(f"</row{_WS}*>")
 _SHEET_DATA = re.compile(f"<sheetData{_WS}*>")
 _SPACE = re.compile(f"{_WS}*")
@@ -73,7 +80,10 @@ _IRREGULAR = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|]]>|&(?!(?:amp|lt|gt|quot|apos);)"
 )
 _CONTROL = bytes([*range(9), 11, 12, *range(14, 32)])
-_PLAIN_INTEGER = re.compile("-?[1-9][0-9]{0,14}|0")
+_INTEGER = "-?[1-9][0-9]{0,14}|0"
+_PLAIN_INTEGER = re.compile(_INTEGER)
+_PLAIN_INTEGERS = re.compile(f"(?:\x00(?:{_INTEGER}))*")  # each after a NUL
+_NUL = "\x00"
 _DECLARED = re.compile(rb"<\?xml[^>]*encoding[ \t\r\n]*=[ \t\r\n]*[\"']([^\"']*)[\"']")
 #: Unread text that may wait for the end of its row at most, before the parser takes over.
 _MAX_PENDING = 8 << 20
@@ -113,6 +123,7 @@ class _Scan:
         self.stage = "prefix"  # then "rows", then "rest" (everything goes to the parser)
         self.modes: dict[str, _Mode] = {}
         self.row_attributes: set[str] = set()
+        self.kinds: dict[str, str] = {}
         self.careful = 0  # rows before this position are read one at a time
 
     def _start(self, tag: str, attributes: dict[str, str]) -> None:
@@ -214,12 +225,121 @@ class _Scan:
             return False
         source = self.text[self.position : end]
         pieces = _LEAN_CELL.split(source)
-        if not _BETWEEN.fullmatch("".join(pieces[::9])):
-            self.careful = end  # row by row up to there
-            return False
-        self._pieces(pieces, source)
+        if not self._all_at_once(pieces, source):
+            if not _BETWEEN.fullmatch("".join(pieces[::9])):
+                self.careful = end  # row by row up to there
+                return False
+            self._pieces(pieces, source)
         self.position = end
         return True
+
+    def _all_at_once(self, pieces: list[str | None], source: str) -> bool:
+        """Read the cells of a batch with list operations rather than one at a time, when
+        all of them are plain (inline strings, shared strings, whole numbers, empty cells)
+        and every row but the first starts with its number; False, and nothing read, if
+        not.  A cell with its reference reads the same inside a row or out of one."""
+        if len(pieces) < 10 or "&" in source or "\r" in source or "_x" in source:
+            return False
+        batch = _Batch(pieces)
+        starts = _row_starts("".join(pieces[9:-1:9]))  # type: ignore[arg-type]
+        codes = None if starts is None else self._codes(batch)
+        texts = None if codes is None else self._texts(batch, codes)
+        if starts is None or codes is None or texts is None:
+            return False
+        numbers, rests = starts
+        if numbers and (min(numbers) < 1 or max(numbers) > xlsx.MAX_ROW):
+            raise _GiveUp  # the handlers say what is wrong
+        for rest in set(rests):
+            self._row_checked(rest)
+        self._add_batch(batch, codes, texts)
+        return True
+
+    def _add_batch(self, batch: _Batch, codes: list[str], texts: list[str | None]) -> None:
+        reader = self.reader
+        row, row_text, column, inside = self._between(
+            batch.first, reader.row, reader.row_text, reader.column, False
+        )
+        rows = array("i", map(int, batch.digits))
+        if not inside or min(rows) < 1 or max(rows) > xlsx.MAX_ROW:
+            raise _GiveUp
+        known = reader.letters
+        for letter in set(batch.letters).difference(known):
+            reader._column(letter, letter)
+        columns = array("i", map(known.__getitem__, batch.letters))
+        numeric = array("b", _numeric(batch, codes))
+        cells = reader.cells
+        keep = list(map(bool, texts))
+        if all(keep):
+            cells.rows.extend(rows)
+            cells.columns.extend(columns)
+            cells.texts.extend(texts)  # type: ignore[arg-type]
+            cells.numeric.extend(numeric)
+        else:
+            cells.rows.extend(compress(rows, keep))
+            cells.columns.extend(compress(columns, keep))
+            cells.texts.extend(compress(texts, keep))  # type: ignore[arg-type]
+            cells.numeric.extend(compress(numeric, keep))
+        row, row_text, column, inside = self._between(
+            batch.last, rows[-1], batch.digits[-1], columns[-1], True
+        )
+        if inside or len(cells.texts) > xlsx.MAX_CELLS:
+            raise _GiveUp
+        reader.row, reader.row_text, reader.column = row, row_text, column
+
+    def _codes(self, batch: _Batch) -> list[str] | None:
+        """What the attributes of each cell of a batch make it: "i" an inline string, "s"
+        a shared string, "n" a number, "f" a formatted number; None if any cell is something
+        else or holds what its attributes do not allow."""
+        table = self.kinds
+        if len(table) > _MAX_REMEMBERED:
+            table.clear()
+        for rest in set(batch.rests).difference(table):
+            table[rest] = self._kind_code(rest)
+        codes = list(map(table.__getitem__, batch.rests))
+        inline = map(is_not, batch.inlines, repeat(None))
+        valued = map(is_not, batch.vs, repeat(None))
+        empty = map(is_, batch.inlines, batch.vs)  # both None: the one way they are the same
+        if (
+            set(compress(codes, inline)) <= {"i"}
+            and set(compress(codes, valued)) <= {"n", "s"}
+            and set(compress(codes, empty)) <= {"i", "n", "f"}  # empty: the handlers keep nothing
+        ):
+            return codes
+        return None
+
+    def _kind_code(self, rest: str) -> str:
+        read, kind, _, _ = self._mode(rest)
+        if read is _inline:
+            return "i"
+        if read is _number:
+            return "n"
+        if isinstance(read, _Shared):
+            return "s"
+        return "f" if kind == "n" else "x"
+
+    def _texts(self, batch: _Batch, codes: list[str]) -> list[str | None] | None:
+        """The text of each cell of a batch (None for empty ones); None if a number is not
+        written plainly, a shared string is missing or a text too long."""
+        texts = [
+            value if run is None else run
+            for run, value in zip(batch.runs, batch.values, strict=True)
+        ]
+        numbers = list(compress(batch.values, _numeric(batch, codes)))
+        if numbers and not _PLAIN_INTEGERS.fullmatch(_NUL + _NUL.join(numbers)):  # type: ignore[arg-type]
+            return None
+        if "s" in codes:
+            strings = self.reader.strings.texts
+            try:
+                texts = [
+                    strings[int(text)] if code == "s" else text  # type: ignore[arg-type]
+                    for code, text in zip(codes, texts, strict=True)
+                ]
+            except (ValueError, IndexError):
+                return None
+            if any(text is xlsx._TOO_LONG for text in texts):
+                return None
+        longest = max(map(len, filter(None, texts)), default=0)
+        return texts if longest <= xlsx.MAX_TEXT else None
 
     def _slow_row(self) -> bool:
         """Hand the row at the position to the parser; False to wait for more text."""
@@ -245,7 +365,7 @@ class _Scan:
             pieces[0] or "", reader.row, reader.row_text, reader.column, False
         )
         groups = iter(pieces[1:])
-        for letter, digits, rest, formula, v, value, inline, run, between in zip(
+        for letter, digits, rest, formula, inline, run, v, value, between in zip(
             *[groups] * 9, strict=True
         ):
             if not inside:
@@ -254,10 +374,10 @@ class _Scan:
             if digits != row_text:
                 row, row_text = xlsx._checked_row(digits, row), digits
             read, kind, style, number = modes.get(rest) or self._mode(rest)
-            text = read(formula, v, value, inline, run)
+            text = read(formula, inline, run, v, value)
             if text is None:
                 reader.row, reader.column = row, column
-                self._finish(kind, style, (formula, v, value, inline, run))
+                self._finish(kind, style, (formula, inline, run, v, value))
             elif text:
                 add_row(row)
                 add_column(column)
@@ -324,23 +444,22 @@ class _Scan:
 
     def _finish(self, kind: str, style: str, groups: tuple[str | None, ...]) -> None:
         """Finish a cell as the handlers do: set their state, then ``_end_cell``."""
-        formula, v, value, inline, run = (group or "" for group in groups)
+        formula, inline, run, v, value = groups
+        value, run = value or "", run or ""
         if len(value) > xlsx.MAX_TEXT or len(run) > xlsx.MAX_TEXT:
             raise _GiveUp  # how expat splits a long text decides what the handlers keep
         reader = self.reader
         reader.type, reader.style, reader.formula = kind, style, bool(formula)
-        reader.value = _characters(value) if v else None
-        run = _characters(run) if inline else ""
+        reader.value = _characters(value) if v is not None else None
+        run = _characters(run) if inline is not None else ""
         reader.chunks, reader.size = ([run] if run else []), len(run)
         reader.plain_number = 0
         reader._end_cell()
 
 
-def _inline(
-    formula: str | None, _: str | None, __: str | None, inline: str | None, run: str | None
-) -> str | None:
+def _inline(formula: str | None, inline: str | None, run: str | None, *_: str | None) -> str | None:
     """An inline string's text; None for the handlers to finish."""
-    if formula or not inline or run is None or len(run) > xlsx.MAX_TEXT:
+    if formula or inline is None or run is None or len(run) > xlsx.MAX_TEXT:
         return None
     if "&" in run or "\r" in run:
         run = _characters(run)
@@ -348,10 +467,10 @@ def _inline(
 
 
 def _number(
-    formula: str | None, v: str | None, value: str | None, _: str | None, __: str | None
+    formula: str | None, _: str | None, __: str | None, v: str | None, value: str | None
 ) -> str | None:
     """A whole number written as Excel shows it; None for the handlers to finish."""
-    if formula or not v or value is None or not _PLAIN_INTEGER.fullmatch(value):
+    if formula or v is None or value is None or not _PLAIN_INTEGER.fullmatch(value):
         return None
     return value
 
@@ -368,16 +487,42 @@ class _Shared:
         self.texts = texts
 
     def __call__(
-        self, formula: str | None, v: str | None, value: str | None, *_: str | None
+        self, formula: str | None, _: str | None, __: str | None, v: str | None, value: str | None
     ) -> str | None:
         """The shared string; None when the handlers must finish (and say why not)."""
-        if formula or not v or value is None:
+        if formula or v is None or value is None:
             return None
         try:
             text = self.texts[int(_characters(value))]
         except (ValueError, IndexError):
             return None
         return None if text is xlsx._TOO_LONG else text
+
+
+class _Batch:
+    """The groups of the cells of a batch, each in one list, and the text before and after."""
+
+    def __init__(self, pieces: list[str | None]) -> None:
+        self.first, self.last = pieces[0] or "", pieces[-1] or ""
+        self.letters: list[str] = pieces[1::9]  # type: ignore[assignment]
+        self.digits: list[str] = pieces[2::9]  # type: ignore[assignment]
+        self.rests: list[str] = pieces[3::9]  # type: ignore[assignment]
+        self.inlines, self.runs = pieces[5::9], pieces[6::9]
+        self.vs, self.values = pieces[7::9], pieces[8::9]
+
+
+def _numeric(batch: _Batch, codes: list[str]) -> Iterator[bool]:
+    """For each cell of a batch, whether it holds a number (a ``<v>``, attributes of one)."""
+    return map(and_, map(is_not, batch.vs, repeat(None)), map(eq, codes, repeat("n")))
+
+
+def _row_starts(middle: str) -> tuple[list[int], list[str]] | None:
+    """The numbers and other attributes of the row starts (``</row><row r="N" ...>``) that
+    make up ``middle``, or None if it holds anything else."""
+    parts = _NEXT_ROWS.split(middle)
+    if "".join(parts[::3]):
+        return None
+    return list(map(int, parts[1::3])), parts[2::3]
 
 
 def _toggled(inside: bool, leaving: bool) -> bool:
