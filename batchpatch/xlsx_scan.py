@@ -259,9 +259,10 @@ class _Scan:
         row, row_text, column, inside = self._between(
             batch.first, reader.row, reader.row_text, reader.column, False
         )
-        rows = array("i", map(int, batch.digits))
-        if not inside or min(rows) < 1 or max(rows) > xlsx.MAX_ROW:
+        numbers = {digits: int(digits) for digits in set(batch.digits)}  # a row's cells share
+        if not inside or min(numbers.values()) < 1 or max(numbers.values()) > xlsx.MAX_ROW:
             raise _GiveUp
+        rows = array("i", map(numbers.__getitem__, batch.digits))
         known = reader.letters
         for letter in set(batch.letters).difference(known):
             reader._column(letter, letter)
