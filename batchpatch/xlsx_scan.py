@@ -115,7 +115,7 @@ class _Scan:
     def __init__(self, reader: xlsx._SheetReader) -> None:
         self.reader = reader
         self.stack: list[str] = []
-        self.parser = xlsx._parser(self._start, self._end, reader.text, namespaces=False)
+        self.parser = xlsx._parser(self._start, self._end, self._text, namespaces=False)
         self.text = ""
         self.position = 0
         self.irregular = 0  # where the first character a fast row may not hold lies
@@ -133,6 +133,11 @@ class _Scan:
     def _end(self, tag: str) -> None:
         self.stack.pop()
         self.reader.end(tag)
+
+    def _text(self, data: str) -> None:
+        self.reader.text(data)
+        if self.reader.size > xlsx.MAX_TEXT:
+            raise _GiveUp  # what the handlers keep of a long text depends on how it is fed
 
     def run(self, chunks: Iterable[bytes]) -> xlsx._Cells:
         decoder = codecs.getincrementaldecoder("utf-8")()

@@ -415,6 +415,14 @@ _REGULAR = f'<row r="2"><c r="A2" t="inlineStr"><is><t>{A}</t></is></c><c r="B2"
         pytest.param('<row r="3"><c r="A3"><f>1+1</f></c></row>', True, id="formula-no-value"),
         pytest.param("<row><c><v>1</v></c><c><v>2</v></c></row>", True, id="no-references"),
         pytest.param(
+            f'<row r="3"><!-- x --><c r="A3" t="str"><v>{"x" * 40000}</v></c></row>',
+            True,
+            id="long-text-for-the-handlers",
+        ),
+        pytest.param(
+            f'<row r="3"><c r="A3" t="str"><v>{"x" * 40000}</v></c></row>', True, id="long-text"
+        ),
+        pytest.param(
             '<row r="1048576"/><row><c r="A3"><v>1</v></c></row>', True, id="row-after-last"
         ),
     ],
