@@ -4,7 +4,9 @@ The workbook is a zip of XML parts.  They are streamed through expat with every 
 (so no entity can be declared, expanded or fetched: no billion laughs, no external entities),
 each part's uncompressed size capped (zip bombs), and only occupied cells kept (a stray cell
 at ``XFD1048576`` costs one cell, not a dense grid of seventeen billion).  The used range is
-checked before any table is built: a cell far from the data is a located problem.
+checked before any table is built: a cell far from the data is a located problem.  The
+worksheet's regular rows take a faster path (``xlsx_scan``) that reads them exactly as the
+handlers do, and the table is built on numpy arrays of the cells' rows and columns.
 
 What comes out is a ``Worksheet``: the header and the data as text columns, the sheet's name,
 where the data starts, and the located problems of single cells; ``read_grid`` hands it on
