@@ -819,8 +819,6 @@ def _sheet_cells(
 ) -> _Cells:
     """The occupied cells of worksheet ``part``: through the fast path (``xlsx_scan``) when
     it can read them, else (and for every error) through the handlers alone."""
-    from batchpatch import xlsx_scan  # it builds on this module
-
     cells = xlsx_scan.scanned_cells(
         parts.chunks(part), _SheetReader(strings, formats, book.date1904)
     )
@@ -1063,3 +1061,8 @@ def _ignore_start(_: str, __: dict[str, str]) -> None:
 
 def _ignore_end(_: str) -> None:
     """Nothing to collect: the parse alone is the check."""
+
+
+# The fast path builds on this module; imported last, once every name it uses is defined
+# (at import, not on the first read, so its regular expressions are compiled then).
+from batchpatch import xlsx_scan  # noqa: E402
