@@ -4,7 +4,9 @@ The workbook is a zip of XML parts.  They are streamed through expat with every 
 (so no entity can be declared, expanded or fetched: no billion laughs, no external entities),
 each part's uncompressed size capped (zip bombs), and only occupied cells kept (a stray cell
 at ``XFD1048576`` costs one cell, not a dense grid of seventeen billion).  The used range is
-checked before any table is built: a cell far from the data is a located problem.
+checked before any table is built: a cell far from the data is a located problem.  The
+worksheet's regular rows take a faster path (``xlsx_scan``) that reads them exactly as the
+handlers do, and the table is built on numpy arrays of the cells' rows and columns.
 
 What comes out is a ``Worksheet``: the header and the data as text columns, the sheet's name,
 where the data starts, and the located problems of single cells; ``read_grid`` hands it on
@@ -29,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
 from xml.parsers import expat
 
+import numpy as np
 import pandas as pd
 
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
@@ -222,22 +225,28 @@ class _Parts:
     def has(self, name: str) -> bool:
         return name.lower() in self.names
 
-    def parse(self, name: str, parser: Any) -> None:
-        """Feed part ``name`` to ``parser``, refusing more than ``MAX_PART_BYTES``."""
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """The bytes of part ``name``, a megabyte at a time, refusing more than
+        ``MAX_PART_BYTES``."""
         info = self.names.get(name.lower())
         if info is None:
             raise _Unreadable(f"the part {name} is missing")
         read = 0
+        with self.archive.open(info) as stream:
+            while chunk := stream.read(1 << 20):
+                read += len(chunk)
+                if read > MAX_PART_BYTES:
+                    raise _Unreadable(
+                        f"the part {name} unpacks to more than {MAX_PART_BYTES >> 20} MB"
+                    )
+                yield chunk
+
+    def parse(self, name: str, parser: Any) -> None:
+        """Feed part ``name`` to ``parser``, refusing more than ``MAX_PART_BYTES``."""
         try:
-            with self.archive.open(info) as stream:
-                while chunk := stream.read(1 << 20):
-                    read += len(chunk)
-                    if read > MAX_PART_BYTES:
-                        raise _Unreadable(
-                            f"the part {name} unpacks to more than {MAX_PART_BYTES >> 20} MB"
-                        )
-                    parser.Parse(chunk, False)
-                parser.Parse(b"", True)
+            for chunk in self.chunks(name):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
         except expat.ExpatError as error:
             raise _Unreadable(
                 f"the part {name} is not well-formed XML "
@@ -787,6 +796,12 @@ def _iso_date(text: str) -> str:
 
 
 def _read(path: Path, parts: _Parts, sheet_name: str | None) -> Worksheet:
+    name, cells = _worksheet_cells(path, parts, sheet_name)
+    return _Table(path, name, cells).worksheet()
+
+
+def _worksheet_cells(path: Path, parts: _Parts, sheet_name: str | None) -> tuple[str, _Cells]:
+    """The name and the occupied cells of the worksheet to read."""
     book = _book(parts)
     entry = _chosen(path, book, sheet_name)
     strings = _Strings()
@@ -794,10 +809,24 @@ def _read(path: Path, parts: _Parts, sheet_name: str | None) -> Worksheet:
         parts.parse(
             book.shared_strings, _parser(strings.start, strings.end, strings.text, namespaces=False)
         )
-    reader = _SheetReader(strings, _cell_formats(parts, book.styles), book.date1904)
+    formats = _cell_formats(parts, book.styles)
     assert entry.part is not None
-    parts.parse(entry.part, _parser(reader.start, reader.end, reader.text, namespaces=False))
-    return _Table(path, entry.name, reader.cells).worksheet()
+    return entry.name, _sheet_cells(parts, entry.part, strings, formats, book)
+
+
+def _sheet_cells(
+    parts: _Parts, part: str, strings: _Strings, formats: list[_Format], book: _Book
+) -> _Cells:
+    """The occupied cells of worksheet ``part``: through the fast path (``xlsx_scan``) when
+    it can read them, else (and for every error) through the handlers alone."""
+    cells = xlsx_scan.scanned_cells(
+        parts.chunks(part), _SheetReader(strings, formats, book.date1904)
+    )
+    if cells is not None:
+        return cells
+    reader = _SheetReader(strings, formats, book.date1904)
+    parts.parse(part, _parser(reader.start, reader.end, reader.text, namespaces=False))
+    return reader.cells
 
 
 class _Table:
@@ -808,14 +837,15 @@ class _Table:
         self.path, self.name, self.cells = path, name, cells
         if not cells.texts:
             raise SheetError([whole_file(str(path), EMPTY)])
-        self.header_row = min(cells.rows)
-        self.header = {
-            column: text.strip() for row, column, text in self._all() if row == self.header_row
-        }
+        # the cells' rows and columns as numpy arrays over the same memory: one pass each
+        # in C, rather than in Python, over every cell of the sheet
+        self.rows = np.frombuffer(cells.rows, dtype=np.intc)
+        self.columns = np.frombuffer(cells.columns, dtype=np.intc)
+        self.header_row = int(self.rows.min())
+        self.header: dict[int, str] = {}
+        for index in np.flatnonzero(self.rows == self.header_row).tolist():
+            self.header[int(self.columns[index])] = cells.texts[index].strip()
         self.labels: dict[int, str] = {}
-
-    def _all(self) -> Iterator[tuple[int, int, str]]:
-        return zip(self.cells.rows, self.cells.columns, self.cells.texts, strict=True)
 
     def worksheet(self) -> Worksheet:
         kept, fatal = self._columns()
@@ -843,45 +873,29 @@ class _Table:
         """The table's columns (named, or holding data next to named ones), and a problem for
         each column of data cut off from the table by an empty column."""
         named = [column for column, text in self.header.items() if text]
-        used = {
-            column
-            for row, column in zip(self.cells.rows, self.cells.columns, strict=True)
-            if row > self.header_row
-        }
+        below = self.rows > self.header_row
+        used = set(np.unique(self.columns[below]).tolist())
         end = max(named, default=0) + 1
         while end in used:
             end += 1
         kept = sorted({*named, *(column for column in used if column < end)})
         far = sorted(column for column in used if column > end)[:10]
-        firsts: dict[int, int] = {}
-        wanted = set(far)
-        for row, column in zip(self.cells.rows, self.cells.columns, strict=True):
-            if column in wanted and row > self.header_row:
-                firsts[column] = min(firsts.get(column, row), row)
+        firsts = {column: int(self.rows[below & (self.columns == column)].min()) for column in far}
         return kept, [self._stray(firsts[column], column, "to the right of") for column in far]
 
     def _last_row(self, kept: set[int], fatal: list[Problem]) -> int:
         """The last row of the data in the ``kept`` columns: the rows after a run of
         ``MAX_EMPTY_ROWS`` empty rows are not part of it (a problem names their first cell)."""
-        rows = sorted(
-            {
-                row
-                for row, column in zip(self.cells.rows, self.cells.columns, strict=True)
-                if row > self.header_row and column in kept
-            }
-        )
-        previous = self.header_row
-        for row in rows:
-            if row - previous > MAX_EMPTY_ROWS:
-                column = min(
-                    c
-                    for r, c in zip(self.cells.rows, self.cells.columns, strict=True)
-                    if r == row and c in kept
-                )
-                fatal.append(self._stray(row, column, "below"))
-                return previous
-            previous = row
-        return previous
+        in_kept = np.isin(self.columns, sorted(kept))
+        rows = np.unique(self.rows[(self.rows > self.header_row) & in_kept])  # sorted
+        previous = np.concatenate(([self.header_row], rows[:-1]))
+        gaps = np.flatnonzero(rows - previous > MAX_EMPTY_ROWS)
+        if gaps.size:
+            row = int(rows[gaps[0]])
+            column = int(self.columns[(self.rows == row) & in_kept].min())
+            fatal.append(self._stray(row, column, "below"))
+            return int(previous[gaps[0]])
+        return int(rows[-1]) if rows.size else self.header_row
 
     def _stray(self, row: int, column: int, where: str) -> Problem:
         reference = f"{column_letters(column)}{row}"
@@ -956,12 +970,13 @@ class _Table:
 
     def _built(self, kept: list[int], last_row: int, problems: tuple[Problem, ...]) -> Worksheet:
         first_row = self.header_row + 1
-        height = last_row - self.header_row
         position = {column: index for index, column in enumerate(kept)}
-        columns = [[""] * height for _ in kept]
-        for row, column, text in self._all():
-            if first_row <= row <= last_row:
-                columns[position[column]][row - first_row] = text
+        inside = (self.rows >= first_row) & (self.rows <= last_row)
+        texts = np.array(self.cells.texts, dtype=object)
+        columns = [
+            self._column(texts, inside & (self.columns == column), first_row, last_row)
+            for column in kept
+        ]
         kinds = {
             (row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}", shown)
             for (row, column), (kind, shown) in self.cells.kinds.items()
@@ -974,19 +989,36 @@ class _Table:
             first_row,
             problems,
             kinds,
-            self._numbers(position, first_row, last_row),
+            self._numbers(position, inside, first_row),
         )
 
+    def _column(self, texts: Any, cells: Any, first_row: int, last_row: int) -> list[str]:
+        """The texts of one column of the table: its ``cells`` (a mask) in their rows."""
+        index = np.flatnonzero(cells)
+        offsets = self.rows[index] - first_row
+        column = np.full(last_row - first_row + 1, "", dtype=object)
+        if np.all(np.diff(offsets) > 0):  # in order, each row once
+            column[offsets] = texts[index]
+        else:  # a cell written twice: the later one is what Excel shows
+            for offset, at in zip(offsets.tolist(), index.tolist(), strict=True):
+                column[offset] = self.cells.texts[at]
+        values: list[str] = column.tolist()
+        return values
+
     def _numbers(
-        self, position: dict[int, int], first_row: int, last_row: int
+        self, position: dict[int, int], inside: Any, first_row: int
     ) -> dict[str, tuple[int, ...]]:
-        """The 0-based data rows of each kept column's cells written as plain numbers."""
-        numbers: dict[str, list[int]] = {}
-        cells = self.cells
-        for row, column, numeric in zip(cells.rows, cells.columns, cells.numeric, strict=True):
-            if numeric and first_row <= row <= last_row and column in position:
-                numbers.setdefault(self.labels[column], []).append(row - first_row)
-        return {label: tuple(rows) for label, rows in numbers.items()}
+        """The 0-based data rows of each kept column's cells written as plain numbers (in
+        the order the sheet first has one)."""
+        numeric = np.frombuffer(self.cells.numeric, dtype=np.int8).astype(bool)
+        index = np.flatnonzero(numeric & inside & np.isin(self.columns, list(position)))
+        columns, offsets = self.columns[index], self.rows[index] - first_row
+        found = []
+        for column in position:
+            chosen = np.flatnonzero(columns == column)
+            if chosen.size:
+                found.append((int(chosen[0]), self.labels[column], offsets[chosen].tolist()))
+        return {label: tuple(rows) for _, label, rows in sorted(found)}
 
 
 def _coordinates(reference: str) -> tuple[int, int]:
@@ -1029,3 +1061,8 @@ def _ignore_start(_: str, __: dict[str, str]) -> None:
 
 def _ignore_end(_: str) -> None:
     """Nothing to collect: the parse alone is the check."""
+
+
+# The fast path builds on this module; imported last, once every name it uses is defined
+# (at import, not on the first read, so its regular expressions are compiled then).
+from batchpatch import xlsx_scan  # noqa: E402

@@ -1,0 +1,279 @@
+"""The table built from a worksheet's occupied cells (``xlsx._Table``, on numpy arrays)
+is the one the previous pure-Python build made: same header, columns, kinds, numbers and
+problems, or the same error, for generated sparse cells."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchpatch.errors import Problem, Reason, SheetError
+from batchpatch.grid import EMPTY, NO_ROWS, duplicate_columns, whole_file
+from batchpatch.xlsx import (
+    MAX_CELLS,
+    MAX_EMPTY_ROWS,
+    MAX_TABLE_CELLS,
+    Worksheet,
+    _Cells,
+    _coordinates,
+    _Table,
+    _whole_file,
+    column_letters,
+)
+
+
+class _PreviousTable:
+    """``xlsx._Table`` as it was before it used numpy: one Python pass over the cells per
+    question.  The oracle the numpy one must agree with."""
+
+    def __init__(self, path: Path, name: str, cells: _Cells) -> None:
+        self.path, self.name, self.cells = path, name, cells
+        if not cells.texts:
+            raise SheetError([whole_file(str(path), EMPTY)])
+        self.header_row = min(cells.rows)
+        self.header = {
+            column: text.strip() for row, column, text in self._all() if row == self.header_row
+        }
+        self.labels: dict[int, str] = {}
+
+    def _all(self) -> Iterator[tuple[int, int, str]]:
+        return zip(self.cells.rows, self.cells.columns, self.cells.texts, strict=True)
+
+    def worksheet(self) -> Worksheet:
+        kept, fatal = self._columns()
+        last_row = self._last_row(set(kept), fatal)
+        self.labels = {column: self.header.get(column) or f"#{column}" for column in kept}
+        fatal += self._header_problems(kept)
+        located = self._cell_problems(last_row)
+        if fatal:
+            raise SheetError(fatal + located)
+        if last_row == self.header_row:
+            raise SheetError([whole_file(str(self.path), NO_ROWS)])
+        if (last_row - self.header_row) * len(kept) > MAX_TABLE_CELLS:
+            raise SheetError(
+                [
+                    _whole_file(
+                        self.path,
+                        f"the table is too large ({last_row:,} rows by {len(kept):,} columns)",
+                        "split the sheet into smaller ones",
+                    )
+                ]
+            )
+        return self._built(kept, last_row, tuple(located))
+
+    def _columns(self) -> tuple[list[int], list[Problem]]:
+        """The table's columns (named, or holding data next to named ones), and a problem for
+        each column of data cut off from the table by an empty column."""
+        named = [column for column, text in self.header.items() if text]
+        used = {
+            column
+            for row, column in zip(self.cells.rows, self.cells.columns, strict=True)
+            if row > self.header_row
+        }
+        end = max(named, default=0) + 1
+        while end in used:
+            end += 1
+        kept = sorted({*named, *(column for column in used if column < end)})
+        far = sorted(column for column in used if column > end)[:10]
+        firsts: dict[int, int] = {}
+        wanted = set(far)
+        for row, column in zip(self.cells.rows, self.cells.columns, strict=True):
+            if column in wanted and row > self.header_row:
+                firsts[column] = min(firsts.get(column, row), row)
+        return kept, [self._stray(firsts[column], column, "to the right of") for column in far]
+
+    def _last_row(self, kept: set[int], fatal: list[Problem]) -> int:
+        """The last row of the data in the ``kept`` columns: the rows after a run of
+        ``MAX_EMPTY_ROWS`` empty rows are not part of it (a problem names their first cell)."""
+        rows = sorted(
+            {
+                row
+                for row, column in zip(self.cells.rows, self.cells.columns, strict=True)
+                if row > self.header_row and column in kept
+            }
+        )
+        previous = self.header_row
+        for row in rows:
+            if row - previous > MAX_EMPTY_ROWS:
+                column = min(
+                    c
+                    for r, c in zip(self.cells.rows, self.cells.columns, strict=True)
+                    if r == row and c in kept
+                )
+                fatal.append(self._stray(row, column, "below"))
+                return previous
+            previous = row
+        return previous
+
+    def _stray(self, row: int, column: int, where: str) -> Problem:
+        reference = f"{column_letters(column)}{row}"
+        return Problem(
+            str(self.path),
+            row,
+            self.header.get(column) or f"#{column}",
+            Reason(
+                f"cell {reference} lies far {where} the data, outside the table",
+                f"delete it (select {reference}, then Delete), or move it next to the table",
+            ),
+        )
+
+    def _header_problems(self, kept: list[int]) -> list[Problem]:
+        problems = [
+            Problem(
+                str(self.path),
+                self.header_row,
+                f"#{column}",
+                Reason("a column has no header", "name the column, or delete it"),
+            )
+            for column in kept
+            if not self.header.get(column)
+        ]
+        names = [self.header[column] for column in kept if self.header.get(column)]
+        return problems + duplicate_columns(str(self.path), names, self.header_row)
+
+    def _cell_problems(self, last_row: int) -> list[Problem]:
+        problems = [
+            Problem(
+                str(self.path),
+                row,
+                self._label(column),
+                Reason(f"cell {column_letters(column)}{row} {message}", fix),
+            )
+            for row, column, message, fix in self.cells.problems
+        ]
+        for reference in self.cells.merged:
+            problems += self._merged(reference, last_row)
+            if len(problems) > MAX_CELLS:
+                raise SheetError(
+                    [
+                        _whole_file(
+                            self.path,
+                            "the sheet holds too many merged cells",
+                            "unmerge every cell (select all, then "
+                            "Merge & Center off) and fill them in",
+                        )
+                    ]
+                )
+        return problems
+
+    def _label(self, column: int) -> str:
+        return self.labels.get(column) or self.header.get(column) or f"#{column}"
+
+    def _merged(self, reference: str, last_row: int) -> list[Problem]:
+        """One problem per table row a merged range covers (each reads as blank but one)."""
+        first, _, last = reference.partition(":")
+        (top, left), (bottom, _) = _coordinates(first), _coordinates(last or first)
+        if not top or not left:
+            return []
+        rows = range(max(top, self.header_row), min(bottom, last_row) + 1) or range(top, top + 1)
+        return [
+            Problem(
+                str(self.path),
+                row,
+                self._label(left),
+                Reason(f"merged cells {reference}", "unmerge them and fill in every cell"),
+            )
+            for row in rows
+        ]
+
+    def _built(self, kept: list[int], last_row: int, problems: tuple[Problem, ...]) -> Worksheet:
+        first_row = self.header_row + 1
+        height = last_row - self.header_row
+        position = {column: index for index, column in enumerate(kept)}
+        columns = [[""] * height for _ in kept]
+        for row, column, text in self._all():
+            if first_row <= row <= last_row:
+                columns[position[column]][row - first_row] = text
+        kinds = {
+            (row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}", shown)
+            for (row, column), (kind, shown) in self.cells.kinds.items()
+            if first_row <= row <= last_row and column in position
+        }
+        return Worksheet(
+            self.name,
+            tuple(self.labels[column] for column in kept),
+            tuple(columns),
+            first_row,
+            problems,
+            kinds,
+            self._numbers(position, first_row, last_row),
+        )
+
+    def _numbers(
+        self, position: dict[int, int], first_row: int, last_row: int
+    ) -> dict[str, tuple[int, ...]]:
+        """The 0-based data rows of each kept column's cells written as plain numbers."""
+        numbers: dict[str, list[int]] = {}
+        cells = self.cells
+        for row, column, numeric in zip(cells.rows, cells.columns, cells.numeric, strict=True):
+            if numeric and first_row <= row <= last_row and column in position:
+                numbers.setdefault(self.labels[column], []).append(row - first_row)
+        return {label: tuple(rows) for label, rows in numbers.items()}
+
+
+_NAMES = ("image_id", "name", "min_ram", "tags", "__description")
+
+
+@st.composite
+def _cells(draw: st.DrawFn) -> _Cells:
+    """A header row (now and then with a gap or a name twice), then data cells: mostly
+    under it, now and then far to the right or far below, some written twice."""
+    cells = _Cells()
+    top = draw(st.integers(1, 3))
+    width = draw(st.integers(1, 5))
+    names = list(_NAMES[:width])
+    if draw(st.integers(0, 9)) == 0:
+        names[-1] = names[0]
+    gap = draw(st.sampled_from([None] * 9 + list(range(1, width))))  # now and then no name
+    header = [(top, column + 1, name) for column, name in enumerate(names) if column != gap]
+    if draw(st.integers(0, 5)) == 0:  # a header cell written twice: the later one counts
+        header.append((top, 1, draw(st.sampled_from(["tags", " image_id ", "min_ram"]))))
+    body = []
+    for _ in range(draw(st.sampled_from([0] + [1] * 3 + [5] * 5 + [40] * 3))):
+        far = draw(st.integers(0, 30))  # now and then a cell far below, or far to the right
+        row = draw(st.sampled_from([1200, 2600])) if far == 0 else draw(st.integers(1, 12))
+        column = {1: 40, 2: width + 1}.get(far) or draw(st.integers(1, width))
+        body.append((row, column, draw(st.sampled_from(["web", "2048", "x", " y "]))))
+    for row, column, text in header + [(top + row, column, text) for row, column, text in body]:
+        cells.rows.append(row)
+        cells.columns.append(column)
+        cells.texts.append(text)
+        cells.numeric.append(int(text == "2048"))
+        if text == "x" and draw(st.booleans()):
+            cells.kinds[(row, column)] = ("boolean", "TRUE")
+        if text == " y " and draw(st.booleans()):
+            cells.problems.append((row, column, "shows the error #N/A", "correct it"))
+    if draw(st.integers(0, 4)) == 0:
+        cells.merged.append(
+            draw(st.sampled_from(["A2:B3", "C1:C9", "B2", "ZZ", "A1:A2", "A3:A3000"]))
+        )
+    return cells
+
+
+def _copy(cells: _Cells) -> _Cells:
+    return _Cells(
+        array("i", cells.rows),
+        array("i", cells.columns),
+        list(cells.texts),
+        array("b", cells.numeric),
+        dict(cells.kinds),
+        list(cells.problems),
+        list(cells.merged),
+    )
+
+
+def _outcome(table: type, cells: _Cells) -> object:
+    try:
+        return table(Path("s.xlsx"), "Changes", cells).worksheet()
+    except SheetError as error:
+        return [str(problem) for problem in error.problems]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=_cells())
+def test_the_table_is_the_one_the_previous_build_made(cells: _Cells) -> None:
+    assert _outcome(_Table, _copy(cells)) == _outcome(_PreviousTable, _copy(cells))
