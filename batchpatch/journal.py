@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import logging
 import math
 import os
@@ -369,7 +368,7 @@ def _parse(line: str) -> dict[str, Any] | None:
     not an object, or an event without an image id or with an outcome that cannot be read."""
     try:
         line.encode("utf-8")  # lone surrogates: bytes that were not UTF-8
-        entry = json.loads(line)
+        entry = fastjson.loads_text(line)
     except ValueError:
         return None
     if not isinstance(entry, dict):

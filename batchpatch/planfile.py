@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from batchpatch import fastjson
 from batchpatch.errors import Namer, OptionsError, Reason
 from batchpatch.files import atomic_write
 from batchpatch.models import ImagePatch, Operation, Status
@@ -52,7 +53,7 @@ def load_plan(path: str | Path, sheet: Sheet, endpoint: str) -> list[ImagePlan]:
     """The plans saved in ``path``, checked against ``sheet`` and ``endpoint``."""
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = fastjson.loads_text(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OptionsError(
             wording=lambda name: str(
