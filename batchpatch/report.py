@@ -264,12 +264,12 @@ _Column: TypeAlias = "pa.Array | str"
 def _csv_report(sheet: Sheet, rows: Sequence[RowResult]) -> list[Any] | None:
     """The CSV report as pieces of UTF-8 (see ``_csv_pieces``), built column by column
     (what ``columns_csv`` writes of ``report_columns``, without a Python object per source
-    cell); None when a cell cannot be made UTF-8 (a lone surrogate)."""
+    cell); None when a cell cannot be made UTF-8 (a lone surrogate) or a column does not
+    fit one pyarrow array (over 2 GiB)."""
     try:
-        columns = _report_arrays(sheet, rows)
+        return _csv_pieces(_report_arrays(sheet, rows), sheet.delimiter, len(rows))
     except (UnicodeError, pa.ArrowException, TypeError, ValueError):
         return None
-    return _csv_pieces(columns, sheet.delimiter, len(rows))
 
 
 def _report_arrays(sheet: Sheet, rows: Sequence[RowResult]) -> dict[str, _Column]:
@@ -290,7 +290,7 @@ def _arrow_texts(cells: pd.Series[Any]) -> pa.Array:
         texts = pa.array(cells.array, pa.string())
     else:
         texts = pa.array(cells.astype(str).tolist(), pa.string())
-    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    return _one_array(texts)
 
 
 def _result_column(values: list[Any], stored: Callable[[list[Any]], Any]) -> _Column:
@@ -304,10 +304,16 @@ def _result_column(values: list[Any], stored: Callable[[list[Any]], Any]) -> _Co
     if stored is _whole:
         texts = pc.fill_null(pc.cast(pa.array(values, pa.int64()), pa.string()), "")
     elif stored is _words:
-        texts = pa.array(stored(values), pa.string())
+        texts = _one_array(pa.array(stored(values), pa.string()))
     else:
-        texts = _safe(pc.fill_null(pa.array(values, pa.string()), ""))
+        texts = _safe(pc.fill_null(_one_array(pa.array(values, pa.string())), ""))
     return texts
+
+
+def _one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``texts`` as one array (pyarrow makes a chunked one of more than 2 GiB of text;
+    combining it then fails, and the report takes the csv writer's way)."""
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
 def _byte_view(texts: pa.Array) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]:
@@ -389,8 +395,18 @@ def _csv_pieces(columns: dict[str, _Column], delimiter: str, height: int) -> lis
         parts[-1] = pc.binary_join_element_wise(last, os.linesep, "")
     if len(parts) == 1 and isinstance(parts[0], str):
         return [head, parts[0].encode("utf-8") * height]
-    rows = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, delimiter)
-    return [head, _utf8_buffer(rows)]
+    pieces: list[Any] = [head]
+    for start in range(0, height, SLICE_ROWS):  # each joined slice stays far below 2 GiB
+        sliced = [
+            part if isinstance(part, str) else part.slice(start, SLICE_ROWS) for part in parts
+        ]
+        joined = sliced[0] if len(sliced) == 1 else pc.binary_join_element_wise(*sliced, delimiter)
+        pieces.append(_utf8_buffer(joined))
+    return pieces
+
+
+#: Rows joined at a time into one pyarrow array (whose text may not pass 2 GiB).
+SLICE_ROWS = 65_536
 
 
 def _utf8_buffer(texts: pa.Array) -> pa.Buffer:

@@ -79,6 +79,7 @@ class _CollectorSpared:
     def __init__(self) -> None:
         self._runners = 0
         self._threshold = gc.get_threshold()
+        self._freezing = False
 
     def __enter__(self) -> None:
         """What exists before the first request (the sheet, the plans, the ledger) is
@@ -88,7 +89,10 @@ class _CollectorSpared:
         zero latency.  Reference counting still frees at once all that is not in a cycle."""
         if self._runners == 0:
             self._threshold = gc.get_threshold()
-            gc.freeze()
+            # A caller's own frozen objects would be thawed with ours: then none are frozen.
+            self._freezing = not gc.get_freeze_count()
+            if self._freezing:
+                gc.freeze()
             gc.set_threshold(self._threshold[0] * GC_SPACING, *self._threshold[1:])
         self._runners += 1
 
@@ -96,7 +100,8 @@ class _CollectorSpared:
         self._runners -= 1
         if self._runners == 0:
             gc.set_threshold(*self._threshold)
-            gc.unfreeze()
+            if self._freezing:
+                gc.unfreeze()
 
 
 _collector_spared = _CollectorSpared()

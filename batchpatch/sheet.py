@@ -167,15 +167,17 @@ def _collector_paused() -> Iterator[None]:
     object built so far (nothing read here forms a cycle).  Turned back on, its first
     collection would still walk every object built meanwhile (a third of a second for a
     million rows), so they are handed to the oldest generation unwalked first: frozen
-    (which also resets the young generation's count) and thawed into the oldest one."""
+    (which also resets the young generation's count) and thawed into the oldest one —
+    unless the caller froze objects of its own, which thawing would thaw too."""
     paused = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if paused:
-            gc.freeze()
-            gc.unfreeze()
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

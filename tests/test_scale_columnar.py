@@ -170,3 +170,32 @@ def test_a_long_sheet_with_untidy_ids_groups_as_a_tidy_one(tmp_path: Path) -> No
         ),
         ImagePatch(B, (Operation("add", "/team", "ops"),), (3,)),
     )
+
+
+def test_a_report_joined_slice_by_slice_is_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are joined a slice at a time (one pyarrow array may not pass 2 GiB of text):
+    the slices end to end are the report, whatever the slice's length."""
+    from batchpatch import report
+
+    sheet = _sheet(tmp_path, ",", "utf-8")
+    height = 23
+    frame = pd.DataFrame(
+        {
+            "image_id": [f"id-{n}" for n in range(height)],
+            "name": [f'n,"{n}' for n in range(height)],
+        },
+        dtype=str,
+    )
+    sheet = dataclasses.replace(sheet, frame=frame)
+    rows = [
+        RowResult(
+            _outcome(Status.SUCCEEDED if n % 3 else Status.FAILED, 200 + n, f"m{n}", n), "b", ""
+        )
+        for n in range(height)
+    ]
+    expected = encode_report(report_frame(sheet, rows).to_csv(index=False), sheet.encoding)
+    for slice_rows in (1, 5, height, 10_000):
+        monkeypatch.setattr(report, "SLICE_ROWS", slice_rows)
+        assert write_report(sheet, rows, tmp_path / f"r{slice_rows}.csv").read_bytes() == expected
