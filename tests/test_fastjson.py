@@ -46,14 +46,14 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(values)
 def test_what_the_standard_library_writes_reads_back_the_same(value: Any) -> None:
     text = json.dumps(value, ensure_ascii=False)
     assert same(fastjson.loads(text.encode("utf-8")), json.loads(text))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(values)
 def test_what_is_written_the_standard_library_reads_as_it_reads_its_own(value: Any) -> None:
     """A value read from JSON (so any non-finite float is a ``NonFinite``) is written so the

@@ -46,7 +46,7 @@ def _outcome(status: Status, http: int | None, text: str, number: int | None) ->
     return Outcome(A, status, http, text, text, text, 1, number)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     data=st.data(),
     height=st.integers(min_value=0, max_value=12),
