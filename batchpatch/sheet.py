@@ -343,16 +343,32 @@ def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Chan
         )
     cells = _cells_by_row(grid, id_column, attributes)
     removing = cells["value"].str.strip().str.lower() == REMOVE_MARKER
-    cells["attribute"] = cells["column"].map(attribute_names(list(frame.columns)))
-    cells["op"] = np.where(
-        removing,
-        "remove",
-        np.where(cells["attribute"].isin(schema.base_attributes), "replace", "add"),
+    cells["attribute"], cells["op"] = _attributes_and_ops(
+        cells["column"], removing, list(frame.columns), schema
     )
     cells.loc[removing, "value"] = ""
     cells = cells.reset_index(drop=True)
     cells["attribute_column"] = cells["column"]
     return _changes(cells, "wide", id_column, grid, schema)
+
+
+def _attributes_and_ops(
+    columns: pd.Series[Any], removing: pd.Series[Any], header: list[str], schema: Schema
+) -> tuple[pd.Series[Any], pd.Series[Any]]:
+    """The attribute each wide cell changes (its column's) and its op: ``remove`` where
+    the cell says so, else ``replace`` for a base attribute and ``add`` for any other.
+    Worked out once per column and taken by arrow for the cells (``str`` columns)."""
+    codes, distinct_columns = pd.factorize(columns)
+    names = attribute_names(header)
+    attributes = [names[column] for column in distinct_columns.tolist()]
+    base = np.array([attribute in schema.base_attributes for attribute in attributes], bool)
+    choices = np.where(removing.to_numpy(dtype=bool), 0, np.where(base[codes], 1, 2))
+    texts = pa.array(attributes, pa.large_string()).take(codes)
+    ops = pa.array(["remove", "replace", "add"], pa.large_string()).take(choices)
+    return (
+        pd.Series(texts, index=columns.index, dtype=str),
+        pd.Series(ops, index=columns.index, dtype=str),
+    )
 
 
 def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataFrame:
