@@ -343,11 +343,8 @@ def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Chan
         )
     cells = _cells_by_row(grid, id_column, attributes)
     removing = cells["value"].str.strip().str.lower() == REMOVE_MARKER
-    cells["attribute"] = cells["column"].map(attribute_names(list(frame.columns)))
-    cells["op"] = np.where(
-        removing,
-        "remove",
-        np.where(cells["attribute"].isin(schema.base_attributes), "replace", "add"),
+    cells["attribute"], cells["op"] = _attributes_and_ops(
+        cells["column"], removing, list(frame.columns), schema
     )
     cells.loc[removing, "value"] = ""
     cells = cells.reset_index(drop=True)
@@ -355,11 +352,34 @@ def _wide_changes(file: str, grid: Grid, id_column: str, schema: Schema) -> Chan
     return _changes(cells, "wide", id_column, grid, schema)
 
 
+def _attributes_and_ops(
+    columns: pd.Series[Any], removing: pd.Series[Any], header: list[str], schema: Schema
+) -> tuple[pd.Series[Any], pd.Series[Any]]:
+    """The attribute each wide cell changes (its column's) and its op: ``remove`` where
+    the cell says so, else ``replace`` for a base attribute and ``add`` for any other.
+    Worked out once per column and taken by arrow for the cells (``str`` columns)."""
+    codes, distinct_columns = pd.factorize(columns)
+    names = attribute_names(header)
+    attributes = [names[column] for column in distinct_columns.tolist()]
+    base = np.array([attribute in schema.base_attributes for attribute in attributes], bool)
+    choices = np.where(removing.to_numpy(dtype=bool), 0, np.where(base[codes], 1, 2))
+    texts = pa.array(attributes, pa.large_string()).take(codes)
+    ops = pa.array(["remove", "replace", "add"], pa.large_string()).take(choices)
+    return (
+        pd.Series(texts, index=columns.index, dtype=str),
+        pd.Series(ops, index=columns.index, dtype=str),
+    )
+
+
 def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataFrame:
     """``row, image_id, column, value`` for every non-blank attribute cell, in sheet order
     (row by row, left to right).  Built from one 2-D array, not column by column, so 10**5
     columns cost what 10**5 cells do."""
     frame = grid.frame
+    if len(attributes) <= _ARROW_WIDTH and all(
+        _is_arrow_text(frame[column]) for column in (id_column, *attributes)
+    ):
+        return _arrow_cells_by_row(grid, id_column, attributes)
     values = frame[attributes].to_numpy(dtype=object)
     rows, width = values.shape
     melted = pd.DataFrame(
@@ -371,6 +391,45 @@ def _cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataF
         }
     )
     return melted[melted["value"].str.strip() != ""]
+
+
+#: Up to so many attribute columns, a wide sheet of arrow-backed text columns is melted
+#: by arrow, column by column (beyond, the per-column work would outweigh the cells').
+_ARROW_WIDTH = 256
+
+
+def _is_arrow_text(column: pd.Series[Any]) -> bool:
+    """Whether ``column`` is the ``str`` dtype on arrow storage (how a workbook is read)."""
+    dtype = column.dtype
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def _arrow_cells_by_row(grid: Grid, id_column: str, attributes: list[str]) -> pd.DataFrame:
+    """``_cells_by_row`` for arrow-backed text columns: the same frame, the same dtypes,
+    its text columns taken by arrow from the sheet's (no Python string per cell)."""
+    frame = grid.frame
+    rows, width = len(frame), len(attributes)
+    dtype = frame[id_column].dtype
+    cell_rows = np.repeat(np.arange(rows), width)
+    cell_columns = np.tile(np.arange(width), rows)
+    values = pa.concat_arrays([_large_text(frame[column]) for column in attributes])
+    image_ids = _large_text(frame[id_column].str.strip().str.lower())
+    names = pa.array(attributes, pa.large_string())
+    melted = pd.DataFrame(
+        {
+            "row": cell_rows + grid.first_row,
+            "image_id": pd.Series(image_ids.take(cell_rows), dtype=dtype),
+            "column": pd.Series(names.take(cell_columns), dtype=dtype),
+            "value": pd.Series(values.take(cell_columns * rows + cell_rows), dtype=dtype),
+        }
+    )
+    return melted[melted["value"].str.strip() != ""]
+
+
+def _large_text(column: pd.Series[Any]) -> pa.Array:
+    """The arrow array under an arrow-backed text column, in one chunk."""
+    array = pa.array(column.array, pa.large_string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _changes(

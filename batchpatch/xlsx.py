@@ -33,6 +33,7 @@ from xml.parsers import expat
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from batchpatch.errors import OptionsError, Problem, Reason, SheetError
 from batchpatch.grid import EMPTY, NO_ROWS, CellKind, CellNote, Grid, duplicate_columns, whole_file
@@ -107,7 +108,12 @@ def _note(kind: CellKind, reference: str, shown: str) -> CellNote:
 def read_grid(path: Path, sheet_name: str | None) -> Grid:
     """The worksheet ``sheet_name`` of ``path`` (or the one Excel opens on) as a ``Grid``."""
     worksheet = read_worksheet(path, sheet_name)
-    frame = pd.DataFrame(dict(zip(worksheet.header, worksheet.columns, strict=True)), dtype=str)
+    frame = pd.DataFrame(
+        {
+            name: _text_column(cells)
+            for name, cells in zip(worksheet.header, worksheet.columns, strict=True)
+        }
+    )
     return Grid(
         frame,
         worksheet.first_row,
@@ -117,6 +123,12 @@ def read_grid(path: Path, sheet_name: str | None) -> Grid:
         sheet_name=worksheet.name,
         numbers=worksheet.numbers,
     )
+
+
+def _text_column(cells: list[str]) -> pd.Series[str]:
+    """A column of the frame, of the ``str`` dtype: built by arrow from the texts (all of
+    them ``str``), not checked one by one again as pandas does for a list."""
+    return pd.Series(pa.array(cells, pa.large_string()), dtype=str)
 
 
 def read_worksheet(path: Path, sheet_name: str | None) -> Worksheet:
