@@ -264,6 +264,10 @@ class _Parts:
                 f"the part {name} is not well-formed XML "
                 f"({expat.ErrorString(error.code)}, line {error.lineno})"
             ) from None
+        except LookupError:  # expat's answer to an XML declaration of an unknown encoding
+            raise _Unreadable(
+                f"the part {name} is not well-formed XML (it declares an unknown encoding)"
+            ) from None
 
     def elements(self, name: str, wanted: set[str]) -> list[tuple[str, str, dict[str, str]]]:
         """``(parent, element, attributes)`` of every element named in ``wanted``, in order;

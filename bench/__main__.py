@@ -16,7 +16,6 @@ every figure, with the machine (cores, Python, package versions), to ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 from bench.machine import client_core, machine
 from bench.servers import Fake, run_client, write_images
+from bench.sheets import long_csv, wide_xlsx
 
 #: Scenario sizes: full, and ``--quick``.
 FULL = {
@@ -166,31 +166,6 @@ def quota(results: Results, images: int) -> None:
         )
         throttled = found[throttled_key]
         results.add(f"quota --rate {rate:g}: share throttled", throttled, throttled_bar, "max", "")
-
-
-def long_csv(path: Path, rows: int) -> Path:
-    """A long sheet of ``rows`` rows, four changes per image."""
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["image_id", "op", "path", "value"])
-        paths = ("/name", "/min_ram", "/__description", "/team")
-        for row in range(rows):
-            image = f"{row // 4:08x}-5f0d-4a53-9c1e-2f6d8a1b7c01"
-            value = f"image-{row}" if row % 4 == 0 else ("2048" if row % 4 == 1 else f"v{row}")
-            writer.writerow([image, "replace", paths[row % 4], value])
-    return path
-
-
-def wide_xlsx(path: Path, rows: int) -> Path:
-    from openpyxl import Workbook
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet()
-    sheet.append(["image_id", "name", "min_ram", "__description"])
-    for row in range(rows):
-        sheet.append([f"{row:08x}-5f0d-4a53-9c1e-2f6d8a1b7c01", f"image-{row}", 2048, f"d{row}"])
-    workbook.save(path)
-    return path
 
 
 def scale(results: Results, folder: Path, rows: int, xlsx_rows: int) -> None:

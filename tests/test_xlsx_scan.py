@@ -13,11 +13,11 @@ from xml.sax.saxutils import escape
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openpyxl import Workbook
 
 from batchpatch import xlsx, xlsx_scan
 from batchpatch.errors import OptionsError, SheetError
 from batchpatch.xlsx import column_letters
+from bench.sheets import wide_xlsx
 from tests.xlsx_parts import MAIN, STYLES, build
 
 A = "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01"
@@ -289,17 +289,6 @@ def _replace_part(path: Path, part: str, data: bytes) -> None:
 # ------------------------------------------------------------------ the shapes in use
 
 
-def _openpyxl_write_only(path: Path, rows: int) -> Path:
-    """The workbook ``python -m bench`` reads: openpyxl's write-only mode, inline strings."""
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet()
-    sheet.append(["image_id", "name", "min_ram", "__description"])
-    for row in range(rows):
-        sheet.append([f"{row:08x}-5f0d-4a53-9c1e-2f6d8a1b7c01", f"image-{row}", 2048, f"d{row}"])
-    workbook.save(path)
-    return path
-
-
 def _excel_like(path: Path, rows: int) -> Path:
     """What Excel writes: shared strings, styles before types, spans and row heights."""
     shared = ["image_id", "name", "min_ram", *(f"image-{row}" for row in range(rows))]
@@ -326,9 +315,7 @@ def _excel_like(path: Path, rows: int) -> Path:
     return build(path, [("Sheet1", sheet)], shared=shared, styles=STYLES)
 
 
-@pytest.mark.parametrize(
-    "write", [_openpyxl_write_only, _excel_like], ids=["openpyxl-write-only", "excel"]
-)
+@pytest.mark.parametrize("write", [wide_xlsx, _excel_like], ids=["openpyxl-write-only", "excel"])
 def test_the_usual_shapes_take_the_fast_path_and_read_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: object
 ) -> None:
@@ -441,3 +428,25 @@ def test_odd_and_broken_rows_read_or_fail_the_same_both_ways(
     if not well_formed:
         assert fast[0] == "_Unreadable"  # type: ignore[index]
         assert "not well-formed XML" in fast[1]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("part", ["xl/worksheets/sheet1.xml", "xl/sharedStrings.xml"])
+def test_a_part_declaring_an_unknown_encoding_is_refused_in_words(
+    tmp_path: Path, part: str
+) -> None:
+    """Expat answers an unknown encoding with ``LookupError``, not ``ExpatError``: it is
+    a part that cannot be read (exit 2, FILE: what is wrong), never a traceback."""
+    path = tmp_path / "s.xlsx"
+    rows = '<row r="1"><c r="A1" t="inlineStr"><is><t>image_id</t></is></c></row>'
+    build(path, [("Changes", rows)], shared=["web"])
+    with zipfile.ZipFile(path) as archive:
+        xml = archive.read(part)
+    declared = b'<?xml version="1.0" encoding="U-TF-8"?>'
+    _replace_part(
+        path,
+        part,
+        declared + xml.split(b"?>", 1)[-1] if xml.startswith(b"<?xml") else declared + xml,
+    )
+    with pytest.raises(SheetError) as refused:
+        xlsx.read_worksheet(path, None)
+    assert "unknown encoding" in str(refused.value.problems[0])

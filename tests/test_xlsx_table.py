@@ -11,15 +11,13 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchpatch.errors import Problem, Reason, SheetError
-from batchpatch.grid import EMPTY, NO_ROWS, duplicate_columns, whole_file
+from batchpatch.errors import Problem, SheetError
+from batchpatch.grid import EMPTY, NO_ROWS, whole_file
 from batchpatch.xlsx import (
-    MAX_CELLS,
     MAX_EMPTY_ROWS,
     MAX_TABLE_CELLS,
     Worksheet,
     _Cells,
-    _coordinates,
     _Table,
     _whole_file,
     column_letters,
@@ -109,76 +107,12 @@ class _PreviousTable:
             previous = row
         return previous
 
-    def _stray(self, row: int, column: int, where: str) -> Problem:
-        reference = f"{column_letters(column)}{row}"
-        return Problem(
-            str(self.path),
-            row,
-            self.header.get(column) or f"#{column}",
-            Reason(
-                f"cell {reference} lies far {where} the data, outside the table",
-                f"delete it (select {reference}, then Delete), or move it next to the table",
-            ),
-        )
-
-    def _header_problems(self, kept: list[int]) -> list[Problem]:
-        problems = [
-            Problem(
-                str(self.path),
-                self.header_row,
-                f"#{column}",
-                Reason("a column has no header", "name the column, or delete it"),
-            )
-            for column in kept
-            if not self.header.get(column)
-        ]
-        names = [self.header[column] for column in kept if self.header.get(column)]
-        return problems + duplicate_columns(str(self.path), names, self.header_row)
-
-    def _cell_problems(self, last_row: int) -> list[Problem]:
-        problems = [
-            Problem(
-                str(self.path),
-                row,
-                self._label(column),
-                Reason(f"cell {column_letters(column)}{row} {message}", fix),
-            )
-            for row, column, message, fix in self.cells.problems
-        ]
-        for reference in self.cells.merged:
-            problems += self._merged(reference, last_row)
-            if len(problems) > MAX_CELLS:
-                raise SheetError(
-                    [
-                        _whole_file(
-                            self.path,
-                            "the sheet holds too many merged cells",
-                            "unmerge every cell (select all, then "
-                            "Merge & Center off) and fill them in",
-                        )
-                    ]
-                )
-        return problems
-
-    def _label(self, column: int) -> str:
-        return self.labels.get(column) or self.header.get(column) or f"#{column}"
-
-    def _merged(self, reference: str, last_row: int) -> list[Problem]:
-        """One problem per table row a merged range covers (each reads as blank but one)."""
-        first, _, last = reference.partition(":")
-        (top, left), (bottom, _) = _coordinates(first), _coordinates(last or first)
-        if not top or not left:
-            return []
-        rows = range(max(top, self.header_row), min(bottom, last_row) + 1) or range(top, top + 1)
-        return [
-            Problem(
-                str(self.path),
-                row,
-                self._label(left),
-                Reason(f"merged cells {reference}", "unmerge them and fill in every cell"),
-            )
-            for row in rows
-        ]
+    # How a problem is worded is not what is compared: both tables word it the same way.
+    _stray = _Table._stray
+    _header_problems = _Table._header_problems
+    _cell_problems = _Table._cell_problems
+    _label = _Table._label
+    _merged = _Table._merged
 
     def _built(self, kept: list[int], last_row: int, problems: tuple[Problem, ...]) -> Worksheet:
         first_row = self.header_row + 1
