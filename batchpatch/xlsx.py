@@ -993,11 +993,7 @@ class _Table:
             self._column(texts, inside & (self.columns == column), first_row, last_row)
             for column in kept
         ]
-        kinds = {
-            (row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}", shown)
-            for (row, column), (kind, shown) in self.cells.kinds.items()
-            if first_row <= row <= last_row and column in position
-        }
+        kinds = self._kinds(position, first_row, last_row)
         return Worksheet(
             self.name,
             tuple(self.labels[column] for column in kept),
@@ -1007,6 +1003,16 @@ class _Table:
             kinds,
             self._numbers(position, inside, first_row),
         )
+
+    def _kinds(
+        self, position: dict[int, int], first_row: int, last_row: int
+    ) -> dict[tuple[int, str], tuple[CellKind, str, str]]:
+        """The kind of each kept cell that is not plain text, by (data row, column label)."""
+        return {
+            (row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}", shown)
+            for (row, column), (kind, shown) in self.cells.kinds.items()
+            if first_row <= row <= last_row and column in position
+        }
 
     def _column(self, texts: Any, cells: Any, first_row: int, last_row: int) -> list[str]:
         """The texts of one column of the table: its ``cells`` (a mask) in their rows."""

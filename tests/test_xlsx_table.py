@@ -12,15 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchpatch.errors import Problem, SheetError
-from batchpatch.grid import EMPTY, NO_ROWS, whole_file
+from batchpatch.grid import EMPTY, whole_file
 from batchpatch.xlsx import (
     MAX_EMPTY_ROWS,
-    MAX_TABLE_CELLS,
     Worksheet,
     _Cells,
     _Table,
-    _whole_file,
-    column_letters,
 )
 
 
@@ -41,27 +38,8 @@ class _PreviousTable:
     def _all(self) -> Iterator[tuple[int, int, str]]:
         return zip(self.cells.rows, self.cells.columns, self.cells.texts, strict=True)
 
-    def worksheet(self) -> Worksheet:
-        kept, fatal = self._columns()
-        last_row = self._last_row(set(kept), fatal)
-        self.labels = {column: self.header.get(column) or f"#{column}" for column in kept}
-        fatal += self._header_problems(kept)
-        located = self._cell_problems(last_row)
-        if fatal:
-            raise SheetError(fatal + located)
-        if last_row == self.header_row:
-            raise SheetError([whole_file(str(self.path), NO_ROWS)])
-        if (last_row - self.header_row) * len(kept) > MAX_TABLE_CELLS:
-            raise SheetError(
-                [
-                    _whole_file(
-                        self.path,
-                        f"the table is too large ({last_row:,} rows by {len(kept):,} columns)",
-                        "split the sheet into smaller ones",
-                    )
-                ]
-            )
-        return self._built(kept, last_row, tuple(located))
+    worksheet = _Table.worksheet  # the same questions in the same order
+    _kinds = _Table._kinds
 
     def _columns(self) -> tuple[list[int], list[Problem]]:
         """The table's columns (named, or holding data next to named ones), and a problem for
@@ -122,11 +100,7 @@ class _PreviousTable:
         for row, column, text in self._all():
             if first_row <= row <= last_row:
                 columns[position[column]][row - first_row] = text
-        kinds = {
-            (row - first_row, self.labels[column]): (kind, f"{column_letters(column)}{row}", shown)
-            for (row, column), (kind, shown) in self.cells.kinds.items()
-            if first_row <= row <= last_row and column in position
-        }
+        kinds = self._kinds(position, first_row, last_row)
         return Worksheet(
             self.name,
             tuple(self.labels[column] for column in kept),
