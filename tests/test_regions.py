@@ -62,15 +62,18 @@ def two_regions(
 def region_args(a: FakeServer, b: FakeServer) -> list[str]:
     """Region A is the run's own (``--region``); both endpoints point at the fakes; IAM
     (for region B's project id) is region B's fake."""
+    return ["--region", REGION_A, *endpoint_args(a.url, b.url, b.url)]
+
+
+def endpoint_args(a_url: str, b_url: str, iam: str) -> list[str]:
+    """Region A's and region B's endpoints, and IAM's."""
     return [
-        "--region",
-        REGION_A,
         "--region-endpoint",
-        f"{REGION_A}={a.url}",
+        f"{REGION_A}={a_url}",
         "--region-endpoint",
-        f"{REGION_B}={b.url}",
+        f"{REGION_B}={b_url}",
         "--iam-endpoint",
-        b.url,
+        iam,
     ]
 
 
@@ -193,38 +196,44 @@ def test_an_unknown_region_is_located_and_nothing_is_sent(tmp_path: Path) -> Non
     assert sent == 0
 
 
-@pytest.mark.parametrize(
-    ("cells", "row", "column", "what"),
-    [
-        pytest.param(
-            [
-                [IMAGES_A[0]["id"], REGION_A, "", "x", ""],
-                [IMAGES_A[0]["id"], REGION_B, "", "", "1"],
-            ],
-            3,
-            "region",
-            "which row 2 sends to region cn-north-4",
-            id="two-regions-one-image",
-        ),
-        pytest.param(
-            [[IMAGES_A[0]["id"], REGION_A, "not-a-project", "x", ""]],
-            2,
-            "project_id",
-            "not a project id",
-            id="bad-project-id",
-        ),
-        pytest.param(
-            [
-                [IMAGES_A[0]["id"], REGION_B, PROJECT_A, "x"],
-                [IMAGES_A[1]["id"], REGION_B, PROJECT_B, "y"],
-            ],
-            3,
-            "project_id",
-            "which other rows give project id",
-            id="two-projects-one-region",
-        ),
-    ],
-)
+#: Routing cells apply refuses before sending anything (``validate`` too: test_regions_fixes),
+#: as (rows, the row at fault, its column, what the message says).
+ROUTING_MISTAKES = [
+    pytest.param(
+        [[IMAGES_A[0]["id"], "my-lab", "", "x"]],
+        2,
+        "region",
+        "unknown region 'my-lab'",
+        id="unknown-region",
+    ),
+    pytest.param(
+        [[IMAGES_A[0]["id"], REGION_A, "not-a-project", "x", ""]],
+        2,
+        "project_id",
+        "not a project id",
+        id="bad-project-id",
+    ),
+    pytest.param(
+        [[IMAGES_A[0]["id"], REGION_A, "", "x", ""], [IMAGES_A[0]["id"], REGION_B, "", "", "1"]],
+        3,
+        "region",
+        f"which row 2 sends to region {REGION_A}",
+        id="two-regions-one-image",
+    ),
+    pytest.param(
+        [
+            [IMAGES_A[0]["id"], REGION_B, PROJECT_A, "x"],
+            [IMAGES_A[1]["id"], REGION_B, PROJECT_B, "y"],
+        ],
+        3,
+        "project_id",
+        "which other rows give project id",
+        id="two-projects-one-region",
+    ),
+]
+
+
+@pytest.mark.parametrize(("cells", "row", "column", "what"), ROUTING_MISTAKES)
 def test_routing_cells_are_checked_where_they_stand(
     tmp_path: Path, cells: list[list[object]], row: int, column: str, what: str
 ) -> None:
