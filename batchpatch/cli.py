@@ -198,6 +198,19 @@ def _region_endpoint(text: str) -> tuple[str, str]:
     return region.strip().lower(), url.strip()
 
 
+def _region_endpoint_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--region-endpoint REGION=URL`` (repeatable), into ``region_endpoints``."""
+    parser.add_argument(
+        "--region-endpoint",
+        action="append",
+        default=[],
+        type=_region_endpoint,
+        dest="region_endpoints",
+        metavar="REGION=URL",
+        help=help_text,
+    )
+
+
 class _Regions(argparse.Action):
     """``--region``: the first is the run's region; ``export`` takes more (``regions``)."""
 
@@ -298,14 +311,9 @@ def _service_options() -> _Parser:
         help="with --api glance: this cloud of clouds.yaml (default: $OS_CLOUD, else the "
         "OS_* variables)",
     )
-    options.add_argument(
-        "--region-endpoint",
-        action="append",
-        default=[],
-        type=_region_endpoint,
-        dest="region_endpoints",
-        metavar="REGION=URL",
-        help="the IMS endpoint of a region the sheet's region column names "
+    _region_endpoint_option(
+        options,
+        "the IMS endpoint of a region the sheet's region column names "
         "(default: https://ims.REGION.myhuaweicloud.com); repeatable",
     )
     options.add_argument(
@@ -576,14 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
         action=_Regions,
         help="repeatable: each region's endpoint and project id as a sheet's rows get them",
     )
-    whoami.add_argument(
-        "--region-endpoint",
-        action="append",
-        default=[],
-        type=_region_endpoint,
-        dest="region_endpoints",
-        metavar="REGION=URL",
-        help="the IMS endpoint of a region (as for apply); repeatable",
+    _region_endpoint_option(
+        whoami,
+        "the IMS endpoint of a region (as for apply); repeatable",
     )
     _credential_options(whoami)
 
@@ -598,14 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGION",
         help="the run's own region, which a blank region cell stands for (as for apply)",
     )
-    validate.add_argument(
-        "--region-endpoint",
-        action="append",
-        default=[],
-        type=_region_endpoint,
-        dest="region_endpoints",
-        metavar="REGION=URL",
-        help="a region the sheet's region column may name besides the known ones (as for "
+    _region_endpoint_option(
+        validate,
+        "a region the sheet's region column may name besides the known ones (as for "
         "apply); repeatable",
     )
 
