@@ -40,7 +40,6 @@ from batchpatch.glance_schema import (
     VISIBILITIES,
 )
 from batchpatch.inventory import Reader, _images, endless_paging
-from batchpatch.retry import Attempt, attempt
 from batchpatch.service import ApiResponse, Image
 
 __all__ = ["GLANCE_EXPORT", "glance_filter_problem", "list_following_next", "next_query"]
@@ -99,16 +98,9 @@ async def _page(reader: Reader, query: Mapping[str, str]) -> ApiResponse:
     needs the ``next`` link, not just the images)."""
     borrower = await reader.pacer.acquire()
     try:
-        tried: Attempt[None] = await attempt(
-            lambda: reader.client.list_images(query),
-            reader.client,
-            reader.policy,
-            reader.pacer,
-            what="a read",
-        )
+        return await reader.page(query)
     finally:
         reader.pacer.release(borrower)
-    return tried.answer
 
 
 async def list_following_next(

@@ -17,7 +17,7 @@ never batched into one filter.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -45,6 +45,11 @@ class Reader:
 
     async def images(self, query: dict[str, str]) -> list[Image]:
         """One page of images; the caller has already waited for its turn to start."""
+        return _images(self.client, await self.page(query))
+
+    async def page(self, query: Mapping[str, str]) -> ApiResponse:
+        """One page's whole answer (a ``next`` link too), read through the one retry loop;
+        the caller has already waited for its turn to start."""
         tried: Attempt[None] = await attempt(
             lambda: self.client.list_images(query),
             self.client,
@@ -52,7 +57,7 @@ class Reader:
             self.pacer,
             what="a read",
         )
-        return _images(self.client, tried.answer)
+        return tried.answer
 
     async def paced(self, query: dict[str, str]) -> list[Image]:
         """``images`` after waiting for a free slot and a turn in the rate."""
