@@ -467,13 +467,7 @@ def _typed_column(cells: pd.DataFrame, schema: Schema) -> npt.NDArray[Any]:
     plain = (
         cells["value"].str.contains("[!-~]", regex=True) & ~cells["value"].str.startswith("'")
     ).to_numpy(dtype=bool)
-    pair, firsts = distinct(cells["op"], cells["attribute"])
-    order, groups = grouped_order(pair)
-    heads = zip(
-        cells["op"].iloc[firsts].tolist(), cells["attribute"].iloc[firsts].tolist(), strict=True
-    )
-    for (op, attribute), members in zip(heads, groups, strict=True):
-        positions = order[members.start : members.stop]
+    for op, attribute, positions in _by_op_and_attribute(cells):
         if op == RENAME or op not in OPS or op == "remove" or not attribute:
             pass  # asked below, once per distinct text
         elif is_tag(attribute):
@@ -564,18 +558,26 @@ def _image_codes(image_ids: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], list[
     return codes, [str(image_id) for image_id in uniques.tolist()]
 
 
-def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
-    """The ``Operation`` of each change, as an object array, made (op, attribute) by (op,
-    attribute): the path once per attribute, no Python work per change but the object."""
-    typed = changes["typed"].to_numpy(dtype=object)
-    made = np.empty(len(changes), dtype=object)
+def _by_op_and_attribute(
+    changes: pd.DataFrame,
+) -> Iterator[tuple[str, str, npt.NDArray[np.intp]]]:
+    """Each distinct (op, attribute) of ``changes``, in order of first appearance, with the
+    positions of its changes."""
     pair, firsts = distinct(changes["op"], changes["attribute"])
     order, groups = grouped_order(pair)
     heads = zip(
         changes["op"].iloc[firsts].tolist(), changes["attribute"].iloc[firsts].tolist(), strict=True
     )
     for (op, attribute), members in zip(heads, groups, strict=True):
-        positions = order[members.start : members.stop]
+        yield op, attribute, order[members.start : members.stop]
+
+
+def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
+    """The ``Operation`` of each change, as an object array, made (op, attribute) by (op,
+    attribute): the path once per attribute, no Python work per change but the object."""
+    typed = changes["typed"].to_numpy(dtype=object)
+    made = np.empty(len(changes), dtype=object)
+    for op, attribute, positions in _by_op_and_attribute(changes):
         count = len(positions)
         made[positions] = _made(
             Operation,
