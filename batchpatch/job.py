@@ -669,8 +669,8 @@ class _Run:
                 self._settle_earlier(earlier, image, tags.get(image_id))
             elif image_id in to_read:
                 self.ledger.plan(plan_image(patch, image, tags.get(image_id)))
-            else:
-                self.ledger.plan(saved.get(image_id) or unplanned(patch))
+            elif image_id in saved:  # else the ledger holds ``unplanned(patch)`` already
+                self.ledger.plan(saved[image_id])
             if image_id in to_read:  # read: its state is known now
                 self.ledger.answered(image_id, in_doubt=False)
         self._refuse_plan_problems()

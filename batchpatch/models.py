@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from batchpatch.values import value
+
 JsonValue = str | int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Operation:
     """One JSON-patch operation of an IMS UpdateImage body."""
 
@@ -23,7 +25,7 @@ class Operation:
         return {"op": self.op, "path": self.path, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ImagePatch:
     """Every change a sheet asks of one image, in sheet order: sent as one atomic PATCH.
 
@@ -73,7 +75,7 @@ INTERRUPTED = "interrupted"
 MAYBE_APPLIED = frozenset({TIMEOUT, CONNECTION_ERROR, INTERRUPTED})
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PartOutcome:
     """The answer one request of an image's work ended with (``part``: ``attributes`` for
     the PATCH, ``tags`` for a tag call), so each row is reported by its own request."""
@@ -86,7 +88,7 @@ class PartOutcome:
     request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Outcome:
     """The recorded fate of one image (and so of every row that asked for it).
 

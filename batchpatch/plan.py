@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from batchpatch.errors import Reason
 from batchpatch.models import ImagePatch, JsonValue, Operation, Status
 from batchpatch.schema import MAX_TAGS, RENAME, TAG_PREFIX, is_tag, tag_key
+from batchpatch.values import value
 
 ACTIVE = "active"
 NOT_FOUND = "not_found"
@@ -31,7 +32,7 @@ ATTRIBUTES, TAGS = "attributes", "tags"
 UPDATE, CREATE, DELETE = "update", "create", "delete"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Change:
     """One requested change, as planned: what the attribute is now and will be.
 
@@ -88,7 +89,7 @@ class Change:
         return self.planned.value if self.renamed_from and self.planned is not None else None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TagWrite:
     """One tag call: ``action`` (``create`` sets every tag of ``tags``, ``delete`` removes
     them; IMS checks only lengths on delete, so a value may be "")."""
@@ -97,7 +98,7 @@ class TagWrite:
     tags: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ImagePlan:
     """What will happen to one image: sent (``status`` None) or not, and why not."""
 

@@ -36,6 +36,7 @@ from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
 from batchpatch.models import Outcome, Status
 from batchpatch.textfile import encode_report, encode_utf8_report
+from batchpatch.values import value
 from batchpatch.xlsx import check_every_part, sheet_names
 from batchpatch.xlsxinto import CannotCopy, Results, Style, check_parts, write_into
 
@@ -106,7 +107,7 @@ def worksheet_name(name: str | None) -> str:
     return "History_" if cleaned.lower() == "history" else cleaned
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RowResult:
     """What happened to one source row, and its attributes before and after, as text."""
 

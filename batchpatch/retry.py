@@ -51,6 +51,7 @@ import anyio
 
 from batchpatch.service import AnswerKind, ApiResponse, ImageService
 from batchpatch.throttle import MAX_HOLD, Pacer, Sleep, sleep_unless_stopped
+from batchpatch.values import value
 
 log = logging.getLogger("batchpatch.retry")
 
@@ -129,7 +130,7 @@ class Ending(Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
+@value
 class Attempt(Generic[T]):
     """The end of one request's tries: the last answer, its kind, and how many were sent."""
 
@@ -140,7 +141,7 @@ class Attempt(Generic[T]):
     settled: T | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Hooks(Generic[T]):
     """What a caller adds to the loop.  Each hook returns a settled value (the loop ends
     with it) or None (send again: the hook may have changed what ``send`` sends).

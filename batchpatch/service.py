@@ -30,11 +30,11 @@ tests drive the runner and the job through.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
 from batchpatch.models import MAYBE_APPLIED
+from batchpatch.values import value
 
 #: A 2xx whose body is not what the request asked for (another image, an error body, no
 #: body): the write may or may not have been applied, so the image is read back.
@@ -50,7 +50,7 @@ EFFECT_UNKNOWN = " (the change may or may not have been applied)"
 Image = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ApiResponse:
     """What one request came back with: the status (None for no answer), the parsed body,
     and the error the service (or the transport) gave, in the service's own codes.
