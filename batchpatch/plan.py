@@ -119,6 +119,8 @@ class ImagePlan:
     _derived: tuple[ImagePatch, tuple[str, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    #: ``all_applied()``, once made: the journal knows it by identity.
+    _all_applied: ImagePlan | None = field(default=None, init=False, repr=False, compare=False)
 
     def with_changes(self, changes: tuple[Change, ...]) -> ImagePlan:
         """This plan with ``changes`` instead (built directly, as ``Change.now_applied``)."""
@@ -132,6 +134,17 @@ class ImagePlan:
             self.tag_count,
             self.problems,
         )
+
+    def all_applied(self) -> ImagePlan:
+        """This plan with every change still to send marked ``applied``: what it becomes
+        once each of its requests has succeeded (made once, then the same object)."""
+        applied = self._all_applied
+        if applied is None:
+            applied = self.with_changes(
+                tuple(change.now_applied() if change.pending else change for change in self.changes)
+            )
+            object.__setattr__(self, "_all_applied", applied)  # a cache, not a change
+        return applied
 
     @property
     def problem_row(self) -> int:
@@ -418,6 +431,8 @@ def unplanned(patch: ImagePatch) -> ImagePlan:
 def mark_done(plan: ImagePlan, done: set[str]) -> ImagePlan:
     """``plan`` with every pending change whose requests are all in ``done`` (ended with
     success) marked ``applied``."""
+    if done.issuperset(plan.requests()):  # the usual end: every request succeeded
+        return plan.all_applied()
     changes = []
     for change in plan.changes:
         if change.pending:
