@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from batchpatch import fastjson
 from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
 from batchpatch.errors import (
@@ -61,6 +62,7 @@ from batchpatch.outputs import (
     clear_stale_temporaries,
 )
 from batchpatch.plan import (
+    Change,
     ImagePlan,
     plan_image,
     rebased,
@@ -978,28 +980,44 @@ def row_results(
         results[row] = RowResult(Outcome("", Status.INVALID, error_message=reason))
     for row in sheet.idle_rows:
         results[row] = RowResult(Outcome("", Status.UNCHANGED))
+    long = sheet.shape == "long"
     for plan in plans:
         image_outcome = sent.get(plan.image_id) or Outcome(plan.image_id, Status.NOT_ATTEMPTED)
-        for row in sorted({change.source for change in plan.changes}):
-            status = plan.row_status(row)
-            if status is None:
-                outcome = row_outcome(plan, row, image_outcome)
-            elif status == Status.UNCHANGED:
-                outcome = Outcome(plan.image_id, Status.UNCHANGED)
-            else:
-                outcome = Outcome(
-                    plan.image_id,
-                    status,
-                    error_code=PLAN_REFUSALS.get(status, ""),
-                    error_message=plan.row_reason(row),
-                )
-            before, after = _before_after(plan, row, long=sheet.shape == "long")
-            results[row] = RowResult(outcome, before, after)
+        for row, mine in _changes_by_row(plan):
+            before, after = _before_after(plan, mine, long=long)
+            results[row] = RowResult(_row_outcome(plan, row, mine, image_outcome), before, after)
     results.update(earlier or {})
-    missing = [row for row in sheet.rows if row not in results]
-    if missing:
+    if len(results) != len(sheet.rows) or not results.keys() >= set(sheet.rows):
+        missing = [row for row in sheet.rows if row not in results]
         raise AssertionError(f"rows {missing} were left without an outcome")
     return [results[row] for row in sheet.rows]
+
+
+def _changes_by_row(plan: ImagePlan) -> list[tuple[int, tuple[Change, ...]]]:
+    """Each row of ``plan``, in order, with its changes (an image of one row: one pair)."""
+    changes = plan.changes
+    if len(changes) == 1:
+        return [(changes[0].source, changes)]
+    by_row: dict[int, list[Change]] = {}
+    for change in changes:
+        by_row.setdefault(change.source, []).append(change)
+    return [(row, tuple(by_row[row])) for row in sorted(by_row)]
+
+
+def _row_outcome(plan: ImagePlan, row: int, mine: Sequence[Change], image: Outcome) -> Outcome:
+    """The outcome of ``row``, whose changes are ``mine``: what the plan decided of it
+    (refused, or every change already in place), else what became of the image's work."""
+    status = plan.row_status(mine)
+    if status is None:
+        return _own_outcome(plan, mine, image)
+    if status == Status.UNCHANGED:
+        return Outcome(plan.image_id, Status.UNCHANGED)
+    return Outcome(
+        plan.image_id,
+        status,
+        error_code=PLAN_REFUSALS.get(status, ""),
+        error_message=plan.row_reason(row),
+    )
 
 
 def _told_by(image: Outcome, part: PartOutcome, *, failed: bool) -> bool:
@@ -1013,17 +1031,20 @@ def _told_by(image: Outcome, part: PartOutcome, *, failed: bool) -> bool:
     )
 
 
-def row_outcome(plan: ImagePlan, row: int, image: Outcome) -> Outcome:
-    """A row's outcome is about its own changes: the request that carried them (the PATCH
-    or a tag call) when the image's work was several; a row whose changes this run (or the
-    run it resumes) put in place is ``succeeded`` whatever became of the rest."""
-    mine = [change for change in plan.changes if change.source == row]
+def _own_outcome(plan: ImagePlan, mine: Sequence[Change], image: Outcome) -> Outcome:
+    """A row's outcome is about its own changes (``mine``): the request that carried them
+    (the PATCH or a tag call) when the image's work was several; a row whose changes this
+    run (or the run it resumes) put in place is ``succeeded`` whatever became of the rest."""
     parts = {change.part for change in mine if change.planned is not None}
-    own = [part for part in image.parts if part.part in parts]
-    failed = [part for part in own if not part.status.done]
-    if failed or own:
-        part = (failed or own)[0]
-        if _told_by(image, part, failed=bool(failed)):
+    first: PartOutcome | None = None  # the first of its requests that failed, else the first
+    for part in image.parts:
+        if part.part in parts and (first is None or not part.status.done):
+            first = part
+            if not part.status.done:
+                break
+    if first is not None:
+        part, failed = first, not first.status.done
+        if _told_by(image, part, failed=failed):
             return image  # the usual case: the image's one request, as the image has it
         return dataclasses.replace(
             image,
@@ -1038,19 +1059,18 @@ def row_outcome(plan: ImagePlan, row: int, image: Outcome) -> Outcome:
     return image
 
 
-def _before_after(plan: ImagePlan, row: int, *, long: bool) -> tuple[str, str]:
-    """The row's attributes before and after, as text (long) or a JSON object (wide);
-    ``before`` is blank when the image was not read (``--no-plan``)."""
+def _before_after(plan: ImagePlan, changes: Sequence[Change], *, long: bool) -> tuple[str, str]:
+    """A row's attributes (its ``changes``) before and after, as text (long) or a JSON
+    object (wide); ``before`` is blank when the image was not read (``--no-plan``)."""
     known = plan.observed
-    changes = [change for change in plan.changes if change.source == row]
+    if long and len(changes) == 1 and changes[0].renamed_from is None:
+        return (_text(changes[0].before) if known else "", _text(changes[0].after))
     befores = {c.attribute: c.before for c in changes}
     afters = {c.attribute: c.after for c in changes}
     for change in changes:
         if change.renamed_from is not None:  # the old key too: its value, then gone
             befores[change.renamed_from] = change.moved
             afters[change.renamed_from] = None
-    if long and len(changes) == 1 and changes[0].renamed_from is None:
-        return (_text(changes[0].before) if known else "", _text(changes[0].after))
     return (_json(befores) if known else "", _json(afters))
 
 
@@ -1059,11 +1079,8 @@ def _text(value: Any) -> str:
 
 
 def _json(values: dict[str, Any]) -> str:
-    return _compact_json(values)
-
-
-#: Built once (``json.dumps`` with options builds an encoder per call: once per row here).
-_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    """Compact JSON text (``fastjson``: once per row of a wide sheet)."""
+    return fastjson.dumps(values).decode("utf-8")
 
 
 async def make_plan(

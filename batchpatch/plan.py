@@ -251,10 +251,9 @@ class ImagePlan:
             tuple(c.source for c in self.changes),
         )
 
-    def row_status(self, row: int) -> Status | None:
-        """A row (spreadsheet row) whose every change is already in place is ``unchanged``,
-        whatever else."""
-        mine = [change for change in self.changes if change.source == row]
+    def row_status(self, mine: Sequence[Change]) -> Status | None:
+        """What the plan decided of the row whose changes are ``mine``: a row whose every
+        change is already in place is ``unchanged``, whatever else."""
         if self.status is None and mine and all(change.planned is None for change in mine):
             return Status.UNCHANGED
         return self.status
