@@ -532,15 +532,15 @@ def combined(
     each request's own ending in ``parts``, so each row is reported by its own request."""
     if not ended:
         return Outcome(plan.image_id, Status.UNCHANGED, attempts=sent), AnswerKind.OK
-    failed = [i for i, (_, outcome, _) in enumerate(ended) if not outcome.status.done]
-    both = bool(failed) and {ATTRIBUTES, TAGS} <= plan.parts  # only a failure is prefixed
-    parts = tuple(_part(request, outcome, prefix=both) for request, outcome, _ in ended)
-    which = failed[0] if failed else len(ended) - 1
+    failed = next((i for i, (_, outcome, _) in enumerate(ended) if not outcome.status.done), -1)
+    both = failed >= 0 and {ATTRIBUTES, TAGS} <= plan.parts  # only a failure is prefixed
+    parts = tuple([_part(request, outcome, prefix=both) for request, outcome, _ in ended])
+    which = failed if failed >= 0 else len(ended) - 1
     _, outcome, kind = ended[which]
     status, message = outcome.status, outcome.error_message
-    if failed:
+    if failed >= 0:
         message = parts[which].error_message
-    elif any(o.status == Status.SUCCEEDED for _, o, _ in ended):
+    elif status != Status.SUCCEEDED and any(o.status == Status.SUCCEEDED for _, o, _ in ended):
         status = Status.SUCCEEDED
     # Built directly, not by ``replace`` (twice the cost, once per image).
     combined = Outcome(

@@ -71,11 +71,16 @@ class LatencyHistogram:
         return f"<LatencyHistogram count={self.count} buckets={len(self._buckets)}>"
 
     def add(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        self._buckets[_bucket_of(seconds)] += 1
+        if seconds <= SMALLEST_LATENCY:
+            seconds, bucket = max(seconds, 0.0), 0
+        else:
+            bucket = math.ceil(math.log(seconds / SMALLEST_LATENCY, BUCKET_GROWTH))
+        self._buckets[bucket] += 1
         self.count += 1
-        self.smallest = min(self.smallest, seconds)
-        self.largest = max(self.largest, seconds)
+        if seconds < self.smallest:
+            self.smallest = seconds
+        if seconds > self.largest:
+            self.largest = seconds
 
     def percentile(self, share: float) -> float | None:
         """The latency ``share`` (0 to 1) of the requests took at most; None if none."""
@@ -88,12 +93,6 @@ class LatencyHistogram:
             if seen >= rank:
                 return min(max(_upper_bound(bucket), self.smallest), self.largest)
         return self.largest  # not reached: the buckets hold every count
-
-
-def _bucket_of(seconds: float) -> int:
-    if seconds <= SMALLEST_LATENCY:
-        return 0
-    return math.ceil(math.log(seconds / SMALLEST_LATENCY, BUCKET_GROWTH))
 
 
 def _upper_bound(bucket: int) -> float:
@@ -167,21 +166,22 @@ class Telemetry:
         """One request, sent and answered at these ``now()`` readings (to ``region``'s
         endpoint, when the run is across regions)."""
         self.requests += 1
+        took = answered - sent
         if region is not None:
-            self.region(region).add(answered - sent, kind)
+            self.region(region).add(took, kind)
         at = max(0, int(sent))
         second = self.seconds.get(at)
         if second is None:
             second = self.seconds[at] = Second()
         second.requests += 1
-        if kind == AnswerKind.THROTTLED:
-            second.throttled += 1
-        elif kind != AnswerKind.OK:
-            second.failed += 1
-        self.latency.add(answered - sent)
+        self.latency.add(took)
         self.kinds[kind.value] += 1
-        self.statuses["no answer" if answer.status is None else str(answer.status)] += 1
-        if kind != AnswerKind.OK:
+        self.statuses[_STATUS_TEXT.get(answer.status) or _status_text(answer.status)] += 1
+        if kind is not AnswerKind.OK:
+            if kind is AnswerKind.THROTTLED:
+                second.throttled += 1
+            else:
+                second.failed += 1
             self._count_code(_code_of(answer), answer.request_id)
 
     def _count_code(self, code: str, request_id: str) -> None:
@@ -210,6 +210,14 @@ class Telemetry:
         """The start and end as ISO 8601 UTC dates."""
         end = self.ended_at if self.ended_at is not None else self.wall()
         return _iso(self.started_at), _iso(end)
+
+
+def _status_text(status: int | None) -> str:
+    return "no answer" if status is None else str(status)
+
+
+#: ``_status_text`` of the usual statuses, made once.
+_STATUS_TEXT = {status: _status_text(status) for status in (None, 200, 204, 429, 500, 503)}
 
 
 def _iso(epoch: float) -> str:
@@ -249,10 +257,10 @@ class RecordingService:
         return self.inner.requests
 
     async def _timed(self, request: Awaitable[ApiResponse]) -> ApiResponse:
-        sent = self.telemetry.now()
+        telemetry = self.telemetry
+        sent = telemetry.now()
         answer = await request
-        kind = self.inner.classify(answer)
-        self.telemetry.record(sent, self.telemetry.now(), answer, kind, self.region)
+        telemetry.record(sent, telemetry.now(), answer, self.inner.classify(answer), self.region)
         return answer
 
     async def update_image(self, image_id: str, operations: list[dict[str, Any]]) -> ApiResponse:
