@@ -76,7 +76,7 @@ from batchpatch.report import RowResult, check_report_writable, default_report_p
 from batchpatch.report import write_report as _write_report_file
 from batchpatch.rerun import select_rows
 from batchpatch.routing import Routes
-from batchpatch.runner import OutcomeCallback, Runner, Safeguards
+from batchpatch.runner import OutcomeCallback, Runner, Safeguards, collector_spared
 from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
@@ -565,7 +565,11 @@ class _Run:
     async def execute(self, journal: Journal | None) -> RunResult:
         """Stages 2 to 4: choose the plans, send, write the report; the journal (when
         given) has restored what an earlier run left into the ledger, and appends each of
-        its events."""
+        its events.  The garbage collector is spared throughout (``collector_spared``)."""
+        with collector_spared:
+            return await self._execute(journal)
+
+    async def _execute(self, journal: Journal | None) -> RunResult:
         started = time.perf_counter()
         resume = _Resume.of(self.sheet, self.ledger, journal)
         regions = None

@@ -69,7 +69,7 @@ class _Work:
 
 
 #: While requests are sent, young objects are collected this many times less often.
-GC_SPACING = 10
+GC_SPACING = 100
 
 
 class _CollectorSpared:
@@ -104,7 +104,7 @@ class _CollectorSpared:
                 gc.unfreeze()
 
 
-_collector_spared = _CollectorSpared()
+collector_spared = _CollectorSpared()
 
 
 class _Queue:
@@ -229,7 +229,7 @@ class Runner:
                 await self._abort.wait()
                 in_flight.cancel()
 
-        with _collector_spared:
+        with collector_spared:
             async with anyio.create_task_group() as watcher:
                 watcher.start_soon(cancel_on_abort)
                 with in_flight:
