@@ -20,7 +20,7 @@ from batchpatch.journal import Journal
 from batchpatch.ledger import Ledger
 from batchpatch.models import ImagePatch, Limits, Operation, Status
 from batchpatch.plan import ImagePlan, unplanned
-from batchpatch.runner import Runner
+from batchpatch.runner import GC_SPACING, Runner
 from batchpatch.service import ApiResponse
 from batchpatch.throttle import Pacer, RateLimiter
 from tests.test_runner import ScriptedClient
@@ -176,7 +176,7 @@ async def test_the_collector_is_spared_while_sending_and_restored_after() -> Non
     before = gc.get_threshold()
     client = OrderedClient()
     await Runner(client, Pacer(Limits(4, 1000.0, 30.0))).run(plans(IDS[:6]))
-    assert client.thresholds == {(before[0] * 10, before[1], before[2])}
+    assert client.thresholds == {(before[0] * GC_SPACING, before[1], before[2])}
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0  # nothing left frozen out of collection
 
