@@ -143,7 +143,9 @@ class ImagePlan:
             applied = self.with_changes(
                 tuple(change.now_applied() if change.pending else change for change in self.changes)
             )
-            object.__setattr__(self, "_all_applied", applied)  # a cache, not a change
+            nothing_left = (ImagePatch(self.image_id, (), ()), ())  # what _worked_out finds
+            object.__setattr__(applied, "_derived", nothing_left)  # caches, not changes
+            object.__setattr__(self, "_all_applied", applied)
         return applied
 
     @property
@@ -581,33 +583,34 @@ def plan_to_json(plan: ImagePlan) -> dict[str, Any]:
 
     Each change's ``row`` is its spreadsheet row (plan files and journals before
     ``batchpatch-plan/2`` and ``batchpatch-journal/2`` held 0-based positions)."""
-    return _with_count(
-        plan,
-        {
-            "image_id": plan.image_id,
-            "name": plan.name,
-            "status": None if plan.status is None else str(plan.status),
-            "reason": plan.reason,
-            "observed": plan.observed,
-            "changes": [
-                {
-                    "row": change.source,
-                    "attribute": change.attribute,
-                    "requested": change.requested.to_json(),
-                    "planned": None if change.planned is None else change.planned.to_json(),
-                    "before": change.before,
-                    "exists": change.exists,
-                }
-                | ({} if change.renamed_from is None else {"renamed_from": change.renamed_from})
-                | ({"applied": True} if change.applied else {})
-                for change in plan.changes
-            ],
-        },
-    )
+    data: dict[str, Any] = {
+        "image_id": plan.image_id,
+        "name": plan.name,
+        "status": None if plan.status is None else plan.status.value,
+        "reason": plan.reason,
+        "observed": plan.observed,
+        "changes": [_change_json(change) for change in plan.changes],
+    }
+    if plan.tag_count is not None:
+        data["tag_count"] = plan.tag_count
+    return data
 
 
-def _with_count(plan: ImagePlan, data: dict[str, Any]) -> dict[str, Any]:
-    return data if plan.tag_count is None else data | {"tag_count": plan.tag_count}
+def _change_json(change: Change) -> dict[str, Any]:
+    planned = change.planned
+    data: dict[str, Any] = {
+        "row": change.source,
+        "attribute": change.attribute,
+        "requested": change.requested.to_json(),
+        "planned": None if planned is None else planned.to_json(),
+        "before": change.before,
+        "exists": change.exists,
+    }
+    if change.renamed_from is not None:
+        data["renamed_from"] = change.renamed_from
+    if change.applied:
+        data["applied"] = True
+    return data
 
 
 def plan_from_json(entry: Mapping[str, Any]) -> ImagePlan:

@@ -178,6 +178,8 @@ async def attempt(
         kind = service.classify(answer)
         verdict = policy.verdict(kind)
         tell_pacer(pacer, answer, kind, sent_at)
+        if verdict is Verdict.OK:  # the usual answer, without a step through _next_step
+            return Attempt(Ending.ANSWERED, answer, kind, attempts)
         ending = await _next_step(answer, kind, verdict, attempts, policy, hooks, what)
         if ending is not None:
             return ending
@@ -194,8 +196,9 @@ async def _next_step(
     hooks: Hooks[T],
     what: str,
 ) -> Attempt[T] | None:
-    """How the loop ends after this answer, or None to send again after a turn in the rate."""
-    if verdict == Verdict.OK or (verdict == Verdict.PERMANENT and hooks.refused is None):
+    """How the loop ends after an answer that is not ``OK``, or None to send again after a
+    turn in the rate."""
+    if verdict == Verdict.PERMANENT and hooks.refused is None:
         return Attempt(Ending.ANSWERED, answer, kind, attempts)
     if verdict == Verdict.PERMANENT:
         return _ended(

@@ -268,7 +268,7 @@ class Runner:
         left or the run stops."""
         if self._stop.is_set() or not queue.claim():
             return False
-        borrower = await self.pacer.acquire(self._stop)
+        borrower = self.pacer.try_acquire(self._stop) or await self.pacer.acquire(self._stop)
         if self._stop.is_set():
             queue.unclaim()
             self.pacer.release(borrower)

@@ -238,6 +238,19 @@ class Pacer:
     def now(self) -> float:
         return self._clock()
 
+    def try_acquire(self, stop: anyio.Event | None = None) -> object | None:
+        """``acquire`` when a slot is free and the turn is due now, without awaiting
+        anything (the usual start at full speed); None otherwise."""
+        borrower = object()
+        try:
+            self.capacity.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            return None
+        if self.rate.try_start(stop):
+            return borrower
+        self.capacity.release_on_behalf_of(borrower)
+        return None
+
     async def acquire(self, stop: anyio.Event | None = None) -> object:
         """A slot and a turn in the rate.  When ``stop`` is set during the wait for the
         turn, the slot is returned at once without a turn: the caller sees ``stop`` set,
