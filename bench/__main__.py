@@ -9,7 +9,8 @@ the first allowed core while every client runs on the second, when there are two
 client is its own process (``bench.clients``), timed from inside, after its imports.  Each
 figure is a ratio to a baseline measured in the same run against the same server: the bare
 aiohttp loop (one ClientSession, ``--concurrency`` workers), a ``requests`` thread pool and
-the official SDK's ``ImsClient.update_image`` in a plain loop.  Prints one table and writes
+the official SDK's ``ImsClient.update_image`` in a plain loop.  At 0 and 50 ms each client
+runs ``--rounds`` times, interleaved, and keeps its best round.  Prints one table and writes
 every figure, with the machine (cores, Python, package versions), to ``--out``.
 """
 
@@ -61,15 +62,28 @@ class Results:
         self.options = options
 
     def run(self, key: str, fake: Fake, kind: str, ids: list[str], **extra: Any) -> dict[str, Any]:
-        """One client run against ``fake``, kept under ``key``."""
+        """One client run against ``fake``, kept under ``key`` unless an earlier run of
+        ``key`` was faster (``rounds``: the best of each, as noise only ever slows a run)."""
         label = f"{key.replace('/', '-')}-{time.time_ns() % 10**9}"  # a name IMS accepts
         result = run_client(kind, fake.url, ids, label=label, **extra)
         result["per_second"] = result["ok"] / result["seconds"] if result["seconds"] else 0.0
-        self.runs[key] = result
+        kept = self.runs.get(key)
+        if kept is None or result["per_second"] > kept["per_second"]:
+            result["rounds"] = kept["rounds"] + [result["seconds"]] if kept else [result["seconds"]]
+            self.runs[key] = result
+        else:
+            kept["rounds"].append(result["seconds"])
         print(
             f"  {key}: {result['ok']}/{result['images']} in {result['seconds']:.2f} s", flush=True
         )
         return result
+
+    def rounds(self, runs: list[tuple[str, Fake, str, list[str]]], concurrency: int) -> None:
+        """Each of ``runs`` (key, fake, kind, ids), ``--rounds`` times, interleaved: every
+        client meets the same spells of a busy machine, and each keeps its best round."""
+        for _ in range(self.options.rounds):
+            for key, fake, kind, ids in runs:
+                self.run(key, fake, kind, ids, concurrency=concurrency)
 
     def ratio(self, figure: str, of: str, to: str, bar: float | None, want: str = "min") -> None:
         """The row ``figure``: throughput of run ``of`` over that of run ``to``."""
@@ -114,10 +128,8 @@ def _per_image(run: dict[str, Any]) -> str:
 
 def overhead(results: Results, fake: Fake, ids: list[str], concurrency: int) -> None:
     """Zero latency: the bare loops and batchpatch with and without the read pass."""
-    results.run("zero/aiohttp", fake, "aiohttp", ids, concurrency=concurrency)
-    results.run("zero/requests", fake, "requests", ids, concurrency=concurrency)
-    results.run("zero/batchpatch", fake, "batchpatch", ids, concurrency=concurrency)
-    results.run("zero/batchpatch-read", fake, "batchpatch-read", ids, concurrency=concurrency)
+    kinds = ("aiohttp", "requests", "batchpatch", "batchpatch-read")
+    results.rounds([(f"zero/{kind}", fake, kind, ids) for kind in kinds], concurrency)
     results.ratio("0 ms: batchpatch --no-plan / aiohttp", "zero/batchpatch", "zero/aiohttp", 0.7)
     results.ratio(
         "0 ms: batchpatch read pass / aiohttp", "zero/batchpatch-read", "zero/aiohttp", 0.6
@@ -126,9 +138,8 @@ def overhead(results: Results, fake: Fake, ids: list[str], concurrency: int) -> 
 
 
 def latency(results: Results, fake: Fake, ids: list[str], concurrency: int) -> None:
-    results.run("50ms/aiohttp", fake, "aiohttp", ids, concurrency=concurrency)
-    results.run("50ms/batchpatch", fake, "batchpatch", ids, concurrency=concurrency)
-    results.run("50ms/batchpatch-read", fake, "batchpatch-read", ids, concurrency=concurrency)
+    kinds = ("aiohttp", "batchpatch", "batchpatch-read")
+    results.rounds([(f"50ms/{kind}", fake, kind, ids) for kind in kinds], concurrency)
     results.ratio("50 ms: batchpatch --no-plan / aiohttp", "50ms/batchpatch", "50ms/aiohttp", 0.95)
     results.ratio(
         "50 ms: batchpatch read pass / aiohttp", "50ms/batchpatch-read", "50ms/aiohttp", None
@@ -221,6 +232,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--only", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS)
     )
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each client at 0 and 50 ms, interleaved; each keeps its best",
+    )
     for name in FULL:
         parser.add_argument(
             "--" + name.replace("_", "-"), default=None, type=str if name == "memory" else int
