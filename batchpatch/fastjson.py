@@ -53,6 +53,14 @@ def dumps(value: Any) -> bytes:
         return _compact.encode(value).encode("utf-8")
 
 
+def dumps_line(value: Any) -> bytes:
+    """``dumps(value)`` and a line break, made in one go."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):
+        return _compact.encode(value).encode("utf-8") + b"\n"
+
+
 def loads(payload: bytes) -> Any:
     """The JSON document ``payload``, as ``json.loads`` reads it (and raises as it does)."""
     if _LONG_NUMBER not in payload.translate(_DIGITS_AS_ZEROS):

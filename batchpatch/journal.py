@@ -244,7 +244,7 @@ class Journal:
         after this returns loses nothing of it."""
         if self.error is not None:
             return  # after a failed write, a later line could follow a torn one
-        data = fastjson.dumps(entry) + b"\n"
+        data = fastjson.dumps_line(entry)
         try:
             while data:  # a short write (a disk filling up) is followed by the rest
                 data = data[os.write(self._file, data) :]

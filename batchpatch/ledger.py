@@ -28,7 +28,7 @@ class Stage(Enum):
     FINISHED = "finished"
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One image's fate.  ``earlier``: its outcome was restored from an earlier run's
     journal, not reached by this run.  ``sent_at``: when (epoch seconds) its latest write
@@ -117,19 +117,20 @@ class Ledger:
 
     def plan(self, plan: ImagePlan) -> Entry:
         """``plan`` is what the image's rows are judged by from now on."""
-        entry = self.entry(plan.image_id)
+        entry = self._entries.get(plan.image_id) or self.entry(plan.image_id)
         entry.plan = plan
         return entry
 
     def sending(self, plan: ImagePlan) -> None:
         """A write carrying ``plan``'s changes is about to go out: in doubt until answered."""
-        entry = self.plan(plan)
-        entry.stage, entry.in_doubt, entry.sent_at = Stage.SENDING, True, time.time()
+        entry = self._entries.get(plan.image_id) or self.entry(plan.image_id)
+        entry.plan, entry.stage, entry.in_doubt = plan, Stage.SENDING, True
+        entry.sent_at = time.time()
         self._tell(Event.SENDING, entry, entry.outcome)
 
     def answered(self, image_id: str, *, in_doubt: bool) -> None:
         """An answer (or a read-back) says whether the image's last write is in doubt."""
-        self.entry(image_id).in_doubt = in_doubt
+        (self._entries.get(image_id) or self.entry(image_id)).in_doubt = in_doubt
 
     def finish(
         self,

@@ -32,18 +32,20 @@ OutcomeCallback = Callable[[Outcome], None]
 SendingCallback = Callable[[ImagePlan], None]
 
 
-@dataclass
 class _Work:
     """One image's attempt as it goes: its plan (what is still to send) and the PATCHes
     sent.  Whether its last write may have been applied is on its ledger entry."""
 
-    plan: ImagePlan
-    started: float = field(default_factory=time.perf_counter)
-    sent: int = 0
-    converted: bool = False
-    #: The requests (``update``, ``create``, ``delete``) that have ended, in order, with
-    #: how each ended.
-    ended: list[tuple[str, Outcome, AnswerKind]] = field(default_factory=list)
+    __slots__ = ("converted", "ended", "plan", "sent", "started")
+
+    def __init__(self, plan: ImagePlan) -> None:
+        self.plan = plan
+        self.started = time.perf_counter()
+        self.sent = 0
+        self.converted = False
+        #: The requests (``update``, ``create``, ``delete``) that have ended, in order,
+        #: with how each ended.
+        self.ended: list[tuple[str, Outcome, AnswerKind]] = []
 
     @property
     def done(self) -> set[str]:

@@ -63,6 +63,15 @@ def test_what_is_written_the_standard_library_reads_as_it_reads_its_own(value: A
     assert same(json.loads(written), json.loads(json.dumps(read)))
 
 
+@settings(max_examples=100, deadline=None)
+@given(values)
+def test_a_journal_line_is_the_value_written_then_one_line_break(value: Any) -> None:
+    read = fastjson.loads(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    line = fastjson.dumps_line(read)
+    assert line == fastjson.dumps(read) + b"\n"
+    assert line.count(b"\n") == 1  # a line break inside a text is escaped
+
+
 @pytest.mark.parametrize(
     "payload",
     [

@@ -6,6 +6,7 @@ the run held it."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,28 @@ def test_a_journal_carried_into_a_fresh_one_keeps_every_plan(tmp_path: Path) -> 
     plan_read, outcome_read = restored_plan(path)
     assert plan_read == done
     assert outcome_read == succeeded(1)
+
+
+def test_every_field_of_an_outcome_is_written_and_read_back(tmp_path: Path) -> None:
+    """The outcome line spells its fields out: one added to ``Outcome`` (or ``PartOutcome``)
+    and not to the line would be lost on resume, and this test says so."""
+    part = PartOutcome("tags", Status.SUCCEEDED, 204, "code-p", "message-p", "request-p")
+    outcome = Outcome(IMAGE, Status.SUCCEEDED, 200, "code", "message", "request", 3, 41, (part,))
+    assert {f.name for f in fields(Outcome)} == set(vars_of(outcome))
+    path = tmp_path / "run.journal"
+    ledger = Ledger()
+    journal = open_journal(path, ledger)
+    ledger.finish(outcome, unplanned(PATCH))
+    journal.close(finished=False)
+    _, outcome_read = restored_plan(path)
+    assert outcome_read == outcome
+    assert {f.name for f in fields(PartOutcome)} <= set(lines(path)[-1]["parts"][0])
+
+
+def vars_of(outcome: Outcome) -> dict[str, Any]:
+    """The fields ``outcome`` holds a value other than the default in."""
+    return {
+        f.name: getattr(outcome, f.name)
+        for f in fields(outcome)
+        if getattr(outcome, f.name) != f.default
+    }
