@@ -1261,7 +1261,8 @@ async def _run(
     def show(request: str) -> None:
         say(request + "\n")
 
-    ledger.listen(progress)
+    if isinstance(bar, tqdm):  # a hidden bar needs no telling
+        ledger.listen(progress)
     try:
         with bar:
             async with _service(options, target) as service, anyio.create_task_group() as group:
