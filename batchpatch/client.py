@@ -24,7 +24,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from batchpatch import __version__, fastjson
-from batchpatch.auth import Auth
+from batchpatch.auth import Auth, NoAuth, TokenAuth
 from batchpatch.credentials import lookup_project
 from batchpatch.errors import AuthFailed
 from batchpatch.models import CONNECTION_ERROR, TIMEOUT
@@ -216,16 +216,32 @@ class ImsClient:
         #: Header values already found safe: a token of kilobytes is searched once, not
         #: once per request (AK/SK's change every request: the set is kept small).
         self._safe_values: set[str] = set()
+        #: Every request's headers, when the credentials give the same ones each time (a
+        #: token, none): set on the session once, not merged into each request.
+        self._fixed_headers: dict[str, str] | None = None
 
     async def __aenter__(self) -> ImsClient:
+        self._fixed_headers = await self._same_every_time()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl),
             timeout=self._timeout,
             # HTTPS_PROXY / NO_PROXY are read once per host (``_proxy``), not by aiohttp on
             # every request (a thread hop each: a third of the client's time at 0 latency).
             trust_env=False,
+            headers=self._fixed_headers,
         )
         return self
+
+    async def _same_every_time(self) -> dict[str, str] | None:
+        """The headers of every request when the credentials never change them (a token
+        given, none), and none of them holds a control character; else None (AK/SK signs
+        each request, an IAM login's token is renewed: their headers are made per request).
+        Host is left to aiohttp then: what it sends is the same."""
+        if not isinstance(self._auth, TokenAuth | NoAuth):
+            return None
+        headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT}
+        headers |= await self._auth.authorize(self, "", self.endpoint, headers, b"")
+        return None if unsafe_header(headers) else headers
 
     def _proxy(self, url: str) -> dict[str, Any]:
         """The ``proxy`` and ``proxy_auth`` the environment sets for ``url``'s host."""
@@ -453,26 +469,28 @@ class ImsClient:
         """One request and the headers it went with."""
         if self._session is None:
             raise RuntimeError("use ImsClient as an async context manager")
-        try:
-            headers = await self._headers(method, url, body)
-        except AuthFailed as failure:
-            return ApiResponse(None, None, LOGIN_FAILED, str(failure)), {}
-        unsafe = self._unsafe_header(headers)
-        if unsafe:
-            return ApiResponse(
-                None,
-                None,
-                LOGIN_FAILED,
-                f"the {unsafe} header from {self._auth.source} holds a control "
-                "character (a line break?) — fix the credential",
-            ), headers
+        headers = self._fixed_headers
+        if headers is None:
+            try:
+                headers = await self._headers(method, url, body)
+            except AuthFailed as failure:
+                return ApiResponse(None, None, LOGIN_FAILED, str(failure)), {}
+            unsafe = self._unsafe_header(headers)
+            if unsafe:
+                return ApiResponse(
+                    None,
+                    None,
+                    LOGIN_FAILED,
+                    f"the {unsafe} header from {self._auth.source} holds a control "
+                    "character (a line break?) — fix the credential",
+                ), headers
         self.requests += counted
         try:
             async with self._session.request(
                 method,
                 url,
                 data=body or None,
-                headers=headers,
+                headers=None if headers is self._fixed_headers else headers,
                 allow_redirects=False,
                 **self._proxy(url),
             ) as response:
