@@ -850,15 +850,18 @@ class _Resume:
         """Sort the sheet's patches against the ledger, leaving in it only the images the
         sheet names, in its order, each with its plan (send-as-written for a pending image
         not in doubt, which stands if the images cannot be read)."""
+        restored = len(ledger) > 0  # else every image is new: nothing to sort out
         earlier_in_doubt, earlier_done = len(ledger.in_doubt()), len(ledger.done())
         resume = cls([], set())
         for patch in sheet.patches:
             resume._sort(patch, ledger, other_sheet=journal is not None and journal.other_sheet)
-        ledger.keep_only([patch.image_id for patch in sheet.patches])
+        if restored:
+            ledger.keep_only([patch.image_id for patch in sheet.patches])
         if journal is not None:
             resume.tell(journal, ledger, earlier_in_doubt, earlier_done)
-            resume.tell_resumed(ledger)
-            _announce_earlier(ledger)
+            if restored:
+                resume.tell_resumed(ledger)
+                _announce_earlier(ledger)
         return resume
 
     def _sort(self, patch: ImagePatch, ledger: Ledger, *, other_sheet: bool) -> None:
@@ -899,8 +902,8 @@ class _Resume:
                 journal.path,
                 journal.other_endpoint,
             )
-        kept = sum(1 for entry in ledger if entry.earlier)
         if journal.other_sheet:
+            kept = sum(1 for entry in ledger if entry.earlier)
             log.warning(
                 "the journal %s belongs to another version of the sheet: the %d "
                 "images it had in doubt are read back before anything is sent, and "

@@ -239,8 +239,9 @@ class Runner:
                         await self._produce(plans, requests)
                 watcher.cancel_scope.cancel()
         self._note_signal()
-        ids = {plan.image_id for plan in plans}
-        return {i: o for i, o in self.ledger.outcomes().items() if i in ids}
+        outcome_of = self.ledger.outcome_of
+        outcomes = {plan.image_id: outcome_of(plan.image_id) for plan in plans}
+        return {i: o for i, o in outcomes.items() if o is not None}
 
     def _note_signal(self) -> None:
         if self.stop is not None:
