@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
@@ -174,14 +175,14 @@ def outcome_of(
     if status == Status.FAILED and attempts > 1:
         message = f"{message} (gave up after {attempts} attempts)".strip()
     return Outcome(
-        image_id=patch.image_id,
-        status=status,
-        http_status=response.status,
-        error_code=response.error_code,
-        error_message=message,
-        request_id=response.request_id,
-        attempts=attempts,
-        elapsed_ms=elapsed_ms,
+        patch.image_id,
+        status,
+        response.status,
+        response.error_code,
+        message,
+        response.request_id,
+        attempts,
+        elapsed_ms,
     )
 
 
@@ -314,9 +315,6 @@ class Runner:
         """Try one request until it has a true outcome, through the one retry loop; the
         hooks add what only writes need."""
 
-        async def send() -> ApiResponse:
-            return await self._send(work, request)
-
         async def ambiguous(response: ApiResponse, attempts: int) -> Outcome | None:
             return await self._read_back(work, response, request)
 
@@ -324,7 +322,7 @@ class Runner:
             return await self._after_refusal(work, response, kind, request)
 
         tried = await attempt(
-            send,
+            partial(self._send, work, request),  # not a coroutine of ours around it
             self.client,
             self.safeguards.policy,
             self.pacer,
