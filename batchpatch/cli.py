@@ -808,9 +808,11 @@ def _apply(options: argparse.Namespace) -> int:
         if options.plan_file:
             endpoint = target.endpoint if routes is None else routes.identity
             plan = SavedPlan(load_plan(options.plan_file, sheet, endpoint))
-        telemetry = Telemetry()
+        # Recorded only when read: by an HTML page, or by progress lines (throttled answers).
+        telemetry = Telemetry() if _pages(options) or _shows_lines(options) else None
         result = anyio.run(_run, options, sheet, target, plan, telemetry, routes)
-        _write_pages(options, result, telemetry, target, routes)
+        if telemetry is not None:
+            _write_pages(options, result, telemetry, target, routes)
     if result.stop_reason:
         reason = result.stop.text(flag_name) if result.stop else result.stop_reason
         notice(f"Stopped early: {reason}")
@@ -1236,7 +1238,7 @@ async def _run(
     ledger = Ledger()  # the bar shows what the run's ledger holds
     hidden = options.quiet or options.dry_run or not sys.stderr.isatty()
     lines = None
-    if not (options.quiet or options.dry_run or sys.stderr.isatty()):  # cron, CI: lines
+    if _shows_lines(options):
         lines = ProgressLines(
             ledger, len(sheet.patches), lambda: telemetry.throttled if telemetry else 0
         )
@@ -1294,6 +1296,11 @@ async def _run(
     except BaseExceptionGroup as group:
         raise _sole(group) from None
     return result
+
+
+def _shows_lines(options: argparse.Namespace) -> bool:
+    """Progress is told in lines, not a bar: stderr is not a terminal (cron, CI)."""
+    return not (options.quiet or options.dry_run or sys.stderr.isatty())
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
