@@ -1086,8 +1086,7 @@ def _text(value: Any) -> str:
 
 
 def _json(values: dict[str, Any]) -> str:
-    """Compact JSON text (``fastjson``: once per row of a wide sheet)."""
-    return fastjson.dumps(values).decode("utf-8")
+    return fastjson.flat_text(values)
 
 
 async def make_plan(

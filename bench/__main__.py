@@ -10,8 +10,9 @@ client is its own process (``bench.clients``), timed from inside, after its impo
 figure is a ratio to a baseline measured in the same run against the same server: the bare
 aiohttp loop (one ClientSession, ``--concurrency`` workers), a ``requests`` thread pool and
 the official SDK's ``ImsClient.update_image`` in a plain loop.  At 0 and 50 ms each client
-runs ``--rounds`` times, interleaved, and keeps its best round.  Prints one table and writes
-every figure, with the machine (cores, Python, package versions), to ``--out``.
+(the SDK's too) runs ``--rounds`` times, interleaved, and keeps its best round.  Prints one
+table and writes every figure, with the machine (cores, Python, package versions), to
+``--out``.
 """
 
 from __future__ import annotations
@@ -78,12 +79,19 @@ class Results:
         )
         return result
 
-    def rounds(self, runs: list[tuple[str, Fake, str, list[str]]], concurrency: int) -> None:
+    def rounds(
+        self,
+        runs: list[tuple[str, Fake, str, list[str]]],
+        concurrency: int,
+        concurrency_of: dict[str, int] | None = None,
+    ) -> None:
         """Each of ``runs`` (key, fake, kind, ids), ``--rounds`` times, interleaved: every
-        client meets the same spells of a busy machine, and each keeps its best round."""
+        client meets the same spells of a busy machine, and each keeps its best round
+        (``concurrency_of``: a key's own concurrency, the SDK loop's 1)."""
         for _ in range(self.options.rounds):
             for key, fake, kind, ids in runs:
-                self.run(key, fake, kind, ids, concurrency=concurrency)
+                workers = (concurrency_of or {}).get(key, concurrency)
+                self.run(key, fake, kind, ids, concurrency=workers)
 
     def ratio(self, figure: str, of: str, to: str, bar: float | None, want: str = "min") -> None:
         """The row ``figure``: throughput of run ``of`` over that of run ``to``."""
@@ -150,11 +158,10 @@ def sdk(results: Results, fakes: dict[float, Fake], ids: list[str], concurrency:
     """The SDK loop at both latencies, against batchpatch's --no-plan run at the same one
     (measured by the overhead and latency scenarios, or here if they were skipped)."""
     for delay, name in ((0.0, "zero"), (LATENCY, "50ms")):
-        results.run(f"{name}/sdk", fakes[delay], "sdk", ids, concurrency=1)
+        runs = [(f"{name}/sdk", fakes[delay], "sdk", ids)]
         if f"{name}/batchpatch" not in results.runs:
-            results.run(
-                f"{name}/batchpatch", fakes[delay], "batchpatch", ids, concurrency=concurrency
-            )
+            runs.append((f"{name}/batchpatch", fakes[delay], "batchpatch", ids))
+        results.rounds(runs, concurrency, {f"{name}/sdk": 1})
         bar = 5.0 if delay else None
         label = "50 ms" if delay else "0 ms"
         results.ratio(f"{label}: batchpatch / SDK loop", f"{name}/batchpatch", f"{name}/sdk", bar)

@@ -154,3 +154,35 @@ def test_a_non_finite_value_read_from_an_answer_survives_two_journals(tmp_path: 
         assert befores[1] == math.inf
     assert '"before":NaN' in path.read_text(encoding="utf-8")
     assert '"before":Infinity' in path.read_text(encoding="utf-8")
+
+
+LONE_SURROGATE = "caf\ud83d"  # what the standard library reads of "caf\ud83d" in an answer
+
+
+def test_text_utf8_cannot_hold_is_written_escaped_and_read_back_the_same() -> None:
+    value = {"note": LONE_SURROGATE, "name": "café"}
+    for written in (fastjson.dumps(value), fastjson.dumps_line(value).rstrip(b"\n")):
+        written.decode("ascii")  # escaped: valid UTF-8 (and ASCII) whatever the text held
+        assert fastjson.loads(written) == value
+
+
+flat_values = st.dictionaries(
+    st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False)
+    | st.text(alphabet=st.characters(exclude_categories=()), max_size=8),
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(flat_values)
+def test_flat_text_is_the_standard_librarys_text(values: dict[str, Any]) -> None:
+    """Report cells of a wide sheet: exactly what ``json.dumps`` writes, floats, integers
+    beyond 64 bits and lone surrogates included."""
+    assert fastjson.flat_text(values) == json.dumps(
+        values, ensure_ascii=False, separators=(",", ":")
+    )
+    assert fastjson.flat_text({"note": LONE_SURROGATE}) == '{"note":"caf\ud83d"}'

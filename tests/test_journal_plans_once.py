@@ -153,3 +153,18 @@ def vars_of(outcome: Outcome) -> dict[str, Any]:
         for f in fields(outcome)
         if getattr(outcome, f.name) != f.default
     }
+
+
+def test_a_plan_holding_text_utf8_cannot_hold_is_journaled_and_read_back(tmp_path: Path) -> None:
+    """An image read back with a lone surrogate in a value (the standard library reads
+    ``"\\ud83d"`` so) is planned with it as ``before``: its lines are written, not a crash."""
+    path = tmp_path / "run.journal"
+    ledger = Ledger()
+    journal = open_journal(path, ledger)
+    plan = plan_image(PATCH, dict(ACTIVE, name="caf\ud83d"))
+    ledger.sending(plan)
+    journal.close(finished=False)
+    assert journal.error is None
+    plan_read, _ = restored_plan(path)
+    assert plan_read == plan
+    assert plan_read.changes[0].before == "caf\ud83d"
