@@ -272,11 +272,13 @@ class Runner:
         left or the run stops."""
         if self._stop.is_set() or not queue.claim():
             return False
-        borrower = self.pacer.try_acquire(self._stop) or await self.pacer.acquire(self._stop)
-        if self._stop.is_set():
-            queue.unclaim()
-            self.pacer.release(borrower)
-            return False
+        borrower = self.pacer.try_acquire(self._stop)  # None when stopped, or a wait is due
+        if borrower is None:
+            borrower = await self.pacer.acquire(self._stop)
+            if self._stop.is_set():
+                queue.unclaim()
+                self.pacer.release(borrower)
+                return False
         await self._image(queue.take(), borrower)
         return True
 
