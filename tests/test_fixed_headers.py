@@ -13,6 +13,7 @@ from aiohttp import web
 from batchpatch.auth import Auth, NoAuth, TokenAuth
 from batchpatch.client import CONTENT_TYPE, USER_AGENT, ImsClient
 from batchpatch.glance import PATCH_CONTENT_TYPE, GlanceClient
+from tests.local_server import serving
 
 IMAGE = "00000000-0000-4000-8000-000000000001"
 OPERATIONS = [{"op": "replace", "path": "/name", "value": "renamed"}]
@@ -32,13 +33,8 @@ async def server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
     app = web.Application()
     app.router.add_patch("/v2/cloudimages/{id}", patched)
     app.router.add_patch("/v2/images/{id}", patched)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url, seen
 
 
 async def patch_twice(client: ImsClient) -> Any:

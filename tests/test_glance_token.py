@@ -7,8 +7,6 @@ Keystone in the tests)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 from aiohttp import web
@@ -18,6 +16,7 @@ from batchpatch.fake import FakeConfig, running_fake
 from batchpatch.glance import GlanceClient
 from batchpatch.service import AnswerKind
 from tests.e2e import sample_images
+from tests.local_server import serving
 
 IMAGE = "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01"
 USER, PASSWORD, DOMAIN = "alice", "pw-7f3e-not-real", "acme"
@@ -48,24 +47,15 @@ class StandIn:
         return web.json_response(image | {op["path"][1:]: op["value"] for op in operations})
 
 
-@asynccontextmanager
-async def _serving(stand_in: StandIn) -> AsyncIterator[str]:
+def _app(stand_in: StandIn) -> web.Application:
     app = web.Application()
     app.router.add_patch("/v2/images/{image_id}", stand_in.patch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return app
 
 
 async def _patch(stand_in: StandIn, auth: Auth) -> AnswerKind:
     async with (
-        _serving(stand_in) as url,
+        serving(_app(stand_in)) as url,
         GlanceClient(url, auth, timeout=10, connections=1) as glance,
     ):
         answer = await glance.update_image(

@@ -14,6 +14,7 @@ from aiohttp import web
 
 import batchpatch
 from batchpatch import TokenAuth, make_plan
+from tests.local_server import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("pandas", "aiohttp", "batchpatch.client", "batchpatch.job", "batchpatch.sheet")
@@ -72,16 +73,9 @@ async def test_the_user_agent_carries_the_package_version(tmp_path: Path) -> Non
 
     app = web.Application()
     app.router.add_get("/v2/cloudimages", list_images)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     sheet = tmp_path / "changes.csv"
     sheet.write_text("image_id,name\n0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01,web\n")
-    try:
-        await make_plan(sheet, endpoint=f"http://127.0.0.1:{port}", auth=TokenAuth("t"))
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        await make_plan(sheet, endpoint=url, auth=TokenAuth("t"))
     assert seen
     assert set(seen) == {f"batchpatch/{version('batchpatch')}"}
