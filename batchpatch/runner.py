@@ -71,13 +71,16 @@ class _Work:
         )
 
 
-#: While requests are sent, young objects are collected this many times less often.
+#: While a run executes, young objects are collected this many times less often (a request
+#: makes no reference cycle, so this costs no memory; the few cycles a failure makes, an
+#: exception's traceback, are still collected within 70,000 allocations).
 GC_SPACING = 100
 
 
 class _CollectorSpared:
-    """Send with the cyclic garbage collector out of the way (see ``__enter__``), undone
-    when the last runner sending ends (regions send side by side, in one process)."""
+    """Run (plan, send, report) with the cyclic garbage collector out of the way (see
+    ``__enter__``), undone when the last user ends (regions send side by side, in one
+    process, each inside the job's own use)."""
 
     def __init__(self) -> None:
         self._runners = 0
@@ -85,11 +88,11 @@ class _CollectorSpared:
         self._freezing = False
 
     def __enter__(self) -> None:
-        """What exists before the first request (the sheet, the plans, the ledger) is
-        frozen out of every collection, and young objects are collected ``GC_SPACING``
-        times less often.  Every request makes short-lived objects (answers, outcomes,
-        journal lines) and each collection walked everything alive: a tenth of the CPU at
-        zero latency.  Reference counting still frees at once all that is not in a cycle."""
+        """What exists when the first user enters (the sheet, the ledger) is frozen out of
+        every collection, and young objects are collected ``GC_SPACING`` times less often.
+        Every request makes short-lived objects (answers, outcomes, journal lines) and each
+        collection walked everything alive: a tenth of the CPU at zero latency.  Reference
+        counting still frees at once all that is not in a cycle."""
         if self._runners == 0:
             self._threshold = gc.get_threshold()
             # A caller's own frozen objects would be thawed with ours: then none are frozen.
