@@ -19,7 +19,6 @@ Output is compact UTF-8 JSON either way.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from typing import Any
@@ -78,10 +77,13 @@ def flat_text(values: dict[str, Any]) -> str:
     """``values`` as the standard library's compact text (``ensure_ascii=False``, so a lone
     surrogate stays one); by orjson, several times faster, when every value is text, a
     whole number, a flag or null, which both write alike (floats they do not: ``1e-05``)."""
-    if all(type(value) in _ALIKE for value in values.values()):
-        with contextlib.suppress(orjson.JSONEncodeError):  # text UTF-8 cannot hold, big ints
-            return orjson.dumps(values).decode("utf-8")
-    return _compact.encode(values)
+    for value in values.values():
+        if type(value) not in _ALIKE:
+            return _compact.encode(values)
+    try:
+        return orjson.dumps(values).decode("utf-8")
+    except orjson.JSONEncodeError:  # text UTF-8 cannot hold, integers beyond 64 bits
+        return _compact.encode(values)
 
 
 _ALIKE = frozenset({str, int, bool, type(None)})
