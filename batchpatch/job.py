@@ -994,8 +994,8 @@ def row_results(
             before, after = _before_after(plan, mine, long=long)
             results[row] = RowResult(_row_outcome(plan, row, mine, image_outcome), before, after)
     results.update(earlier or {})
-    if len(results) != len(sheet.rows) or not results.keys() >= set(sheet.rows):
-        missing = [row for row in sheet.rows if row not in results]
+    missing = [row for row in sheet.rows if row not in results]
+    if missing:
         raise AssertionError(f"rows {missing} were left without an outcome")
     return [results[row] for row in sheet.rows]
 

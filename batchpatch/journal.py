@@ -321,10 +321,6 @@ class Journal:
             )
 
 
-#: One encoder for every line (``json.dumps`` with an option builds one per call), with no
-#: check for cycles (each line is a fresh tree of plain values: a third faster), and the
-#: outcome's fields read directly (``asdict`` deep-copies): a tenth of the client's CPU at
-#: zero latency went to journal lines.
 def _part_json(part: PartOutcome) -> dict[str, Any]:
     """Every field of ``part``, for its outcome's line."""
     return {

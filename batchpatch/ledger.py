@@ -117,20 +117,20 @@ class Ledger:
 
     def plan(self, plan: ImagePlan) -> Entry:
         """``plan`` is what the image's rows are judged by from now on."""
-        entry = self._entries.get(plan.image_id) or self.entry(plan.image_id)
+        entry = self.entry(plan.image_id)
         entry.plan = plan
         return entry
 
     def sending(self, plan: ImagePlan) -> None:
         """A write carrying ``plan``'s changes is about to go out: in doubt until answered."""
-        entry = self._entries.get(plan.image_id) or self.entry(plan.image_id)
-        entry.plan, entry.stage, entry.in_doubt = plan, Stage.SENDING, True
+        entry = self.plan(plan)
+        entry.stage, entry.in_doubt = Stage.SENDING, True
         entry.sent_at = time.time()
         self._tell(Event.SENDING, entry, entry.outcome)
 
     def answered(self, image_id: str, *, in_doubt: bool) -> None:
         """An answer (or a read-back) says whether the image's last write is in doubt."""
-        (self._entries.get(image_id) or self.entry(image_id)).in_doubt = in_doubt
+        self.entry(image_id).in_doubt = in_doubt
 
     def finish(
         self,

@@ -244,8 +244,11 @@ class Runner:
                 watcher.cancel_scope.cancel()
         self._note_signal()
         outcome_of = self.ledger.outcome_of
-        outcomes = {plan.image_id: outcome_of(plan.image_id) for plan in plans}
-        return {i: o for i, o in outcomes.items() if o is not None}
+        return {
+            plan.image_id: outcome
+            for plan in plans
+            if (outcome := outcome_of(plan.image_id)) is not None
+        }
 
     def _note_signal(self) -> None:
         if self.stop is not None:

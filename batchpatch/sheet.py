@@ -20,12 +20,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import types
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -537,12 +535,11 @@ def _group(
     sources = iter(rows[order].tolist())
     del order
     patches = tuple(
-        _made(
+        map(
             ImagePatch,
-            ("image_id", "operations", "sources"),
             images,
-            list(map(tuple, map(itertools.islice, itertools.repeat(operations), counts))),
-            list(map(tuple, map(itertools.islice, itertools.repeat(sources), counts))),
+            map(tuple, map(itertools.islice, itertools.repeat(operations), counts)),
+            map(tuple, map(itertools.islice, itertools.repeat(sources), counts)),
         )
     )
     every = np.arange(grid.first_row, grid.last_row + 1)
@@ -579,35 +576,14 @@ def _operations(changes: pd.DataFrame) -> npt.NDArray[Any]:
     made = np.empty(len(changes), dtype=object)
     for op, attribute, positions in _by_op_and_attribute(changes):
         count = len(positions)
-        made[positions] = _made(
-            Operation,
-            ("op", "path", "value"),
-            itertools.repeat(op, count),
-            itertools.repeat(operation_path(attribute), count),
-            typed[positions].tolist(),
+        made[positions] = list(
+            map(
+                Operation,
+                itertools.repeat(op, count),
+                itertools.repeat(operation_path(attribute), count),
+                typed[positions].tolist(),
+            )
         )
-    return made
-
-
-_Made = TypeVar("_Made")
-
-
-def _made(kind: type[_Made], names: tuple[str, ...], *columns: Iterable[Any]) -> list[_Made]:
-    """``[kind(*fields) for fields in zip(*columns)]`` for a frozen, slotted dataclass whose
-    fields are exactly ``names`` and that checks nothing on creation, at a third of the
-    cost: each object is allocated bare and its slots are filled column by column by the
-    slots' own setters, instead of a Python ``__init__`` call per object (a million
-    operations cost a second that way).  Any other class is built the plain way."""
-    slotted = tuple(getattr(kind, "__slots__", ())) == names and all(
-        isinstance(vars(kind).get(name), types.MemberDescriptorType) for name in names
-    )
-    if not slotted or hasattr(kind, "__post_init__"):
-        return list(map(kind, *columns))
-    columns_as_lists = [list(column) for column in columns]
-    count = len(columns_as_lists[0]) if columns_as_lists else 0
-    made: list[_Made] = list(map(object.__new__, itertools.repeat(kind, count)))
-    for name, values in zip(names, columns_as_lists, strict=True):
-        deque(map(getattr(kind, name).__set__, made, values), maxlen=0)
     return made
 
 

@@ -3,8 +3,7 @@
 The CSV report is built column by column in pyarrow (cells checked by their bytes,
 constant columns joined once, the rows' buffer written as it is): it must be byte for
 byte what pandas' ``to_csv`` writes of ``report_frame``, in every encoding and delimiter.
-Operations and patches filled slot by slot must equal the ones their constructors make;
-ids told unchanged by one match, first positions told without a sort and groups sized
+Ids told unchanged by one match, first positions told without a sort and groups sized
 without ranges must be what the plain computations give.
 """
 
@@ -22,7 +21,7 @@ from hypothesis import strategies as st
 from batchpatch.checks import distinct, first_positions, grouped_order, grouped_sizes
 from batchpatch.models import ImagePatch, Operation, Outcome, Status
 from batchpatch.report import RowResult, report_frame, write_report
-from batchpatch.sheet import Sheet, _made, _trimmed, read_sheet
+from batchpatch.sheet import Sheet, _trimmed, read_sheet
 from batchpatch.textfile import encode_report
 
 A = "0b1c6a3e-5f0d-4a53-9c1e-2f6d8a1b7c01"
@@ -99,34 +98,6 @@ def test_a_report_of_a_cell_pyarrow_cannot_hold_is_still_written(tmp_path: Path)
     rows = [RowResult(_outcome(Status.FAILED, 500, "bad \ud800 text", None))]
     written = write_report(sheet, rows, tmp_path / "report.csv").read_text(encoding="utf-8-sig")
     assert "bad \ufffd text" in written
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["add", "remove"]), st.text(max_size=4), NUMBER)))
-def test_operations_filled_slot_by_slot_equal_the_constructed_ones(
-    fields: list[tuple[str, str, int | None]],
-) -> None:
-    made = _made(Operation, ("op", "path", "value"), *zip(*fields, strict=True)) if fields else []
-    assert made == [Operation(*field) for field in fields]
-    assert [hash(operation) for operation in made] == [hash(Operation(*f)) for f in fields]
-    patches = _made(ImagePatch, ("image_id", "operations", "sources"), [A], [tuple(made)], [(2,)])
-    assert patches == [ImagePatch(A, tuple(made), (2,))]
-
-
-def test_a_class_with_other_fields_is_built_by_its_constructor() -> None:
-    @dataclasses.dataclass(frozen=True)
-    class Checked:
-        op: str
-        path: str
-        value: int
-
-        def __post_init__(self) -> None:
-            if self.value < 0:
-                raise ValueError("negative")
-
-    assert _made(Checked, ("op", "path", "value"), ["a"], ["/b"], [1]) == [Checked("a", "/b", 1)]
-    with pytest.raises(ValueError, match="negative"):
-        _made(Checked, ("op", "path", "value"), ["a"], ["/b"], [-1])
 
 
 @settings(max_examples=200, deadline=None)
