@@ -429,7 +429,7 @@ def unplanned(patch: ImagePatch) -> ImagePlan:
     return ImagePlan(patch.image_id, None, "", tuple(changes), observed=False)
 
 
-def mark_done(plan: ImagePlan, done: set[str]) -> ImagePlan:
+def mark_done(plan: ImagePlan, done: set[str] | frozenset[str]) -> ImagePlan:
     """``plan`` with every pending change whose requests are all in ``done`` (ended with
     success) marked ``applied``."""
     if done.issuperset(plan.requests()):  # the usual end: every request succeeded

@@ -165,15 +165,20 @@ async def attempt(
     hooks: Hooks[T] | None = None,
     *,
     what: str = "",
+    first: tuple[ApiResponse, float] | None = None,
 ) -> Attempt[T]:
     """Send until the answer is final: judge each answer, tell the pacer, wait (backoff,
     then a turn in the rate), and stop at ``policy.max_attempts``.  The caller has waited
-    for the first request's turn already."""
+    for the first request's turn already; ``first``: the caller sent it too, and this is
+    its answer and when it went out (``pacer.now()``), not yet judged nor told."""
     hooks = hooks or Hooks()
     attempts = 0
     while True:
-        sent_at = pacer.now()
-        answer = await send()
+        if first is None:
+            sent_at = pacer.now()
+            answer = await send()
+        else:
+            (answer, sent_at), first = first, None
         attempts += 1
         kind = service.classify(answer)
         verdict = policy.verdict(kind)
