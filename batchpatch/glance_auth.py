@@ -25,8 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from batchpatch.auth import Auth, NoAuth, PasswordAuth, TokenAuth
 from batchpatch.credentials import Settings, Target, check_header_values, safe_endpoint
 from batchpatch.errors import OptionsError
@@ -64,6 +62,8 @@ def load_cloud(name: str, environ: Mapping[str, str]) -> tuple[dict[str, Any], P
 
 
 def _clouds_of(path: Path) -> dict[str, Any]:
+    import yaml  # only for --os-cloud: not at every start-up
+
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:

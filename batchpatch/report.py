@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import os
 import re
@@ -27,10 +28,6 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from openpyxl import Workbook, load_workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
 
 from batchpatch.errors import OptionsError
 from batchpatch.files import atomic_write, trial_write
@@ -552,13 +549,34 @@ _STATUS_COLOURS: dict[str, tuple[str, str]] = {
     str(Status.FAILED): ("FFC7CE", "9C0006"),
     str(Status.INVALID): ("FFC7CE", "9C0006"),
 }
-_STATUS_STYLES = {
-    status: (PatternFill("solid", start_color=fill), Font(color=font))
-    for status, (fill, font) in _STATUS_COLOURS.items()
-}
-_HEADER_FONT = Font(bold=True)
-_HEADER_FILL = PatternFill("solid", start_color="D9D9D9")
-_WRAP = Alignment(wrap_text=True, vertical="top")
+
+
+@dataclass(frozen=True, slots=True)
+class _Styles:
+    """openpyxl's cell styles of the report: made on the first workbook written, as
+    openpyxl is imported only then (a tenth of the CLI's start-up, for a CSV run)."""
+
+    status: dict[str, tuple[Any, Any]]
+    header_font: Any
+    header_fill: Any
+    wrap: Any
+
+
+@functools.cache
+def _styles() -> _Styles:
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    return _Styles(
+        {
+            status: (PatternFill("solid", start_color=fill), Font(color=font))
+            for status, (fill, font) in _STATUS_COLOURS.items()
+        },
+        Font(bold=True),
+        PatternFill("solid", start_color="D9D9D9"),
+        Alignment(wrap_text=True, vertical="top"),
+    )
+
+
 #: Columns of long text, wrapped in a wider column; columns of ids, stored as text.
 _WRAPPED = frozenset({"before", "after", "error_message"})
 _IDS = frozenset({"image_id", "request_id"})
@@ -608,6 +626,8 @@ class _Layout:
 
     def shape(self, worksheet: Any, height: int) -> None:
         """Widths, the header row frozen, a filter over header and data."""
+        from openpyxl.utils import get_column_letter
+
         for number, width in enumerate(self.widths, start=1):
             worksheet.column_dimensions[get_column_letter(number)].width = width
         worksheet.freeze_panes = "A2"
@@ -617,11 +637,11 @@ class _Layout:
     def style(self, cell: Any, column: str) -> None:
         """Give a data cell its column's style (the status cell the outcome's colours)."""
         if column == "status":
-            fill, font = _STATUS_STYLES.get(str(cell.value), (None, None))
+            fill, font = _styles().status.get(str(cell.value), (None, None))
             if fill is not None:
                 cell.fill, cell.font = fill, font
         elif column in _WRAPPED:
-            cell.alignment = _WRAP
+            cell.alignment = _styles().wrap
         elif column in _IDS:
             cell.number_format = _TEXT_FORMAT
 
@@ -634,11 +654,15 @@ class _Layout:
 
 
 def _header_cell(cell: Any) -> None:
-    cell.font, cell.fill = _HEADER_FONT, _HEADER_FILL
+    styles = _styles()
+    cell.font, cell.fill = styles.header_font, styles.header_fill
 
 
 def _write_alone(title: str, layout: _Layout, rows: Any, height: int, temporary: Path) -> None:
     """A new workbook, written row by row (openpyxl's write-only mode)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
     book = Workbook(write_only=True)
     worksheet = book.create_sheet(title)
     layout.shape(worksheet, height)
@@ -749,6 +773,8 @@ def _rewrite_whole(sheet: Sheet, layout: _Layout, rows: Any, height: int, tempor
 def _open_input(path: Path) -> Any:
     """The input workbook, every part checked first as the reader checks the ones it reads
     (openpyxl parses them all).  Raises ``OptionsError`` when it cannot be carried over."""
+    from openpyxl import load_workbook
+
     try:
         check_every_part(path)
         return load_workbook(path, keep_vba=path.suffix.lower() == ".xlsm", keep_links=True)

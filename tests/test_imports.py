@@ -79,3 +79,13 @@ async def test_the_user_agent_carries_the_package_version(tmp_path: Path) -> Non
         await make_plan(sheet, endpoint=url, auth=TokenAuth("t"))
     assert seen
     assert set(seen) == {f"batchpatch/{version('batchpatch')}"}
+
+
+def test_the_cli_starts_without_openpyxl_or_yaml() -> None:
+    """A CSV run never needs them: openpyxl is imported for the first workbook, PyYAML for
+    ``--os-cloud`` (together a fifth of the CLI's start-up)."""
+    probe = "import sys, batchpatch.cli; print(sorted({'openpyxl', 'yaml'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
