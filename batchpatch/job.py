@@ -668,7 +668,7 @@ class _Run:
         saved = (
             {p.image_id: p for p in self.source.plans} if isinstance(self.source, SavedPlan) else {}
         )
-        for patch in resume.pending:
+        for patch in resume.pending if to_read or saved else ():  # else each stays unplanned
             image_id, image = patch.image_id, images.get(patch.image_id)
             earlier = self.ledger.plan_of(image_id)
             if image_id in in_doubt and image_id not in resume.asked_anew and earlier is not None:
@@ -853,8 +853,14 @@ class _Resume:
         restored = len(ledger) > 0  # else every image is new: nothing to sort out
         earlier_in_doubt, earlier_done = len(ledger.in_doubt()), len(ledger.done())
         resume = cls([], set())
-        for patch in sheet.patches:
-            resume._sort(patch, ledger, other_sheet=journal is not None and journal.other_sheet)
+        if restored:
+            other_sheet = journal is not None and journal.other_sheet
+            for patch in sheet.patches:
+                resume._sort(patch, ledger, other_sheet=other_sheet)
+        else:  # the first run: each image pending, sent as written unless planned
+            resume.pending.extend(sheet.patches)
+            for patch in sheet.patches:
+                ledger.plan(unplanned(patch))
         if restored:
             ledger.keep_only([patch.image_id for patch in sheet.patches])
         if journal is not None:
