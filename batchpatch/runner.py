@@ -292,8 +292,9 @@ class Runner:
         return True
 
     async def _image(self, plan: ImagePlan, borrower: object) -> None:
+        """Send ``plan``'s requests; the ledger is told of it before the first goes out
+        (``sending``), and gets its outcome with the plan as it ended (``_record``)."""
         work = _Work(plan)  # still readable when the attempt is cut off
-        self.ledger.plan(plan)
         try:
             outcome, kind = await self._attempt(work)
         except anyio.get_cancelled_exc_class():
@@ -322,7 +323,7 @@ class Runner:
             kind = self.client.classify(answer)
             if self.safeguards.policy.verdict(kind) is Verdict.OK:
                 tell_pacer(self.pacer, answer, kind, sent_at)
-                return self._patched(work, answer, kind), kind
+                return _patched(work, answer), kind
             first = (answer, sent_at)
         while (request := work.next_request()) is not None:
             outcome, kind = await self._attempt_request(work, request, first)
@@ -335,15 +336,6 @@ class Runner:
             elif kind.stops_run or outcome.status == Status.SKIPPED or work.plan.status:
                 break
         return combined(work.plan, work.ended, work.sent, _since(work.started))
-
-    def _patched(self, work: _Work, answer: ApiResponse, kind: AnswerKind) -> Outcome:
-        """The outcome of a lone PATCH that succeeded at its first attempt, as the loop in
-        ``_attempt`` would have made it."""
-        elapsed_ms = _since(work.started)
-        outcome = outcome_of(work.patch, answer, work.sent, elapsed_ms, kind=kind)
-        work.plan = mark_done(work.plan, _UPDATED)
-        self.ledger.plan(work.plan)
-        return combined(work.plan, [(UPDATE, outcome, kind)], work.sent, elapsed_ms)[0]
 
     async def _attempt_request(
         self, work: _Work, request: str, first: tuple[ApiResponse, float] | None = None
@@ -560,6 +552,30 @@ def _too_many_failures(guards: Safeguards, failed: int, finished: int) -> StopRe
             ),
         )
     return None
+
+
+def _patched(work: _Work, answer: ApiResponse) -> Outcome:
+    """The outcome of a lone PATCH that succeeded at its first attempt: what ``outcome_of``
+    and ``combined`` make of it, built at once (the ledger takes the plan with it)."""
+    work.plan = plan = mark_done(work.plan, _UPDATED)
+    status, code, message, request_id = (
+        answer.status,
+        answer.error_code,
+        answer.message,
+        answer.request_id,
+    )
+    part = PartOutcome(ATTRIBUTES, Status.SUCCEEDED, status, code, message, request_id)
+    return Outcome(
+        plan.image_id,
+        Status.SUCCEEDED,
+        status,
+        code,
+        message,
+        request_id,
+        work.sent,
+        _since(work.started),
+        (part,),
+    )
 
 
 def combined(
