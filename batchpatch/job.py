@@ -1076,8 +1076,12 @@ def _before_after(plan: ImagePlan, changes: Sequence[Change], *, long: bool) -> 
     """A row's attributes (its ``changes``) before and after, as text (long) or a JSON
     object (wide); ``before`` is blank when the image was not read (``--no-plan``)."""
     known = plan.observed
-    if long and len(changes) == 1 and changes[0].renamed_from is None:
-        return (_text(changes[0].before) if known else "", _text(changes[0].after))
+    if len(changes) == 1 and changes[0].renamed_from is None:  # most rows: one change
+        change = changes[0]
+        if long:
+            return (_text(change.before) if known else "", _text(change.after))
+        before = _json({change.attribute: change.before}) if known else ""
+        return (before, _json({change.attribute: change.after}))
     befores = {c.attribute: c.before for c in changes}
     afters = {c.attribute: c.after for c in changes}
     for change in changes:
