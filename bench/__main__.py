@@ -10,9 +10,12 @@ client is its own process (``bench.clients``), timed from inside, after its impo
 figure is a ratio to a baseline measured in the same run against the same server: the bare
 aiohttp loop (one ClientSession, ``--concurrency`` workers), a ``requests`` thread pool and
 the official SDK's ``ImsClient.update_image`` in a plain loop.  At 0 and 50 ms each client
-(the SDK's too) runs ``--rounds`` times, interleaved, and keeps its best round.  Prints one
-table and writes every figure, with the machine (cores, Python, package versions), to
-``--out``.
+(the SDK's too) runs ``--rounds`` times, interleaved, and a ratio is the median over the
+rounds of the two clients' runs in that round: on a shared VM the machine's speed drifts by
+tens of percent within a minute, in spells longer than a run, so runs side by side meet the
+same machine, while the best of each could pair one's quiet spell with the other's busy one
+(the table's note gives that best-of ratio too).  Prints one table and writes every figure,
+with the machine (cores, Python, package versions), to ``--out``.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class Results:
     def __init__(self, options: argparse.Namespace) -> None:
         self.rows: list[dict[str, Any]] = []
         self.runs: dict[str, dict[str, Any]] = {}
+        #: Each key's throughput in each of its rounds, in order.
+        self.per_round: dict[str, list[float]] = {}
         self.options = options
 
     def run(self, key: str, fake: Fake, kind: str, ids: list[str], **extra: Any) -> dict[str, Any]:
@@ -68,6 +73,7 @@ class Results:
         label = f"{key.replace('/', '-')}-{time.time_ns() % 10**9}"  # a name IMS accepts
         result = run_client(kind, fake.url, ids, label=label, **extra)
         result["per_second"] = result["ok"] / result["seconds"] if result["seconds"] else 0.0
+        self.per_round.setdefault(key, []).append(result["per_second"])
         kept = self.runs.get(key)
         if kept is None or result["per_second"] > kept["per_second"]:
             result["rounds"] = kept["rounds"] + [result["seconds"]] if kept else [result["seconds"]]
@@ -94,10 +100,12 @@ class Results:
                 self.run(key, fake, kind, ids, concurrency=workers)
 
     def ratio(self, figure: str, of: str, to: str, bar: float | None, want: str = "min") -> None:
-        """The row ``figure``: throughput of run ``of`` over that of run ``to``."""
+        """The row ``figure``: throughput of ``of`` over that of ``to``, the median of the
+        rounds' ratios (each round's two runs side by side); the note adds the best runs'."""
         mine, base = self.runs[of], self.runs[to]
-        value = mine["per_second"] / base["per_second"] if base["per_second"] else 0.0
-        note = f"{mine['per_second']:.0f}/s vs {base['per_second']:.0f}/s"
+        value = paired_ratio(self.per_round[of], self.per_round[to])
+        best = mine["per_second"] / base["per_second"] if base["per_second"] else 0.0
+        note = f"best {mine['per_second']:.0f}/s vs {base['per_second']:.0f}/s = {best:.3f}"
         if mine.get("cpu_s") and base.get("cpu_s"):  # CPU per image: what a busy machine hides
             note += f"; CPU {_per_image(mine)} vs {_per_image(base)} us/image"
         self.add(figure, value, bar, want, note)
@@ -128,6 +136,15 @@ class Results:
             mark = {True: "ok", False: "MISS", None: ""}[row["passed"]]
             lines.append(f"{row['figure']:<44} {value:>9} {bar:>9}  {mark:4}  {row['note']}")
         return "\n".join(lines)
+
+
+def paired_ratio(mine: list[float], base: list[float]) -> float:
+    """The median over rounds of ``mine[i] / base[i]`` (rounds without a base: left out)."""
+    ratios = sorted(m / b for m, b in zip(mine, base, strict=False) if b)
+    if not ratios:
+        return 0.0
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
 
 def _per_image(run: dict[str, Any]) -> str:
@@ -242,8 +259,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="runs of each client at 0 and 50 ms, interleaved; each keeps its best",
+        default=5,
+        help="runs of each client at 0 and 50 ms, interleaved; ratios are medians of rounds",
     )
     for name in FULL:
         parser.add_argument(
@@ -303,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "figures": results.rows,
         "runs": results.runs,
+        "per_round": results.per_round,
     }
     options.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(f"results: {options.out}")

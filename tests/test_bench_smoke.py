@@ -42,8 +42,13 @@ def test_every_scenario_runs_and_is_recorded(tmp_path: Path) -> None:
     assert runs["scale/validate-csv"]["exit"] == 0
     assert runs["scale/validate-xlsx"]["exit"] == 0
     assert runs["scale/report-csv"]["rows"] == 400
-    figures = {row["figure"] for row in results["figures"]}
-    assert "0 ms: batchpatch --no-plan / aiohttp" in figures
+    rounds = results["per_round"]
+    assert len(rounds["zero/batchpatch"]) == len(rounds["zero/aiohttp"]) == 2
+    mine, base = rounds["zero/batchpatch"], rounds["zero/aiohttp"]
+    paired = sorted(m / b for m, b in zip(mine, base, strict=True))
+    figures = {row["figure"]: row for row in results["figures"]}
+    ratio = figures["0 ms: batchpatch --no-plan / aiohttp"]["value"]
+    assert ratio == pytest.approx(sum(paired) / 2)  # the median of the rounds' own ratios
     assert "50 ms: batchpatch / SDK loop" in figures
     assert any(figure.startswith("quota") for figure in figures)
     assert results["machine"]["packages"]["huaweicloudsdkims"]
