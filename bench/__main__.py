@@ -74,6 +74,10 @@ class Results:
         result = run_client(kind, fake.url, ids, label=label, **extra)
         result["per_second"] = result["ok"] / result["seconds"] if result["seconds"] else 0.0
         self.per_round.setdefault(key, []).append(result["per_second"])
+        whole = result["process_seconds"]
+        self.per_round.setdefault(f"{key} (process)", []).append(
+            result["ok"] / whole if whole else 0.0
+        )
         kept = self.runs.get(key)
         if kept is None or result["per_second"] > kept["per_second"]:
             result["rounds"] = kept["rounds"] + [result["seconds"]] if kept else [result["seconds"]]
@@ -160,6 +164,16 @@ def overhead(results: Results, fake: Fake, ids: list[str], concurrency: int) -> 
         "0 ms: batchpatch read pass / aiohttp", "zero/batchpatch-read", "zero/aiohttp", 0.6
     )
     results.ratio("0 ms: requests threads / aiohttp", "zero/requests", "zero/aiohttp", None)
+    results.add(
+        "0 ms: --no-plan / aiohttp, whole processes",
+        paired_ratio(
+            results.per_round["zero/batchpatch (process)"],
+            results.per_round["zero/aiohttp (process)"],
+        ),
+        None,
+        "min",
+        "start-up and imports counted too (pandas and pyarrow are batchpatch's)",
+    )
 
 
 def latency(results: Results, fake: Fake, ids: list[str], concurrency: int) -> None:
