@@ -55,13 +55,19 @@ async def test_an_outcome_goes_out_with_the_next_sending_line(tmp_path: Path) ->
     journal.close(finished=False)
 
 
-@pytest.mark.anyio
-async def test_an_outcome_alone_is_written_once_the_loop_turns(tmp_path: Path) -> None:
-    path = tmp_path / "run.journal"
+def sent_and_finished(path: Path) -> Journal:
+    """A journal at ``path`` whose ledger sent ``FIRST`` and got its outcome."""
     ledger = Ledger()
     journal = open_journal(path, ledger)
     ledger.sending(plan_of(FIRST))
     finish(ledger, FIRST)
+    return journal
+
+
+@pytest.mark.anyio
+async def test_an_outcome_alone_is_written_once_the_loop_turns(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    journal = sent_and_finished(path)
     await anyio.lowlevel.checkpoint()  # one step of the loop: nothing more is needed
     assert events(path) == [("sending", FIRST), ("outcome", FIRST)]
     journal.close(finished=False)
@@ -70,11 +76,7 @@ async def test_an_outcome_alone_is_written_once_the_loop_turns(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_closing_writes_what_is_held(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
-    ledger = Ledger()
-    journal = open_journal(path, ledger)
-    ledger.sending(plan_of(FIRST))
-    finish(ledger, FIRST)
-    journal.close(finished=False)
+    sent_and_finished(path).close(finished=False)
     assert events(path) == [("sending", FIRST), ("outcome", FIRST)]
     resumed = Ledger()
     open_journal(path, resumed).close(finished=False)
@@ -87,9 +89,6 @@ async def test_closing_writes_what_is_held(tmp_path: Path) -> None:
 
 def test_without_a_running_loop_an_outcome_is_written_at_once(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
-    ledger = Ledger()
-    journal = open_journal(path, ledger)
-    ledger.sending(plan_of(FIRST))
-    finish(ledger, FIRST)
+    journal = sent_and_finished(path)
     assert events(path) == [("sending", FIRST), ("outcome", FIRST)]
     journal.close(finished=False)
