@@ -55,19 +55,13 @@ async def test_an_outcome_goes_out_with_the_next_sending_line(tmp_path: Path) ->
     journal.close(finished=False)
 
 
-def sent_and_finished(path: Path) -> Journal:
-    """A journal at ``path`` whose ledger sent ``FIRST`` and got its outcome."""
+@pytest.mark.anyio
+async def test_an_outcome_alone_is_written_once_the_loop_turns(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
     ledger = Ledger()
     journal = open_journal(path, ledger)
     ledger.sending(plan_of(FIRST))
     finish(ledger, FIRST)
-    return journal
-
-
-@pytest.mark.anyio
-async def test_an_outcome_alone_is_written_once_the_loop_turns(tmp_path: Path) -> None:
-    path = tmp_path / "run.journal"
-    journal = sent_and_finished(path)
     await anyio.lowlevel.checkpoint()  # one step of the loop: nothing more is needed
     assert events(path) == [("sending", FIRST), ("outcome", FIRST)]
     journal.close(finished=False)
@@ -76,7 +70,11 @@ async def test_an_outcome_alone_is_written_once_the_loop_turns(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_closing_writes_what_is_held(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
-    sent_and_finished(path).close(finished=False)
+    ledger = Ledger()
+    journal = open_journal(path, ledger)
+    ledger.sending(plan_of(FIRST))
+    finish(ledger, FIRST)
+    journal.close(finished=False)
     assert events(path) == [("sending", FIRST), ("outcome", FIRST)]
     resumed = Ledger()
     open_journal(path, resumed).close(finished=False)
@@ -89,6 +87,9 @@ async def test_closing_writes_what_is_held(tmp_path: Path) -> None:
 
 def test_without_a_running_loop_an_outcome_is_written_at_once(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
-    journal = sent_and_finished(path)
+    ledger = Ledger()
+    journal = open_journal(path, ledger)
+    ledger.sending(plan_of(FIRST))
+    finish(ledger, FIRST)
     assert events(path) == [("sending", FIRST), ("outcome", FIRST)]
     journal.close(finished=False)
