@@ -41,7 +41,6 @@ new port, and a fresh service, every run).  So is, with a warning, a journal of 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
 import logging
@@ -107,9 +106,6 @@ class Journal:
         self.other_endpoint = ""
         #: The plan the latest line written of each image being sent holds.
         self._plans_written: dict[str, ImagePlan] = {}
-        #: Outcome lines not handed to the OS yet, and whether the loop will do so.
-        self._held: list[bytes] = []
-        self._flush_due = False
         identity = {"sheet_sha256": sheet_sha256, "endpoint": endpoint}
         _refuse_folder(path)
         _remove_stale_copies(path)
@@ -133,15 +129,15 @@ class Journal:
         elif event == Event.OUTCOME and outcome is not None:
             written, plan = self._plans_written.pop(entry.image_id, None), entry.plan
             if plan is None or plan is written:
-                self.outcome(outcome, in_doubt=entry.in_doubt, hold=True)
+                self.outcome(outcome, in_doubt=entry.in_doubt)
             elif (
                 written is not None
                 and outcome.status == Status.SUCCEEDED
                 and plan is written.all_applied()
             ):
-                self.outcome(outcome, in_doubt=entry.in_doubt, all_applied=True, hold=True)
+                self.outcome(outcome, in_doubt=entry.in_doubt, all_applied=True)
             else:
-                self.outcome(outcome, plan_to_json(plan), in_doubt=entry.in_doubt, hold=True)
+                self.outcome(outcome, plan_to_json(plan), in_doubt=entry.in_doubt)
 
     def _plan_once(self, entry: Entry) -> dict[str, Any] | None:
         """The plan for ``entry``'s ``sending`` line; None when the image's latest line
@@ -207,13 +203,11 @@ class Journal:
         *,
         in_doubt: bool | None = None,
         all_applied: bool = False,
-        hold: bool = False,
     ) -> None:
         """``outcome`` is final for this run; ``plan`` decides its rows (None: the plan of
         the image's latest line, with every change still to send in place when
         ``all_applied``).  ``in_doubt``: its last write may have been applied and no
-        read-back settled it (default: the outcome got no answer).  ``hold``: written with
-        the next line, or at the end of the event loop's current step (see the module)."""
+        read-back settled it (default: the outcome got no answer)."""
         entry: dict[str, Any] = {  # every field of ``Outcome``, written out (no loop over them)
             "event": "outcome",
             "image_id": outcome.image_id,
@@ -232,32 +226,10 @@ class Journal:
             entry["applied"] = True
         if in_doubt is not None:
             entry["in_doubt"] = in_doubt
-        if hold:
-            self._hold(fastjson.dumps_line(entry))
-        else:
-            self._write(entry)
-
-    def _hold(self, line: bytes) -> None:
-        self._held.append(line)
-        if self._flush_due:
-            return
-        self._flush_due = True
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (or another kind): nothing to wait for
-            self.flush()
-        else:
-            loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Hand the held outcome lines to the OS."""
-        self._flush_due = False
-        if self._held:
-            self._put(b"")
+        self._write(entry)
 
     def close(self, *, finished: bool) -> None:
         """Close; a finished run's journal is removed, an unfinished one kept for resume."""
-        self.flush()
         if self._file >= 0:  # not closed already
             descriptor, self._file = self._file, -1
             try:
@@ -268,17 +240,11 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
     def _write(self, entry: dict[str, Any]) -> None:
-        """One line, handed to the OS at once with any held before it (one ``write``, no
-        buffer of ours): a kill after this returns loses nothing of them."""
-        self._put(fastjson.dumps_line(entry))
-
-    def _put(self, data: bytes) -> None:
+        """One line, handed to the OS at once (one ``write``, no buffer of ours): a kill
+        after this returns loses nothing of it."""
         if self.error is not None:
             return  # after a failed write, a later line could follow a torn one
-        if self._held:
-            self._held.append(data)
-            data = b"".join(self._held)
-            self._held.clear()
+        data = fastjson.dumps_line(entry)
         try:
             while data:  # a short write (a disk filling up) is followed by the rest
                 data = data[os.write(self._file, data) :]
