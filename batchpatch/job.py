@@ -857,12 +857,11 @@ class _Resume:
             other_sheet = journal is not None and journal.other_sheet
             for patch in sheet.patches:
                 resume._sort(patch, ledger, other_sheet=other_sheet)
+            ledger.keep_only([patch.image_id for patch in sheet.patches])
         else:  # the first run: each image pending, sent as written unless planned
             resume.pending.extend(sheet.patches)
             for patch in sheet.patches:
                 ledger.plan(unplanned(patch))
-        if restored:
-            ledger.keep_only([patch.image_id for patch in sheet.patches])
         if journal is not None:
             resume.tell(journal, ledger, earlier_in_doubt, earlier_done)
             if restored:

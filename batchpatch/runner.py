@@ -557,24 +557,11 @@ def _too_many_failures(guards: Safeguards, failed: int, finished: int) -> StopRe
 def _patched(work: _Work, answer: ApiResponse) -> Outcome:
     """The outcome of a lone PATCH that succeeded at its first attempt: what ``outcome_of``
     and ``combined`` make of it, built at once (the ledger takes the plan with it)."""
-    work.plan = plan = mark_done(work.plan, _UPDATED)
-    status, code, message, request_id = (
-        answer.status,
-        answer.error_code,
-        answer.message,
-        answer.request_id,
-    )
-    part = PartOutcome(ATTRIBUTES, Status.SUCCEEDED, status, code, message, request_id)
+    work.plan = mark_done(work.plan, _UPDATED)
+    said = (answer.status, answer.error_code, answer.message, answer.request_id)
+    part = PartOutcome(ATTRIBUTES, Status.SUCCEEDED, *said)
     return Outcome(
-        plan.image_id,
-        Status.SUCCEEDED,
-        status,
-        code,
-        message,
-        request_id,
-        work.sent,
-        _since(work.started),
-        (part,),
+        work.plan.image_id, Status.SUCCEEDED, *said, work.sent, _since(work.started), (part,)
     )
 
 
