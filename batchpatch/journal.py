@@ -10,7 +10,8 @@ unfinished run leaves one behind.
 Its files are never opened through a symlink: the fresh journal is made by ``mkstemp``
 and renamed into place, and the old one is read with ``O_NOFOLLOW``.  A write that fails
 (a full disk) never raises into the run: the journal stops writing, keeps the error, and
-tells ``on_failure`` (``apply_sheet`` then starts no new request).
+tells ``on_failure`` (``apply_sheet`` then starts no new request) and the ledger: a write
+whose ``sending`` line could not be written does not go out (``Ledger.unrecorded``).
 
 The journal is the ledger's persistence (``ledger.Ledger``): opened on the run's ledger, it
 first restores into it what an earlier run left (each image's outcome if done, or that it is
@@ -97,6 +98,7 @@ class Journal:
         the run), and nothing more is written.
         """
         self.path = path
+        self._ledger = ledger
         #: Lines of the earlier journal that were ignored as damaged.
         self.damaged = 0
         #: The first write that failed, if any.
@@ -252,6 +254,9 @@ class Journal:
             self._failed(error)
 
     def _failed(self, error: OSError) -> None:
+        """Nothing more is written, and the ledger is told so: no write of the run may
+        start unrecorded (a resume would not know it went out, and send it again)."""
+        self._ledger.unrecorded = True
         if self.error is None:
             self.error = error
             if self._on_failure is not None:

@@ -88,6 +88,9 @@ class Ledger:
         self.tally = Tally()
         #: Every outcome listeners were told of, by status: what progress shows.
         self.progress: Counter[str] = Counter()
+        #: Set by the listener that keeps the record (the journal) once it cannot: a write
+        #: it was not told of would be unknown to a resume, so no write may start after.
+        self.unrecorded = False
 
     def listen(self, listener: Listener) -> None:
         """Tell ``listener`` of every later ``sending`` and ``outcome`` (the journal,
@@ -121,12 +124,22 @@ class Ledger:
         entry.plan = plan
         return entry
 
-    def sending(self, plan: ImagePlan) -> None:
-        """A write carrying ``plan``'s changes is about to go out: in doubt until answered."""
+    def sending(self, plan: ImagePlan) -> bool:
+        """A write carrying ``plan``'s changes is about to go out: in doubt until answered.
+
+        False when it could not be recorded (``unrecorded``, now or before): then it must
+        not go out, and the image is left as it was."""
         entry = self.plan(plan)
+        if self.unrecorded:
+            return False
+        before = entry.stage, entry.in_doubt, entry.sent_at
         entry.stage, entry.in_doubt = Stage.SENDING, True
         entry.sent_at = time.time()
         self._tell(Event.SENDING, entry, entry.outcome)
+        if self.unrecorded:
+            entry.stage, entry.in_doubt, entry.sent_at = before
+            return False
+        return True
 
     def answered(self, image_id: str, *, in_doubt: bool) -> None:
         """An answer (or a read-back) says whether the image's last write is in doubt."""

@@ -36,16 +36,26 @@ OutcomeCallback = Callable[[Outcome], None]
 SendingCallback = Callable[[ImagePlan], None]
 
 
+class _Unsent(Exception):
+    """A write was not sent: the journal could not record that it was going out."""
+
+
+#: Why a request of an image is ``not_attempted`` after others of it went out.
+NOT_SENT = "not sent: the journal could not be written, so the run stopped"
+
+
 class _Work:
     """One image's attempt as it goes: its plan (what is still to send) and the PATCHes
     sent.  Whether its last write may have been applied is on its ledger entry."""
 
-    __slots__ = ("converted", "ended", "plan", "sent", "started")
+    __slots__ = ("converted", "ended", "last", "plan", "sent", "started")
 
     def __init__(self, plan: ImagePlan) -> None:
         self.plan = plan
         self.started = time.perf_counter()
         self.sent = 0
+        #: The request sent last, and its answer.
+        self.last: tuple[str, ApiResponse] | None = None
         self.converted = False
         #: The requests (``update``, ``create``, ``delete``) that have ended, in order,
         #: with how each ended.
@@ -297,6 +307,8 @@ class Runner:
         work = _Work(plan)  # still readable when the attempt is cut off
         try:
             outcome, kind = await self._attempt(work)
+        except _Unsent:  # nothing of it went out: not attempted, as the images not taken
+            return
         except anyio.get_cancelled_exc_class():
             self._record(
                 interrupted(plan.image_id, work.started, work.sent, in_doubt=self._in_doubt(work)),
@@ -326,7 +338,13 @@ class Runner:
                 return _patched(work, answer), kind
             first = (answer, sent_at)
         while (request := work.next_request()) is not None:
-            outcome, kind = await self._attempt_request(work, request, first)
+            try:
+                outcome, kind = await self._attempt_request(work, request, first)
+            except _Unsent:
+                if not work.sent:
+                    raise
+                work.ended.append((request, *self._unsent(work, request)))
+                break
             first = None
             work.ended.append((request, outcome, kind))
             if outcome.status.done:
@@ -374,8 +392,9 @@ class Runner:
     async def _send(self, work: _Work, request: str) -> ApiResponse:
         """One request of what ``work`` still has to change (the PATCH, or one tag call);
         the image is in doubt until the answer (or a read-back) says otherwise."""
+        if not self.ledger.sending(work.plan):
+            raise _Unsent
         work.sent += 1
-        self.ledger.sending(work.plan)
         image_id = work.plan.image_id
         if request == UPDATE:
             response = await self.client.update_image(image_id, work.patch.body())
@@ -385,7 +404,24 @@ class Runner:
             response = await self.client.change_tags(image_id, request, tags)
         maybe_applied = self.client.classify(response) == AnswerKind.MAYBE_APPLIED
         self.ledger.answered(image_id, in_doubt=maybe_applied)
+        work.last = (request, response)
         return response
+
+    def _unsent(self, work: _Work, request: str) -> tuple[Outcome, AnswerKind]:
+        """How ``request`` ended when it could not be sent (again): a retry's last answer
+        stands; a request never sent is ``not_attempted``."""
+        if work.last is not None and work.last[0] == request:
+            answer = work.last[1]
+            kind = self.client.classify(answer)
+            return not_retried(work.patch, answer, work.sent, _since(work.started), kind=kind), kind
+        outcome = Outcome(
+            work.plan.image_id,
+            Status.NOT_ATTEMPTED,
+            error_message=NOT_SENT,
+            attempts=work.sent,
+            elapsed_ms=_since(work.started),
+        )
+        return outcome, AnswerKind.UNAVAILABLE  # no answer: it says nothing of the service
 
     def _in_doubt(self, work: _Work) -> bool:
         """Whether ``work``'s last write may have been applied without anyone knowing."""

@@ -251,3 +251,36 @@ def test_a_report_that_cannot_be_written_points_to_the_journal(
     assert "not_attempted" not in set(report["status"])
     assert not journal.exists()
     assert not os.path.exists(tmp_path / "s.results.csv.journal.new")
+
+
+#: File size limits a hundred bytes apart put the failed write on a ``sending`` line or an
+#: outcome line; two that hit a ``sending`` line run in the quick suite, the sweep with
+#: ``-m process``.
+FULL_DISK_LIMITS = [
+    limit if limit in (2700, 2800) else pytest.param(limit, marks=pytest.mark.process)
+    for limit in range(2200, 3400, 100)
+]
+
+
+@pytest.mark.parametrize("limit", FULL_DISK_LIMITS)
+def test_a_write_the_full_disk_kept_out_of_the_journal_is_not_sent_so_a_rerun_applies_it_once(
+    tmp_path: Path, cli: CliRunner, limit: int
+) -> None:
+    # Neither a failed ``sending`` line nor a failed outcome line may leave a PATCH
+    # applied that the journal does not know of (a --no-plan rerun would send it again).
+    sheet = renames(tmp_path)
+    args = ["apply", str(sheet), "--concurrency", "1", "--rate", "1000", "--no-plan"]
+    args += ["--timeout", "2"]  # an image left in doubt is read back 2 s after its write
+    with running_fake(IMAGES, FakeConfig(token=TOKEN)) as fake:
+        done = run_limited(limit, [*args, "--endpoint", fake.url])
+        report = read_report(tmp_path / "s.results.csv")
+        applied_then = dict(fake.stats.snapshot().applied_by_image)
+        code, _, err = cli(*args, "--endpoint", fake.url)
+        applied = fake.stats.snapshot().applied_by_image
+    assert done.returncode == 3, done.stderr
+    assert "no request was started after that" in done.stderr
+    succeeded = set(report.loc[report["status"] == "succeeded", "image_id"])
+    assert succeeded == set(applied_then)  # the report tells what the fake took, no more
+    assert set(report["status"]) <= {"succeeded", "not_attempted"}
+    assert code == 0, err
+    assert {image_id: applied[image_id] for image_id in IDS} == dict.fromkeys(IDS, 1)
