@@ -1,0 +1,99 @@
+"""A write the journal could not record does not go out: once the ledger is ``unrecorded``
+(the journal's write failed), the next request of an image — its tag call after its PATCH,
+or a retry — stays unsent, and its part of the report says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from batchpatch.auth import TokenAuth
+from batchpatch.job import AS_WRITTEN, RunResult, apply_sheet
+from batchpatch.ledger import Entry, Event, Ledger
+from batchpatch.models import Limits, Outcome, Status
+from batchpatch.runner import NOT_SENT
+from tests.memory_service import THROTTLE, MemoryService
+from tests.sheets import write_sheet
+
+IMAGE = "00000000-0000-4000-8000-000000000001"
+
+
+def _failing_at(ledger: Ledger, nth_sending: int) -> list[int]:
+    """Play a journal whose write fails at the ``nth_sending`` sending line."""
+    seen: list[int] = []
+
+    def listener(event: Event, entry: Entry, outcome: Outcome | None) -> None:
+        if event is Event.SENDING:
+            seen.append(1)
+            if len(seen) == nth_sending:
+                ledger.unrecorded = True
+
+    ledger.listen(listener)
+    return seen
+
+
+def _run(sheet: Path, service: MemoryService, ledger: Ledger) -> RunResult:
+    async def run() -> RunResult:
+        return await apply_sheet(
+            sheet,
+            endpoint=service.endpoint,
+            auth=TokenAuth("unused"),
+            limits=Limits(concurrency=1, rate=1000),
+            plan=AS_WRITTEN,
+            service=service,
+            ledger=ledger,
+        )
+
+    return anyio.run(run)
+
+
+def test_the_tag_call_after_a_patch_is_not_sent_once_the_journal_failed(tmp_path: Path) -> None:
+    sheet = write_sheet(
+        tmp_path / "s.csv", ["image_id", "name", "tag:env"], [[IMAGE, "new", "prod"]]
+    )
+    service = MemoryService({IMAGE: {"id": IMAGE, "status": "active", "name": "old"}})
+    ledger = Ledger()
+    _failing_at(ledger, nth_sending=2)
+    result = _run(sheet, service, ledger)
+    assert service.applied == {IMAGE: 1}  # the PATCH, recorded, went out
+    assert service.tag_applied == {}  # the tag call, unrecorded, did not
+    assert [call[0] for call in service.calls].count("update") == 1
+    (row,) = result.rows
+    assert row.outcome.status is not Status.SUCCEEDED
+    assert NOT_SENT in row.outcome.error_message
+    entry = ledger.get(IMAGE)
+    assert entry is not None
+    assert not entry.in_doubt  # nothing it does not know of went out
+
+
+def test_a_retry_is_not_sent_once_the_journal_failed(tmp_path: Path) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGE, "new"]])
+    service = MemoryService(
+        {IMAGE: {"id": IMAGE, "status": "active", "name": "old"}}, faults={IMAGE: [THROTTLE]}
+    )
+    ledger = Ledger()
+    _failing_at(ledger, nth_sending=2)
+    result = _run(sheet, service, ledger)
+    assert [call[0] for call in service.calls].count("update") == 1  # the retry stayed unsent
+    assert service.applied == {}
+    (row,) = result.rows
+    assert row.outcome.status is Status.FAILED  # the first answer stands
+    assert row.outcome.attempts == 1
+    entry = ledger.get(IMAGE)
+    assert entry is not None
+    assert not entry.in_doubt
+
+
+def test_nothing_goes_out_once_the_journal_failed_before_the_first_write(
+    tmp_path: Path,
+) -> None:
+    sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[IMAGE, "new"]])
+    service = MemoryService({IMAGE: {"id": IMAGE, "status": "active", "name": "old"}})
+    ledger = Ledger()
+    _failing_at(ledger, nth_sending=1)
+    result = _run(sheet, service, ledger)
+    assert service.applied == {}
+    assert [call for call in service.calls if call[0] == "update"] == []
+    (row,) = result.rows
+    assert row.outcome.status is Status.NOT_ATTEMPTED
