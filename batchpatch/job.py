@@ -32,6 +32,7 @@ from batchpatch import fastjson
 from batchpatch.auth import Auth
 from batchpatch.client import ImsClient
 from batchpatch.errors import (
+    Namer,
     OptionsError,
     Problem,
     ReadFailed,
@@ -76,7 +77,14 @@ from batchpatch.report import RowResult, check_report_writable, default_report_p
 from batchpatch.report import write_report as _write_report_file
 from batchpatch.rerun import select_rows
 from batchpatch.routing import Routes
-from batchpatch.runner import OutcomeCallback, Runner, Safeguards, collector_spared
+from batchpatch.runner import (
+    JOURNAL_FAILED,
+    OutcomeCallback,
+    Runner,
+    Safeguards,
+    collector_spared,
+    partly_done,
+)
 from batchpatch.schema import RENAME, is_tag, tag_key
 from batchpatch.service import ImageService
 from batchpatch.sheet import Sheet, read_sheet
@@ -359,9 +367,11 @@ async def apply_sheet(
             delimiter=delimiter,
         )
     earlier: dict[int, RowResult] = {}
-    if only is not None:
-        sheet, earlier = select_rows(sheet, only)
     source = plan_source(plan)
+    if only is not None:
+        if isinstance(source, AsWritten) and not dry_run:
+            _refuse_blind_rerun_of_unfinished(sheet.path, ",".join(only))
+        sheet, earlier = select_rows(sheet, only)
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
     started = time.time()
@@ -451,6 +461,28 @@ def _check_inputs(
         check_table_writable(undo, UNDO_HEADER, label="the undo path")
         read_undo(undo)  # an earlier run's undo sheet is merged with: it must read as one
     return outputs
+
+
+def _refuse_blind_rerun_of_unfinished(report: Path, only: str) -> None:
+    """A report fed back in whose own run did not finish still has that run's journal
+    beside it, naming writes that may have been applied: sent again as written, without
+    reading the images, they would be applied twice (exit 2, nothing sent)."""
+    journal = journal_path(report)
+    if not journal.exists():
+        return
+
+    def say(name: Namer) -> str:
+        as_written = name("plan", "AS_WRITTEN").removeprefix("use ")
+        return str(
+            Reason(
+                f"{report}: the run that wrote this report did not finish — its journal "
+                f"{journal} holds writes that may have been applied, and {name('only', only)} "
+                f"with {as_written} would send them again without reading the images",
+                f"rerun that run's own command to resume it, or leave out {as_written}",
+            )
+        )
+
+    raise OptionsError(parameter="only", wording=say)
 
 
 def _refuse_renames_as_written(sheet: Sheet) -> None:
@@ -637,6 +669,8 @@ class _Run:
         try:
             await self.choose_plans(resume, reader)
         except ReadStopped as stopped:
+            if self.ledger.unrecorded:  # another region's write failed to be journaled
+                return StopReason("journal", JOURNAL_FAILED)
             return StopReason("signal", str(stopped))
         except ReadFailed as failure:
             return _read_failed(failure, client)
@@ -1032,11 +1066,10 @@ def _row_outcome(plan: ImagePlan, row: int, mine: Sequence[Change], image: Outco
     )
 
 
-def _told_by(image: Outcome, part: PartOutcome, *, failed: bool) -> bool:
-    """Whether ``image`` already says what ``part`` says of a row."""
+def _told_by(image: Outcome, part: PartOutcome) -> bool:
+    """Whether ``image`` already gives what ``part`` says of a row's answer."""
     return (
-        image.status == (part.status if failed else Status.SUCCEEDED)
-        and image.http_status == part.http_status
+        image.http_status == part.http_status
         and image.error_code == part.error_code
         and image.error_message == part.error_message
         and image.request_id == part.request_id
@@ -1056,11 +1089,14 @@ def _own_outcome(plan: ImagePlan, mine: Sequence[Change], image: Outcome) -> Out
                 break
     if first is not None:
         part, failed = first, not first.status.done
-        if _told_by(image, part, failed=failed):
+        status = Status.SUCCEEDED
+        if failed:
+            status = partly_done(part.status, [p for p in image.parts if p.part in parts])
+        if image.status == status and _told_by(image, part):
             return image  # the usual case: the image's one request, as the image has it
         return dataclasses.replace(
             image,
-            status=part.status if failed else Status.SUCCEEDED,
+            status=status,
             http_status=part.http_status,
             error_code=part.error_code,
             error_message=part.error_message,

@@ -98,7 +98,9 @@ class Journal:
         the run), and nothing more is written.
         """
         self.path = path
-        self._ledger = ledger
+        #: Told of a failed write once the journal is open (a journal that cannot be
+        #: opened raises instead, and leaves the caller's ledger as it was).
+        self._ledger: Ledger | None = None
         #: Lines of the earlier journal that were ignored as damaged.
         self.damaged = 0
         #: The first write that failed, if any.
@@ -123,6 +125,7 @@ class Journal:
         # one only once it is complete: a kill in between loses nothing.
         self._file = self._create_fresh(identity, restored)
         self._on_failure = on_failure
+        self._ledger = ledger
         ledger.listen(self._append)
 
     def _append(self, event: Event, entry: Entry, outcome: Outcome | None) -> None:
@@ -256,7 +259,8 @@ class Journal:
     def _failed(self, error: OSError) -> None:
         """Nothing more is written, and the ledger is told so: no write of the run may
         start unrecorded (a resume would not know it went out, and send it again)."""
-        self._ledger.unrecorded = True
+        if self._ledger is not None:
+            self._ledger.unrecorded = True
         if self.error is None:
             self.error = error
             if self._on_failure is not None:

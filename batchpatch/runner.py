@@ -42,6 +42,8 @@ class _Unsent(Exception):
 
 #: Why a request of an image is ``not_attempted`` after others of it went out.
 NOT_SENT = "not sent: the journal could not be written, so the run stopped"
+#: Why the run stopped when the journal could not be written (the job names the file).
+JOURNAL_FAILED = "the journal could not be written; no request was started after that"
 
 
 class _Work:
@@ -268,6 +270,8 @@ class Runner:
             return
         if self._abort is not None and self._abort.is_set():
             self.stop = StopReason("abort", "stopped at once; requests in flight were cut off")
+        elif self.ledger.unrecorded:  # the journal failed: it set ``stop``, no signal did
+            self.stop = StopReason("journal", JOURNAL_FAILED)
         elif self._stop.is_set():
             self.stop = StopReason(
                 "signal", "stopped by a signal; requests in flight were finished"
@@ -617,6 +621,7 @@ def combined(
     status, message = outcome.status, outcome.error_message
     if failed >= 0:
         message = parts[which].error_message
+        status = partly_done(status, parts)
     elif status != Status.SUCCEEDED and any(o.status == Status.SUCCEEDED for _, o, _ in ended):
         status = Status.SUCCEEDED
     # Built directly, not by ``replace`` (twice the cost, once per image).
@@ -632,6 +637,15 @@ def combined(
         parts,
     )
     return combined, kind
+
+
+def partly_done(status: Status, parts: Sequence[PartOutcome]) -> Status:
+    """A ``not_attempted`` request after another of the same image (or row) succeeded
+    leaves it partly changed: ``failed``, never "not attempted" (a rerun as written would
+    send the part that took effect again)."""
+    if status == Status.NOT_ATTEMPTED and any(p.status == Status.SUCCEEDED for p in parts):
+        return Status.FAILED
+    return status
 
 
 def _part(request: str, outcome: Outcome, *, prefix: bool) -> PartOutcome:

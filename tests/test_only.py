@@ -165,3 +165,24 @@ def test_status_names(names: list[str], wanted: set[str]) -> None:
 def test_bad_status_names(names: list[str]) -> None:
     with pytest.raises(ValueError, match="choose from succeeded"):
         only_statuses(names)
+
+
+def test_only_as_written_on_the_report_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
+    """That run's journal still names writes that may have been applied: sending the rows
+    again as written would apply them twice.  With the read pass the rows are read first."""
+    config = FakeConfig(token=TOKEN, script={B: ["503"]})
+    with running_fake(IMAGES, config) as fake:
+        report = _first_run(tmp_path, ".csv", fake.url)
+        (tmp_path / "s.results.csv.journal").write_text("{}\n", encoding="utf-8")  # unfinished
+        before = fake.stats.snapshot()
+        again = ["apply", str(report), "--endpoint", fake.url, "--only", "failed"]
+        blind = run_cli([*again, "--no-plan"])
+        sent_blind = fake.stats.snapshot().patches_by_image - before.patches_by_image
+        read_first = run_cli(again)
+    assert blind.returncode == 2, blind.stderr
+    assert "did not finish" in blind.stderr
+    assert "s.results.csv.journal" in blind.stderr
+    assert "rerun that run's own command to resume it, or leave out --no-plan" in blind.stderr
+    assert "Traceback" not in blind.stderr
+    assert sent_blind.total() == 0
+    assert read_first.returncode == 0, read_first.stderr

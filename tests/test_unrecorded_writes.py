@@ -4,15 +4,22 @@ or a retry — stays unsent, and its part of the report says so."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from batchpatch.auth import TokenAuth
 from batchpatch.job import AS_WRITTEN, RunResult, apply_sheet
 from batchpatch.ledger import Entry, Event, Ledger
-from batchpatch.models import Limits, Outcome, Status
-from batchpatch.runner import NOT_SENT
+from batchpatch.models import ImagePatch, Limits, Operation, Outcome, Status
+from batchpatch.plan import unplanned
+from batchpatch.runner import NOT_SENT, Runner
+from batchpatch.throttle import Pacer
+from tests.e2e import ROOT
 from tests.memory_service import THROTTLE, MemoryService
 from tests.sheets import write_sheet
 
@@ -60,11 +67,27 @@ def test_the_tag_call_after_a_patch_is_not_sent_once_the_journal_failed(tmp_path
     assert service.tag_applied == {}  # the tag call, unrecorded, did not
     assert [call[0] for call in service.calls].count("update") == 1
     (row,) = result.rows
-    assert row.outcome.status is not Status.SUCCEEDED
+    assert row.outcome.status is Status.FAILED  # partly changed: not "not attempted"
     assert NOT_SENT in row.outcome.error_message
     entry = ledger.get(IMAGE)
     assert entry is not None
     assert not entry.in_doubt  # nothing it does not know of went out
+
+
+def test_in_a_long_sheet_each_row_says_how_its_own_request_ended(tmp_path: Path) -> None:
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "op", "path", "value"],
+        [[IMAGE, "replace", "/name", "new"], [IMAGE, "add", "tag:env", "prod"]],
+    )
+    service = MemoryService({IMAGE: {"id": IMAGE, "status": "active", "name": "old"}})
+    ledger = Ledger()
+    _failing_at(ledger, nth_sending=2)
+    result = _run(sheet, service, ledger)
+    name_row, tag_row = result.rows
+    assert name_row.outcome.status is Status.SUCCEEDED
+    assert tag_row.outcome.status is Status.NOT_ATTEMPTED
+    assert NOT_SENT in tag_row.outcome.error_message
 
 
 def test_a_retry_is_not_sent_once_the_journal_failed(tmp_path: Path) -> None:
@@ -97,3 +120,49 @@ def test_nothing_goes_out_once_the_journal_failed_before_the_first_write(
     assert [call for call in service.calls if call[0] == "update"] == []
     (row,) = result.rows
     assert row.outcome.status is Status.NOT_ATTEMPTED
+
+
+@pytest.mark.anyio
+async def test_a_run_the_journal_stopped_says_so_not_a_signal() -> None:
+    """The journal's failure sets the run's stop event; the runner must not take it for a
+    signal (a run across regions reports each region's own reason)."""
+    ledger, stop = Ledger(), anyio.Event()
+    ledger.unrecorded = True
+    stop.set()
+    service = MemoryService({IMAGE: {"id": IMAGE, "status": "active", "name": "old"}})
+    runner = Runner(service, Pacer(Limits(concurrency=1, rate=1000)), ledger=ledger, stop=stop)
+    patch = ImagePatch(IMAGE, (Operation("replace", "/name", "new"),), (2,))
+    await runner.run([unplanned(patch)])
+    assert runner.stop is not None
+    assert runner.stop.kind == "journal"
+    assert service.calls == []
+
+
+#: Opens a journal under a file size limit too small for its first line, then reports
+#: whether the caller's ledger was left blocked.
+_OPEN_UNDER_LIMIT = """
+import json, resource, signal, sys
+from pathlib import Path
+from batchpatch.errors import WriteFailed
+from batchpatch.journal import Journal
+from batchpatch.ledger import Ledger
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20, resource.RLIM_INFINITY))
+ledger = Ledger()
+try:
+    Journal(Path(sys.argv[1]), ledger, sheet_sha256="0" * 64, endpoint="http://127.0.0.1:9")
+except WriteFailed:
+    print(json.dumps({"refused": True, "unrecorded": ledger.unrecorded}))
+"""
+
+
+def test_a_journal_that_could_not_be_opened_leaves_the_ledger_usable(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_UNDER_LIMIT, str(tmp_path / "r.journal")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout) == {"refused": True, "unrecorded": False}
