@@ -14,10 +14,12 @@ import codecs
 import csv
 import functools
 import io
+import itertools
 import os
 import re
 import zipfile
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
@@ -246,22 +248,41 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
         frame = report_frame(sheet, rows)
         return atomic_write(path, lambda temporary: _write_frame(sheet, frame, temporary))
     pieces = _csv_report(sheet, rows)
-    if pieces is None:  # a cell pyarrow cannot hold: the csv writer's, from lists of cells
-        text = columns_csv(report_columns(sheet, rows), sheet.delimiter)
-        pieces = [encode_report(text, sheet.encoding)]
-    elif (sheet.encoding or "utf-8") not in ("utf-8", "utf-8-sig"):
-        pieces = [encode_utf8_report(b"".join(pieces), sheet.encoding)]
-    elif sheet.encoding == "utf-8-sig":
-        pieces.insert(0, codecs.BOM_UTF8)
-    return atomic_write(path, lambda temporary: _write_pieces(temporary, pieces))
+    if pieces is not None:
+        encoded = _encoded(pieces, sheet.encoding)
+        try:
+            return atomic_write(path, lambda temporary: _write_pieces(temporary, encoded))
+        except (UnicodeError, pa.ArrowException, TypeError, ValueError):
+            pass  # a result cell pyarrow cannot hold, or a slice over its 2 GiB of text
+    # a cell pyarrow cannot hold: the csv writer's, from lists of cells
+    text = columns_csv(report_columns(sheet, rows), sheet.delimiter)
+    encoded_text = [encode_report(text, sheet.encoding)]
+    return atomic_write(path, lambda temporary: _write_pieces(temporary, encoded_text))
 
 
-def _write_pieces(path: Path, pieces: list[Any]) -> None:
-    """``pieces`` (bytes, or buffers of them) one after the other: pyarrow's buffer of the
-    rows written as it is, never copied into one ``bytes`` first."""
-    with path.open("wb") as file:
+def _encoded(pieces: Iterator[Any], encoding: str | None) -> Iterable[Any]:
+    """The UTF-8 ``pieces`` in the sheet's ``encoding``: as they are (after a BOM for
+    ``utf-8-sig``), or joined and re-encoded."""
+    if (encoding or "utf-8") not in ("utf-8", "utf-8-sig"):
+        return [encode_utf8_report(b"".join(pieces), encoding)]
+    if encoding == "utf-8-sig":
+        return itertools.chain((codecs.BOM_UTF8,), pieces)
+    return pieces
+
+
+def _write_pieces(path: Path, pieces: Iterable[Any]) -> None:
+    """``pieces`` (bytes, or buffers of them) one after the other, each written as it is
+    made, never copied into one ``bytes``.  Each is written by a second thread while the
+    next is made (a write lets go of the GIL): the report takes about as long as the
+    longer of the two, not their sum.  A failed write raises here."""
+    with path.open("wb") as file, ThreadPoolExecutor(max_workers=1) as writer:
+        writing: Future[int] | None = None
         for piece in pieces:
-            file.write(memoryview(piece))
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(file.write, memoryview(piece))
+        if writing is not None:
+            writing.result()
 
 
 # ------------------------------------------------------------- the CSV report, by column
@@ -271,26 +292,41 @@ def _write_pieces(path: Path, pieces: list[Any]) -> None:
 _Column: TypeAlias = "pa.Array | str"
 
 
-def _csv_report(sheet: Sheet, rows: Sequence[RowResult]) -> list[Any] | None:
-    """The CSV report as pieces of UTF-8 (see ``_csv_pieces``), built column by column
-    (what ``columns_csv`` writes of ``report_columns``, without a Python object per source
-    cell); None when a cell cannot be made UTF-8 (a lone surrogate) or a column does not
-    fit one pyarrow array (over 2 GiB)."""
+def _csv_report(sheet: Sheet, rows: Sequence[RowResult]) -> Iterator[Any] | None:
+    """The CSV report as pieces of UTF-8, built column by column (what ``columns_csv``
+    writes of ``report_columns``, without a Python object per source cell); None when a
+    source cell cannot be made UTF-8 (a lone surrogate) or a column does not fit one
+    pyarrow array (over 2 GiB).
+
+    The rows are made a slice at a time as the pieces are taken — the result columns of
+    the slice's rows, then its text joined — so the memory in use stays a slice's (reused
+    slice after slice, not the whole report's, which the OS would have to hand out page by
+    page).  A result cell pyarrow cannot hold raises as its slice is made."""
     try:
-        return _csv_pieces(_report_arrays(sheet, rows), sheet.delimiter, len(rows))
+        source = _source_arrays(sheet)
     except (UnicodeError, pa.ArrowException, TypeError, ValueError):
         return None
+    return _report_pieces(source, rows, sheet.delimiter)
 
 
-def _report_arrays(sheet: Sheet, rows: Sequence[RowResult]) -> dict[str, _Column]:
-    """``report_columns`` of a CSV/TSV sheet, as ``_Column``s."""
+def _source_arrays(sheet: Sheet) -> dict[str, pa.Array]:
+    """The source columns of a CSV/TSV sheet's report, made safe, as pyarrow text."""
     source = sheet.frame.drop(columns=sorted(fed_back_results(list(sheet.frame.columns))))
-    columns: dict[str, _Column] = {
-        _kept_name(str(column)): _safe(_arrow_texts(source[column])) for column in source
-    }
-    for name, cells, stored in _result_cells(rows):
-        columns[name] = _result_column(cells, stored)
-    return columns
+    return {_kept_name(str(column)): _safe(_arrow_texts(source[column])) for column in source}
+
+
+def _report_pieces(
+    source: dict[str, pa.Array], rows: Sequence[RowResult], delimiter: str
+) -> Iterator[Any]:
+    yield _csv_head([*source, *RESULT_COLUMNS], delimiter)
+    for start in range(0, len(rows), SLICE_ROWS):
+        chunk = rows[start : start + SLICE_ROWS]
+        columns: dict[str, _Column] = {
+            name: texts.slice(start, len(chunk)) for name, texts in source.items()
+        }
+        for name, cells, stored in _result_cells(chunk):
+            columns[name] = _result_column(cells, stored)
+        yield from _csv_rows(columns, delimiter, len(chunk))
 
 
 def _arrow_texts(cells: pd.Series[Any]) -> pa.Array:
@@ -306,7 +342,7 @@ def _arrow_texts(cells: pd.Series[Any]) -> pa.Array:
 def _result_column(values: list[Any], stored: Callable[[list[Any]], Any]) -> _Column:
     """A result column's cells (as ``_RESULTS`` reads them) as a ``_Column``: the one text
     when every row holds the same (a run's rows mostly do: ``succeeded``, ``200``, blank)."""
-    if values and values.count(values[0]) == len(values):
+    if values and _all_same(values):
         first = values[0]
         text = "" if first is None else first if isinstance(first, str) else str(first)
         return neutralise(text) if stored is _texts else text
@@ -318,6 +354,15 @@ def _result_column(values: list[Any], stored: Callable[[list[Any]], Any]) -> _Co
     else:
         texts = _safe(pc.fill_null(_one_array(pa.array(values, pa.string())), ""))
     return texts
+
+
+def _all_same(values: list[Any]) -> bool:
+    """Whether every one of ``values`` is the first; a column of varied cells is told by
+    its last or middle one mostly, without a pass over it."""
+    first = values[0]
+    if values[-1] != first or values[len(values) // 2] != first:
+        return False
+    return values.count(first) == len(values)
 
 
 def _one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -366,13 +411,19 @@ _CONTROL_BYTES[[*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)]] = True
 
 def _has_byte(texts: pa.Array, wanted: npt.NDArray[np.bool_]) -> bool:
     """Whether some cell of ``texts`` holds a byte ``wanted`` marks.  The bytes below a
-    space (rare in a sheet) are found by one comparison, each other byte by one more."""
+    space (rare in a sheet) are ruled out by the smallest byte, each other byte by one
+    ``bytes.find`` (a ``memchr``): a few milliseconds for a million cells."""
     bounds, data = _byte_view(texts)
     cells = data[bounds[0] : bounds[-1]]
-    if wanted[:0x20].any() and wanted[cells[cells < 0x20]].any():
+    if not cells.size:
+        return False
+    if wanted[:0x20].any() and cells.min() < 0x20 and wanted[cells[cells < 0x20]].any():
         return True
     others = (np.flatnonzero(wanted[0x20:]) + 0x20).tolist()
-    return any(np.count_nonzero(cells == byte) for byte in others)
+    if not others:
+        return False
+    text = cells.tobytes()
+    return any(text.find(byte) >= 0 for byte in others)
 
 
 def _quoted_text(text: str, quote: str) -> str:
@@ -382,15 +433,25 @@ def _quoted_text(text: str, quote: str) -> str:
     return text
 
 
-def _csv_pieces(columns: dict[str, _Column], delimiter: str, height: int) -> list[Any]:
-    """The CSV text of ``columns`` (``height`` rows) as pieces of UTF-8 (the header's bytes,
-    then a pyarrow buffer of the rows), as ``columns_csv`` writes it: the cells of each
-    column quoted where needed, runs of constant columns joined once, then every row
-    joined by pyarrow."""
+def _csv_pieces(columns: dict[str, _Column], delimiter: str, height: int) -> Iterator[Any]:
+    """The CSV text of ``columns`` (``height`` rows) as pieces of UTF-8: the header's
+    bytes, then the rows (``_csv_rows``), as ``columns_csv`` writes it."""
+    yield _csv_head(list(columns), delimiter)
+    yield from _csv_rows(columns, delimiter, height)
+
+
+def _csv_head(names: Sequence[str], delimiter: str) -> bytes:
     quote = _quoting(delimiter)
-    head = (delimiter.join(_quoted_text(name, quote) for name in columns) + os.linesep).encode()
+    return (delimiter.join(_quoted_text(name, quote) for name in names) + os.linesep).encode()
+
+
+def _csv_rows(columns: dict[str, _Column], delimiter: str, height: int) -> Iterator[Any]:
+    """The rows of ``columns`` as pyarrow buffers of UTF-8, as ``columns_csv`` writes them:
+    the cells of each column quoted where needed, runs of constant columns joined once,
+    then the rows joined by pyarrow a slice at a time."""
     if not height:
-        return [head]
+        return
+    quote = _quoting(delimiter)
     parts: list[_Column] = []
     for column in columns.values():
         cell = _quoted_text(column, quote) if isinstance(column, str) else column
@@ -404,15 +465,14 @@ def _csv_pieces(columns: dict[str, _Column], delimiter: str, height: int) -> lis
     else:
         parts[-1] = pc.binary_join_element_wise(last, os.linesep, "")
     if len(parts) == 1 and isinstance(parts[0], str):
-        return [head, parts[0].encode("utf-8") * height]
-    pieces: list[Any] = [head]
+        yield parts[0].encode("utf-8") * height
+        return
     for start in range(0, height, SLICE_ROWS):  # each joined slice stays far below 2 GiB
         sliced = [
             part if isinstance(part, str) else part.slice(start, SLICE_ROWS) for part in parts
         ]
         joined = sliced[0] if len(sliced) == 1 else pc.binary_join_element_wise(*sliced, delimiter)
-        pieces.append(_utf8_buffer(joined))
-    return pieces
+        yield _utf8_buffer(joined)
 
 
 #: Rows joined at a time into one pyarrow array (whose text may not pass 2 GiB).
@@ -499,6 +559,7 @@ def _joined(columns: dict[str, list[Any]], delimiter: str) -> str:
     return b"".join(map(bytes, _csv_pieces(arrays, delimiter, height))).decode("utf-8")
 
 
+@functools.cache
 def _quoting(delimiter: str) -> str:
     """The characters that make the csv writer quote a cell (with this delimiter and line
     end), asked of the csv writer itself: which line-break characters count has changed

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -199,16 +200,26 @@ def run_validate(sheet: str) -> dict[str, Any]:
 
 
 def run_report(sheet: str) -> dict[str, Any]:
-    """Write the report of ``sheet`` with every image succeeded, timed (the read is not)."""
+    """Write the report of ``sheet`` with every image succeeded, timed (the read is not).
+
+    As a run's: each image's outcome shared by its rows, with its own request id and time,
+    and each row its own before and after."""
     from batchpatch.models import Outcome, Status
     from batchpatch.report import RowResult, write_report
     from batchpatch.sheet import read_sheet
 
     read = read_sheet(Path(sheet))
-    rows = [
-        RowResult(Outcome(image_id, Status.SUCCEEDED, 200, attempts=1, elapsed_ms=12), "a", "b")
-        for image_id in read.frame["image_id"].astype(str)
-    ]
+    outcomes: dict[str, Outcome] = {}
+    rows = []
+    for row, image_id in enumerate(read.frame["image_id"].astype(str).tolist()):
+        outcome = outcomes.get(image_id)
+        if outcome is None:
+            number = len(outcomes)
+            request_id = uuid.UUID(int=number + 1).hex
+            elapsed = 20 + number % 380
+            outcome = Outcome(image_id, Status.SUCCEEDED, 200, "", "", request_id, 1, elapsed)
+            outcomes[image_id] = outcome
+        rows.append(RowResult(outcome, f"old-{row}", f"new-{row}"))
     with tempfile.TemporaryDirectory() as folder:
         started, cpu = time.perf_counter(), time.process_time()
         write_report(read, rows, Path(folder) / f"report{Path(sheet).suffix}")

@@ -80,8 +80,10 @@ def run_client(
     label: str = "bench",
     concurrency: int = 64,
     sheet: Path | None = None,
+    whole_machine: bool = False,
 ) -> dict[str, Any]:
-    """``python -m bench.clients KIND`` on the clients' core: its JSON result."""
+    """``python -m bench.clients KIND`` on the clients' core (on every core with
+    ``whole_machine``: no server runs beside it): its JSON result."""
     with tempfile.TemporaryDirectory(prefix="bench-ids-") as folder:
         listing = Path(folder) / "ids.txt"
         listing.write_text("\n".join(ids), encoding="utf-8")
@@ -93,7 +95,7 @@ def run_client(
             capture_output=True,
             text=True,
             cwd=ROOT,
-            preexec_fn=partial(pin, client_core()),
+            preexec_fn=partial(pin, None if whole_machine else client_core()),
             check=False,
         )
     if done.returncode != 0:

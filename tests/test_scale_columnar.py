@@ -170,3 +170,26 @@ def test_a_report_joined_slice_by_slice_is_the_same_report(
     for slice_rows in (1, 5, height, 10_000):
         monkeypatch.setattr(report, "SLICE_ROWS", slice_rows)
         assert write_report(sheet, rows, tmp_path / f"r{slice_rows}.csv").read_bytes() == expected
+
+
+def test_a_cell_pyarrow_cannot_hold_in_a_later_slice_still_gives_the_whole_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices are made as they are written: one that fails after others were written
+    leaves no part-report — the csv writer writes it whole."""
+    from batchpatch import report
+
+    sheet = _sheet(tmp_path, ",", "utf-8")
+    height = 23
+    frame = pd.DataFrame({"image_id": [f"id-{n}" for n in range(height)]}, dtype=str)
+    sheet = dataclasses.replace(sheet, frame=frame)
+    rows = [
+        RowResult(_outcome(Status.FAILED, 500, "bad \ud800 text" if n == 20 else f"m{n}", n))
+        for n in range(height)
+    ]
+    monkeypatch.setattr(report, "SLICE_ROWS", 5)
+    written = write_report(sheet, rows, tmp_path / "report.csv").read_text(encoding="utf-8-sig")
+    lines = written.splitlines()
+    assert len(lines) == height + 1
+    assert "bad \ufffd text" in lines[21]
+    assert [line.split(",")[0] for line in lines[1:]] == [f"id-{n}" for n in range(height)]
