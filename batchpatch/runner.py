@@ -387,7 +387,12 @@ class Runner:
             return tried.settled
         if tried.ending == Ending.STOPPED:
             return not_retried(
-                work.patch, tried.answer, tried.attempts, _since(work.started), kind=tried.kind
+                work.patch,
+                tried.answer,
+                tried.attempts,
+                _since(work.started),
+                kind=tried.kind,
+                read_back=not self._in_doubt(work),
             )
         if tried.ending == Ending.UNSETTLED:
             return work.outcome(tried.answer, tried.kind, note=NOT_APPLIED)
@@ -417,7 +422,15 @@ class Runner:
         if work.last is not None and work.last[0] == request:
             answer = work.last[1]
             kind = self.client.classify(answer)
-            return not_retried(work.patch, answer, work.sent, _since(work.started), kind=kind), kind
+            outcome = not_retried(
+                work.patch,
+                answer,
+                work.sent,
+                _since(work.started),
+                kind=kind,
+                read_back=not self._in_doubt(work),
+            )
+            return outcome, kind
         outcome = Outcome(
             work.plan.image_id,
             Status.NOT_ATTEMPTED,
@@ -679,10 +692,14 @@ def not_retried(
     elapsed_ms: int,
     *,
     kind: AnswerKind | None = None,
+    read_back: bool = False,
 ) -> Outcome:
     """A retry the run stopped before sending: the last answer stands (a throttled request
-    applied nothing, so the message says so)."""
-    outcome = outcome_of(patch, response, attempts, elapsed_ms, kind=kind)
+    applied nothing, so the message says so; so does an answer that left the effect unknown
+    when a read-back found it was not applied, ``read_back``)."""
+    unknown_settled = read_back and kind == AnswerKind.MAYBE_APPLIED
+    note = NOT_APPLIED if unknown_settled else ""
+    outcome = outcome_of(patch, response, attempts, elapsed_ms, note=note, kind=kind)
     note = "not applied; " if kind == AnswerKind.THROTTLED else ""
     return replace(
         outcome,

@@ -17,11 +17,16 @@ from batchpatch.job import AS_WRITTEN, RunResult, apply_sheet
 from batchpatch.ledger import Entry, Event, Ledger
 from batchpatch.models import ImagePatch, Limits, Operation, Outcome, Status
 from batchpatch.plan import unplanned
-from batchpatch.runner import NOT_SENT, Runner
+from batchpatch.retry import RetryPolicy
+from batchpatch.runner import NOT_APPLIED, NOT_SENT, Runner, Safeguards
 from batchpatch.throttle import Pacer
 from tests.e2e import ROOT
 from tests.memory_service import THROTTLE, MemoryService
 from tests.sheets import write_sheet
+from tests.test_retry import Highest
+from tests.test_runner import IMAGE as RUNNER_IMAGE
+from tests.test_runner import LOST, ScriptedClient
+from tests.test_throttle import FakeClock
 
 IMAGE = "00000000-0000-4000-8000-000000000001"
 
@@ -166,3 +171,23 @@ def test_a_journal_that_could_not_be_opened_leaves_the_ledger_usable(tmp_path: P
         timeout=60,
     )
     assert json.loads(done.stdout) == {"refused": True, "unrecorded": False}
+
+
+@pytest.mark.anyio
+async def test_an_unsent_retry_after_a_read_back_says_the_change_was_not_applied() -> None:
+    """The answer was lost, the read-back found the change not applied, and the retry
+    could not be journaled: the outcome says what the read-back found, not "may or may not
+    have been applied"."""
+    clock = FakeClock()
+    client = ScriptedClient([LOST])
+    ledger = Ledger()
+    _failing_at(ledger, nth_sending=2)
+    policy = RetryPolicy(max_attempts=3, base=0.5, cap=30, random=Highest(), sleep=clock.sleep)
+    pacer = Pacer(Limits(concurrency=1, rate=1000), clock=clock, sleep=clock.sleep)
+    runner = Runner(client, pacer, Safeguards(policy), ledger=ledger)  # type: ignore[arg-type]
+    patch = ImagePatch(RUNNER_IMAGE, (Operation("replace", "/name", "new"),), (2,))
+    outcome = (await runner.run([unplanned(patch)]))[RUNNER_IMAGE]
+    assert client.patches == 1
+    assert outcome.status is Status.FAILED
+    assert NOT_APPLIED in outcome.error_message
+    assert "may or may not" not in outcome.error_message
