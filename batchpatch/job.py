@@ -51,7 +51,7 @@ from batchpatch.exits import (
     apply_exit_code,
 )
 from batchpatch.inventory import Reader, fetch_images
-from batchpatch.journal import Journal, journal_path
+from batchpatch.journal import Journal, journal_path, unsettled_writes
 from batchpatch.ledger import Entry, Event, Ledger, Listener
 from batchpatch.lock import hold_run
 from batchpatch.models import ImagePatch, Limits, Outcome, PartOutcome, Status
@@ -369,9 +369,10 @@ async def apply_sheet(
     earlier: dict[int, RowResult] = {}
     source = plan_source(plan)
     if only is not None:
-        if isinstance(source, AsWritten) and not dry_run:
-            _refuse_blind_rerun_of_unfinished(sheet.path, ",".join(only))
+        fed_back = sheet.path
         sheet, earlier = select_rows(sheet, only)
+        if isinstance(source, AsWritten) and not dry_run:
+            _refuse_blind_rerun_of_unfinished(fed_back, sheet, ",".join(sorted(only)))
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
     started = time.time()
@@ -463,21 +464,31 @@ def _check_inputs(
     return outputs
 
 
-def _refuse_blind_rerun_of_unfinished(report: Path, only: str) -> None:
+def _refuse_blind_rerun_of_unfinished(report: Path, selected: Sheet, only: str) -> None:
     """A report fed back in whose own run did not finish still has that run's journal
-    beside it, naming writes that may have been applied: sent again as written, without
-    reading the images, they would be applied twice (exit 2, nothing sent)."""
+    beside it, naming the writes it never heard back about: sent again as written, without
+    reading the images, those of the ``selected`` rows would be applied twice (exit 2,
+    nothing sent).  A journal that cannot be read is taken to name some."""
     journal = journal_path(report)
-    if not journal.exists():
-        return
+    unsettled = unsettled_writes(journal)
+    if unsettled is not None:
+        unsettled &= {patch.image_id for patch in selected.patches}
+        if not unsettled:
+            return
+    what = (
+        "cannot be read, so it may name writes that were applied"
+        if unsettled is None
+        else f"names {len(unsettled)} write(s) that may have been applied (image "
+        f"{min(unsettled)}{' …' if len(unsettled) > 1 else ''})"
+    )
 
     def say(name: Namer) -> str:
         as_written = name("plan", "AS_WRITTEN").removeprefix("use ")
         return str(
             Reason(
                 f"{report}: the run that wrote this report did not finish — its journal "
-                f"{journal} holds writes that may have been applied, and {name('only', only)} "
-                f"with {as_written} would send them again without reading the images",
+                f"{journal} {what}, and {name('only', only)} with {as_written} would send "
+                "them again without reading the images",
                 f"rerun that run's own command to resume it, or leave out {as_written}",
             )
         )
@@ -1079,32 +1090,47 @@ def _told_by(image: Outcome, part: PartOutcome) -> bool:
 def _own_outcome(plan: ImagePlan, mine: Sequence[Change], image: Outcome) -> Outcome:
     """A row's outcome is about its own changes (``mine``): the request that carried them
     (the PATCH or a tag call) when the image's work was several; a row whose changes this
-    run (or the run it resumes) put in place is ``succeeded`` whatever became of the rest."""
+    run (or the run it resumes) put in place is ``succeeded`` whatever became of the rest,
+    and one only some of whose changes are in place is ``failed``, never "not attempted"."""
     parts = {change.part for change in mine if change.planned is not None}
-    first: PartOutcome | None = None  # the first of its requests that failed, else the first
+    in_place = all(c.applied or c.planned is None for c in mine)
+    part = _telling_part(image, parts, in_place=in_place and not image.status.done)
+    if part is None:
+        if in_place and not image.status.done:
+            return Outcome(plan.image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN)
+        return image
+    status = Status.SUCCEEDED
+    if not part.status.done:
+        status = partly_done(part.status, some_done=any(c.applied for c in mine))
+    if image.status == status and _told_by(image, part):
+        return image  # the usual case: the image's one request, as the image has it
+    return dataclasses.replace(
+        image,
+        status=status,
+        http_status=part.http_status,
+        error_code=part.error_code,
+        error_message=part.error_message,
+        request_id=part.request_id,
+    )
+
+
+def _telling_part(image: Outcome, parts: set[str], *, in_place: bool) -> PartOutcome | None:
+    """The request of ``image`` that tells a row carried by ``parts``: the first of them
+    that failed, else the first; the first that succeeded when the row's changes are all
+    in place (``in_place``: the image's other requests, a tag call of the same part
+    included, may have failed)."""
+    first: PartOutcome | None = None
     for part in image.parts:
-        if part.part in parts and (first is None or not part.status.done):
+        if part.part not in parts:
+            continue
+        if in_place:
+            if part.status.done:
+                return part
+        elif first is None or not part.status.done:
             first = part
             if not part.status.done:
                 break
-    if first is not None:
-        part, failed = first, not first.status.done
-        status = Status.SUCCEEDED
-        if failed:
-            status = partly_done(part.status, [p for p in image.parts if p.part in parts])
-        if image.status == status and _told_by(image, part):
-            return image  # the usual case: the image's one request, as the image has it
-        return dataclasses.replace(
-            image,
-            status=status,
-            http_status=part.http_status,
-            error_code=part.error_code,
-            error_message=part.error_message,
-            request_id=part.request_id,
-        )
-    if not image.status.done and all(c.applied or c.planned is None for c in mine):
-        return Outcome(plan.image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN)
-    return image
+    return first
 
 
 def _before_after(plan: ImagePlan, changes: Sequence[Change], *, long: bool) -> tuple[str, str]:

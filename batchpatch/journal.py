@@ -330,6 +330,27 @@ class Journal:
             )
 
 
+def unsettled_writes(path: Path) -> set[str] | None:
+    """The images the unfinished run whose journal is at ``path`` left in doubt (its last
+    write to each may have been applied, and no answer or read-back said); empty when there
+    is no journal, None when the file cannot be read as one of ours.  Only read."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        return set()
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        lines = file.read().decode("utf-8", "surrogateescape").split("\n")
+    header = _parse(lines[0])
+    if not header or header.get("format") != FORMAT:
+        return None
+    return {entry.image_id for entry in _replay(lines[1:]).values() if entry.in_doubt}
+
+
 def _part_json(part: PartOutcome) -> dict[str, Any]:
     """Every field of ``part``, for its outcome's line."""
     return {

@@ -249,8 +249,8 @@ def write_report(sheet: Sheet, rows: Sequence[RowResult], path: Path) -> Path:
         return atomic_write(path, lambda temporary: _write_frame(sheet, frame, temporary))
     pieces = _csv_report(sheet, rows)
     if pieces is not None:
-        encoded = _encoded(pieces, sheet.encoding)
-        try:
+        try:  # a legacy encoding joins every slice at once: within the ``try`` too
+            encoded = _encoded(pieces, sheet.encoding)
             return atomic_write(path, lambda temporary: _write_pieces(temporary, encoded))
         except (UnicodeError, pa.ArrowException, TypeError, ValueError):
             pass  # a result cell pyarrow cannot hold, or a slice over its 2 GiB of text

@@ -634,7 +634,7 @@ def combined(
     status, message = outcome.status, outcome.error_message
     if failed >= 0:
         message = parts[which].error_message
-        status = partly_done(status, parts)
+        status = partly_done(status, some_done=any(p.status == Status.SUCCEEDED for p in parts))
     elif status != Status.SUCCEEDED and any(o.status == Status.SUCCEEDED for _, o, _ in ended):
         status = Status.SUCCEEDED
     # Built directly, not by ``replace`` (twice the cost, once per image).
@@ -652,11 +652,11 @@ def combined(
     return combined, kind
 
 
-def partly_done(status: Status, parts: Sequence[PartOutcome]) -> Status:
-    """A ``not_attempted`` request after another of the same image (or row) succeeded
-    leaves it partly changed: ``failed``, never "not attempted" (a rerun as written would
-    send the part that took effect again)."""
-    if status == Status.NOT_ATTEMPTED and any(p.status == Status.SUCCEEDED for p in parts):
+def partly_done(status: Status, *, some_done: bool) -> Status:
+    """A ``not_attempted`` request of an image (or row) some of whose work took effect
+    (``some_done``) leaves it partly changed: ``failed``, never "not attempted" (a rerun as
+    written would send the part that took effect again)."""
+    if status == Status.NOT_ATTEMPTED and some_done:
         return Status.FAILED
     return status
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from batchpatch.fake import FakeConfig, running_fake
+from batchpatch.journal import Journal, unsettled_writes
+from batchpatch.ledger import Ledger
+from batchpatch.models import Outcome, Status
 from batchpatch.rerun import only_statuses
 from tests.e2e import TOKEN, run_cli, sample_images
 from tests.sheets import write_sheet
@@ -173,7 +176,7 @@ def test_only_as_written_on_the_report_of_an_unfinished_run_is_refused(tmp_path:
     config = FakeConfig(token=TOKEN, script={B: ["503"]})
     with running_fake(IMAGES, config) as fake:
         report = _first_run(tmp_path, ".csv", fake.url)
-        (tmp_path / "s.results.csv.journal").write_text("{}\n", encoding="utf-8")  # unfinished
+        _unfinished_journal(tmp_path / "s.results.csv.journal", fake.url, sent=B)
         before = fake.stats.snapshot()
         again = ["apply", str(report), "--endpoint", fake.url, "--only", "failed"]
         blind = run_cli([*again, "--no-plan"])
@@ -181,8 +184,43 @@ def test_only_as_written_on_the_report_of_an_unfinished_run_is_refused(tmp_path:
         read_first = run_cli(again)
     assert blind.returncode == 2, blind.stderr
     assert "did not finish" in blind.stderr
+    assert f"names 1 write(s) that may have been applied (image {B})" in blind.stderr
     assert "s.results.csv.journal" in blind.stderr
     assert "rerun that run's own command to resume it, or leave out --no-plan" in blind.stderr
     assert "Traceback" not in blind.stderr
     assert sent_blind.total() == 0
     assert read_first.returncode == 0, read_first.stderr
+
+
+def _unfinished_journal(path: Path, endpoint: str, *, sent: str = "", failed: str = "") -> None:
+    """The journal a run left that stopped with a write to ``sent`` unanswered, or after
+    a definite failure of ``failed``."""
+    journal = Journal(path, Ledger(), sheet_sha256="0" * 64, endpoint=endpoint)
+    for image_id in filter(None, (sent, failed)):
+        journal.sending(image_id, at=1.0)
+    if failed:
+        journal.outcome(Outcome(failed, Status.FAILED, 503, attempts=1), in_doubt=False)
+    journal.close(finished=False)
+
+
+def test_only_as_written_goes_ahead_when_the_unfinished_run_left_nothing_in_doubt(
+    tmp_path: Path,
+) -> None:
+    config = FakeConfig(token=TOKEN, script={B: ["503"]})
+    with running_fake(IMAGES, config) as fake:
+        report = _first_run(tmp_path, ".csv", fake.url)
+        _unfinished_journal(tmp_path / "s.results.csv.journal", fake.url, failed=B)
+        before = fake.stats.snapshot()
+        again = ["apply", str(report), "--endpoint", fake.url, "--only", "failed", "--no-plan"]
+        done = run_cli(again)
+        sent = fake.stats.snapshot().patches_by_image - before.patches_by_image
+    assert done.returncode == 0, done.stderr
+    assert dict(sent) == {B: 1}
+
+
+def test_a_journal_that_is_not_one_counts_as_naming_writes_in_doubt(tmp_path: Path) -> None:
+    assert unsettled_writes(tmp_path / "none.journal") == set()
+    (tmp_path / "bad.journal").write_text("{}\n", encoding="utf-8")
+    assert unsettled_writes(tmp_path / "bad.journal") is None
+    _unfinished_journal(tmp_path / "j.journal", "http://127.0.0.1:9", sent=A, failed=B)
+    assert unsettled_writes(tmp_path / "j.journal") == {A}

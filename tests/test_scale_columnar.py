@@ -9,6 +9,7 @@ without ranges must be what the plain computations give.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from pathlib import Path
 
@@ -172,14 +173,17 @@ def test_a_report_joined_slice_by_slice_is_the_same_report(
         assert write_report(sheet, rows, tmp_path / f"r{slice_rows}.csv").read_bytes() == expected
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
 def test_a_cell_pyarrow_cannot_hold_in_a_later_slice_still_gives_the_whole_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
 ) -> None:
-    """Slices are made as they are written: one that fails after others were written
-    leaves no part-report — the csv writer writes it whole."""
+    """Slices are made as they are written (or, for a legacy encoding, joined before):
+    one that fails after others leaves no part-report — the csv writer writes it whole."""
     from batchpatch import report
 
-    sheet = _sheet(tmp_path, ",", "utf-8")
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(f"image_id,name\n{A},x\n".encode(encoding))
+    sheet = read_sheet(path, encoding=encoding)
     height = 23
     frame = pd.DataFrame({"image_id": [f"id-{n}" for n in range(height)]}, dtype=str)
     sheet = dataclasses.replace(sheet, frame=frame)
@@ -188,8 +192,10 @@ def test_a_cell_pyarrow_cannot_hold_in_a_later_slice_still_gives_the_whole_repor
         for n in range(height)
     ]
     monkeypatch.setattr(report, "SLICE_ROWS", 5)
-    written = write_report(sheet, rows, tmp_path / "report.csv").read_text(encoding="utf-8-sig")
-    lines = written.splitlines()
+    data = write_report(sheet, rows, tmp_path / "report.csv").read_bytes()
+    # a cp1252 report that cannot hold U+FFFD is UTF-8 with a BOM (``encode_report``)
+    written = data.decode("utf-8-sig" if data.startswith(codecs.BOM_UTF8) else encoding)
+    lines = written.lstrip("\ufeff").splitlines()
     assert len(lines) == height + 1
     assert "bad \ufffd text" in lines[21]
     assert [line.split(",")[0] for line in lines[1:]] == [f"id-{n}" for n in range(height)]

@@ -191,3 +191,33 @@ async def test_an_unsent_retry_after_a_read_back_says_the_change_was_not_applied
     assert outcome.status is Status.FAILED
     assert NOT_APPLIED in outcome.error_message
     assert "may or may not" not in outcome.error_message
+
+
+def test_rows_of_a_tag_create_and_a_tag_delete_each_say_their_own(tmp_path: Path) -> None:
+    """Both rows' changes go by ``tags`` calls: the one whose call went out succeeded, the
+    one whose call the journal could not record was not attempted."""
+    sheet = write_sheet(
+        tmp_path / "s.csv",
+        ["image_id", "op", "path", "value"],
+        [[IMAGE, "add", "tag:env", "prod"], [IMAGE, "remove", "tag:old", ""]],
+    )
+    service = MemoryService(
+        {IMAGE: {"id": IMAGE, "status": "active", "name": "old"}}, tag_store={IMAGE: {"old": "x"}}
+    )
+    ledger = Ledger()
+    _failing_at(ledger, nth_sending=2)
+    result = _run(sheet, service, ledger)
+    (first_call, _), *rest = [call for call in service.calls if call[0].endswith("_tags")]
+    assert rest == []  # the second tag call stayed unsent
+    add_row, remove_row = result.rows
+    sent_row, unsent_row = (
+        (add_row, remove_row)
+        if first_call == "create_tags"
+        else (
+            remove_row,
+            add_row,
+        )
+    )
+    assert sent_row.outcome.status is Status.SUCCEEDED
+    assert unsent_row.outcome.status is Status.NOT_ATTEMPTED
+    assert NOT_SENT in unsent_row.outcome.error_message
