@@ -12,10 +12,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from batchpatch.errors import OptionsError
 from batchpatch.service import AnswerKind, ApiResponse, Image
+
+if TYPE_CHECKING:
+    from batchpatch.job import RunResult
 
 THROTTLE = "throttle"
 LOSE_AFTER_APPLY = "lose_after_apply"
@@ -190,3 +196,23 @@ def _page(images: Mapping[str, Image], query: Mapping[str, str]) -> list[Image]:
     marker = query.get("marker", "")
     start = ids.index(marker) + 1 if marker in ids else 0
     return [images[i] for i in ids[start : start + int(query.get("limit", "500"))]]
+
+
+def apply_in_memory(sheet: Path, service: MemoryService, **options: Any) -> RunResult:
+    """``apply_sheet`` of ``sheet`` against ``service``, one request at a time, ``options``
+    (``plan``, ``ledger``, ``safeguards``…) as given."""
+    from batchpatch.auth import TokenAuth
+    from batchpatch.job import apply_sheet
+    from batchpatch.models import Limits
+
+    async def run() -> RunResult:
+        return await apply_sheet(
+            sheet,
+            endpoint=service.endpoint,
+            auth=TokenAuth("unused"),
+            limits=Limits(concurrency=1, rate=1000),
+            service=service,
+            **options,
+        )
+
+    return anyio.run(run)

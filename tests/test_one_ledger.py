@@ -6,16 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
-
-from batchpatch.auth import TokenAuth
-from batchpatch.job import READ_PASS, RunResult, apply_sheet
+from batchpatch.job import READ_PASS
 from batchpatch.journal import Journal, journal_path
 from batchpatch.ledger import Ledger
-from batchpatch.models import Limits, Outcome, Status
+from batchpatch.models import Outcome, Status
 from batchpatch.planfile import sheet_digest
 from batchpatch.report import default_report_path
-from tests.memory_service import MemoryService
+from tests.memory_service import MemoryService, apply_in_memory
 from tests.sheets import write_sheet
 
 A, B, GONE = (f"00000000-0000-4000-8000-{n:012d}" for n in range(1, 4))
@@ -41,19 +38,7 @@ def test_a_resume_restores_into_the_callers_ledger_in_sheet_order(tmp_path: Path
     earlier.sending(GONE, at=1.0)  # in doubt, but this sheet no longer names it
     earlier.close(finished=False)
     ledger = Ledger()
-
-    async def run() -> RunResult:
-        return await apply_sheet(
-            sheet,
-            endpoint=service.endpoint,
-            auth=TokenAuth("unused"),
-            limits=Limits(concurrency=1, rate=1000),
-            plan=READ_PASS,
-            service=service,
-            ledger=ledger,
-        )
-
-    result = anyio.run(run)
+    result = apply_in_memory(sheet, service, plan=READ_PASS, ledger=ledger)
     assert result.ledger is ledger
     assert [entry.image_id for entry in ledger] == [B, A]  # the sheet's order, GONE dropped
     kept, resent = ledger.get(A), ledger.get(B)

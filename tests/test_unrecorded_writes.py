@@ -12,8 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from batchpatch.auth import TokenAuth
-from batchpatch.job import AS_WRITTEN, RunResult, apply_sheet
+from batchpatch.job import AS_WRITTEN, RunResult
 from batchpatch.ledger import Entry, Event, Ledger
 from batchpatch.models import ImagePatch, Limits, Operation, Outcome, Status
 from batchpatch.plan import unplanned
@@ -21,7 +20,7 @@ from batchpatch.retry import RetryPolicy
 from batchpatch.runner import NOT_APPLIED, NOT_SENT, Runner, Safeguards
 from batchpatch.throttle import Pacer
 from tests.e2e import ROOT
-from tests.memory_service import THROTTLE, MemoryService
+from tests.memory_service import THROTTLE, MemoryService, apply_in_memory
 from tests.sheets import write_sheet
 from tests.test_retry import Highest
 from tests.test_runner import IMAGE as RUNNER_IMAGE
@@ -46,18 +45,7 @@ def _failing_at(ledger: Ledger, nth_sending: int) -> list[int]:
 
 
 def _run(sheet: Path, service: MemoryService, ledger: Ledger) -> RunResult:
-    async def run() -> RunResult:
-        return await apply_sheet(
-            sheet,
-            endpoint=service.endpoint,
-            auth=TokenAuth("unused"),
-            limits=Limits(concurrency=1, rate=1000),
-            plan=AS_WRITTEN,
-            service=service,
-            ledger=ledger,
-        )
-
-    return anyio.run(run)
+    return apply_in_memory(sheet, service, plan=AS_WRITTEN, ledger=ledger)
 
 
 def test_the_tag_call_after_a_patch_is_not_sent_once_the_journal_failed(tmp_path: Path) -> None:
