@@ -23,18 +23,17 @@ from batchpatch.exits import (
 from batchpatch.job import (
     AS_WRITTEN,
     READ_PASS,
-    RunResult,
     SavedPlan,
     apply_sheet,
     plan_source,
 )
 from batchpatch.journal import Journal
 from batchpatch.ledger import Ledger
-from batchpatch.models import ImagePatch, Limits, Operation, Outcome, Status
+from batchpatch.models import ImagePatch, Operation, Outcome, Status
 from batchpatch.plan import unplanned
 from batchpatch.retry import RetryPolicy
 from batchpatch.runner import Safeguards
-from tests.memory_service import MemoryService
+from tests.memory_service import MemoryService, apply_in_memory
 from tests.sheets import write_sheet
 
 
@@ -73,19 +72,8 @@ def test_thresholds_and_counts_are_read_from_the_ledger(tmp_path: Path) -> None:
     ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(3)]
     sheet = write_sheet(tmp_path / "s.csv", ["image_id", "name"], [[i, "x"] for i in ids])
     service = MemoryService({})
-
-    async def run() -> RunResult:
-        return await apply_sheet(
-            sheet,
-            endpoint=service.endpoint,
-            auth=TokenAuth("t"),
-            limits=Limits(concurrency=1, rate=1000),
-            safeguards=Safeguards(RetryPolicy(max_attempts=1), max_failures=2),
-            plan=AS_WRITTEN,
-            service=service,
-        )
-
-    result = anyio.run(run)
+    safeguards = Safeguards(RetryPolicy(max_attempts=1), max_failures=2)
+    result = apply_in_memory(sheet, service, plan=AS_WRITTEN, safeguards=safeguards)
     assert result.stop is not None
     assert result.stop.kind == "max_failures"
     assert result.stop_reason == "2 images failed (max_failures=2)"
