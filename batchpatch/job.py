@@ -1093,10 +1093,11 @@ def _own_outcome(plan: ImagePlan, mine: Sequence[Change], image: Outcome) -> Out
     run (or the run it resumes) put in place is ``succeeded`` whatever became of the rest,
     and one only some of whose changes are in place is ``failed``, never "not attempted"."""
     parts = {change.part for change in mine if change.planned is not None}
-    in_place = all(c.applied or c.planned is None for c in mine)
-    part = _telling_part(image, parts, in_place=in_place and not image.status.done)
+    # the image not done, its row may still be (told only then: most images are done)
+    in_place = not image.status.done and all(c.applied or c.planned is None for c in mine)
+    part = _telling_part(image, parts, in_place=in_place)
     if part is None:
-        if in_place and not image.status.done:
+        if in_place:
             return Outcome(plan.image_id, Status.SUCCEEDED, error_message=APPLIED_BY_EARLIER_RUN)
         return image
     status = Status.SUCCEEDED
