@@ -369,10 +369,9 @@ async def apply_sheet(
     earlier: dict[int, RowResult] = {}
     source = plan_source(plan)
     if only is not None:
-        fed_back = sheet.path
-        sheet, earlier = select_rows(sheet, only)
+        sheet, earlier = select_rows(sheet, only)  # the fed-back report's rows, its path
         if isinstance(source, AsWritten) and not dry_run:
-            _refuse_blind_rerun_of_unfinished(fed_back, sheet, ",".join(sorted(only)))
+            _refuse_blind_rerun_of_unfinished(sheet.path, sheet, ",".join(sorted(only)))
     report = Path(report_path) if report_path else default_report_path(sheet.path, dry_run=dry_run)
     undo = None if dry_run else Path(undo_path or default_undo_path(sheet.path, report))
     started = time.time()

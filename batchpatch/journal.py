@@ -273,26 +273,12 @@ class Journal:
         are counted in ``damaged``.  The file is opened without following a symlink, and
         only a regular file is read.
         """
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            descriptor = os.open(self.path, flags)
-        except FileNotFoundError:
+            text = _read_text(self.path)
+        except _Unreadable as unreadable:
+            log.warning("the journal at %s %s; it is ignored and replaced", self.path, unreadable)
             return []
-        except OSError as error:
-            log.warning(
-                "the journal at %s cannot be read (%s); it is ignored and replaced",
-                self.path,
-                error.strerror or error,
-            )
-            return []
-        with os.fdopen(descriptor, "rb") as file:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                log.warning(
-                    "the journal at %s is not a regular file; it is ignored and replaced", self.path
-                )
-                return []
-            data = file.read()
-        lines = data.decode("utf-8", "surrogateescape").split("\n")
+        lines = [] if text is None else text.split("\n")
         kept = [line for line in lines if line.strip() and _parse(line) is not None]
         self.damaged += sum(1 for line in lines if line.strip()) - len(kept)
         return kept
@@ -334,21 +320,37 @@ def unsettled_writes(path: Path) -> set[str] | None:
     """The images the unfinished run whose journal is at ``path`` left in doubt (its last
     write to each may have been applied, and no answer or read-back said); empty when there
     is no journal, None when the file cannot be read as one of ours.  Only read."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        descriptor = os.open(path, flags)
-    except FileNotFoundError:
-        return set()
-    except OSError:
+        text = _read_text(path)
+    except _Unreadable:
         return None
-    with os.fdopen(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return None
-        lines = file.read().decode("utf-8", "surrogateescape").split("\n")
+    if text is None:
+        return set()
+    lines = text.split("\n")
     header = _parse(lines[0])
     if not header or header.get("format") != FORMAT:
         return None
     return {entry.image_id for entry in _replay(lines[1:]).values() if entry.in_doubt}
+
+
+class _Unreadable(Exception):
+    """A journal that is there but cannot be read (its message says why)."""
+
+
+def _read_text(path: Path) -> str | None:
+    """The journal's text (None when there is none), opened without following a symlink;
+    ``_Unreadable`` when it cannot be read or is not a regular file."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise _Unreadable(f"cannot be read ({error.strerror or error})") from None
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _Unreadable("is not a regular file")
+        return file.read().decode("utf-8", "surrogateescape")
 
 
 def _part_json(part: PartOutcome) -> dict[str, Any]:

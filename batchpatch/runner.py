@@ -386,14 +386,7 @@ class Runner:
         if tried.ending == Ending.SETTLED and tried.settled is not None:
             return tried.settled
         if tried.ending == Ending.STOPPED:
-            return not_retried(
-                work.patch,
-                tried.answer,
-                tried.attempts,
-                _since(work.started),
-                kind=tried.kind,
-                read_back=not self._in_doubt(work),
-            )
+            return self._not_retried(work, tried.answer, tried.attempts, tried.kind)
         if tried.ending == Ending.UNSETTLED:
             return work.outcome(tried.answer, tried.kind, note=NOT_APPLIED)
         return work.outcome(tried.answer, tried.kind)
@@ -422,15 +415,7 @@ class Runner:
         if work.last is not None and work.last[0] == request:
             answer = work.last[1]
             kind = self.client.classify(answer)
-            outcome = not_retried(
-                work.patch,
-                answer,
-                work.sent,
-                _since(work.started),
-                kind=kind,
-                read_back=not self._in_doubt(work),
-            )
-            return outcome, kind
+            return self._not_retried(work, answer, work.sent, kind), kind
         outcome = Outcome(
             work.plan.image_id,
             Status.NOT_ATTEMPTED,
@@ -439,6 +424,15 @@ class Runner:
             elapsed_ms=_since(work.started),
         )
         return outcome, AnswerKind.UNAVAILABLE  # no answer: it says nothing of the service
+
+    def _not_retried(
+        self, work: _Work, answer: ApiResponse, attempts: int, kind: AnswerKind
+    ) -> Outcome:
+        """``not_retried`` of ``work``'s last answer, told whether a read-back settled it."""
+        read_back = not self._in_doubt(work)
+        return not_retried(
+            work.patch, answer, attempts, _since(work.started), kind=kind, read_back=read_back
+        )
 
     def _in_doubt(self, work: _Work) -> bool:
         """Whether ``work``'s last write may have been applied without anyone knowing."""
